@@ -1,0 +1,593 @@
+//! Pinot dateTime formats: `EPOCH` with a unit and size, `TIMESTAMP`, and `SIMPLE_DATE_FORMAT`
+//! with a Java date pattern (`yyyyMMdd`, `yyyy-MM-dd HH:mm:ss`, ...). Values are converted to and
+//! from epoch milliseconds, UTC.
+
+use std::fmt;
+
+/// A unit of time as Pinot names it (`java.util.concurrent.TimeUnit`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeUnit {
+    /// Nanoseconds.
+    Nanoseconds,
+    /// Microseconds.
+    Microseconds,
+    /// Milliseconds.
+    Milliseconds,
+    /// Seconds.
+    Seconds,
+    /// Minutes.
+    Minutes,
+    /// Hours.
+    Hours,
+    /// Days.
+    Days,
+}
+
+impl TimeUnit {
+    /// Every unit, for messages.
+    pub const NAMES: &'static str = "NANOSECONDS, MICROSECONDS, MILLISECONDS, SECONDS, MINUTES, HOURS, DAYS";
+
+    /// Parses Pinot's name (case-insensitive).
+    pub fn parse(name: &str) -> Option<TimeUnit> {
+        Some(match name.trim().to_ascii_uppercase().as_str() {
+            "NANOSECONDS" => TimeUnit::Nanoseconds,
+            "MICROSECONDS" => TimeUnit::Microseconds,
+            "MILLISECONDS" => TimeUnit::Milliseconds,
+            "SECONDS" => TimeUnit::Seconds,
+            "MINUTES" => TimeUnit::Minutes,
+            "HOURS" => TimeUnit::Hours,
+            "DAYS" => TimeUnit::Days,
+            _ => return None,
+        })
+    }
+
+    /// Pinot's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            TimeUnit::Nanoseconds => "NANOSECONDS",
+            TimeUnit::Microseconds => "MICROSECONDS",
+            TimeUnit::Milliseconds => "MILLISECONDS",
+            TimeUnit::Seconds => "SECONDS",
+            TimeUnit::Minutes => "MINUTES",
+            TimeUnit::Hours => "HOURS",
+            TimeUnit::Days => "DAYS",
+        }
+    }
+
+    /// Nanoseconds in one unit.
+    pub fn nanos(self) -> i128 {
+        match self {
+            TimeUnit::Nanoseconds => 1,
+            TimeUnit::Microseconds => 1_000,
+            TimeUnit::Milliseconds => 1_000_000,
+            TimeUnit::Seconds => 1_000_000_000,
+            TimeUnit::Minutes => 60_000_000_000,
+            TimeUnit::Hours => 3_600_000_000_000,
+            TimeUnit::Days => 86_400_000_000_000,
+        }
+    }
+}
+
+/// The `format` of a dateTime field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DateTimeFormat {
+    /// A number of `size` × `unit` since the epoch.
+    Epoch {
+        /// Units per step (`5:MINUTES:EPOCH` counts 5-minute steps).
+        size: u32,
+        /// The unit.
+        unit: TimeUnit,
+    },
+    /// Epoch milliseconds, or a `yyyy-MM-dd HH:mm:ss[.SSS]` / ISO-8601 string.
+    Timestamp,
+    /// Text in a Java date pattern, UTC.
+    SimpleDate(JavaDatePattern),
+}
+
+impl DateTimeFormat {
+    /// Parses the colon form (`1:MILLISECONDS:EPOCH`, `1:DAYS:SIMPLE_DATE_FORMAT:yyyyMMdd`,
+    /// `1:MILLISECONDS:TIMESTAMP`) and the pipe form (`EPOCH|MILLISECONDS|1`,
+    /// `SIMPLE_DATE_FORMAT|yyyy-MM-dd`, `TIMESTAMP`).
+    pub fn parse(text: &str) -> Result<DateTimeFormat, String> {
+        let text = text.trim();
+        if text.contains('|') || !text.contains(':') {
+            let mut parts = text.splitn(3, '|');
+            let kind = parts.next().unwrap_or_default().trim().to_ascii_uppercase();
+            return match kind.as_str() {
+                "EPOCH" => {
+                    let unit = parts.next().map(str::trim).unwrap_or("MILLISECONDS");
+                    let unit = TimeUnit::parse(unit).ok_or_else(|| {
+                        format!("unknown time unit {unit:?}: use one of {}", TimeUnit::NAMES)
+                    })?;
+                    let size = match parts.next() {
+                        Some(s) => parse_size(s)?,
+                        None => 1,
+                    };
+                    Ok(DateTimeFormat::Epoch { size, unit })
+                }
+                "TIMESTAMP" => Ok(DateTimeFormat::Timestamp),
+                "SIMPLE_DATE_FORMAT" => {
+                    let pattern = parts
+                        .next()
+                        .ok_or("SIMPLE_DATE_FORMAT needs a pattern, as in SIMPLE_DATE_FORMAT|yyyyMMdd")?;
+                    if let Some(zone) = parts.next() {
+                        check_utc(zone)?;
+                    }
+                    Ok(DateTimeFormat::SimpleDate(JavaDatePattern::parse(pattern)?))
+                }
+                _ => Err(format!(
+                    "unknown format {text:?}: use EPOCH|<unit>|<size>, TIMESTAMP, SIMPLE_DATE_FORMAT|<pattern>, \
+                     or the colon form such as 1:MILLISECONDS:EPOCH"
+                )),
+            };
+        }
+        let mut parts = text.splitn(4, ':');
+        let size = parse_size(parts.next().unwrap_or_default())?;
+        let unit_text = parts.next().unwrap_or_default().trim();
+        let unit = TimeUnit::parse(unit_text)
+            .ok_or_else(|| format!("unknown time unit {unit_text:?}: use one of {}", TimeUnit::NAMES))?;
+        let kind = parts.next().unwrap_or_default().trim().to_ascii_uppercase();
+        match kind.as_str() {
+            "EPOCH" => Ok(DateTimeFormat::Epoch { size, unit }),
+            "TIMESTAMP" => Ok(DateTimeFormat::Timestamp),
+            "SIMPLE_DATE_FORMAT" => {
+                let pattern = parts
+                    .next()
+                    .ok_or("SIMPLE_DATE_FORMAT needs a pattern, as in 1:DAYS:SIMPLE_DATE_FORMAT:yyyyMMdd")?;
+                Ok(DateTimeFormat::SimpleDate(JavaDatePattern::parse(pattern)?))
+            }
+            _ => Err(format!(
+                "unknown time format {kind:?}: use EPOCH, TIMESTAMP or SIMPLE_DATE_FORMAT (as in 1:MILLISECONDS:EPOCH)"
+            )),
+        }
+    }
+
+    /// Converts epoch milliseconds into this format's number (EPOCH), or None for text formats.
+    pub fn epoch_value(&self, millis: i64) -> Option<i64> {
+        match self {
+            DateTimeFormat::Epoch { size, unit } => {
+                let step = unit.nanos() * i128::from(*size);
+                Some((i128::from(millis) * 1_000_000).div_euclid(step) as i64)
+            }
+            DateTimeFormat::Timestamp => Some(millis),
+            DateTimeFormat::SimpleDate(_) => None,
+        }
+    }
+
+    /// Converts a number in this format to epoch milliseconds; None when out of range.
+    pub fn epoch_to_millis(&self, value: i64) -> Option<i64> {
+        match self {
+            DateTimeFormat::Epoch { size, unit } => {
+                let nanos = i128::from(value).checked_mul(unit.nanos() * i128::from(*size))?;
+                i64::try_from(nanos.div_euclid(1_000_000)).ok()
+            }
+            DateTimeFormat::Timestamp => Some(value),
+            DateTimeFormat::SimpleDate(p) => p.parse_number(value),
+        }
+    }
+}
+
+fn check_utc(zone: &str) -> Result<(), String> {
+    match zone.trim().to_ascii_uppercase().as_str() {
+        "UTC" | "GMT" | "Z" | "ETC/UTC" => Ok(()),
+        other => Err(format!("time zone {other:?} is not supported: only UTC is")),
+    }
+}
+
+fn parse_size(text: &str) -> Result<u32, String> {
+    match text.trim().parse::<u32>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("size {:?} must be a positive integer", text.trim())),
+    }
+}
+
+/// A `size:UNIT` granularity such as `1:MILLISECONDS` or `15:MINUTES`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Granularity {
+    /// Units per step.
+    pub size: u32,
+    /// The unit.
+    pub unit: TimeUnit,
+}
+
+impl Granularity {
+    /// Parses `size:UNIT` (or `size|UNIT`).
+    pub fn parse(text: &str) -> Result<Granularity, String> {
+        let (size, unit) = text
+            .split_once([':', '|'])
+            .ok_or_else(|| format!("{text:?} is not size:UNIT, as in 1:MILLISECONDS"))?;
+        let size = parse_size(size)?;
+        let unit = TimeUnit::parse(unit)
+            .ok_or_else(|| format!("unknown time unit {unit:?}: use one of {}", TimeUnit::NAMES))?;
+        Ok(Granularity { size, unit })
+    }
+}
+
+/// One piece of a Java date pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Token {
+    Year(usize),
+    Month(usize),
+    MonthName(usize),
+    Day(usize),
+    Hour24(usize),
+    Hour12(usize),
+    AmPm,
+    Minute(usize),
+    Second(usize),
+    Fraction(usize),
+    Offset(char, usize),
+    Literal(String),
+}
+
+/// A parsed Java `SimpleDateFormat`/`DateTimeFormatter` pattern, read and written in UTC.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JavaDatePattern {
+    text: String,
+    tokens: Vec<Token>,
+}
+
+impl fmt::Display for JavaDatePattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl JavaDatePattern {
+    /// Parses a pattern; letters it does not know are an error naming them.
+    pub fn parse(pattern: &str) -> Result<JavaDatePattern, String> {
+        let chars: Vec<char> = pattern.chars().collect();
+        let mut tokens = Vec::new();
+        let mut i = 0;
+        while i < chars.len() {
+            let c = chars[i];
+            if c == '\'' {
+                let mut literal = String::new();
+                i += 1;
+                loop {
+                    match chars.get(i) {
+                        None => return Err(format!("pattern {pattern:?} has an unclosed quote")),
+                        Some('\'') if chars.get(i + 1) == Some(&'\'') => {
+                            literal.push('\'');
+                            i += 2;
+                        }
+                        Some('\'') => {
+                            i += 1;
+                            break;
+                        }
+                        Some(&ch) => {
+                            literal.push(ch);
+                            i += 1;
+                        }
+                    }
+                }
+                if literal.is_empty() {
+                    literal.push('\'');
+                }
+                tokens.push(Token::Literal(literal));
+                continue;
+            }
+            if !c.is_ascii_alphabetic() {
+                tokens.push(Token::Literal(c.to_string()));
+                i += 1;
+                continue;
+            }
+            let mut n = 1;
+            while chars.get(i + n) == Some(&c) {
+                n += 1;
+            }
+            tokens.push(match c {
+                'y' | 'u' | 'Y' => Token::Year(n),
+                'M' | 'L' if n >= 3 => Token::MonthName(n),
+                'M' | 'L' => Token::Month(n),
+                'd' => Token::Day(n),
+                'H' => Token::Hour24(n),
+                'h' => Token::Hour12(n),
+                'a' => Token::AmPm,
+                'm' => Token::Minute(n),
+                's' => Token::Second(n),
+                'S' => Token::Fraction(n),
+                'Z' | 'X' | 'x' => Token::Offset(c, n),
+                other => {
+                    return Err(format!(
+                        "pattern letter {other:?} in {pattern:?} is not supported: use y, M, d, H, h, a, m, s, S, Z, X and quoted literals"
+                    ));
+                }
+            });
+            i += n;
+        }
+        if !tokens.iter().any(|t| matches!(t, Token::Year(_))) {
+            return Err(format!("pattern {pattern:?} has no year (y)"));
+        }
+        Ok(JavaDatePattern { text: pattern.to_string(), tokens })
+    }
+
+    /// The pattern as written.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// A numeric value such as 20240131 for `yyyyMMdd`, read as text.
+    fn parse_number(&self, value: i64) -> Option<i64> {
+        self.parse_millis(&value.to_string())
+    }
+
+    /// Parses text in this pattern to epoch milliseconds (UTC); None when it does not match.
+    pub fn parse_millis(&self, text: &str) -> Option<i64> {
+        let bytes = text.trim().as_bytes();
+        let mut pos = 0;
+        let (mut year, mut month, mut day) = (1970i64, 1i64, 1i64);
+        let (mut hour, mut minute, mut second, mut nanos) = (0i64, 0i64, 0i64, 0i64);
+        let mut pm: Option<bool> = None;
+        let mut offset_minutes = 0i64;
+        for (index, token) in self.tokens.iter().enumerate() {
+            // A fixed-width field when the next token is also a number (yyyyMMdd), else greedy.
+            let next_is_number = matches!(
+                self.tokens.get(index + 1),
+                Some(t) if !matches!(t, Token::Literal(_) | Token::AmPm | Token::Offset(..) | Token::MonthName(_))
+            );
+            let width =
+                |n: usize, max: usize| if next_is_number { n.max(if n == 1 { 1 } else { n }) } else { max };
+            match token {
+                Token::Literal(lit) => {
+                    let lit = lit.as_bytes();
+                    if bytes.get(pos..pos + lit.len())? != lit {
+                        return None;
+                    }
+                    pos += lit.len();
+                }
+                Token::Year(n) => {
+                    let (v, used) = digits(&bytes[pos..], if *n == 2 { 2 } else { width(*n, 9) })?;
+                    year = if *n == 2 && used == 2 { 2000 + v } else { v };
+                    pos += used;
+                }
+                Token::Month(n) => (month, pos) = number(bytes, pos, width(*n, 2))?,
+                Token::MonthName(_) => {
+                    let rest = std::str::from_utf8(&bytes[pos..]).ok()?;
+                    let (m, used) = MONTHS.iter().enumerate().find_map(|(i, name)| {
+                        if rest.len() >= name.len() && rest[..name.len()].eq_ignore_ascii_case(name) {
+                            Some((i as i64 + 1, name.len()))
+                        } else if rest.len() >= 3 && rest[..3].eq_ignore_ascii_case(&name[..3]) {
+                            Some((i as i64 + 1, 3))
+                        } else {
+                            None
+                        }
+                    })?;
+                    month = m;
+                    pos += used;
+                }
+                Token::Day(n) => (day, pos) = number(bytes, pos, width(*n, 2))?,
+                Token::Hour24(n) | Token::Hour12(n) => (hour, pos) = number(bytes, pos, width(*n, 2))?,
+                Token::Minute(n) => (minute, pos) = number(bytes, pos, width(*n, 2))?,
+                Token::Second(n) => (second, pos) = number(bytes, pos, width(*n, 2))?,
+                Token::Fraction(n) => {
+                    let (v, used) = digits(&bytes[pos..], if next_is_number { *n } else { 9 })?;
+                    nanos = v * 10i64.pow(9 - used as u32);
+                    pos += used;
+                }
+                Token::AmPm => {
+                    let rest = bytes.get(pos..pos + 2)?;
+                    pm = Some(match rest.to_ascii_uppercase().as_slice() {
+                        b"AM" => false,
+                        b"PM" => true,
+                        _ => return None,
+                    });
+                    pos += 2;
+                }
+                Token::Offset(letter, _) => {
+                    let rest = &bytes[pos..];
+                    if rest.first() == Some(&b'Z') && *letter != 'x' {
+                        pos += 1;
+                    } else {
+                        let sign = match rest.first()? {
+                            b'+' => 1,
+                            b'-' => -1,
+                            _ => return None,
+                        };
+                        let (h, used_h) = digits(&rest[1..], 2)?;
+                        let mut used = 1 + used_h;
+                        let mut m = 0;
+                        if rest.get(used) == Some(&b':') {
+                            used += 1;
+                        }
+                        if let Some((mm, used_m)) = digits(&rest[used..], 2) {
+                            m = mm;
+                            used += used_m;
+                        }
+                        offset_minutes = sign * (h * 60 + m);
+                        pos += used;
+                    }
+                }
+            }
+        }
+        if pos != bytes.len() {
+            return None;
+        }
+        if let Some(pm) = pm {
+            if !(1..=12).contains(&hour) {
+                return None;
+            }
+            hour = (hour % 12) + if pm { 12 } else { 0 };
+        }
+        if !(1..=12).contains(&month)
+            || !(1..=days_in_month(year, month)).contains(&day)
+            || hour > 23
+            || minute > 59
+            || second > 60
+        {
+            return None;
+        }
+        let days = days_from_civil(year, month, day);
+        let secs = days.checked_mul(86_400)? + hour * 3600 + minute * 60 + second - offset_minutes * 60;
+        secs.checked_mul(1000)?.checked_add(nanos / 1_000_000)
+    }
+
+    /// Formats epoch milliseconds (UTC) in this pattern.
+    pub fn format_millis(&self, millis: i64) -> String {
+        let secs = millis.div_euclid(1000);
+        let ms = millis.rem_euclid(1000);
+        let days = secs.div_euclid(86_400);
+        let sod = secs.rem_euclid(86_400);
+        let (year, month, day) = civil_from_days(days);
+        let (hour, minute, second) = (sod / 3600, sod / 60 % 60, sod % 60);
+        let mut out = String::with_capacity(self.text.len() + 4);
+        for token in &self.tokens {
+            match token {
+                Token::Literal(l) => out.push_str(l),
+                Token::Year(2) => push_num(&mut out, year.rem_euclid(100), 2),
+                Token::Year(n) => push_num(&mut out, year, *n),
+                Token::Month(n) => push_num(&mut out, month, *n),
+                Token::MonthName(n) => {
+                    let name = MONTHS[(month - 1) as usize];
+                    out.push_str(if *n == 3 { &name[..3] } else { name });
+                }
+                Token::Day(n) => push_num(&mut out, day, *n),
+                Token::Hour24(n) => push_num(&mut out, hour, *n),
+                Token::Hour12(n) => push_num(&mut out, if hour % 12 == 0 { 12 } else { hour % 12 }, *n),
+                Token::AmPm => out.push_str(if hour < 12 { "AM" } else { "PM" }),
+                Token::Minute(n) => push_num(&mut out, minute, *n),
+                Token::Second(n) => push_num(&mut out, second, *n),
+                Token::Fraction(n) => {
+                    let text = format!("{ms:03}000000");
+                    out.push_str(&text[..(*n).min(9)]);
+                }
+                Token::Offset('x', _) => out.push_str("+00"),
+                Token::Offset(..) => out.push('Z'),
+            }
+        }
+        out
+    }
+}
+
+const MONTHS: [&str; 12] = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+];
+
+fn push_num(out: &mut String, value: i64, width: usize) {
+    use std::fmt::Write;
+    let _ = write!(out, "{value:0width$}");
+}
+
+fn number(bytes: &[u8], pos: usize, max: usize) -> Option<(i64, usize)> {
+    let (v, used) = digits(bytes.get(pos..)?, max)?;
+    Some((v, pos + used))
+}
+
+/// Reads 1..=max ASCII digits.
+fn digits(bytes: &[u8], max: usize) -> Option<(i64, usize)> {
+    let mut value: i64 = 0;
+    let mut used = 0;
+    while used < max && used < bytes.len() && bytes[used].is_ascii_digit() {
+        value = value.checked_mul(10)?.checked_add(i64::from(bytes[used] - b'0'))?;
+        used += 1;
+    }
+    (used > 0).then_some((value, used))
+}
+
+fn is_leap(year: i64) -> bool {
+    (year % 4 == 0 && year % 100 != 0) || year % 400 == 0
+}
+
+fn days_in_month(year: i64, month: i64) -> i64 {
+    match month {
+        2 if is_leap(year) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+pub fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The (year, month, day) of a day number since 1970-01-01.
+pub fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_both_format_spellings() {
+        assert_eq!(
+            DateTimeFormat::parse("1:MILLISECONDS:EPOCH").unwrap(),
+            DateTimeFormat::Epoch { size: 1, unit: TimeUnit::Milliseconds }
+        );
+        assert_eq!(
+            DateTimeFormat::parse("EPOCH|SECONDS|5").unwrap(),
+            DateTimeFormat::Epoch { size: 5, unit: TimeUnit::Seconds }
+        );
+        assert_eq!(DateTimeFormat::parse("1:MILLISECONDS:TIMESTAMP").unwrap(), DateTimeFormat::Timestamp);
+        assert_eq!(DateTimeFormat::parse("TIMESTAMP").unwrap(), DateTimeFormat::Timestamp);
+        assert!(matches!(
+            DateTimeFormat::parse("1:DAYS:SIMPLE_DATE_FORMAT:yyyyMMdd").unwrap(),
+            DateTimeFormat::SimpleDate(_)
+        ));
+        assert!(matches!(
+            DateTimeFormat::parse("SIMPLE_DATE_FORMAT|yyyy-MM-dd HH:mm:ss").unwrap(),
+            DateTimeFormat::SimpleDate(_)
+        ));
+        assert!(DateTimeFormat::parse("1:FORTNIGHTS:EPOCH").is_err());
+        assert!(DateTimeFormat::parse("1:DAYS:SIMPLE_DATE_FORMAT:yyyyQQ").is_err());
+        assert!(DateTimeFormat::parse("0:DAYS:EPOCH").is_err());
+    }
+
+    #[test]
+    fn java_patterns_round_trip() {
+        let p = JavaDatePattern::parse("yyyyMMdd").unwrap();
+        assert_eq!(p.parse_millis("20240131"), Some(1_706_659_200_000));
+        assert_eq!(p.format_millis(1_706_659_200_000), "20240131");
+        let p = JavaDatePattern::parse("yyyy-MM-dd HH:mm:ss").unwrap();
+        assert_eq!(p.parse_millis("2024-01-31 12:34:56"), Some(1_706_704_496_000));
+        assert_eq!(p.format_millis(1_706_704_496_000), "2024-01-31 12:34:56");
+        assert_eq!(p.parse_millis("2024-02-30 00:00:00"), None);
+        let p = JavaDatePattern::parse("yyyy-MM-dd'T'HH:mm:ss.SSSXXX").unwrap();
+        assert_eq!(p.parse_millis("2024-01-31T12:34:56.789+01:00"), Some(1_706_700_896_789));
+        let p = JavaDatePattern::parse("dd/MMM/yyyy hh:mm a").unwrap();
+        assert_eq!(p.parse_millis("31/Jan/2024 12:34 PM"), Some(1_706_704_440_000));
+        assert_eq!(p.format_millis(1_706_704_440_000), "31/Jan/2024 12:34 PM");
+        for days in [-800_000, -1, 0, 59, 11_016, 2_932_896] {
+            let (y, m, d) = civil_from_days(days);
+            assert_eq!(days_from_civil(y, m, d), days);
+        }
+    }
+
+    #[test]
+    fn epoch_units_convert() {
+        let f = DateTimeFormat::parse("5:MINUTES:EPOCH").unwrap();
+        assert_eq!(f.epoch_to_millis(2), Some(600_000));
+        assert_eq!(f.epoch_value(600_000), Some(2));
+        let f = DateTimeFormat::parse("1:DAYS:SIMPLE_DATE_FORMAT:yyyyMMdd").unwrap();
+        assert_eq!(f.epoch_to_millis(19700102), Some(86_400_000));
+    }
+}

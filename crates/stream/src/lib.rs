@@ -1,0 +1,11 @@
+//! Shoal's Kinesis consumer: shard discovery and lineage, checkpoints, throttling, KPL
+//! de-aggregation, behind a small source trait that can also be fed from memory.
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod secret;
+pub mod sequence;
+
+pub use config::{AssumeRole, KinesisConfig, ShardIteratorType, StartPosition, StaticCredentials};
+pub use secret::Secret;
+pub use sequence::SequenceNumber;

@@ -1,0 +1,512 @@
+//! Pinot's table config JSON, read as Pinot writes it and turned into typed settings at the
+//! edge. Validation reports every problem at once, each with its key path, and cross-checks
+//! the config against its schema.
+
+pub mod stream;
+pub mod units;
+
+use serde_json::{Map, Value};
+use shoal_segment::Schema;
+use shoal_segment::datetime::TimeUnit;
+use shoal_segment::problem::{JsonReader, Problem, Problems};
+use shoal_segment::schema::FieldRole;
+use shoal_stream::secret::MASK;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+pub use stream::{Decoder, StreamSettings};
+
+/// `segmentsConfig`.
+#[derive(Debug, Clone, Default)]
+pub struct SegmentsConfig {
+    /// `timeColumnName`: the dateTime column that time ranges and retention use.
+    pub time_column: String,
+    /// `retentionTimeUnit` × `retentionTimeValue`; None keeps segments forever.
+    pub retention: Option<Duration>,
+    /// `replicasPerPartition`, kept for round trips (one process has one replica).
+    pub replicas_per_partition: Option<String>,
+}
+
+/// One `ingestionConfig.transformConfigs` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransformConfig {
+    /// Column it fills.
+    pub column_name: String,
+    /// Pinot transform function text.
+    pub transform_function: String,
+}
+
+/// `ingestionConfig.complexTypeConfig`: flattening of nested JSON objects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ComplexTypeConfig {
+    /// `fieldsToUnnest`: arrays to unnest into rows.
+    pub fields_to_unnest: Vec<String>,
+    /// `delimiter` between the parts of a flattened name (default `.`).
+    pub delimiter: String,
+    /// `collectionNotUnnestedToJson` (Pinot's default `NON_PRIMITIVE`).
+    pub collection_not_unnested_to_json: String,
+}
+
+/// `ingestionConfig`.
+#[derive(Debug, Clone, Default)]
+pub struct IngestionConfig {
+    /// `transformConfigs`.
+    pub transforms: Vec<TransformConfig>,
+    /// `filterConfig.filterFunction`: rows for which it is true are dropped.
+    pub filter_function: Option<String>,
+    /// `complexTypeConfig`.
+    pub complex_type: Option<ComplexTypeConfig>,
+    /// `continueOnError`. Shoal always counts and skips a bad record; this is kept as given.
+    pub continue_on_error: bool,
+}
+
+/// `upsertConfig`, kept for the upsert feature to come.
+#[derive(Debug, Clone)]
+pub struct UpsertConfig {
+    /// `mode`: NONE, FULL or PARTIAL.
+    pub mode: String,
+    /// `comparisonColumns` (or the older `comparisonColumn`).
+    pub comparison_columns: Vec<String>,
+}
+
+/// A Pinot REALTIME table config, typed.
+#[derive(Debug, Clone)]
+pub struct TableConfig {
+    /// The table's name, without Pinot's `_REALTIME` suffix.
+    pub name: String,
+    /// The stream settings.
+    pub stream: StreamSettings,
+    /// `segmentsConfig`.
+    pub segments: SegmentsConfig,
+    /// `tableIndexConfig.sortedColumn` (Pinot takes the first of the list).
+    pub sorted_column: Option<String>,
+    /// `ingestionConfig`.
+    pub ingestion: IngestionConfig,
+    /// `upsertConfig`.
+    pub upsert: Option<UpsertConfig>,
+    /// `metadata`, kept as given (secret-looking values masked).
+    pub metadata: Map<String, Value>,
+    /// The whole document with secret values replaced by `***` (unknown keys are kept).
+    masked: Value,
+    /// The document as given, secrets included: only for persisting it.
+    original: Sensitive,
+}
+
+/// JSON that may hold secrets: it never prints itself.
+#[derive(Clone)]
+struct Sensitive(Arc<Value>);
+
+impl fmt::Debug for Sensitive {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<table config JSON, not shown: it may hold secrets>")
+    }
+}
+
+/// Every problem found in a table config and its schema.
+#[derive(Debug, Clone, Default)]
+pub struct ConfigError {
+    /// Problems in the table config (paths from its root).
+    pub table: Vec<Problem>,
+    /// Problems in the schema (paths from its root).
+    pub schema: Vec<Problem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.table.len() + self.schema.len();
+        write!(f, "{n} problem{} found", if n == 1 { "" } else { "s" })?;
+        for p in &self.table {
+            write!(f, "\n  table config: {p}")?;
+        }
+        for p in &self.schema {
+            write!(f, "\n  schema: {p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// A table config and its schema, both valid and consistent with each other.
+#[derive(Debug, Clone)]
+pub struct TableDefinition {
+    /// The table config.
+    pub config: TableConfig,
+    /// The schema.
+    pub schema: Arc<Schema>,
+    /// Accepted settings worth a word to the user.
+    pub warnings: Vec<Problem>,
+}
+
+impl TableDefinition {
+    /// Validates a table config and a schema together, reporting every problem in both.
+    pub fn from_json(table: &Value, schema: &Value) -> Result<TableDefinition, ConfigError> {
+        let mut schema_problems = Problems::default();
+        let parsed_schema = match Schema::from_json(schema) {
+            Ok((s, p)) => {
+                schema_problems.extend(p);
+                Some(s)
+            }
+            Err(p) => {
+                schema_problems.extend(p);
+                None
+            }
+        };
+        let mut problems = Problems::default();
+        let config = TableConfig::read(table, &mut problems);
+        if let (Some(config), Some(schema)) = (&config, &parsed_schema) {
+            config.check_against(schema, table, &mut problems);
+        }
+        match (config, parsed_schema) {
+            (Some(config), Some(schema)) if problems.is_ok() && schema_problems.is_ok() => {
+                let mut warnings = problems.warnings;
+                warnings.extend(schema_problems.warnings);
+                Ok(TableDefinition { config, schema: Arc::new(schema), warnings })
+            }
+            _ => Err(ConfigError { table: problems.errors, schema: schema_problems.errors }),
+        }
+    }
+
+    /// Same as [`TableDefinition::from_json`], from JSON text.
+    pub fn from_json_str(table: &str, schema: &str) -> Result<TableDefinition, ConfigError> {
+        let parse = |text: &str| {
+            serde_json::from_str::<Value>(text).map_err(|e| {
+                vec![Problem { path: "(document)".into(), message: format!("not valid JSON: {e}") }]
+            })
+        };
+        match (parse(table), parse(schema)) {
+            (Ok(t), Ok(s)) => Self::from_json(&t, &s),
+            (t, s) => {
+                let schema = match s {
+                    Ok(s) => Schema::from_json(&s).err().map(|p| p.errors).unwrap_or_default(),
+                    Err(e) => e,
+                };
+                Err(ConfigError { table: t.err().unwrap_or_default(), schema })
+            }
+        }
+    }
+}
+
+impl TableConfig {
+    fn read(doc: &Value, problems: &mut Problems) -> Option<TableConfig> {
+        let r = JsonReader::of("", doc, problems)?;
+        let raw_name = r.required_string("tableName", problems);
+        let name = raw_name.as_deref().map(|n| n.strip_suffix("_REALTIME").unwrap_or(n).to_string());
+        if let Some(n) = &name
+            && !n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            problems.error("tableName", format!("{n:?} may hold only letters, digits, '_' and '-'"));
+        }
+        match r.string("tableType", problems) {
+            None if r.get("tableType").is_none() => {
+                problems.error("tableType", "missing: must be \"REALTIME\"")
+            }
+            Some(t) if !t.eq_ignore_ascii_case("REALTIME") => problems.error(
+                "tableType",
+                format!("{t:?} is not supported: Shoal serves REALTIME tables fed by Kinesis"),
+            ),
+            _ => {}
+        }
+
+        let segments = read_segments(&r, problems);
+        let index = r.object_field("tableIndexConfig", problems);
+        let sorted_column = index.as_ref().and_then(|i| match i.get("sortedColumn") {
+            Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+            Some(Value::Array(a)) => {
+                if a.len() > 1 {
+                    problems.error(i.path_of("sortedColumn"), "at most one sorted column is supported");
+                }
+                a.first().and_then(|v| v.as_str()).map(str::to_string)
+            }
+            Some(other) => {
+                problems.error(
+                    i.path_of("sortedColumn"),
+                    format!("must be a column name or a list of one, found {other}"),
+                );
+                None
+            }
+            None => None,
+        });
+
+        let ingestion_reader = r.object_field("ingestionConfig", problems);
+        let ingestion = ingestion_reader.as_ref().map(|i| read_ingestion(i, problems)).unwrap_or_default();
+
+        // The stream map: the older place, or the newer streamConfigMaps list (not both).
+        let old = index.as_ref().and_then(|i| i.object_field("streamConfigs", problems));
+        let new = ingestion_reader
+            .as_ref()
+            .and_then(|i| i.object_field("streamIngestionConfig", problems))
+            .and_then(|s| {
+                let maps = s.array("streamConfigMaps", problems, |path, item, problems| {
+                    JsonReader::of(path, item, problems)
+                });
+                if maps.len() > 1 {
+                    problems.error(s.path_of("streamConfigMaps"), "only one stream per table is supported");
+                }
+                if maps.is_empty() && s.get("streamConfigMaps").is_some() {
+                    problems.error(
+                        s.path_of("streamConfigMaps"),
+                        "is empty: it needs one map of stream settings",
+                    );
+                }
+                maps.into_iter().next()
+            });
+        let stream_map = match (old, new) {
+            (Some(_), Some(n)) => {
+                problems.error(
+                    "tableIndexConfig.streamConfigs",
+                    "must not be set together with ingestionConfig.streamIngestionConfig.streamConfigMaps: keep one",
+                );
+                Some(n)
+            }
+            (Some(o), None) => Some(o),
+            (None, Some(n)) => Some(n),
+            (None, None) => {
+                problems.error(
+                    "tableIndexConfig.streamConfigs",
+                    "missing: a REALTIME table needs its stream settings here or in ingestionConfig.streamIngestionConfig.streamConfigMaps",
+                );
+                None
+            }
+        };
+        let stream = stream_map.and_then(|m| {
+            StreamSettings::parse(m.path(), m.object(), name.as_deref().unwrap_or("table"), problems)
+        });
+
+        let upsert = r.object_field("upsertConfig", problems).and_then(|u| {
+            let mode = u.string("mode", problems).unwrap_or_else(|| "NONE".to_string()).to_ascii_uppercase();
+            if !["NONE", "FULL", "PARTIAL"].contains(&mode.as_str()) {
+                problems.error(u.path_of("mode"), format!("{mode:?} is not one of NONE, FULL, PARTIAL"));
+            }
+            let mut comparison_columns = u.string_array("comparisonColumns", problems).unwrap_or_default();
+            comparison_columns.extend(u.string("comparisonColumn", problems));
+            (mode != "NONE").then(|| {
+                problems.warn(
+                    u.path_of("mode"),
+                    format!("upsert {mode} is not applied yet: every record is appended as a new row"),
+                );
+                UpsertConfig { mode, comparison_columns }
+            })
+        });
+        let masked = mask_document(doc);
+        let metadata = match masked.get("metadata").filter(|v| !v.is_null()) {
+            Some(Value::Object(m)) => m.clone(),
+            Some(other) => {
+                problems.error("metadata", format!("must be an object, found {other}"));
+                Map::new()
+            }
+            None => Map::new(),
+        };
+
+        let stream = stream?;
+        Some(TableConfig {
+            name: name?,
+            stream,
+            segments: segments?,
+            sorted_column,
+            ingestion,
+            upsert,
+            metadata,
+            masked,
+            original: Sensitive(Arc::new(doc.clone())),
+        })
+    }
+
+    fn check_against(&self, schema: &Schema, doc: &Value, problems: &mut Problems) {
+        let raw_name = doc.get("tableName").and_then(Value::as_str).unwrap_or_default();
+        if schema.name != self.name && schema.name != raw_name {
+            problems.error(
+                "tableName",
+                format!(
+                    "{:?} does not match the schema's schemaName {:?}: they must be the same",
+                    self.name, schema.name
+                ),
+            );
+        }
+        let time = &self.segments.time_column;
+        match schema.field(time) {
+            None => problems.error(
+                "segmentsConfig.timeColumnName",
+                format!("column {time:?} is not in schema {:?}: name one of its dateTimeFieldSpecs", schema.name),
+            ),
+            Some(f) if f.role != FieldRole::DateTime => problems.error(
+                "segmentsConfig.timeColumnName",
+                format!("column {time:?} is not a dateTime field: move it to dateTimeFieldSpecs with a format and granularity"),
+            ),
+            Some(_) => {}
+        }
+        if let Some(sorted) = &self.sorted_column {
+            match schema.field(sorted) {
+                None => problems.error(
+                    "tableIndexConfig.sortedColumn",
+                    format!("column {sorted:?} is not in the schema"),
+                ),
+                Some(f) if !f.single_value => problems.error(
+                    "tableIndexConfig.sortedColumn",
+                    format!("column {sorted:?} is multi-value and cannot be sorted on"),
+                ),
+                Some(_) => {}
+            }
+        }
+        if self.upsert.is_some() && schema.primary_key_columns.is_empty() {
+            problems.error("upsertConfig", "upsert needs primaryKeyColumns in the schema");
+        }
+        for (i, t) in self.ingestion.transforms.iter().enumerate() {
+            if schema.field(&t.column_name).is_none() {
+                problems.error(
+                    format!("ingestionConfig.transformConfigs[{i}].columnName"),
+                    format!("column {:?} is not in the schema", t.column_name),
+                );
+            }
+        }
+    }
+
+    /// The config as Pinot JSON, with the stream map normalised (every setting with its
+    /// effective value) and every secret as `***`.
+    pub fn normalised_json(&self) -> Value {
+        let mut doc = self.masked.clone();
+        if let Some(slot) = pointer_mut(&mut doc, &self.stream.path) {
+            *slot = Value::Object(self.stream.normalised());
+        }
+        doc
+    }
+
+    /// The config as given, secrets included: for persisting it next to the table's data.
+    pub fn original_json(&self) -> &Value {
+        &self.original.0
+    }
+}
+
+fn read_segments(r: &JsonReader<'_>, problems: &mut Problems) -> Option<SegmentsConfig> {
+    let Some(s) = r.object_field("segmentsConfig", problems) else {
+        if r.get("segmentsConfig").is_none() {
+            problems
+                .error("segmentsConfig.timeColumnName", "missing: a REALTIME table needs its time column");
+        }
+        return None;
+    };
+    let time_column = s.required_string("timeColumnName", problems);
+    let unit = s.string("retentionTimeUnit", problems);
+    let value = s.u64("retentionTimeValue", problems);
+    let retention = match (unit, value) {
+        (None, None) => None,
+        (Some(u), Some(v)) => match TimeUnit::parse(&u) {
+            Some(unit)
+                if matches!(
+                    unit,
+                    TimeUnit::Days
+                        | TimeUnit::Hours
+                        | TimeUnit::Minutes
+                        | TimeUnit::Seconds
+                        | TimeUnit::Milliseconds
+                ) =>
+            {
+                if v == 0 {
+                    problems.error(s.path_of("retentionTimeValue"), "must be more than 0");
+                }
+                Some(Duration::from_millis((unit.nanos() / 1_000_000) as u64 * v))
+            }
+            _ => {
+                problems.error(
+                    s.path_of("retentionTimeUnit"),
+                    format!("{u:?} is not one of DAYS, HOURS, MINUTES, SECONDS, MILLISECONDS"),
+                );
+                None
+            }
+        },
+        (Some(_), None) if s.get("retentionTimeValue").is_none() => {
+            problems.error(
+                s.path_of("retentionTimeValue"),
+                "missing: retentionTimeUnit is set, so a number is needed",
+            );
+            None
+        }
+        (None, Some(_)) => {
+            problems.error(
+                s.path_of("retentionTimeUnit"),
+                "missing: retentionTimeValue is set, so a unit such as DAYS is needed",
+            );
+            None
+        }
+        _ => None,
+    };
+    Some(SegmentsConfig {
+        time_column: time_column?,
+        retention,
+        replicas_per_partition: s.string("replicasPerPartition", problems),
+    })
+}
+
+fn read_ingestion(i: &JsonReader<'_>, problems: &mut Problems) -> IngestionConfig {
+    let transforms = i.array("transformConfigs", problems, |path, item, problems| {
+        let t = JsonReader::of(path, item, problems)?;
+        let column_name = t.required_string("columnName", problems);
+        let transform_function = t.required_string("transformFunction", problems);
+        problems.warn(
+            t.path(),
+            "transform functions are not applied yet: the column is read from the record as is",
+        );
+        Some(TransformConfig { column_name: column_name?, transform_function: transform_function? })
+    });
+    let filter_function = i.object_field("filterConfig", problems).and_then(|f| {
+        let function = f.string("filterFunction", problems);
+        if function.is_some() {
+            problems.warn(
+                f.path_of("filterFunction"),
+                "filter functions are not applied yet: no record is filtered out",
+            );
+        }
+        function
+    });
+    let complex_type = i.object_field("complexTypeConfig", problems).map(|c| ComplexTypeConfig {
+        fields_to_unnest: c.string_array("fieldsToUnnest", problems).unwrap_or_default(),
+        delimiter: c.string("delimiter", problems).unwrap_or_else(|| ".".to_string()),
+        collection_not_unnested_to_json: c
+            .string("collectionNotUnnestedToJson", problems)
+            .unwrap_or_else(|| "NON_PRIMITIVE".to_string()),
+    });
+    IngestionConfig {
+        transforms,
+        filter_function,
+        complex_type,
+        continue_on_error: i.bool("continueOnError", problems).unwrap_or(false),
+    }
+}
+
+/// `a.b[0].c` → the value at that path (keys may themselves hold dots: the stream path only
+/// has the two known shapes, so it is matched literally).
+fn pointer_mut<'a>(doc: &'a mut Value, path: &str) -> Option<&'a mut Value> {
+    match path {
+        "tableIndexConfig.streamConfigs" => doc.get_mut("tableIndexConfig")?.get_mut("streamConfigs"),
+        "ingestionConfig.streamIngestionConfig.streamConfigMaps[0]" => doc
+            .get_mut("ingestionConfig")?
+            .get_mut("streamIngestionConfig")?
+            .get_mut("streamConfigMaps")?
+            .get_mut(0),
+        _ => None,
+    }
+}
+
+/// A copy of the document with every secret-looking key's value replaced by `***`, wherever
+/// it stands (the stream map, or a custom config someone put credentials in).
+fn mask_document(doc: &Value) -> Value {
+    match doc {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(key, value)| {
+                    let masked = if stream::is_secret_key(key) && !value.is_null() && !value.is_object() {
+                        Value::String(MASK.to_string())
+                    } else {
+                        mask_document(value)
+                    };
+                    (key.clone(), masked)
+                })
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(mask_document).collect()),
+        other => other.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests;
