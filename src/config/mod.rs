@@ -153,9 +153,9 @@ impl TableDefinition {
             }
         };
         let mut problems = Problems::default();
-        let config = TableConfig::read(table, &mut problems);
-        if let (Some(config), Some(schema)) = (&config, &parsed_schema) {
-            config.check_against(schema, table, &mut problems);
+        let (config, refs) = TableConfig::read(table, &mut problems);
+        if let Some(schema) = &parsed_schema {
+            refs.check_against(schema, &mut problems);
         }
         match (config, parsed_schema) {
             (Some(config), Some(schema)) if problems.is_ok() && schema_problems.is_ok() => {
@@ -188,8 +188,10 @@ impl TableDefinition {
 }
 
 impl TableConfig {
-    fn read(doc: &Value, problems: &mut Problems) -> Option<TableConfig> {
-        let r = JsonReader::of("", doc, problems)?;
+    /// Reads the config; the references to schema columns come back even when the config as a
+    /// whole is invalid, so that the cross-checks report their problems in the same pass.
+    fn read(doc: &Value, problems: &mut Problems) -> (Option<TableConfig>, SchemaRefs) {
+        let Some(r) = JsonReader::of("", doc, problems) else { return (None, SchemaRefs::default()) };
         let raw_name = r.required_string("tableName", problems);
         let name = raw_name.as_deref().map(|n| n.strip_suffix("_REALTIME").unwrap_or(n).to_string());
         if let Some(n) = &name
@@ -298,67 +300,28 @@ impl TableConfig {
             None => Map::new(),
         };
 
-        let stream = stream?;
-        Some(TableConfig {
-            name: name?,
-            stream,
-            segments: segments?,
-            sorted_column,
-            ingestion,
-            upsert,
-            metadata,
-            masked,
-            original: Sensitive(Arc::new(doc.clone())),
-        })
-    }
-
-    fn check_against(&self, schema: &Schema, doc: &Value, problems: &mut Problems) {
-        let raw_name = doc.get("tableName").and_then(Value::as_str).unwrap_or_default();
-        if schema.name != self.name && schema.name != raw_name {
-            problems.error(
-                "tableName",
-                format!(
-                    "{:?} does not match the schema's schemaName {:?}: they must be the same",
-                    self.name, schema.name
-                ),
-            );
-        }
-        let time = &self.segments.time_column;
-        match schema.field(time) {
-            None => problems.error(
-                "segmentsConfig.timeColumnName",
-                format!("column {time:?} is not in schema {:?}: name one of its dateTimeFieldSpecs", schema.name),
-            ),
-            Some(f) if f.role != FieldRole::DateTime => problems.error(
-                "segmentsConfig.timeColumnName",
-                format!("column {time:?} is not a dateTime field: move it to dateTimeFieldSpecs with a format and granularity"),
-            ),
-            Some(_) => {}
-        }
-        if let Some(sorted) = &self.sorted_column {
-            match schema.field(sorted) {
-                None => problems.error(
-                    "tableIndexConfig.sortedColumn",
-                    format!("column {sorted:?} is not in the schema"),
-                ),
-                Some(f) if !f.single_value => problems.error(
-                    "tableIndexConfig.sortedColumn",
-                    format!("column {sorted:?} is multi-value and cannot be sorted on"),
-                ),
-                Some(_) => {}
-            }
-        }
-        if self.upsert.is_some() && schema.primary_key_columns.is_empty() {
-            problems.error("upsertConfig", "upsert needs primaryKeyColumns in the schema");
-        }
-        for (i, t) in self.ingestion.transforms.iter().enumerate() {
-            if schema.field(&t.column_name).is_none() {
-                problems.error(
-                    format!("ingestionConfig.transformConfigs[{i}].columnName"),
-                    format!("column {:?} is not in the schema", t.column_name),
-                );
-            }
-        }
+        let refs = SchemaRefs {
+            table_names: raw_name.iter().cloned().chain(name.iter().cloned()).collect(),
+            time_column: segments.as_ref().map(|s| s.time_column.clone()),
+            sorted_column: sorted_column.clone(),
+            upsert: upsert.is_some(),
+            transform_columns: ingestion.transforms.iter().map(|t| t.column_name.clone()).collect(),
+        };
+        let config = match (name, stream, segments) {
+            (Some(name), Some(stream), Some(segments)) => Some(TableConfig {
+                name,
+                stream,
+                segments,
+                sorted_column,
+                ingestion,
+                upsert,
+                metadata,
+                masked,
+                original: Sensitive(Arc::new(doc.clone())),
+            }),
+            _ => None,
+        };
+        (config, refs)
     }
 
     /// The config as Pinot JSON, with the stream map normalised (every setting with its
@@ -374,6 +337,69 @@ impl TableConfig {
     /// The config as given, secrets included: for persisting it next to the table's data.
     pub fn original_json(&self) -> &Value {
         &self.original.0
+    }
+}
+
+/// The schema columns a table config names, for the cross-checks.
+#[derive(Default)]
+struct SchemaRefs {
+    table_names: Vec<String>,
+    time_column: Option<String>,
+    sorted_column: Option<String>,
+    upsert: bool,
+    transform_columns: Vec<String>,
+}
+
+impl SchemaRefs {
+    fn check_against(&self, schema: &Schema, problems: &mut Problems) {
+        if let Some(name) = self.table_names.last()
+            && !self.table_names.contains(&schema.name)
+        {
+            problems.error(
+                "tableName",
+                format!(
+                    "{name:?} does not match the schema's schemaName {:?}: they must be the same",
+                    schema.name
+                ),
+            );
+        }
+        if let Some(time) = &self.time_column {
+            match schema.field(time) {
+                None => problems.error(
+                    "segmentsConfig.timeColumnName",
+                    format!("column {time:?} is not in schema {:?}: name one of its dateTimeFieldSpecs", schema.name),
+                ),
+                Some(f) if f.role != FieldRole::DateTime => problems.error(
+                    "segmentsConfig.timeColumnName",
+                    format!("column {time:?} is not a dateTime field: move it to dateTimeFieldSpecs with a format and granularity"),
+                ),
+                Some(_) => {}
+            }
+        }
+        if let Some(sorted) = &self.sorted_column {
+            match schema.field(sorted) {
+                None => problems.error(
+                    "tableIndexConfig.sortedColumn",
+                    format!("column {sorted:?} is not in the schema"),
+                ),
+                Some(f) if !f.single_value => problems.error(
+                    "tableIndexConfig.sortedColumn",
+                    format!("column {sorted:?} is multi-value and cannot be sorted on"),
+                ),
+                Some(_) => {}
+            }
+        }
+        if self.upsert && schema.primary_key_columns.is_empty() {
+            problems.error("upsertConfig", "upsert needs primaryKeyColumns in the schema");
+        }
+        for (i, column) in self.transform_columns.iter().enumerate() {
+            if schema.field(column).is_none() {
+                problems.error(
+                    format!("ingestionConfig.transformConfigs[{i}].columnName"),
+                    format!("column {column:?} is not in the schema"),
+                );
+            }
+        }
     }
 }
 

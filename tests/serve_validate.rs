@@ -1,0 +1,132 @@
+//! `serve --validate`: prints the normalised config with secrets masked and exits 0, or lists
+//! every problem and exits 2, never with a panic.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+/// The `serve` example, built (or found up to date) once per test run.
+fn serve_binary() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let status = Command::new(env!("CARGO"))
+                .args(["build", "--quiet", "--example", "serve"])
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .status()
+                .expect("run cargo build --example serve");
+            assert!(status.success(), "cargo build --example serve failed");
+            let exe = std::env::current_exe().expect("test binary path");
+            let target = exe.parent().and_then(Path::parent).expect("target/<profile>");
+            target.join("examples").join(format!("serve{}", std::env::consts::EXE_SUFFIX))
+        })
+        .clone()
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(serve_binary())
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .expect("run serve")
+}
+
+const SECRETS: [&str; 2] = ["AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"];
+
+#[test]
+fn valid_files_print_the_normalised_config_without_secrets() {
+    let out = run(&[
+        "--validate",
+        "--table-config",
+        "examples/config/events.table.json",
+        "--schema",
+        "examples/config/events.schema.json",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    let json: serde_json::Value = serde_json::from_str(&stdout).expect("stdout is JSON");
+    let streams = &json["tableIndexConfig"]["streamConfigs"];
+    assert_eq!(streams["secretKey"], "***");
+    assert_eq!(streams["accessKey"], "***");
+    assert_eq!(streams["maxRecordsToFetch"], "10000");
+    assert_eq!(streams["realtime.segment.flush.threshold.time"], "6h");
+    for secret in SECRETS {
+        assert!(!stdout.contains(secret) && !stderr.contains(secret), "{secret} leaked");
+    }
+}
+
+#[test]
+fn several_tables_validate_together() {
+    let out = run(&[
+        "--validate",
+        "--table-config",
+        "examples/config/events.table.json",
+        "--schema",
+        "examples/config/events.schema.json",
+        "--table-config",
+        "examples/config/events.streamConfigMaps.table.json",
+        "--schema",
+        "examples/config/events.schema.json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json.as_array().map(Vec::len), Some(2));
+}
+
+#[test]
+fn invalid_files_list_every_problem_and_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut table: serde_json::Value =
+        serde_json::from_str(include_str!("../examples/config/events.table.json")).unwrap();
+    let streams = table["tableIndexConfig"]["streamConfigs"].as_object_mut().unwrap();
+    streams.remove("region");
+    streams.insert("realtime.segment.flush.threshold.time".into(), "soonish".into());
+    table["segmentsConfig"]["timeColumnName"] = "when".into();
+    let table_path = dir.path().join("t.json");
+    std::fs::write(&table_path, table.to_string()).unwrap();
+    let out = run(&[
+        "--validate",
+        "--table-config",
+        table_path.to_str().unwrap(),
+        "--schema",
+        "examples/config/events.schema.json",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    for path in [
+        "tableIndexConfig.streamConfigs.region: missing",
+        "tableIndexConfig.streamConfigs.realtime.segment.flush.threshold.time:",
+        "segmentsConfig.timeColumnName:",
+    ] {
+        assert!(stderr.contains(path), "{path} not in {stderr}");
+    }
+    assert!(!stderr.contains("panicked") && !stderr.contains("backtrace"), "{stderr}");
+    for secret in SECRETS {
+        assert!(!stderr.contains(secret) && !String::from_utf8_lossy(&out.stdout).contains(secret));
+    }
+}
+
+#[test]
+fn unreadable_and_malformed_files_exit_2_without_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, "{\"tableName\": ").unwrap();
+    for args in [
+        vec![
+            "--validate",
+            "--table-config",
+            "/nonexistent/t.json",
+            "--schema",
+            "examples/config/events.schema.json",
+        ],
+        vec!["--validate", "--table-config", bad.to_str().unwrap(), "--schema", bad.to_str().unwrap()],
+        vec!["--validate", "--table-config", bad.to_str().unwrap()],
+    ] {
+        let out = run(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
