@@ -2,7 +2,10 @@
 //! de-aggregation, behind a small source trait that can also be fed from memory.
 #![warn(missing_docs)]
 
+pub mod client;
 pub mod config;
+#[cfg(feature = "emulator")]
+pub mod emulator;
 pub mod secret;
 pub mod sequence;
 

@@ -1,0 +1,250 @@
+//! A real Kinesis API emulator for tests: the npm package `kinesis-local`, pinned in
+//! `tools/kinesis-local`, started on free loopback ports and stopped when dropped (also when
+//! the test panics, and, through the parent-death signal, when the test process is killed).
+
+use crate::config::{
+    DEFAULT_FETCH_TIMEOUT, DEFAULT_MAX_RECORDS_TO_FETCH, DEFAULT_REQUESTS_PER_SECOND,
+    DEFAULT_SHARD_DISCOVERY_INTERVAL, KinesisConfig, StartPosition, StaticCredentials,
+};
+use crate::secret::Secret;
+use aws_sdk_kinesis::Client;
+use aws_sdk_kinesis::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_kinesis::primitives::Blob;
+use aws_sdk_kinesis::types::StreamStatus;
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Why the emulator could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum EmulatorError {
+    /// The npm package is not installed.
+    #[error(
+        "kinesis-local is not installed at {0}: run `npm ci --prefix tools/kinesis-local` from the repository \
+         root (the README's test command, scripts/test.sh, does this), or set SHOAL_KINESIS_LOCAL to its main.js"
+    )]
+    NotInstalled(PathBuf),
+    /// It could not be started.
+    #[error("cannot start kinesis-local with node (is Node.js installed?): {0}")]
+    Spawn(std::io::Error),
+    /// It started but never answered.
+    #[error("kinesis-local did not answer within {0:?}; its log:\n{1}")]
+    NotReady(Duration, String),
+    /// A call to it failed.
+    #[error("kinesis-local call failed: {0}")]
+    Call(String),
+}
+
+/// A running kinesis-local.
+pub struct Emulator {
+    child: Child,
+    plain_port: u16,
+    log_path: PathBuf,
+    client: Client,
+}
+
+/// Region the emulator's streams live in.
+pub const REGION: &str = "us-east-1";
+
+fn main_js() -> PathBuf {
+    if let Some(p) = std::env::var_os("SHOAL_KINESIS_LOCAL") {
+        return PathBuf::from(p);
+    }
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tools/kinesis-local/node_modules/kinesis-local/main.js")
+}
+
+fn free_port() -> std::io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+impl Emulator {
+    /// Starts kinesis-local on free loopback ports and waits until it answers.
+    pub async fn start() -> Result<Emulator, EmulatorError> {
+        let main = main_js();
+        if !main.exists() {
+            return Err(EmulatorError::NotInstalled(main));
+        }
+        let package_dir = main.parent().map(PathBuf::from).unwrap_or_default();
+        let plain_port = free_port().map_err(EmulatorError::Spawn)?;
+        let tls_port = free_port().map_err(EmulatorError::Spawn)?;
+        let log_path = std::env::temp_dir().join(format!("shoal-kinesis-local-{plain_port}.log"));
+        let log = std::fs::File::create(&log_path).map_err(EmulatorError::Spawn)?;
+        let log_err = log.try_clone().map_err(EmulatorError::Spawn)?;
+        let mut command = Command::new("node");
+        command
+            .arg(&main)
+            .current_dir(std::env::temp_dir())
+            .env("KINESIS_MOCK_PLAIN_PORT", plain_port.to_string())
+            .env("KINESIS_MOCK_TLS_PORT", tls_port.to_string())
+            .env("KINESIS_MOCK_CERT_PATH", package_dir.join("server.json"))
+            .env("LOG_LEVEL", "WARN")
+            .env("SHOULD_PERSIST_DATA", "false")
+            .env("CREATE_STREAM_DURATION", "100ms")
+            .env("SPLIT_SHARD_DURATION", "200ms")
+            .env("MERGE_SHARDS_DURATION", "200ms")
+            .env("UPDATE_SHARD_COUNT_DURATION", "200ms")
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err);
+        // SAFETY: prctl is async-signal-safe; it only asks the kernel to kill the emulator when
+        // the thread that started it dies, so a killed test run leaves no emulator behind.
+        unsafe {
+            command.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let child = command.spawn().map_err(EmulatorError::Spawn)?;
+        let client = test_client(&format!("http://127.0.0.1:{plain_port}"));
+        let mut emulator = Emulator { child, plain_port, log_path, client };
+        emulator.wait_ready(Duration::from_secs(60)).await?;
+        Ok(emulator)
+    }
+
+    async fn wait_ready(&mut self, limit: Duration) -> Result<(), EmulatorError> {
+        let started = Instant::now();
+        loop {
+            if self.client.list_streams().send().await.is_ok() {
+                return Ok(());
+            }
+            let exited = self.child.try_wait().ok().flatten().is_some();
+            if exited || started.elapsed() > limit {
+                return Err(EmulatorError::NotReady(limit, self.log_tail()));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The last lines the emulator logged.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log_path).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    /// Its plain-HTTP endpoint, e.g. `http://127.0.0.1:45123`.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.plain_port)
+    }
+
+    /// Its plain-HTTP port.
+    pub fn port(&self) -> u16 {
+        self.plain_port
+    }
+
+    /// A client for it.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Settings that make Shoal's consumer read `stream` from this emulator.
+    pub fn kinesis_config(&self, stream: &str) -> KinesisConfig {
+        kinesis_config_for(&self.endpoint(), stream)
+    }
+
+    /// Creates a stream with `shards` shards and waits until it is ACTIVE.
+    pub async fn create_stream(&self, stream: &str, shards: i32) -> Result<(), EmulatorError> {
+        self.client
+            .create_stream()
+            .stream_name(stream)
+            .shard_count(shards)
+            .send()
+            .await
+            .map_err(|e| EmulatorError::Call(format!("CreateStream {stream}: {}", error_text(&e))))?;
+        self.wait_active(stream).await
+    }
+
+    /// Waits until `stream` is ACTIVE (after a create, split or merge).
+    pub async fn wait_active(&self, stream: &str) -> Result<(), EmulatorError> {
+        let started = Instant::now();
+        loop {
+            let status = self
+                .client
+                .describe_stream_summary()
+                .stream_name(stream)
+                .send()
+                .await
+                .map_err(|e| {
+                    EmulatorError::Call(format!("DescribeStreamSummary {stream}: {}", error_text(&e)))
+                })?
+                .stream_description_summary
+                .map(|d| d.stream_status);
+            if status == Some(StreamStatus::Active) {
+                return Ok(());
+            }
+            if started.elapsed() > Duration::from_secs(30) {
+                return Err(EmulatorError::Call(format!("stream {stream} not ACTIVE after 30s: {status:?}")));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Puts one record; returns its shard id and sequence number.
+    pub async fn put(&self, stream: &str, key: &str, data: &[u8]) -> Result<(String, String), EmulatorError> {
+        let out = self
+            .client
+            .put_record()
+            .stream_name(stream)
+            .partition_key(key)
+            .data(Blob::new(data))
+            .send()
+            .await
+            .map_err(|e| EmulatorError::Call(format!("PutRecord {stream}: {}", error_text(&e))))?;
+        Ok((out.shard_id, out.sequence_number))
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.log_path);
+    }
+}
+
+/// Consumer settings for a stream behind `endpoint` (the emulator, or a proxy in front of it).
+pub fn kinesis_config_for(endpoint: &str, stream: &str) -> KinesisConfig {
+    KinesisConfig {
+        stream_name: stream.to_string(),
+        region: REGION.to_string(),
+        endpoint: Some(endpoint.to_string()),
+        credentials: Some(StaticCredentials {
+            access_key: Secret::new("shoal-test"),
+            secret_key: Secret::new("shoal-test-secret"),
+            session_token: None,
+        }),
+        assume_role: None,
+        start: StartPosition::TrimHorizon,
+        max_records_to_fetch: DEFAULT_MAX_RECORDS_TO_FETCH,
+        requests_per_second: DEFAULT_REQUESTS_PER_SECOND,
+        fetch_timeout: DEFAULT_FETCH_TIMEOUT,
+        shard_discovery_interval: DEFAULT_SHARD_DISCOVERY_INTERVAL,
+    }
+}
+
+/// A plain client for `endpoint`, for test set-up (creating streams, putting records).
+pub fn test_client(endpoint: &str) -> Client {
+    let conf = aws_sdk_kinesis::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(REGION))
+        .endpoint_url(endpoint)
+        .credentials_provider(Credentials::new("shoal-test", "shoal-test-secret", None, None, "test"))
+        .http_client(crate::client::http_client())
+        .build();
+    Client::from_conf(conf)
+}
+
+/// The service's error code and message, or the transport error.
+pub fn error_text<E: std::error::Error + 'static>(e: &aws_sdk_kinesis::error::SdkError<E>) -> String {
+    use std::fmt::Write;
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        let _ = write!(text, ": {s}");
+        source = s.source();
+    }
+    text
+}

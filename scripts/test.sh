@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Runs every test of Shoal from a fresh clone, installing what the tests need first:
+# the Kinesis emulator (npm package kinesis-local, pinned in tools/kinesis-local).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need() { command -v "$1" >/dev/null 2>&1 || { echo "error: $1 is required: $2" >&2; exit 1; }; }
+need cargo "install Rust with rustup (https://rustup.rs)"
+need node "install Node.js 18 or newer (Debian: apt-get install nodejs npm)"
+need npm "install npm (Debian: apt-get install npm)"
+
+echo "== installing the Kinesis emulator (kinesis-local, pinned in tools/kinesis-local)"
+npm ci --prefix tools/kinesis-local --no-audit --no-fund --loglevel=error
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+
+echo "== cargo test (every crate, unit and integration tests)"
+cargo test --workspace --locked "$@"
