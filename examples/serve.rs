@@ -12,6 +12,7 @@
 
 use clap::Parser;
 use shoal::TableDefinition;
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -68,7 +69,10 @@ fn main() -> ExitCode {
         let configs: Vec<_> = definitions.iter().map(|d| d.config.normalised_json()).collect();
         let out = if configs.len() == 1 { configs[0].clone() } else { serde_json::Value::Array(configs) };
         match serde_json::to_string_pretty(&out) {
-            Ok(text) => println!("{text}"),
+            Ok(text) => {
+                // A closed pipe (`serve --validate | head`) is not an error worth a panic.
+                let _ = writeln!(std::io::stdout().lock(), "{text}");
+            }
             Err(e) => {
                 eprintln!("error: cannot print the config: {e}");
                 return ExitCode::from(2);
