@@ -2,12 +2,23 @@
 //! segments and sealed, memory-mapped columnar files.
 #![warn(missing_docs)]
 
+pub mod builder;
+pub mod columns;
 pub mod datetime;
+pub mod decode;
+pub mod mutable;
 pub mod problem;
 pub mod schema;
+pub mod sealed;
+pub mod stats;
 pub mod threshold;
 
+pub use columns::{LayoutOptions, TableLayout};
 pub use datetime::{DateTimeFormat, Granularity, JavaDatePattern, TimeUnit};
+pub use decode::{DropReason, DropStats, Dropped, RecordMeta};
+pub use mutable::{MutableSegment, SealReason, SegmentSnapshot};
 pub use problem::{Problem, Problems};
 pub use schema::{DataType, DateTimeSpec, DefaultValue, FieldRole, FieldSpec, Schema};
+pub use sealed::{SealRequest, SealedSegment, SegmentError, SegmentMeta, write_segment};
+pub use stats::{ColumnStats, StatValue};
 pub use threshold::{FlushLimit, FlushThresholds};

@@ -1,0 +1,996 @@
+//! Schema-driven JSON decoding: record bytes straight into typed column builders.
+//!
+//! A serde visitor walks the record once and drops each known field into a per-record staging
+//! row (borrowing strings from the input where there are no escapes); unknown fields are skipped
+//! without being built. The staging row is then converted to the columns' types with Pinot's
+//! coercions and, only if every column converts, appended to the builders: a bad record never
+//! leaves half a row behind. No `serde_json::Value` tree is built, except to turn a nested
+//! object or array into text for a STRING column.
+
+use crate::builder::{ColumnBuilder, Value};
+use crate::columns::{DECIMAL_SCALE, Source, TableLayout};
+use crate::datetime::DateTimeFormat;
+use crate::schema::{DataType, DefaultValue, decode_hex};
+use serde::Serialize;
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+use std::sync::Arc;
+
+/// Record metadata that the stream hands over with the bytes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RecordMeta<'a> {
+    /// Kinesis partition key.
+    pub partition_key: &'a str,
+    /// Sequence number (with `:sub` for KPL user records).
+    pub sequence_number: &'a str,
+    /// Approximate arrival time, epoch ms.
+    pub arrival_millis: i64,
+}
+
+/// Why a record was dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DropReason {
+    /// Not valid JSON.
+    MalformedJson,
+    /// The JSON ends before the record is complete.
+    Truncated,
+    /// Bytes that are not UTF-8.
+    NotUtf8,
+    /// Nested deeper than the decoder follows (128 levels).
+    TooDeep,
+    /// Valid JSON, but not an object.
+    NotAnObject,
+    /// A field cannot be converted to its column's type.
+    TypeMismatch,
+    /// A number does not fit its column's type.
+    OutOfRange,
+    /// NaN or Infinity for a FLOAT or DOUBLE column.
+    NotFinite,
+    /// The time column is missing or null.
+    MissingTime,
+    /// The time column's value does not match its dateTime format.
+    BadTime,
+    /// The time column's value is outside 1971..2071, as Pinot checks.
+    TimeOutOfRange,
+}
+
+impl DropReason {
+    /// Every reason.
+    pub const ALL: [DropReason; 11] = [
+        DropReason::MalformedJson,
+        DropReason::Truncated,
+        DropReason::NotUtf8,
+        DropReason::TooDeep,
+        DropReason::NotAnObject,
+        DropReason::TypeMismatch,
+        DropReason::OutOfRange,
+        DropReason::NotFinite,
+        DropReason::MissingTime,
+        DropReason::BadTime,
+        DropReason::TimeOutOfRange,
+    ];
+
+    /// The snake_case name used in metrics and statuses.
+    pub fn name(self) -> &'static str {
+        match self {
+            DropReason::MalformedJson => "malformed_json",
+            DropReason::Truncated => "truncated",
+            DropReason::NotUtf8 => "not_utf8",
+            DropReason::TooDeep => "too_deep",
+            DropReason::NotAnObject => "not_an_object",
+            DropReason::TypeMismatch => "type_mismatch",
+            DropReason::OutOfRange => "out_of_range",
+            DropReason::NotFinite => "not_finite",
+            DropReason::MissingTime => "missing_time",
+            DropReason::BadTime => "bad_time",
+            DropReason::TimeOutOfRange => "time_out_of_range",
+        }
+    }
+}
+
+/// A dropped record: why, and a message naming the column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dropped {
+    /// The reason.
+    pub reason: DropReason,
+    /// What was wrong, naming the column where there is one.
+    pub message: String,
+}
+
+impl fmt::Display for Dropped {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.reason.name(), self.message)
+    }
+}
+
+/// Pinot's valid time range for a time column: 1971-01-01 to 2071-01-01 UTC.
+pub const MIN_VALID_TIME_MS: i64 = 31_536_000_000;
+/// See [`MIN_VALID_TIME_MS`].
+pub const MAX_VALID_TIME_MS: i64 = 3_187_296_000_000;
+
+/// Counts of dropped records by reason, with a few samples of each for debugging.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DropStats {
+    /// Dropped records per reason.
+    pub counts: BTreeMap<DropReason, u64>,
+    /// Up to [`DropStats::SAMPLES`] examples per reason: the message and the record's start.
+    pub samples: BTreeMap<DropReason, Vec<DropSample>>,
+}
+
+/// One dropped record kept for debugging.
+#[derive(Debug, Clone, Serialize)]
+pub struct DropSample {
+    /// What was wrong.
+    pub message: String,
+    /// The first bytes of the record, as lossy UTF-8.
+    pub record: String,
+}
+
+impl DropStats {
+    /// Samples kept per reason.
+    pub const SAMPLES: usize = 5;
+    const SAMPLE_BYTES: usize = 200;
+
+    /// Counts a dropped record.
+    pub fn record(&mut self, dropped: &Dropped, bytes: &[u8]) {
+        *self.counts.entry(dropped.reason).or_default() += 1;
+        let samples = self.samples.entry(dropped.reason).or_default();
+        if samples.len() < Self::SAMPLES {
+            let cut = &bytes[..bytes.len().min(Self::SAMPLE_BYTES)];
+            samples.push(DropSample {
+                message: dropped.message.clone(),
+                record: String::from_utf8_lossy(cut).into_owned(),
+            });
+        }
+    }
+
+    /// All dropped records.
+    pub fn total(&self) -> u64 {
+        self.counts.values().sum()
+    }
+
+    /// Adds another's counts (samples up to the limit).
+    pub fn merge(&mut self, other: &DropStats) {
+        for (reason, n) in &other.counts {
+            *self.counts.entry(*reason).or_default() += n;
+        }
+        for (reason, list) in &other.samples {
+            let mine = self.samples.entry(*reason).or_default();
+            for s in list {
+                if mine.len() < Self::SAMPLES {
+                    mine.push(s.clone());
+                }
+            }
+        }
+    }
+}
+
+/// A field value as read from the JSON, before conversion.
+#[derive(Debug)]
+enum Cell<'de> {
+    Absent,
+    Null,
+    Bool(bool),
+    I64(i64),
+    U64(u64),
+    F64(f64),
+    Str(Cow<'de, str>),
+    /// An object or array, as JSON text.
+    Json(Cow<'de, str>),
+    /// Items of a multi-value field: a range of the decoder's item cells.
+    List(usize, usize),
+}
+
+impl Cell<'_> {
+    fn describe(&self) -> String {
+        match self {
+            Cell::Absent | Cell::Null => "null".into(),
+            Cell::Bool(b) => b.to_string(),
+            Cell::I64(v) => v.to_string(),
+            Cell::U64(v) => v.to_string(),
+            Cell::F64(v) => v.to_string(),
+            Cell::Str(s) => format!("{:?}", truncate_chars(s, 40)),
+            Cell::Json(s) => truncate_chars(s, 40).to_string(),
+            Cell::List(..) => "a list".into(),
+        }
+    }
+}
+
+fn truncate_chars(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+/// Reuses a vector's allocation for a new lifetime (in-place collect of an emptied vector).
+fn recycle<'a, 'b>(mut v: Vec<Cell<'a>>) -> Vec<Cell<'b>> {
+    v.clear();
+    v.into_iter().map(|_| unreachable!("the vector is empty")).collect()
+}
+
+fn recycle_values<'a, 'b>(mut v: Vec<Value<'a>>) -> Vec<Value<'b>> {
+    v.clear();
+    v.into_iter().map(|_| unreachable!("the vector is empty")).collect()
+}
+
+/// Decodes JSON records of one table into its column builders.
+pub struct Decoder {
+    layout: Arc<TableLayout>,
+    /// JSON field name (or flattened path) to column index, for record columns.
+    lookup: HashMap<Box<str>, usize>,
+    /// Parents of flattened column names (`a` and `a.b` for column `a.b.c`).
+    prefixes: HashSet<Box<str>>,
+    /// Which columns take raw JSON text.
+    json_columns: Vec<bool>,
+    cells: Vec<Cell<'static>>,
+    items: Vec<Cell<'static>>,
+    row: Vec<Value<'static>>,
+    list_values: Vec<Value<'static>>,
+    list_bounds: Vec<(usize, usize)>,
+}
+
+impl Decoder {
+    /// A decoder for `layout`.
+    pub fn new(layout: Arc<TableLayout>) -> Decoder {
+        let mut lookup = HashMap::new();
+        let mut prefixes = HashSet::new();
+        for (i, c) in layout.columns.iter().enumerate() {
+            if c.source != Source::Record {
+                continue;
+            }
+            lookup.insert(c.spec.name.clone().into_boxed_str(), i);
+            if let Some(delim) = layout.flatten_delimiter.as_deref().filter(|d| !d.is_empty()) {
+                let mut end = 0;
+                while let Some(pos) = c.spec.name[end..].find(delim) {
+                    prefixes.insert(c.spec.name[..end + pos].to_string().into_boxed_str());
+                    end += pos + delim.len();
+                }
+            }
+        }
+        let json_columns = layout.columns.iter().map(|c| c.spec.data_type == DataType::Json).collect();
+        Decoder {
+            layout,
+            lookup,
+            prefixes,
+            json_columns,
+            cells: Vec::new(),
+            items: Vec::new(),
+            row: Vec::new(),
+            list_values: Vec::new(),
+            list_bounds: Vec::new(),
+        }
+    }
+
+    /// The layout decoded into.
+    pub fn layout(&self) -> &Arc<TableLayout> {
+        &self.layout
+    }
+
+    /// Decodes one record and appends it to `builders` (one per column, in layout order).
+    /// Returns the record's time in epoch ms when the table has a time column. On error
+    /// nothing is appended.
+    pub fn decode(
+        &mut self,
+        bytes: &[u8],
+        meta: &RecordMeta<'_>,
+        builders: &mut [ColumnBuilder],
+    ) -> Result<Option<i64>, Dropped> {
+        let n = self.layout.columns.len();
+        let mut cells: Vec<Cell<'_>> = recycle(std::mem::take(&mut self.cells));
+        let mut items: Vec<Cell<'_>> = recycle(std::mem::take(&mut self.items));
+        cells.resize_with(n, || Cell::Absent);
+        let parsed = {
+            let mut de = serde_json::Deserializer::from_slice(bytes);
+            let seed = RecordSeed { decoder: self, cells: &mut cells, items: &mut items, prefix: None };
+            seed.deserialize(&mut de).and_then(|()| de.end())
+        };
+        let result = match parsed {
+            Ok(()) => self.convert_and_append(&mut cells, &items, meta, builders),
+            Err(e) => Err(classify(&e, bytes)),
+        };
+        self.cells = recycle(cells);
+        self.items = recycle(items);
+        result
+    }
+
+    fn convert_and_append<'de>(
+        &mut self,
+        cells: &mut [Cell<'de>],
+        items: &[Cell<'de>],
+        meta: &RecordMeta<'de>,
+        builders: &mut [ColumnBuilder],
+    ) -> Result<Option<i64>, Dropped> {
+        let layout = Arc::clone(&self.layout);
+        let mut row: Vec<Value<'de>> = recycle_values(std::mem::take(&mut self.row));
+        let mut list_values: Vec<Value<'de>> = recycle_values(std::mem::take(&mut self.list_values));
+        self.list_bounds.clear();
+        let mut time = None;
+        let mut result = Ok(());
+        for (i, column) in layout.columns.iter().enumerate() {
+            let spec = &column.spec;
+            let cell = std::mem::replace(&mut cells[i], Cell::Absent);
+            let cell = match column.source {
+                Source::Record => cell,
+                Source::PartitionKey => Cell::Str(Cow::Borrowed(meta.partition_key)),
+                Source::SequenceNumber => Cell::Str(Cow::Borrowed(meta.sequence_number)),
+                Source::ArrivalTime => Cell::I64(meta.arrival_millis),
+            };
+            let is_time = layout.time_column == Some(i);
+            let converted = if spec.single_value {
+                let value = match cell {
+                    Cell::Absent | Cell::Null if is_time => Err(Dropped {
+                        reason: DropReason::MissingTime,
+                        message: format!("time column {:?} is missing or null", spec.name),
+                    }),
+                    Cell::Absent | Cell::Null => Ok(self.null_value(i)),
+                    // A one-item list for a single-value column is that item, as in Pinot.
+                    Cell::List(start, end) if end - start == 1 => {
+                        convert(&items[start], spec.data_type, spec)
+                    }
+                    Cell::List(start, end) if end == start => Ok(self.null_value(i)),
+                    other => convert(&other, spec.data_type, spec),
+                };
+                value.and_then(|v| {
+                    if is_time {
+                        time = Some(time_millis(&v, spec.date_time.as_ref().map(|d| &d.format), &spec.name)?);
+                    }
+                    row.push(v);
+                    Ok(())
+                })
+            } else {
+                let start = list_values.len();
+                let converted = match cell {
+                    Cell::Absent | Cell::Null => Ok(()),
+                    Cell::List(a, b) => items[a..b].iter().try_for_each(|item| match item {
+                        Cell::Null | Cell::Absent => Ok(()),
+                        item => convert(item, spec.data_type, spec).map(|v| list_values.push(v)),
+                    }),
+                    other => convert(&other, spec.data_type, spec).map(|v| list_values.push(v)),
+                };
+                converted.map(|()| {
+                    // An empty or missing multi-value field holds the default, as in Pinot
+                    // (or is null with column-based null handling).
+                    if list_values.len() == start && !self.layout.schema.null_handling {
+                        list_values.push(default_value(&spec.default_null_value));
+                    }
+                    self.list_bounds.push((start, list_values.len()));
+                    row.push(Value::Null);
+                })
+            };
+            if let Err(e) = converted {
+                result = Err(e);
+                break;
+            }
+        }
+        let outcome = result.map(|()| {
+            let mut lists = self.list_bounds.iter();
+            for (i, (value, builder)) in row.iter().zip(builders.iter_mut()).enumerate() {
+                if layout.columns[i].spec.single_value {
+                    builder.append(value);
+                } else {
+                    let (a, b) = *lists.next().expect("one bound per multi-value column");
+                    if a == b {
+                        builder.append_list(None)
+                    } else {
+                        builder.append_list(Some(&list_values[a..b]))
+                    }
+                }
+            }
+            time
+        });
+        self.row = recycle_values(row);
+        self.list_values = recycle_values(list_values);
+        outcome
+    }
+
+    fn null_value(&self, column: usize) -> Value<'static> {
+        if self.layout.schema.null_handling {
+            let spec = &self.layout.columns[column].spec;
+            if !spec.not_null {
+                return Value::Null;
+            }
+        }
+        default_value(&self.layout.columns[column].spec.default_null_value)
+    }
+}
+
+/// The builder value of a default null value.
+pub fn default_value(d: &DefaultValue) -> Value<'static> {
+    match d {
+        DefaultValue::Int(v) => Value::Int(*v),
+        DefaultValue::Long(v) => Value::Long(*v),
+        DefaultValue::Float(v) => Value::Float(*v),
+        DefaultValue::Double(v) => Value::Double(*v),
+        DefaultValue::BigDecimal(s) => Value::Decimal(parse_decimal(s).unwrap_or(0)),
+        DefaultValue::Boolean(v) => Value::Boolean(*v),
+        DefaultValue::Timestamp(v) => Value::Timestamp(*v),
+        DefaultValue::String(s) => Value::Str(Cow::Owned(s.clone())),
+        DefaultValue::Bytes(b) => Value::Bytes(Cow::Owned(b.clone())),
+    }
+}
+
+fn classify(e: &serde_json::Error, bytes: &[u8]) -> Dropped {
+    let text = e.to_string();
+    let reason = if text.starts_with(NOT_AN_OBJECT) {
+        DropReason::NotAnObject
+    } else if text.contains("recursion limit") {
+        DropReason::TooDeep
+    } else if e.is_eof() {
+        DropReason::Truncated
+    } else if std::str::from_utf8(bytes).is_err() {
+        DropReason::NotUtf8
+    } else {
+        DropReason::MalformedJson
+    };
+    Dropped { reason, message: text }
+}
+
+const NOT_AN_OBJECT: &str = "a record must be a JSON object";
+
+/// Deserializes one object (the record, or a nested object being flattened) into cells.
+struct RecordSeed<'a, 'de> {
+    decoder: &'a Decoder,
+    cells: &'a mut Vec<Cell<'de>>,
+    items: &'a mut Vec<Cell<'de>>,
+    /// The flattened path of this object, for nested objects.
+    prefix: Option<&'a str>,
+}
+
+impl<'de> DeserializeSeed<'de> for RecordSeed<'_, 'de> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for RecordSeed<'_, 'de> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let decoder = self.decoder;
+        let mut path = String::new();
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            let name: &str = match self.prefix {
+                None => &key,
+                Some(prefix) => {
+                    path.clear();
+                    path.push_str(prefix);
+                    path.push_str(decoder.layout.flatten_delimiter.as_deref().unwrap_or("."));
+                    path.push_str(&key);
+                    &path
+                }
+            };
+            if let Some(&column) = decoder.lookup.get(name) {
+                let json = decoder.json_columns[column];
+                let cell = map.next_value_seed(CellSeed {
+                    items: self.items,
+                    json,
+                    multi_value: !decoder.layout.columns[column].spec.single_value,
+                })?;
+                // Pinot flattens a nested object even when a column has the parent's name.
+                if let (Cell::Json(text), true) = (&cell, decoder.prefixes.contains(name)) {
+                    let mut de = serde_json::Deserializer::from_str(text);
+                    let owned_name = name.to_string();
+                    let mut nested_cells: Vec<Cell<'_>> = Vec::new();
+                    nested_cells.resize_with(self.cells.len(), || Cell::Absent);
+                    let mut nested_items = Vec::new();
+                    let seed = RecordSeed {
+                        decoder,
+                        cells: &mut nested_cells,
+                        items: &mut nested_items,
+                        prefix: Some(&owned_name),
+                    };
+                    if seed.deserialize(&mut de).is_ok() {
+                        for (slot, nested) in self.cells.iter_mut().zip(nested_cells) {
+                            if !matches!(nested, Cell::Absent) {
+                                *slot = into_owned(nested, &nested_items, self.items);
+                            }
+                        }
+                    }
+                }
+                self.cells[column] = cell;
+            } else if decoder.prefixes.contains(name) {
+                let owned_name = name.to_string();
+                map.next_value_seed(FlattenSeed {
+                    decoder,
+                    cells: &mut *self.cells,
+                    items: &mut *self.items,
+                    prefix: &owned_name,
+                })?;
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<(), A::Error> {
+        Err(de::Error::custom(NOT_AN_OBJECT))
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+        Err(E::custom(NOT_AN_OBJECT))
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+        Err(E::custom(NOT_AN_OBJECT))
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+        Err(E::custom(NOT_AN_OBJECT))
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+        Err(E::custom(NOT_AN_OBJECT))
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
+        Err(E::custom(NOT_AN_OBJECT))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Err(E::custom(NOT_AN_OBJECT))
+    }
+}
+
+/// Copies a cell decoded from a temporary text into one that outlives it.
+fn into_owned<'de>(cell: Cell<'_>, from_items: &[Cell<'_>], to_items: &mut Vec<Cell<'de>>) -> Cell<'de> {
+    match cell {
+        Cell::Absent => Cell::Absent,
+        Cell::Null => Cell::Null,
+        Cell::Bool(b) => Cell::Bool(b),
+        Cell::I64(v) => Cell::I64(v),
+        Cell::U64(v) => Cell::U64(v),
+        Cell::F64(v) => Cell::F64(v),
+        Cell::Str(s) => Cell::Str(Cow::Owned(s.into_owned())),
+        Cell::Json(s) => Cell::Json(Cow::Owned(s.into_owned())),
+        Cell::List(a, b) => {
+            let start = to_items.len();
+            for item in &from_items[a..b] {
+                let owned = match item {
+                    Cell::Str(s) => Cell::Str(Cow::Owned(s.to_string())),
+                    Cell::Json(s) => Cell::Json(Cow::Owned(s.to_string())),
+                    Cell::Bool(b) => Cell::Bool(*b),
+                    Cell::I64(v) => Cell::I64(*v),
+                    Cell::U64(v) => Cell::U64(*v),
+                    Cell::F64(v) => Cell::F64(*v),
+                    _ => Cell::Null,
+                };
+                to_items.push(owned);
+            }
+            Cell::List(start, to_items.len())
+        }
+    }
+}
+
+/// A nested object whose fields flatten into `prefix.field` columns; other values are skipped.
+struct FlattenSeed<'a, 'de> {
+    decoder: &'a Decoder,
+    cells: &'a mut Vec<Cell<'de>>,
+    items: &'a mut Vec<Cell<'de>>,
+    prefix: &'a str,
+}
+
+impl<'de> DeserializeSeed<'de> for FlattenSeed<'_, 'de> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for FlattenSeed<'_, 'de> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
+        RecordSeed { decoder: self.decoder, cells: self.cells, items: self.items, prefix: Some(self.prefix) }
+            .visit_map(map)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(())
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+}
+
+/// Reads one field value into a cell.
+struct CellSeed<'a, 'de> {
+    items: &'a mut Vec<Cell<'de>>,
+    /// The column keeps JSON text: read the value raw.
+    json: bool,
+    multi_value: bool,
+}
+
+impl<'de> DeserializeSeed<'de> for CellSeed<'_, 'de> {
+    type Value = Cell<'de>;
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Cell<'de>, D::Error> {
+        if self.json && !self.multi_value {
+            let raw = <&'de RawValue>::deserialize(deserializer)?;
+            let text = raw.get();
+            return Ok(match text.as_bytes().first() {
+                Some(b'"') => {
+                    Cell::Str(serde_json::from_str::<Cow<'de, str>>(text).map_err(de::Error::custom)?)
+                }
+                Some(b'n') => Cell::Null,
+                _ => Cell::Json(Cow::Borrowed(text)),
+            });
+        }
+        deserializer.deserialize_any(self)
+    }
+}
+
+use serde::Deserialize;
+
+impl<'de> Visitor<'de> for CellSeed<'_, 'de> {
+    type Value = Cell<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Cell<'de>, E> {
+        Ok(Cell::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Cell<'de>, E> {
+        Ok(Cell::I64(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Cell<'de>, E> {
+        Ok(Cell::U64(v))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Cell<'de>, E> {
+        Ok(Cell::F64(v))
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Cell<'de>, E> {
+        Ok(Cell::Str(Cow::Borrowed(v)))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Cell<'de>, E> {
+        Ok(Cell::Str(Cow::Owned(v.to_string())))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Cell<'de>, E> {
+        Ok(Cell::Str(Cow::Owned(v)))
+    }
+    fn visit_unit<E>(self) -> Result<Cell<'de>, E> {
+        Ok(Cell::Null)
+    }
+    fn visit_none<E>(self) -> Result<Cell<'de>, E> {
+        Ok(Cell::Null)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Cell<'de>, A::Error> {
+        if !self.multi_value {
+            // Kept as JSON text: a one-item list for a single-value column is unwrapped
+            // later, as Pinot does; anything longer does not convert.
+            let mut values = Vec::new();
+            while let Some(v) = seq.next_element::<serde_json::Value>()? {
+                values.push(v);
+            }
+            if values.len() == 1 {
+                let only = values.pop().expect("one item");
+                return Ok(value_cell(only));
+            }
+            return Ok(Cell::Json(Cow::Owned(serde_json::Value::Array(values).to_string())));
+        }
+        let start = self.items.len();
+        while let Some(item) = seq.next_element::<serde_json::Value>()? {
+            self.items.push(value_cell(item));
+        }
+        Ok(Cell::List(start, self.items.len()))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Cell<'de>, A::Error> {
+        let value = serde_json::Value::deserialize(de::value::MapAccessDeserializer::new(map))?;
+        Ok(Cell::Json(Cow::Owned(value.to_string())))
+    }
+}
+
+fn value_cell<'de>(v: serde_json::Value) -> Cell<'de> {
+    match v {
+        serde_json::Value::Null => Cell::Null,
+        serde_json::Value::Bool(b) => Cell::Bool(b),
+        serde_json::Value::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                Cell::I64(i)
+            } else if let Some(u) = n.as_u64() {
+                Cell::U64(u)
+            } else {
+                Cell::F64(n.as_f64().unwrap_or(f64::NAN))
+            }
+        }
+        serde_json::Value::String(s) => Cell::Str(Cow::Owned(s)),
+        other => Cell::Json(Cow::Owned(other.to_string())),
+    }
+}
+
+fn mismatch(cell: &Cell<'_>, t: DataType, column: &str) -> Dropped {
+    Dropped {
+        reason: DropReason::TypeMismatch,
+        message: format!("column {column:?}: {} is not a {}", cell.describe(), t.name()),
+    }
+}
+
+fn out_of_range(what: impl fmt::Display, t: DataType, column: &str) -> Dropped {
+    Dropped {
+        reason: DropReason::OutOfRange,
+        message: format!("column {column:?}: {what} does not fit {}", t.name()),
+    }
+}
+
+/// An integer from a cell: integers as they are, floats truncated toward zero (as Pinot's
+/// `Number.longValue()`), booleans as 1/0, numeric strings parsed.
+fn integer(cell: &Cell<'_>, t: DataType, column: &str) -> Result<i128, Dropped> {
+    let from_float = |f: f64| {
+        if !f.is_finite() {
+            Err(Dropped {
+                reason: DropReason::NotFinite,
+                message: format!("column {column:?}: {f} is not a number"),
+            })
+        } else if f.abs() >= 1.7e38 {
+            Err(out_of_range(f, t, column))
+        } else {
+            Ok(f.trunc() as i128)
+        }
+    };
+    match cell {
+        Cell::I64(v) => Ok(i128::from(*v)),
+        Cell::U64(v) => Ok(i128::from(*v)),
+        Cell::F64(f) => from_float(*f),
+        Cell::Bool(b) => Ok(i128::from(*b)),
+        Cell::Str(s) => {
+            let s = s.trim();
+            if let Ok(v) = s.parse::<i64>() {
+                Ok(i128::from(v))
+            } else if let Ok(v) = s.parse::<i128>() {
+                Ok(v)
+            } else {
+                match parse_finite(s) {
+                    Some(Ok(f)) => from_float(f),
+                    Some(Err(d)) => Err(Dropped {
+                        reason: d,
+                        message: format!("column {column:?}: {s:?} is not a number"),
+                    }),
+                    None => Err(mismatch(cell, t, column)),
+                }
+            }
+        }
+        _ => Err(mismatch(cell, t, column)),
+    }
+}
+
+/// Parses a float; Some(Err) for NaN and infinities.
+fn parse_finite(s: &str) -> Option<Result<f64, DropReason>> {
+    let f = s.parse::<f64>().ok()?;
+    Some(if f.is_finite() { Ok(f) } else { Err(DropReason::NotFinite) })
+}
+
+fn float(cell: &Cell<'_>, t: DataType, column: &str) -> Result<f64, Dropped> {
+    let not_finite = |what: &str| Dropped {
+        reason: DropReason::NotFinite,
+        message: format!("column {column:?}: {what} is not a finite {}", t.name()),
+    };
+    match cell {
+        Cell::I64(v) => Ok(*v as f64),
+        Cell::U64(v) => Ok(*v as f64),
+        Cell::F64(f) if f.is_finite() => Ok(*f),
+        Cell::F64(f) => Err(not_finite(&f.to_string())),
+        Cell::Bool(b) => Ok(if *b { 1.0 } else { 0.0 }),
+        Cell::Str(s) => match parse_finite(s.trim()) {
+            Some(Ok(f)) => Ok(f),
+            Some(Err(_)) => Err(not_finite(s)),
+            None => Err(mismatch(cell, t, column)),
+        },
+        _ => Err(mismatch(cell, t, column)),
+    }
+}
+
+/// Parses decimal text (`-12.5`, `1e3`) into a Decimal128 scaled by 10^18.
+pub fn parse_decimal(text: &str) -> Option<i128> {
+    let t = text.trim();
+    let (mantissa, exponent) = match t.find(['e', 'E']) {
+        Some(i) => (&t[..i], t[i + 1..].parse::<i32>().ok()?),
+        None => (t, 0),
+    };
+    let (negative, digits) = match mantissa.as_bytes().first()? {
+        b'-' => (true, &mantissa[1..]),
+        b'+' => (false, &mantissa[1..]),
+        _ => (false, mantissa),
+    };
+    let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
+    if (int.is_empty() && frac.is_empty()) || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    // value = int.frac × 10^exponent, kept with DECIMAL_SCALE fraction digits (rounded half up).
+    let scale = i32::from(DECIMAL_SCALE) + exponent - frac.len() as i32;
+    let mut value: i128 = 0;
+    for b in int.bytes().chain(frac.bytes()) {
+        value = value.checked_mul(10)?.checked_add(i128::from(b - b'0'))?;
+    }
+    if scale >= 0 {
+        value = value.checked_mul(10i128.checked_pow(scale as u32)?)?;
+    } else {
+        let div = 10i128.checked_pow((-scale) as u32).unwrap_or(i128::MAX);
+        value = value / div + i128::from((value % div) * 2 >= div);
+    }
+    if value >= 10i128.pow(38) {
+        return None;
+    }
+    Some(if negative { -value } else { value })
+}
+
+/// Parses a timestamp text: epoch ms, `yyyy-MM-dd HH:mm:ss[.SSS]`, `yyyy-MM-dd`, or ISO-8601.
+pub fn parse_timestamp_text(s: &str) -> Option<i64> {
+    let s = s.trim();
+    if let Ok(v) = s.parse::<i64>() {
+        return Some(v);
+    }
+    static PATTERNS: std::sync::OnceLock<Vec<crate::datetime::JavaDatePattern>> = std::sync::OnceLock::new();
+    let patterns = PATTERNS.get_or_init(|| {
+        [
+            "yyyy-MM-dd HH:mm:ss.SSS",
+            "yyyy-MM-dd HH:mm:ss",
+            "yyyy-MM-dd'T'HH:mm:ss.SSSXXX",
+            "yyyy-MM-dd'T'HH:mm:ssXXX",
+            "yyyy-MM-dd'T'HH:mm:ss.SSS",
+            "yyyy-MM-dd'T'HH:mm:ss",
+            "yyyy-MM-dd",
+        ]
+        .iter()
+        .filter_map(|p| crate::datetime::JavaDatePattern::parse(p).ok())
+        .collect()
+    });
+    patterns.iter().find_map(|p| p.parse_millis(s))
+}
+
+fn cut_chars(s: Cow<'_, str>, max: usize) -> Cow<'_, str> {
+    if s.len() <= max {
+        return s;
+    }
+    match s.char_indices().nth(max) {
+        None => s,
+        Some((i, _)) => match s {
+            Cow::Borrowed(b) => Cow::Borrowed(&b[..i]),
+            Cow::Owned(mut o) => {
+                o.truncate(i);
+                Cow::Owned(o)
+            }
+        },
+    }
+}
+
+/// Converts one cell to a column's type with Pinot's coercions.
+fn convert<'de>(
+    cell: &Cell<'de>,
+    t: DataType,
+    spec: &crate::schema::FieldSpec,
+) -> Result<Value<'de>, Dropped> {
+    let column = spec.name.as_str();
+    let timestamp_format =
+        matches!(spec.date_time.as_ref().map(|d| &d.format), Some(DateTimeFormat::Timestamp));
+    Ok(match t {
+        DataType::Int => {
+            let v = integer(cell, t, column)?;
+            Value::Int(i32::try_from(v).map_err(|_| out_of_range(v, t, column))?)
+        }
+        DataType::Long | DataType::Timestamp => {
+            let v = match cell {
+                Cell::Str(s)
+                    if (timestamp_format || t == DataType::Timestamp) && s.trim().parse::<f64>().is_err() =>
+                {
+                    i128::from(parse_timestamp_text(s).ok_or_else(|| Dropped {
+                        reason: if timestamp_format { DropReason::BadTime } else { DropReason::TypeMismatch },
+                        message: format!(
+                            "column {column:?}: {s:?} is not a timestamp (epoch ms or yyyy-MM-dd HH:mm:ss)"
+                        ),
+                    })?)
+                }
+                _ => integer(cell, t, column)?,
+            };
+            let v = i64::try_from(v).map_err(|_| out_of_range(v, t, column))?;
+            if t == DataType::Long { Value::Long(v) } else { Value::Timestamp(v) }
+        }
+        DataType::Float => {
+            let f = float(cell, t, column)?;
+            if f.abs() > f64::from(f32::MAX) {
+                return Err(out_of_range(f, t, column));
+            }
+            Value::Float(f as f32)
+        }
+        DataType::Double => Value::Double(float(cell, t, column)?),
+        DataType::BigDecimal => {
+            let parsed = match cell {
+                Cell::I64(v) => parse_decimal(&v.to_string()),
+                Cell::U64(v) => parse_decimal(&v.to_string()),
+                Cell::F64(f) if f.is_finite() => parse_decimal(&f.to_string()),
+                Cell::Str(s) => parse_decimal(s),
+                _ => return Err(mismatch(cell, t, column)),
+            };
+            Value::Decimal(parsed.ok_or_else(|| out_of_range(cell.describe(), t, column))?)
+        }
+        DataType::Boolean => Value::Boolean(match cell {
+            Cell::Bool(b) => *b,
+            Cell::I64(v) => *v != 0,
+            Cell::U64(v) => *v != 0,
+            Cell::F64(f) => *f != 0.0,
+            Cell::Str(s) => match s.trim() {
+                x if x.eq_ignore_ascii_case("true") || x == "1" => true,
+                x if x.eq_ignore_ascii_case("false") || x == "0" => false,
+                _ => return Err(mismatch(cell, t, column)),
+            },
+            _ => return Err(mismatch(cell, t, column)),
+        }),
+        DataType::String => Value::Str(cut_chars(
+            match cell {
+                Cell::Str(s) | Cell::Json(s) => s.clone(),
+                Cell::I64(v) => Cow::Owned(v.to_string()),
+                Cell::U64(v) => Cow::Owned(v.to_string()),
+                Cell::F64(f) => Cow::Owned(f.to_string()),
+                Cell::Bool(b) => Cow::Borrowed(if *b { "true" } else { "false" }),
+                _ => return Err(mismatch(cell, t, column)),
+            },
+            spec.max_length,
+        )),
+        DataType::Json => Value::Str(match cell {
+            Cell::Str(s) | Cell::Json(s) => s.clone(),
+            Cell::I64(v) => Cow::Owned(v.to_string()),
+            Cell::U64(v) => Cow::Owned(v.to_string()),
+            Cell::F64(f) => Cow::Owned(f.to_string()),
+            Cell::Bool(b) => Cow::Borrowed(if *b { "true" } else { "false" }),
+            _ => return Err(mismatch(cell, t, column)),
+        }),
+        DataType::Bytes => match cell {
+            Cell::Str(s) => {
+                let mut bytes = decode_hex(s.trim()).ok_or_else(|| Dropped {
+                    reason: DropReason::TypeMismatch,
+                    message: format!("column {column:?}: {} is not hex-encoded BYTES", cell.describe()),
+                })?;
+                bytes.truncate(spec.max_length);
+                Value::Bytes(Cow::Owned(bytes))
+            }
+            _ => return Err(mismatch(cell, t, column)),
+        },
+    })
+}
+
+/// The epoch ms of a time column's converted value, checked against Pinot's valid range.
+fn time_millis(value: &Value<'_>, format: Option<&DateTimeFormat>, column: &str) -> Result<i64, Dropped> {
+    let bad = |what: String| Dropped {
+        reason: DropReason::BadTime,
+        message: format!("time column {column:?}: {what} does not match its format"),
+    };
+    let millis = match (value, format) {
+        (Value::Timestamp(ms), _) => Some(*ms),
+        (Value::Long(v), Some(f)) => f.epoch_to_millis(*v),
+        (Value::Int(v), Some(f)) => f.epoch_to_millis(i64::from(*v)),
+        (Value::Str(s), Some(DateTimeFormat::SimpleDate(p))) => p.parse_millis(s),
+        (Value::Str(s), Some(DateTimeFormat::Timestamp)) => parse_timestamp_text(s),
+        (Value::Str(s), Some(f @ DateTimeFormat::Epoch { .. })) => {
+            s.trim().parse::<i64>().ok().and_then(|v| f.epoch_to_millis(v))
+        }
+        (Value::Long(v), None) => Some(*v),
+        (other, _) => return Err(bad(format!("{other:?}"))),
+    };
+    let millis = millis.ok_or_else(|| bad(format!("{value:?}")))?;
+    if !(MIN_VALID_TIME_MS..MAX_VALID_TIME_MS).contains(&millis) {
+        return Err(Dropped {
+            reason: DropReason::TimeOutOfRange,
+            message: format!("time column {column:?}: {millis} ms is outside 1971-01-01..2071-01-01"),
+        });
+    }
+    Ok(millis)
+}

@@ -1,0 +1,274 @@
+//! The consuming segment: frozen Arrow record batches plus one small active builder.
+//!
+//! One ingestion task appends; any number of queries take snapshots. A snapshot clones the
+//! frozen batches' Arcs and copies only the active tail (at most [`BATCH_ROWS`] rows), under a
+//! lock that the writer takes once per chunk of records, so a snapshot always sees whole rows,
+//! a prefix of what was appended.
+
+use crate::builder::ColumnBuilder;
+use crate::columns::TableLayout;
+use crate::decode::{Decoder, DropStats, RecordMeta};
+use crate::stats::{ColumnStats, merge_all};
+use crate::threshold::{FlushLimit, FlushThresholds};
+use arrow::array::{ArrayRef, RecordBatch};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Rows of one frozen batch.
+pub const BATCH_ROWS: usize = 8192;
+/// Records decoded per lock acquisition, which bounds how long a snapshot can wait.
+const CHUNK: usize = 1024;
+
+/// Why a consuming segment should seal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SealReason {
+    /// The row limit is reached.
+    Rows,
+    /// The estimated sealed size is reached.
+    Size,
+    /// The time limit has passed.
+    Time,
+}
+
+/// Counts from one append call.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AppendOutcome {
+    /// Rows added.
+    pub rows: usize,
+    /// Records dropped.
+    pub dropped: usize,
+    /// Bytes of the records offered.
+    pub bytes: usize,
+}
+
+struct Inner {
+    decoder: Decoder,
+    builders: Vec<ColumnBuilder>,
+    frozen: Vec<RecordBatch>,
+    frozen_stats: Vec<ColumnStats>,
+    frozen_rows: usize,
+    frozen_bytes: usize,
+    active_rows: usize,
+    active_record_bytes: usize,
+    time_range: Option<(i64, i64)>,
+    drops: DropStats,
+    first_sequence: Option<String>,
+    last_sequence: Option<String>,
+    last_append_ms: Option<i64>,
+}
+
+/// A mutable, consuming segment.
+pub struct MutableSegment {
+    layout: Arc<TableLayout>,
+    created: Instant,
+    created_ms: i64,
+    inner: Mutex<Inner>,
+}
+
+/// What a query reads of a consuming segment at one moment.
+#[derive(Debug, Clone)]
+pub struct SegmentSnapshot {
+    /// The rows, as record batches (frozen ones shared, the tail copied).
+    pub batches: Vec<RecordBatch>,
+    /// Row count.
+    pub rows: usize,
+    /// Per-column statistics, in layout order.
+    pub stats: Vec<ColumnStats>,
+    /// Smallest and largest time column value (epoch ms).
+    pub time_range: Option<(i64, i64)>,
+    /// Sequence number of the first record offered.
+    pub first_sequence: Option<String>,
+    /// Sequence number of the last record offered.
+    pub last_sequence: Option<String>,
+    /// When the last record arrived, epoch ms.
+    pub last_append_ms: Option<i64>,
+}
+
+/// Epoch milliseconds now.
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+impl MutableSegment {
+    /// An empty consuming segment of `layout`.
+    pub fn new(layout: Arc<TableLayout>) -> MutableSegment {
+        let builders = layout.columns.iter().map(|c| ColumnBuilder::new(c, BATCH_ROWS)).collect();
+        MutableSegment {
+            created: Instant::now(),
+            created_ms: now_ms(),
+            inner: Mutex::new(Inner {
+                decoder: Decoder::new(Arc::clone(&layout)),
+                builders,
+                frozen: Vec::new(),
+                frozen_stats: Vec::new(),
+                frozen_rows: 0,
+                frozen_bytes: 0,
+                active_rows: 0,
+                active_record_bytes: 0,
+                time_range: None,
+                drops: DropStats::default(),
+                first_sequence: None,
+                last_sequence: None,
+                last_append_ms: None,
+            }),
+            layout,
+        }
+    }
+
+    /// The layout.
+    pub fn layout(&self) -> &Arc<TableLayout> {
+        &self.layout
+    }
+
+    /// When the segment started consuming, epoch ms.
+    pub fn created_ms(&self) -> i64 {
+        self.created_ms
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave a torn row (rows are appended only after
+        // every column converted), so the data is still consistent.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Decodes and appends records. Bad records are counted by reason and skipped.
+    pub fn append<'a, I>(&self, records: I) -> AppendOutcome
+    where
+        I: IntoIterator<Item = (&'a [u8], RecordMeta<'a>)>,
+    {
+        let mut outcome = AppendOutcome::default();
+        let mut records = records.into_iter().peekable();
+        while records.peek().is_some() {
+            let mut guard = self.lock();
+            let inner = &mut *guard;
+            for (bytes, meta) in records.by_ref().take(CHUNK) {
+                outcome.bytes += bytes.len();
+                if inner.first_sequence.is_none() {
+                    inner.first_sequence = Some(meta.sequence_number.to_string());
+                }
+                match inner.decoder.decode(bytes, &meta, &mut inner.builders) {
+                    Ok(time) => {
+                        outcome.rows += 1;
+                        inner.active_rows += 1;
+                        inner.active_record_bytes += bytes.len();
+                        if let Some(t) = time {
+                            inner.time_range = Some(match inner.time_range {
+                                None => (t, t),
+                                Some((lo, hi)) => (lo.min(t), hi.max(t)),
+                            });
+                        }
+                        if inner.active_rows >= BATCH_ROWS {
+                            inner.freeze(&self.layout);
+                        }
+                    }
+                    Err(dropped) => {
+                        outcome.dropped += 1;
+                        inner.drops.record(&dropped, bytes);
+                    }
+                }
+                if !meta.sequence_number.is_empty() {
+                    inner.last_sequence = Some(meta.sequence_number.to_string());
+                }
+            }
+            if outcome.rows > 0 {
+                inner.last_append_ms = Some(now_ms());
+            }
+        }
+        outcome
+    }
+
+    /// A consistent view of the rows appended so far.
+    pub fn snapshot(&self) -> SegmentSnapshot {
+        let inner = self.lock();
+        let mut batches = inner.frozen.clone();
+        let mut stats = inner.frozen_stats.clone();
+        if inner.active_rows > 0 {
+            let columns: Vec<ArrayRef> = inner.builders.iter().map(|b| b.finish_cloned()).collect();
+            let tail = batch(&self.layout, columns);
+            let tail_stats: Vec<ColumnStats> = tail.columns().iter().map(ColumnStats::of).collect();
+            merge_all(&mut stats, &tail_stats, inner.frozen_rows);
+            batches.push(tail);
+        }
+        SegmentSnapshot {
+            batches,
+            rows: inner.frozen_rows + inner.active_rows,
+            stats,
+            time_range: inner.time_range,
+            first_sequence: inner.first_sequence.clone(),
+            last_sequence: inner.last_sequence.clone(),
+            last_append_ms: inner.last_append_ms,
+        }
+    }
+
+    /// Rows held.
+    pub fn rows(&self) -> usize {
+        let inner = self.lock();
+        inner.frozen_rows + inner.active_rows
+    }
+
+    /// Dropped records so far, by reason.
+    pub fn drops(&self) -> DropStats {
+        self.lock().drops.clone()
+    }
+
+    /// Estimated bytes of the sealed file: the frozen batches' exact data bytes plus the tail
+    /// at the frozen batches' bytes per row (or half its JSON bytes before anything froze).
+    pub fn estimated_bytes(&self) -> usize {
+        let inner = self.lock();
+        let tail = (inner.active_rows * inner.frozen_bytes)
+            .checked_div(inner.frozen_rows)
+            .unwrap_or(inner.active_record_bytes / 2);
+        inner.frozen_bytes + tail
+    }
+
+    /// Whether a flush threshold is reached, for a table consuming `shards` shards.
+    pub fn should_seal(&self, thresholds: &FlushThresholds, shards: usize) -> Option<SealReason> {
+        let rows = self.rows();
+        if rows == 0 {
+            return None;
+        }
+        if let Some(limit) = thresholds.rows_per_segment(shards)
+            && rows as u64 >= limit
+        {
+            return Some(SealReason::Rows);
+        }
+        if let FlushLimit::SegmentSize(target) = thresholds.limit
+            && self.estimated_bytes() as u64 >= target
+        {
+            return Some(SealReason::Size);
+        }
+        if self.age() >= thresholds.time {
+            return Some(SealReason::Time);
+        }
+        None
+    }
+
+    /// How long the segment has been consuming.
+    pub fn age(&self) -> Duration {
+        self.created.elapsed()
+    }
+}
+
+impl Inner {
+    fn freeze(&mut self, layout: &TableLayout) {
+        let columns: Vec<ArrayRef> = self.builders.iter_mut().map(|b| b.finish()).collect();
+        let frozen = batch(layout, columns);
+        let stats: Vec<ColumnStats> = frozen.columns().iter().map(ColumnStats::of).collect();
+        merge_all(&mut self.frozen_stats, &stats, self.frozen_rows);
+        self.frozen_bytes += batch_bytes(&frozen);
+        self.frozen_rows += frozen.num_rows();
+        self.frozen.push(frozen);
+        self.active_rows = 0;
+        self.active_record_bytes = 0;
+    }
+}
+
+fn batch(layout: &TableLayout, columns: Vec<ArrayRef>) -> RecordBatch {
+    RecordBatch::try_new(Arc::clone(&layout.arrow), columns)
+        .expect("builders are made from the layout's own types and append whole rows")
+}
+
+/// Exact data bytes of a batch (values, offsets, validity), as written to a sealed file.
+pub fn batch_bytes(batch: &RecordBatch) -> usize {
+    batch.columns().iter().map(|c| c.to_data().get_slice_memory_size().unwrap_or(0)).sum()
+}

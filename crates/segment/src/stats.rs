@@ -1,0 +1,165 @@
+//! Per-column statistics (min, max, null count) of segments, for pruning and status.
+
+use arrow::array::{
+    Array, ArrayRef, AsArray, BinaryArray, BooleanArray, Decimal128Array, Float32Array, Float64Array,
+    Int32Array, Int64Array, StringArray, TimestampMillisecondArray,
+};
+use arrow::compute::{max, max_boolean, max_string, min, min_boolean, min_string};
+use arrow::datatypes::DataType as ArrowType;
+use serde::{Deserialize, Serialize};
+use std::cmp::Ordering;
+
+/// A min or max value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StatValue {
+    /// INT, LONG, TIMESTAMP (epoch ms).
+    Int(i64),
+    /// FLOAT, DOUBLE (finite only).
+    Float(f64),
+    /// BOOLEAN.
+    Bool(bool),
+    /// STRING, JSON.
+    Str(String),
+    /// BIG_DECIMAL, the unscaled Decimal128 value as text.
+    Decimal(String),
+}
+
+impl StatValue {
+    fn cmp_same(&self, other: &StatValue) -> Option<Ordering> {
+        match (self, other) {
+            (StatValue::Int(a), StatValue::Int(b)) => Some(a.cmp(b)),
+            (StatValue::Float(a), StatValue::Float(b)) => a.partial_cmp(b),
+            (StatValue::Bool(a), StatValue::Bool(b)) => Some(a.cmp(b)),
+            (StatValue::Str(a), StatValue::Str(b)) => Some(a.cmp(b)),
+            (StatValue::Decimal(a), StatValue::Decimal(b)) => {
+                Some(a.parse::<i128>().ok()?.cmp(&b.parse::<i128>().ok()?))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Statistics of one column.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ColumnStats {
+    /// Smallest value; None when unknown (all null, a list column, or not finite).
+    pub min: Option<StatValue>,
+    /// Largest value; None when unknown.
+    pub max: Option<StatValue>,
+    /// Null rows.
+    pub null_count: u64,
+}
+
+/// Longest string kept as a min or max: a longer one makes the bound unknown.
+const MAX_STAT_STRING: usize = 256;
+
+impl ColumnStats {
+    /// Statistics of one array.
+    pub fn of(array: &ArrayRef) -> ColumnStats {
+        let null_count = array.null_count() as u64;
+        let (min, max) = match array.data_type() {
+            ArrowType::Int32 => {
+                let a: &Int32Array = array.as_primitive();
+                (min(a).map(|v| StatValue::Int(v.into())), max(a).map(|v| StatValue::Int(v.into())))
+            }
+            ArrowType::Int64 => {
+                let a: &Int64Array = array.as_primitive();
+                (min(a).map(StatValue::Int), max(a).map(StatValue::Int))
+            }
+            ArrowType::Timestamp(_, _) => {
+                let a: &TimestampMillisecondArray = array.as_primitive();
+                (min(a).map(StatValue::Int), max(a).map(StatValue::Int))
+            }
+            ArrowType::Float32 => {
+                let a: &Float32Array = array.as_primitive();
+                (finite(min(a).map(f64::from)), finite(max(a).map(f64::from)))
+            }
+            ArrowType::Float64 => {
+                let a: &Float64Array = array.as_primitive();
+                (finite(min(a)), finite(max(a)))
+            }
+            ArrowType::Decimal128(_, _) => {
+                let a: &Decimal128Array = array.as_primitive();
+                (
+                    min(a).map(|v| StatValue::Decimal(v.to_string())),
+                    max(a).map(|v| StatValue::Decimal(v.to_string())),
+                )
+            }
+            ArrowType::Boolean => {
+                let a: &BooleanArray = array.as_boolean();
+                (min_boolean(a).map(StatValue::Bool), max_boolean(a).map(StatValue::Bool))
+            }
+            ArrowType::Utf8 => {
+                let a: &StringArray = array.as_string();
+                let keep = |s: Option<&str>| {
+                    s.filter(|s| s.len() <= MAX_STAT_STRING).map(|s| StatValue::Str(s.to_string()))
+                };
+                (keep(min_string(a)), keep(max_string(a)))
+            }
+            ArrowType::Binary => {
+                let _: &BinaryArray = array.as_binary();
+                (None, None)
+            }
+            _ => (None, None),
+        };
+        ColumnStats { min, max, null_count }
+    }
+
+    /// Widens these statistics by another part of the same column.
+    pub fn merge(&mut self, other: &ColumnStats) {
+        self.null_count += other.null_count;
+        self.min = pick(self.min.take(), other.min.clone(), Ordering::Less);
+        self.max = pick(self.max.take(), other.max.clone(), Ordering::Greater);
+    }
+}
+
+/// Merges per-column statistics of two parts of a segment. An empty `into` takes `from`.
+pub fn merge_all(into: &mut Vec<ColumnStats>, from: &[ColumnStats], into_rows: usize) {
+    if into_rows == 0 || into.is_empty() {
+        *into = from.to_vec();
+        return;
+    }
+    for (a, b) in into.iter_mut().zip(from) {
+        a.merge(b);
+    }
+}
+
+fn finite(v: Option<f64>) -> Option<StatValue> {
+    v.filter(|f| f.is_finite()).map(StatValue::Float)
+}
+
+fn pick(a: Option<StatValue>, b: Option<StatValue>, want: Ordering) -> Option<StatValue> {
+    match (a, b) {
+        (Some(a), Some(b)) => match a.cmp_same(&b) {
+            Some(o) if o == want => Some(a),
+            Some(_) => Some(b),
+            None => None,
+        },
+        (a, b) => a.or(b),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn computes_and_merges() {
+        let a: ArrayRef = Arc::new(Int64Array::from(vec![Some(5), None, Some(-2)]));
+        let b: ArrayRef = Arc::new(Int64Array::from(vec![Some(9)]));
+        let mut s = ColumnStats::of(&a);
+        assert_eq!(
+            s,
+            ColumnStats { min: Some(StatValue::Int(-2)), max: Some(StatValue::Int(5)), null_count: 1 }
+        );
+        s.merge(&ColumnStats::of(&b));
+        assert_eq!(s.max, Some(StatValue::Int(9)));
+        let strings: ArrayRef = Arc::new(StringArray::from(vec!["b", "a", "c"]));
+        let s = ColumnStats::of(&strings);
+        assert_eq!((s.min, s.max), (Some(StatValue::Str("a".into())), Some(StatValue::Str("c".into()))));
+        let floats: ArrayRef = Arc::new(Float64Array::from(vec![f64::NEG_INFINITY, 1.0]));
+        assert_eq!(ColumnStats::of(&floats).min, None);
+    }
+}
