@@ -1,0 +1,234 @@
+//! The Kinesis source: lists shards (following NextToken), orders them by lineage, runs one
+//! reader per readable shard, and lists again periodically and as soon as a shard ends.
+
+use crate::client::kinesis_client;
+use crate::config::{KinesisConfig, StartPosition};
+use crate::lineage::{Lineage, LineageEvent, ShardInfo, StartKind};
+use crate::metrics::StreamMetrics;
+use crate::reader::{ReadSettings, ShardTask, StartAt};
+use crate::sequence::SequenceNumber;
+use crate::source::{Control, ResumeState, ShardReader, Source, SourceHandle};
+use aws_sdk_kinesis::Client;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+
+/// Events buffered per shard: a reader stops fetching while the engine is this far behind.
+const EVENTS_PER_SHARD: usize = 4;
+
+/// Reads a Kinesis stream.
+pub struct KinesisSource {
+    config: KinesisConfig,
+    client: Client,
+}
+
+impl KinesisSource {
+    /// A source for `config`, with its own client.
+    pub async fn connect(config: KinesisConfig) -> KinesisSource {
+        let client = kinesis_client(&config).await;
+        KinesisSource { config, client }
+    }
+
+    /// A source for `config` over an existing client.
+    pub fn with_client(config: KinesisConfig, client: Client) -> KinesisSource {
+        KinesisSource { config, client }
+    }
+}
+
+impl Source for KinesisSource {
+    fn start(self: Box<Self>, resume: ResumeState) -> SourceHandle {
+        let (readers_tx, readers_rx) = mpsc::channel(64);
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let metrics = Arc::new(StreamMetrics::default());
+        let coordinator = Coordinator {
+            config: self.config,
+            client: self.client,
+            lineage: Lineage::new(resume.ended.iter().cloned(), resume.checkpoints.keys().cloned()),
+            resume,
+            readers: readers_tx,
+            metrics: Arc::clone(&metrics),
+            shutdown: shutdown_rx,
+            endings: BTreeMap::new(),
+        };
+        tokio::spawn(coordinator.run());
+        SourceHandle::new(readers_rx, metrics, shutdown_tx)
+    }
+}
+
+struct Coordinator {
+    config: KinesisConfig,
+    client: Client,
+    lineage: Lineage,
+    resume: ResumeState,
+    readers: mpsc::Sender<ShardReader>,
+    metrics: Arc<StreamMetrics>,
+    shutdown: watch::Receiver<bool>,
+    endings: BTreeMap<String, watch::Sender<Option<SequenceNumber>>>,
+}
+
+impl Coordinator {
+    async fn run(mut self) {
+        let (control_tx, mut control_rx) = mpsc::unbounded_channel::<Control>();
+        let (loss_tx, mut loss_rx) = mpsc::unbounded_channel::<String>();
+        let mut failures = 0u32;
+        loop {
+            match list_shards(&self.client, &self.config.stream_name).await {
+                Ok(listing) => {
+                    failures = 0;
+                    for event in self.lineage.update(listing) {
+                        let LineageEvent::DataLoss { shard } = event;
+                        self.report_loss(&shard);
+                    }
+                    for id in self.lineage.running().cloned().collect::<Vec<_>>() {
+                        if let (Some(tx), Some(info)) = (self.endings.get(&id), self.lineage.shard(&id)) {
+                            tx.send_if_modified(|e| {
+                                let changed = *e != info.ending_sequence;
+                                *e = info.ending_sequence.clone();
+                                changed
+                            });
+                        }
+                    }
+                    for (shard, kind) in self.lineage.ready() {
+                        let reader = self.spawn_reader(shard, kind, &control_tx, &loss_tx);
+                        if self.readers.send(reader).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                Err(e) => {
+                    failures += 1;
+                    tracing::warn!(stream = %self.config.stream_name, error = %e, "ListShards failed; retrying");
+                }
+            }
+            let wait = if failures > 0 {
+                Duration::from_millis(200 * u64::from(failures.min(50)))
+            } else {
+                self.config.shard_discovery_interval
+            };
+            let deadline = tokio::time::Instant::now() + wait;
+            // Wait for the next listing, handling messages; a finished shard lists at once.
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(deadline) => break,
+                    _ = self.shutdown.changed() => return,
+                    Some(shard) = loss_rx.recv() => self.report_loss(&shard),
+                    msg = control_rx.recv() => match msg {
+                        Some(Control::Finished(shard)) => {
+                            self.lineage.finish(&shard);
+                            self.endings.remove(&shard);
+                            break;
+                        }
+                        Some(Control::Released(shard)) => {
+                            self.lineage.release(&shard);
+                            self.endings.remove(&shard);
+                        }
+                        None => return,
+                    },
+                }
+            }
+            if *self.shutdown.borrow() || self.readers.is_closed() {
+                return;
+            }
+        }
+    }
+
+    fn report_loss(&self, shard: &str) {
+        self.metrics.data_loss_events.fetch_add(1, Ordering::Relaxed);
+        tracing::error!(stream = %self.config.stream_name, shard,
+            "data loss: records of this shard expired from the stream before they were read");
+    }
+
+    fn start_for(&self, shard: &ShardInfo, kind: StartKind) -> StartAt {
+        if let Some(c) = self.resume.checkpoints.get(&shard.id) {
+            return StartAt::After(c.clone());
+        }
+        if kind == StartKind::FirstRecord {
+            return StartAt::TrimHorizon;
+        }
+        match &self.config.start {
+            StartPosition::Latest => StartAt::Latest,
+            StartPosition::TrimHorizon => StartAt::TrimHorizon,
+            StartPosition::AtTimestamp { millis } => StartAt::AtTimestamp(*millis),
+            StartPosition::AtSequenceNumber { shards } => {
+                shards.get(&shard.id).map(|s| StartAt::AtSequence(s.clone())).unwrap_or(StartAt::TrimHorizon)
+            }
+            StartPosition::AfterSequenceNumber { shards } => shards
+                .get(&shard.id)
+                .map(|s| {
+                    StartAt::After(crate::record::Checkpoint { sequence: s.clone(), sub_sequence: None })
+                })
+                .unwrap_or(StartAt::TrimHorizon),
+        }
+    }
+
+    fn spawn_reader(
+        &mut self,
+        shard: ShardInfo,
+        kind: StartKind,
+        control: &mpsc::UnboundedSender<Control>,
+        loss: &mpsc::UnboundedSender<String>,
+    ) -> ShardReader {
+        let start = self.start_for(&shard, kind);
+        tracing::info!(stream = %self.config.stream_name, shard = %shard.id, ?start, "starting shard reader");
+        let (events_tx, events_rx) = mpsc::channel(EVENTS_PER_SHARD);
+        let (ending_tx, ending_rx) = watch::channel(shard.ending_sequence.clone());
+        self.endings.insert(shard.id.clone(), ending_tx);
+        let interval = Duration::from_secs_f64(1.0 / self.config.requests_per_second);
+        let task = ShardTask {
+            client: self.client.clone(),
+            stream: self.config.stream_name.clone(),
+            shard: Arc::from(shard.id.as_str()),
+            start,
+            settings: ReadSettings {
+                limit: self.config.max_records_to_fetch,
+                min_interval: interval,
+                fetch_timeout: self.config.fetch_timeout,
+            },
+            ending: ending_rx,
+            events: events_tx,
+            metrics: self.metrics.shard(&shard.id),
+            shutdown: self.shutdown.clone(),
+            data_loss: loss.clone(),
+        };
+        tokio::spawn(task.run());
+        let parents = shard.parents().map(str::to_string).collect();
+        ShardReader::new(shard.id, parents, events_rx, control.clone())
+    }
+}
+
+/// Lists every shard of a stream, following NextToken.
+pub async fn list_shards(client: &Client, stream: &str) -> Result<Vec<ShardInfo>, String> {
+    let mut shards = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        // NextToken cannot be sent together with StreamName.
+        let request = match &token {
+            Some(t) => client.list_shards().next_token(t),
+            None => client.list_shards().stream_name(stream),
+        };
+        let out = request.send().await.map_err(|e| {
+            use aws_sdk_kinesis::error::ProvideErrorMetadata;
+            match e.as_service_error() {
+                Some(s) => format!("{}: {}", s.code().unwrap_or("error"), s.message().unwrap_or("")),
+                None => e.to_string(),
+            }
+        })?;
+        for s in out.shards() {
+            shards.push(ShardInfo {
+                id: s.shard_id().to_string(),
+                parent: s.parent_shard_id().map(str::to_string),
+                adjacent_parent: s.adjacent_parent_shard_id().map(str::to_string),
+                ending_sequence: s
+                    .sequence_number_range()
+                    .and_then(|r| r.ending_sequence_number())
+                    .and_then(SequenceNumber::parse),
+            });
+        }
+        match out.next_token() {
+            Some(t) if !t.is_empty() => token = Some(t.to_string()),
+            _ => return Ok(shards),
+        }
+    }
+}

@@ -1,0 +1,134 @@
+//! The source trait: what the engine reads records from. The Kinesis consumer implements it,
+//! and so does an in-memory source for tests and benchmarks.
+//!
+//! A source hands out one [`ShardReader`] per shard as the shard becomes readable (after its
+//! parents have ended). The engine consumes the reader's events; when the shard has ended and
+//! the engine has committed that, it calls [`ShardReader::finished`], and the shard's children
+//! become readable.
+
+use crate::metrics::StreamMetrics;
+use crate::record::{Checkpoint, Record};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use tokio::sync::{mpsc, watch};
+
+/// Where a table got to: checkpoints of the shards it has read part of, and the shards it has
+/// read to their end.
+#[derive(Debug, Clone, Default)]
+pub struct ResumeState {
+    /// The last record consumed per shard.
+    pub checkpoints: BTreeMap<String, Checkpoint>,
+    /// Shards read to their end (and committed as such).
+    pub ended: BTreeSet<String>,
+}
+
+/// What a shard reader yields.
+#[derive(Debug)]
+pub enum ShardEvent {
+    /// Records, in shard order, none before the checkpoint, none twice.
+    Records {
+        /// The records.
+        records: Vec<Record>,
+        /// MillisBehindLatest of the answer they came in.
+        millis_behind_latest: Option<i64>,
+    },
+    /// The shard has been read to its end. Nothing follows.
+    End {
+        /// Its children (from ChildShards, when the service says).
+        children: Vec<String>,
+    },
+}
+
+/// Messages from readers to their source's coordinator.
+#[derive(Debug)]
+pub enum Control {
+    /// The engine committed the end of this shard.
+    Finished(String),
+    /// The engine dropped this shard's reader before its end.
+    Released(String),
+}
+
+/// One shard's records, in order.
+pub struct ShardReader {
+    /// The shard id.
+    pub shard_id: String,
+    /// The shard's parents, for the record.
+    pub parents: Vec<String>,
+    events: mpsc::Receiver<ShardEvent>,
+    control: mpsc::UnboundedSender<Control>,
+    finished: bool,
+}
+
+impl std::fmt::Debug for ShardReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShardReader").field("shard_id", &self.shard_id).finish()
+    }
+}
+
+impl ShardReader {
+    /// A reader over `events` (for source implementations).
+    pub fn new(
+        shard_id: String,
+        parents: Vec<String>,
+        events: mpsc::Receiver<ShardEvent>,
+        control: mpsc::UnboundedSender<Control>,
+    ) -> ShardReader {
+        ShardReader { shard_id, parents, events, control, finished: false }
+    }
+
+    /// The next event; None when the source stopped.
+    pub async fn next(&mut self) -> Option<ShardEvent> {
+        self.events.recv().await
+    }
+
+    /// Tells the source that the shard's end is committed: its children may start.
+    pub fn finished(mut self) {
+        self.finished = true;
+        let _ = self.control.send(Control::Finished(self.shard_id.clone()));
+    }
+}
+
+impl Drop for ShardReader {
+    fn drop(&mut self) {
+        if !self.finished {
+            let _ = self.control.send(Control::Released(self.shard_id.clone()));
+        }
+    }
+}
+
+/// A running source.
+pub struct SourceHandle {
+    /// Readers, one per shard as it becomes readable.
+    pub readers: mpsc::Receiver<ShardReader>,
+    /// The consumer's metrics.
+    pub metrics: Arc<StreamMetrics>,
+    shutdown: watch::Sender<bool>,
+}
+
+impl SourceHandle {
+    /// A handle (for source implementations).
+    pub fn new(
+        readers: mpsc::Receiver<ShardReader>,
+        metrics: Arc<StreamMetrics>,
+        shutdown: watch::Sender<bool>,
+    ) -> Self {
+        SourceHandle { readers, metrics, shutdown }
+    }
+
+    /// Stops every reader and the coordinator.
+    pub fn stop(&self) {
+        let _ = self.shutdown.send(true);
+    }
+}
+
+impl Drop for SourceHandle {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Something records can be read from.
+pub trait Source: Send + 'static {
+    /// Starts reading from where `resume` says, on the current tokio runtime.
+    fn start(self: Box<Self>, resume: ResumeState) -> SourceHandle;
+}
