@@ -19,6 +19,31 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
 
+/// FxHash (the rustc hasher): field names are short and trusted to be few, so a fast,
+/// non-keyed hash beats SipHash on the hot path.
+#[derive(Default, Clone, Copy)]
+struct FxHasher(u64);
+
+impl std::hash::Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 =
+                (self.0.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        }
+    }
+    fn write_u8(&mut self, i: u8) {
+        self.0 = (self.0.rotate_left(5) ^ u64::from(i)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type FxMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<FxHasher>>;
+type FxSet<K> = HashSet<K, std::hash::BuildHasherDefault<FxHasher>>;
+
 /// Record metadata that the stream hands over with the bytes.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RecordMeta<'a> {
@@ -222,9 +247,9 @@ fn recycle_values<'a, 'b>(mut v: Vec<Value<'a>>) -> Vec<Value<'b>> {
 pub struct Decoder {
     layout: Arc<TableLayout>,
     /// JSON field name (or flattened path) to column index, for record columns.
-    lookup: HashMap<Box<str>, usize>,
+    lookup: FxMap<Box<str>, usize>,
     /// Parents of flattened column names (`a` and `a.b` for column `a.b.c`).
-    prefixes: HashSet<Box<str>>,
+    prefixes: FxSet<Box<str>>,
     /// Which columns take raw JSON text.
     json_columns: Vec<bool>,
     cells: Vec<Cell<'static>>,
@@ -237,8 +262,8 @@ pub struct Decoder {
 impl Decoder {
     /// A decoder for `layout`.
     pub fn new(layout: Arc<TableLayout>) -> Decoder {
-        let mut lookup = HashMap::new();
-        let mut prefixes = HashSet::new();
+        let mut lookup = FxMap::default();
+        let mut prefixes = FxSet::default();
         for (i, c) in layout.columns.iter().enumerate() {
             if c.source != Source::Record {
                 continue;
@@ -284,8 +309,20 @@ impl Decoder {
         let mut cells: Vec<Cell<'_>> = recycle(std::mem::take(&mut self.cells));
         let mut items: Vec<Cell<'_>> = recycle(std::mem::take(&mut self.items));
         cells.resize_with(n, || Cell::Absent);
+        // One UTF-8 check of the whole record is cheaper than serde_json's check per string.
+        let text = match std::str::from_utf8(bytes) {
+            Ok(t) => t,
+            Err(e) => {
+                self.cells = recycle(cells);
+                self.items = recycle(items);
+                return Err(Dropped {
+                    reason: DropReason::NotUtf8,
+                    message: format!("the record is not UTF-8: {e}"),
+                });
+            }
+        };
         let parsed = {
-            let mut de = serde_json::Deserializer::from_slice(bytes);
+            let mut de = serde_json::Deserializer::from_str(text);
             let seed = RecordSeed { decoder: self, cells: &mut cells, items: &mut items, prefix: None };
             seed.deserialize(&mut de).and_then(|()| de.end())
         };
@@ -305,7 +342,7 @@ impl Decoder {
         meta: &RecordMeta<'de>,
         builders: &mut [ColumnBuilder],
     ) -> Result<Option<i64>, Dropped> {
-        let layout = Arc::clone(&self.layout);
+        let layout = &*self.layout;
         let mut row: Vec<Value<'de>> = recycle_values(std::mem::take(&mut self.row));
         let mut list_values: Vec<Value<'de>> = recycle_values(std::mem::take(&mut self.list_values));
         self.list_bounds.clear();
@@ -458,7 +495,7 @@ impl<'de> Visitor<'de> for RecordSeed<'_, 'de> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let decoder = self.decoder;
         let mut path = String::new();
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+        while let Some(key) = map.next_key_seed(KeySeed)? {
             let name: &str = match self.prefix {
                 None => &key,
                 Some(prefix) => {
@@ -563,6 +600,33 @@ fn into_owned<'de>(cell: Cell<'_>, from_items: &[Cell<'_>], to_items: &mut Vec<C
             }
             Cell::List(start, to_items.len())
         }
+    }
+}
+
+/// A field name, borrowed from the input when it has no escapes. (serde's own `Cow<str>`
+/// always allocates.)
+struct KeySeed;
+
+impl<'de> DeserializeSeed<'de> for KeySeed {
+    type Value = Cow<'de, str>;
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Cow<'de, str>, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeySeed {
+    type Value = Cow<'de, str>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a field name")
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Cow<'de, str>, E> {
+        Ok(Cow::Borrowed(v))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Cow<'de, str>, E> {
+        Ok(Cow::Owned(v.to_string()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Cow<'de, str>, E> {
+        Ok(Cow::Owned(v))
     }
 }
 
@@ -688,11 +752,64 @@ impl<'de> Visitor<'de> for CellSeed<'_, 'de> {
             }
             return Ok(Cell::Json(Cow::Owned(serde_json::Value::Array(values).to_string())));
         }
-        let start = self.items.len();
-        while let Some(item) = seq.next_element::<serde_json::Value>()? {
-            self.items.push(value_cell(item));
+        // Items are read straight into cells (strings borrowed); a nested list or object
+        // inside becomes its JSON text.
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element_seed(ItemSeed)? {
+            items.push(item);
         }
+        let start = self.items.len();
+        self.items.extend(items);
         Ok(Cell::List(start, self.items.len()))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Cell<'de>, A::Error> {
+        let value = serde_json::Value::deserialize(de::value::MapAccessDeserializer::new(map))?;
+        Ok(Cell::Json(Cow::Owned(value.to_string())))
+    }
+}
+
+/// One item of a multi-value field.
+struct ItemSeed;
+
+impl<'de> DeserializeSeed<'de> for ItemSeed {
+    type Value = Cell<'de>;
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Cell<'de>, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ItemSeed {
+    type Value = Cell<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Cell<'de>, E> {
+        Ok(Cell::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Cell<'de>, E> {
+        Ok(Cell::I64(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Cell<'de>, E> {
+        Ok(Cell::U64(v))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Cell<'de>, E> {
+        Ok(Cell::F64(v))
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Cell<'de>, E> {
+        Ok(Cell::Str(Cow::Borrowed(v)))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Cell<'de>, E> {
+        Ok(Cell::Str(Cow::Owned(v.to_string())))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Cell<'de>, E> {
+        Ok(Cell::Str(Cow::Owned(v)))
+    }
+    fn visit_unit<E>(self) -> Result<Cell<'de>, E> {
+        Ok(Cell::Null)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Cell<'de>, A::Error> {
+        let value = serde_json::Value::deserialize(de::value::SeqAccessDeserializer::new(seq))?;
+        Ok(Cell::Json(Cow::Owned(value.to_string())))
     }
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Cell<'de>, A::Error> {
         let value = serde_json::Value::deserialize(de::value::MapAccessDeserializer::new(map))?;

@@ -141,6 +141,7 @@ impl MutableSegment {
         while records.peek().is_some() {
             let mut guard = self.lock();
             let inner = &mut *guard;
+            let mut last_sequence: Option<&str> = None;
             for (bytes, meta) in records.by_ref().take(CHUNK) {
                 outcome.bytes += bytes.len();
                 if inner.first_sequence.is_none() {
@@ -167,8 +168,11 @@ impl MutableSegment {
                     }
                 }
                 if !meta.sequence_number.is_empty() {
-                    inner.last_sequence = Some(meta.sequence_number.to_string());
+                    last_sequence = Some(meta.sequence_number);
                 }
+            }
+            if let Some(s) = last_sequence {
+                inner.last_sequence = Some(s.to_string());
             }
             if outcome.rows > 0 {
                 inner.last_append_ms = Some(now_ms());

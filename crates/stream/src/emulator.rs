@@ -248,3 +248,240 @@ pub fn error_text<E: std::error::Error + 'static>(e: &aws_sdk_kinesis::error::Sd
     }
     text
 }
+
+/// Faults a [`FaultProxy`] injects, counted per request.
+#[derive(Debug, Clone, Default)]
+pub struct Faults {
+    /// Every Nth GetRecords call is answered with ProvisionedThroughputExceededException.
+    pub throttle_every: Option<u64>,
+    /// Every Nth GetRecords call is answered with ExpiredIteratorException.
+    pub expire_every: Option<u64>,
+    /// Every Nth request of any kind has its connection reset without an answer.
+    pub reset_every: Option<u64>,
+    /// Every Nth GetRecords answer is held back this long (past the fetch timeout, say).
+    pub delay_every: Option<(u64, Duration)>,
+    /// The proxy is unreachable: its port refuses connections.
+    pub down: bool,
+}
+
+/// What a [`FaultProxy`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FaultCounts {
+    /// Requests seen.
+    pub requests: u64,
+    /// GetRecords calls seen.
+    pub get_records: u64,
+    /// Throttling answers sent.
+    pub throttled: u64,
+    /// Expired-iterator answers sent.
+    pub expired: u64,
+    /// Connections reset.
+    pub resets: u64,
+    /// Answers delayed.
+    pub delayed: u64,
+}
+
+struct ProxyState {
+    faults: Faults,
+    counts: FaultCounts,
+}
+
+/// An HTTP proxy between a Kinesis client and the emulator that injects faults: throttling
+/// and expired-iterator answers, connection resets, slow answers, and downtime.
+pub struct FaultProxy {
+    port: u16,
+    state: Arc<std::sync::Mutex<ProxyState>>,
+    down_tx: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+use std::sync::Arc;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+impl FaultProxy {
+    /// Starts a proxy on a free loopback port forwarding to `upstream_port`.
+    pub async fn start(upstream_port: u16) -> std::io::Result<FaultProxy> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let port = listener.local_addr()?.port();
+        let state = Arc::new(std::sync::Mutex::new(ProxyState {
+            faults: Faults::default(),
+            counts: FaultCounts::default(),
+        }));
+        let (down_tx, mut down_rx) = tokio::sync::watch::channel(false);
+        let task_state = Arc::clone(&state);
+        let task = tokio::spawn(async move {
+            let mut listener = Some(listener);
+            loop {
+                match listener.as_ref() {
+                    Some(l) => {
+                        tokio::select! {
+                            accepted = l.accept() => {
+                                if let Ok((socket, _)) = accepted {
+                                    tokio::spawn(handle(socket, upstream_port, Arc::clone(&task_state)));
+                                }
+                            }
+                            _ = down_rx.changed() => {
+                                if *down_rx.borrow() {
+                                    // Closing the listening socket: connections are refused.
+                                    listener = None;
+                                }
+                            }
+                        }
+                    }
+                    None => {
+                        if down_rx.changed().await.is_err() {
+                            return;
+                        }
+                        if !*down_rx.borrow() {
+                            match tokio::net::TcpListener::bind(("127.0.0.1", port)).await {
+                                Ok(l) => listener = Some(l),
+                                Err(e) => panic!("cannot listen on {port} again: {e}"),
+                            }
+                        }
+                    }
+                }
+            }
+        });
+        Ok(FaultProxy { port, state, down_tx, task })
+    }
+
+    /// The proxy's endpoint.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Sets the faults to inject from now on.
+    pub fn set(&self, faults: Faults) {
+        let down = faults.down;
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).faults = faults;
+        let _ = self.down_tx.send(down);
+    }
+
+    /// What the proxy did so far.
+    pub fn counts(&self) -> FaultCounts {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).counts
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+enum Action {
+    Forward,
+    Answer(&'static str),
+    Reset,
+    Delay(Duration),
+}
+
+async fn handle(
+    mut client: tokio::net::TcpStream,
+    upstream_port: u16,
+    state: Arc<std::sync::Mutex<ProxyState>>,
+) {
+    // One request per connection: it is forwarded with `Connection: close`.
+    let Some(request) = read_request(&mut client).await else { return };
+    let head_end = request.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(request.len());
+    let head = String::from_utf8_lossy(&request[..head_end]).to_ascii_lowercase();
+    let get_records = head.contains("x-amz-target: kinesis_20131202.getrecords");
+    let action = {
+        let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
+        s.counts.requests += 1;
+        let n = s.counts.requests;
+        if get_records {
+            s.counts.get_records += 1;
+        }
+        let g = s.counts.get_records;
+        let hit = |every: Option<u64>, count: u64| every.is_some_and(|e| e > 0 && count % e == 0);
+        if hit(s.faults.reset_every, n) {
+            s.counts.resets += 1;
+            Action::Reset
+        } else if get_records && hit(s.faults.throttle_every, g) {
+            s.counts.throttled += 1;
+            Action::Answer("ProvisionedThroughputExceededException")
+        } else if get_records && hit(s.faults.expire_every, g) {
+            s.counts.expired += 1;
+            Action::Answer("ExpiredIteratorException")
+        } else if let Some((every, delay)) =
+            s.faults.delay_every.filter(|(e, _)| get_records && hit(Some(*e), g))
+        {
+            let _ = every;
+            s.counts.delayed += 1;
+            Action::Delay(delay)
+        } else {
+            Action::Forward
+        }
+    };
+    match action {
+        Action::Reset => {
+            // SO_LINGER 0: the close sends a RST.
+            let _ = client.set_zero_linger();
+            drop(client);
+        }
+        Action::Answer(kind) => {
+            let body = format!("{{\"__type\":\"{kind}\",\"message\":\"injected by the test proxy\"}}");
+            let answer = format!(
+                "HTTP/1.1 400 Bad Request\r\nContent-Type: application/x-amz-json-1.1\r\nx-amzn-ErrorType: {kind}\r\nx-amzn-RequestId: fault\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = client.write_all(answer.as_bytes()).await;
+        }
+        Action::Delay(d) => {
+            tokio::time::sleep(d).await;
+            forward(&mut client, &request, head_end, upstream_port).await;
+        }
+        Action::Forward => forward(&mut client, &request, head_end, upstream_port).await,
+    }
+}
+
+async fn forward(client: &mut tokio::net::TcpStream, request: &[u8], head_end: usize, upstream_port: u16) {
+    let Ok(mut upstream) = tokio::net::TcpStream::connect(("127.0.0.1", upstream_port)).await else { return };
+    let head = String::from_utf8_lossy(&request[..head_end]);
+    let mut rewritten: Vec<u8> = head
+        .split("\r\n")
+        .filter(|l| !l.to_ascii_lowercase().starts_with("connection:"))
+        .collect::<Vec<_>>()
+        .join("\r\n")
+        .into_bytes();
+    rewritten.extend_from_slice(b"\r\nConnection: close");
+    rewritten.extend_from_slice(&request[head_end..]);
+    if upstream.write_all(&rewritten).await.is_err() {
+        return;
+    }
+    let mut answer = Vec::new();
+    let _ = upstream.read_to_end(&mut answer).await;
+    let _ = client.write_all(&answer).await;
+}
+
+async fn read_request(client: &mut tokio::net::TcpStream) -> Option<Vec<u8>> {
+    let mut buf = Vec::with_capacity(4096);
+    let mut chunk = [0u8; 8192];
+    loop {
+        let n = client.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let length = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .unwrap_or(0);
+            while buf.len() < end + 4 + length {
+                let n = client.read(&mut chunk).await.ok()?;
+                if n == 0 {
+                    return None;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            return Some(buf);
+        }
+        if buf.len() > 16 << 20 {
+            return None;
+        }
+    }
+}
