@@ -394,7 +394,7 @@ async fn handle(
             s.counts.get_records += 1;
         }
         let g = s.counts.get_records;
-        let hit = |every: Option<u64>, count: u64| every.is_some_and(|e| e > 0 && count % e == 0);
+        let hit = |every: Option<u64>, count: u64| every.is_some_and(|e| e > 0 && count.is_multiple_of(e));
         if hit(s.faults.reset_every, n) {
             s.counts.resets += 1;
             Action::Reset
