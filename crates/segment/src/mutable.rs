@@ -89,6 +89,12 @@ pub fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
+impl std::fmt::Debug for MutableSegment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MutableSegment").field("rows", &self.rows()).finish()
+    }
+}
+
 impl MutableSegment {
     /// An empty consuming segment of `layout`.
     pub fn new(layout: Arc<TableLayout>) -> MutableSegment {

@@ -1,0 +1,148 @@
+//! Pinot aggregate spellings rewritten into DataFusion's, on the parsed SQL:
+//! `DISTINCTCOUNT(x)` → `COUNT(DISTINCT x)`, `DISTINCTCOUNTHLL(x)` → `approx_distinct(x)`,
+//! `PERCENTILEEST(x, p)` / `PERCENTILEESTp(x)` → `approx_percentile_cont(x, p / 100)`,
+//! `PERCENTILEp(x)` → `PERCENTILE(x, p)`, `LASTWITHTIME(v, t, 'type')` → `last_value(v ORDER BY t)`,
+//! `FIRSTWITHTIME(v, t, 'type')` → `first_value(v ORDER BY t)`.
+
+use datafusion::sql::sqlparser::ast::{
+    DuplicateTreatment, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentClause,
+    FunctionArguments, Ident, ObjectName, OrderByExpr, OrderByOptions, Statement, Value,
+    visit_expressions_mut,
+};
+use std::ops::ControlFlow;
+
+/// Rewrites the Pinot functions in `statement`.
+pub fn rewrite(statement: &mut Statement) {
+    let _ = visit_expressions_mut(statement, |expr| {
+        if let Expr::Function(f) = expr {
+            rewrite_function(f);
+        }
+        ControlFlow::<()>::Continue(())
+    });
+}
+
+fn set_name(f: &mut Function, name: &str) {
+    f.name = ObjectName::from(vec![Ident::new(name)]);
+}
+
+fn args(f: &mut Function) -> Option<&mut Vec<FunctionArg>> {
+    match &mut f.args {
+        FunctionArguments::List(list) => Some(&mut list.args),
+        _ => None,
+    }
+}
+
+fn arg_expr(arg: &FunctionArg) -> Option<&Expr> {
+    match arg {
+        FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e),
+        FunctionArg::Named { arg: FunctionArgExpr::Expr(e), .. } => Some(e),
+        _ => None,
+    }
+}
+
+fn number(text: &str) -> Expr {
+    Expr::Value(Value::Number(text.to_string(), false).into())
+}
+
+/// `p` (0..100) as a fraction expression `p / 100.0`.
+fn fraction(p: Expr) -> FunctionArg {
+    FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::BinaryOp {
+        left: Box::new(Expr::Nested(Box::new(p))),
+        op: datafusion::sql::sqlparser::ast::BinaryOperator::Divide,
+        right: Box::new(number("100.0")),
+    }))
+}
+
+fn rewrite_function(f: &mut Function) {
+    let name = f.name.to_string().to_ascii_uppercase();
+    match name.as_str() {
+        "DISTINCTCOUNT" => {
+            set_name(f, "count");
+            if let FunctionArguments::List(list) = &mut f.args {
+                list.duplicate_treatment = Some(DuplicateTreatment::Distinct);
+            }
+        }
+        "DISTINCTCOUNTHLL" | "DISTINCTCOUNTHLLPLUS" | "DISTINCTCOUNTSMARTHLL" => {
+            set_name(f, "approx_distinct");
+            if let Some(a) = args(f) {
+                a.truncate(1);
+            }
+        }
+        "PERCENTILEEST" | "PERCENTILETDIGEST" => {
+            set_name(f, "approx_percentile_cont");
+            if let Some(a) = args(f)
+                && a.len() == 2
+                && let Some(p) = arg_expr(&a[1]).cloned()
+            {
+                a[1] = fraction(p);
+            }
+        }
+        "LASTWITHTIME" | "FIRSTWITHTIME" => {
+            set_name(f, if name == "LASTWITHTIME" { "last_value" } else { "first_value" });
+            if let FunctionArguments::List(list) = &mut f.args
+                && list.args.len() >= 2
+                && let Some(time) = arg_expr(&list.args[1]).cloned()
+            {
+                list.args.truncate(1);
+                list.clauses.push(FunctionArgumentClause::OrderBy(vec![OrderByExpr {
+                    expr: time,
+                    options: OrderByOptions { asc: Some(true), nulls_first: Some(true) },
+                    with_fill: None,
+                }]));
+            }
+        }
+        _ => {
+            // PERCENTILE95(x) and PERCENTILEEST95(x): the percentile in the name.
+            for (prefix, target) in [
+                ("PERCENTILEEST", "approx_percentile_cont"),
+                ("PERCENTILETDIGEST", "approx_percentile_cont"),
+                ("PERCENTILE", "percentile"),
+            ] {
+                if let Some(p) =
+                    name.strip_prefix(prefix).filter(|p| !p.is_empty() && p.parse::<f64>().is_ok())
+                {
+                    let p = p.to_string();
+                    set_name(f, target);
+                    if let Some(a) = args(f)
+                        && a.len() == 1
+                    {
+                        if target == "percentile" {
+                            a.push(FunctionArg::Unnamed(FunctionArgExpr::Expr(number(&p))));
+                        } else {
+                            a.push(fraction(number(&p)));
+                        }
+                    }
+                    return;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::sql::parser::{DFParser, Statement as DfStatement};
+
+    fn rewritten(sql: &str) -> String {
+        let mut statements = DFParser::parse_sql(sql).unwrap();
+        let DfStatement::Statement(s) = &mut statements[0] else { panic!() };
+        rewrite(s);
+        s.to_string()
+    }
+
+    #[test]
+    fn pinot_spellings_become_datafusion_ones() {
+        assert_eq!(rewritten("SELECT DISTINCTCOUNT(a) FROM t"), "SELECT count(DISTINCT a) FROM t");
+        assert_eq!(rewritten("SELECT distinctCountHLL(a, 12) FROM t"), "SELECT approx_distinct(a) FROM t");
+        assert_eq!(
+            rewritten("SELECT PERCENTILEEST(a, 90) FROM t"),
+            "SELECT approx_percentile_cont(a, (90) / 100.0) FROM t"
+        );
+        assert_eq!(rewritten("SELECT percentile95(a) FROM t"), "SELECT percentile(a, 95) FROM t");
+        assert_eq!(
+            rewritten("SELECT LASTWITHTIME(v, ts, 'STRING') FROM t"),
+            "SELECT last_value(v ORDER BY ts ASC NULLS FIRST) FROM t"
+        );
+    }
+}

@@ -1,0 +1,157 @@
+//! SQL over sealed and consuming segments: results, pruning, refusals, limits, the Pinot response.
+
+mod common;
+
+use arrow::array::AsArray;
+use arrow::datatypes::Int64Type;
+use common::*;
+use shoal_query::{ErrorKind, QueryOptions};
+use std::time::Duration;
+
+async fn scalar_i64(engine: &shoal_query::QueryEngine, sql: &str) -> i64 {
+    let r = engine.execute(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let batch = r.batches.iter().find(|b| b.num_rows() > 0).expect("a row");
+    let c = arrow::compute::cast(batch.column(0), &arrow::datatypes::DataType::Int64).unwrap();
+    c.as_primitive::<Int64Type>().value(0)
+}
+
+#[tokio::test]
+async fn counts_cover_sealed_and_consuming_segments_under_both_names() {
+    let (engine, _t, events, _dir) = events_table(3, 10_000, 2_500, QueryOptions::default());
+    assert_eq!(scalar_i64(&engine, "SELECT count(*) FROM events").await, events.len() as i64);
+    assert_eq!(scalar_i64(&engine, "SELECT COUNT(*) FROM events_REALTIME").await, events.len() as i64);
+    let purchases = events.iter().filter(|e| e.contains("\"event_type\":\"purchase\"")).count() as i64;
+    assert_eq!(
+        scalar_i64(&engine, "SELECT count(*) FROM events WHERE event_type = 'purchase'").await,
+        purchases
+    );
+}
+
+#[tokio::test]
+async fn time_filters_prune_segments() {
+    let (engine, _t, events, _dir) = events_table(4, 5_000, 100, QueryOptions::default());
+    let first_ts: i64 =
+        serde_json::from_str::<serde_json::Value>(&events[0]).unwrap()["timestamp"].as_i64().unwrap();
+    let end_of_first: i64 =
+        serde_json::from_str::<serde_json::Value>(&events[4_999]).unwrap()["timestamp"].as_i64().unwrap();
+    let sql =
+        format!("SELECT count(*) FROM events WHERE \"timestamp\" BETWEEN {first_ts} AND {end_of_first}");
+    let response = engine.pinot(&sql).await;
+    assert!(response.exceptions.is_empty(), "{:?}", response.exceptions);
+    assert_eq!(response.num_segments_queried, 5);
+    assert!(
+        response.num_segments_processed <= 2,
+        "pruned to the first segment (and maybe the tail): {}",
+        response.num_segments_processed
+    );
+    assert!(response.result_table.unwrap().rows[0][0].as_i64().unwrap() >= 5_000);
+}
+
+#[tokio::test]
+async fn refused_statements() {
+    let (engine, _t, _events, _dir) = events_table(1, 100, 10, QueryOptions::default());
+    for sql in [
+        "CREATE TABLE x (a INT)",
+        "CREATE EXTERNAL TABLE x STORED AS CSV LOCATION '/etc/passwd'",
+        "DROP TABLE events",
+        "INSERT INTO events SELECT * FROM events",
+        "DELETE FROM events",
+        "UPDATE events SET country = 'x'",
+        "COPY events TO '/tmp/out.csv'",
+        "SET datafusion.execution.batch_size = 1",
+        "SELECT * FROM '/etc/passwd'",
+        "SELECT * FROM 'https://example.com/data.csv'",
+        "CREATE VIEW v AS SELECT 1",
+        "SELECT 1; SELECT 2",
+    ] {
+        let err = engine.execute(sql).await.err().unwrap_or_else(|| panic!("{sql} was allowed"));
+        assert_eq!(err.kind, ErrorKind::Validation, "{sql}: {err}");
+        let response = engine.pinot(sql).await;
+        assert_eq!(response.exceptions[0].error_code, 150, "{sql}");
+    }
+    for sql in [
+        "SHOW TABLES",
+        "DESCRIBE events",
+        "EXPLAIN SELECT count(*) FROM events",
+        "WITH x AS (SELECT 1 AS a) SELECT * FROM x",
+    ] {
+        engine.execute(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_past_its_time_limit_ends_with_code_250() {
+    let options = QueryOptions { timeout: Duration::from_millis(300), ..QueryOptions::default() };
+    let (engine, _t, _events, _dir) = events_table(1, 20_000, 0, options);
+    let response = engine
+        .pinot("SELECT count(*) FROM events a CROSS JOIN events b WHERE a.duration_ms + b.duration_ms = 7")
+        .await;
+    assert_eq!(response.exceptions.len(), 1, "{response:?}");
+    assert_eq!(response.exceptions[0].error_code, 250);
+}
+
+#[tokio::test]
+async fn a_query_past_its_memory_limit_fails_cleanly() {
+    let options = QueryOptions { memory_limit: 1 << 20, ..QueryOptions::default() };
+    let (engine, _t, _events, _dir) = events_table(1, 20_000, 0, options);
+    let err = engine
+        .execute("SELECT event_id, count(*) FROM events GROUP BY event_id ORDER BY 2 DESC")
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Execution, "{err}");
+    assert!(
+        err.message.to_lowercase().contains("resources exhausted") || err.message.contains("memory"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn results_are_cut_at_the_row_limit() {
+    let options = QueryOptions { max_result_rows: 1000, ..QueryOptions::default() };
+    let (engine, _t, _events, _dir) = events_table(1, 5_000, 0, options);
+    let response = engine.pinot("SELECT event_id FROM events").await;
+    assert!(response.partial_result);
+    assert_eq!(response.num_rows_result_set, 1000);
+}
+
+#[tokio::test]
+async fn the_pinot_response_has_every_field() {
+    let (engine, _t, events, _dir) = events_table(2, 1_000, 500, QueryOptions::default());
+    let response = engine.pinot("SELECT country, count(*) AS n, sum(revenue) AS r, max(tags) AS t FROM events GROUP BY country ORDER BY n DESC LIMIT 3").await;
+    let json = serde_json::to_value(&response).unwrap();
+    for key in [
+        "resultTable",
+        "exceptions",
+        "numDocsScanned",
+        "totalDocs",
+        "numSegmentsQueried",
+        "numSegmentsProcessed",
+        "numSegmentsMatched",
+        "numConsumingSegmentsQueried",
+        "minConsumingFreshnessTimeMs",
+        "numRowsResultSet",
+        "timeUsedMs",
+        "partialResult",
+        "numServersQueried",
+        "numServersResponded",
+    ] {
+        assert!(json.get(key).is_some(), "{key} missing from {json}");
+    }
+    assert_eq!(
+        json["resultTable"]["dataSchema"]["columnNames"],
+        serde_json::json!(["country", "n", "r", "t"])
+    );
+    assert_eq!(
+        json["resultTable"]["dataSchema"]["columnDataTypes"],
+        serde_json::json!(["STRING", "LONG", "DOUBLE", "STRING_ARRAY"])
+    );
+    assert_eq!(json["totalDocs"], serde_json::json!(events.len()));
+    assert_eq!(json["numSegmentsQueried"], 3);
+    assert_eq!(json["numConsumingSegmentsQueried"], 1);
+    assert_eq!(json["numServersQueried"], 1);
+    assert_eq!(json["numServersResponded"], 1);
+    assert!(json["minConsumingFreshnessTimeMs"].as_i64().unwrap() > 0);
+    let bad = serde_json::to_value(engine.pinot("SELECT nope FROM events").await).unwrap();
+    assert_eq!(bad["exceptions"][0]["errorCode"], 150);
+    assert!(bad.get("resultTable").is_none());
+}
