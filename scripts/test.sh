@@ -8,9 +8,13 @@ need() { command -v "$1" >/dev/null 2>&1 || { echo "error: $1 is required: $2" >
 need cargo "install Rust with rustup (https://rustup.rs)"
 need node "install Node.js 18 or newer (Debian: apt-get install nodejs npm)"
 need npm "install npm (Debian: apt-get install npm)"
+need python3 "install Python 3 with pip (Debian: apt-get install python3 python3-pip)"
 
 echo "== installing the Kinesis emulator (kinesis-local, pinned in tools/kinesis-local)"
 npm ci --prefix tools/kinesis-local --no-audit --no-fund --loglevel=error
+
+echo "== installing DuckDB for the comparison tests (benches/compare/requirements.txt)"
+python3 -m pip install --quiet --disable-pip-version-check -r benches/compare/requirements.txt
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

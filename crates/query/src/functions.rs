@@ -68,7 +68,12 @@ struct PinotFn {
 
 impl PinotFn {
     fn new(name: &str, kind: Kind, volatility: Volatility) -> PinotFn {
-        PinotFn { name: name.to_string(), kind, signature: Signature::variadic_any(volatility) }
+        let signature = if kind == Kind::Now {
+            Signature::nullary(volatility)
+        } else {
+            Signature::variadic_any(volatility)
+        };
+        PinotFn { name: name.to_string(), kind, signature }
     }
 }
 
