@@ -31,7 +31,7 @@ pub enum SealReason {
 }
 
 /// Counts from one append call.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct AppendOutcome {
     /// Rows added.
     pub rows: usize,
@@ -39,6 +39,8 @@ pub struct AppendOutcome {
     pub dropped: usize,
     /// Bytes of the records offered.
     pub bytes: usize,
+    /// The records this call dropped, by reason.
+    pub drops: DropStats,
 }
 
 struct Inner {
@@ -171,6 +173,7 @@ impl MutableSegment {
                     Err(dropped) => {
                         outcome.dropped += 1;
                         inner.drops.record(&dropped, bytes);
+                        outcome.drops.record(&dropped, bytes);
                     }
                 }
                 if !meta.sequence_number.is_empty() {

@@ -1,0 +1,293 @@
+//! The embedding API: an engine holding tables in a data directory.
+
+use crate::config::TableDefinition;
+use crate::error::{Error, io_error};
+use crate::metrics::Metrics;
+use crate::table::{Table, TableOptions, TableStatus};
+use arrow::array::RecordBatch;
+use serde_json::Value;
+use shoal_query::{BrokerResponse, QueryEngine, QueryOptions, QueryResult, QueryStream, SnapshotSource};
+use shoal_stream::{KinesisSource, Source};
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+/// Makes the source a table consumes from (Kinesis unless told otherwise).
+pub trait SourceFactory: Send + Sync {
+    /// A source for the table.
+    fn create(&self, table: &TableDefinition) -> Pin<Box<dyn Future<Output = Box<dyn Source>> + Send>>;
+}
+
+/// Reads each table's Kinesis stream, as its config says.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct KinesisSources;
+
+impl SourceFactory for KinesisSources {
+    fn create(&self, table: &TableDefinition) -> Pin<Box<dyn Future<Output = Box<dyn Source>> + Send>> {
+        let config = table.config.stream.kinesis.clone();
+        Box::pin(async move { Box::new(KinesisSource::connect(config).await) as Box<dyn Source> })
+    }
+}
+
+/// Engine settings.
+#[derive(Clone)]
+pub struct EngineOptions {
+    /// Query limits.
+    pub query: QueryOptions,
+    /// Most bytes (estimated) the consuming segments of one table may hold (default 1 GiB).
+    pub consuming_memory_cap: usize,
+    /// How often retention runs (default 5 minutes).
+    pub retention_interval: Duration,
+    /// Where tables read records from.
+    pub sources: Arc<dyn SourceFactory>,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            query: QueryOptions::default(),
+            consuming_memory_cap: 1 << 30,
+            retention_interval: Duration::from_secs(300),
+            sources: Arc::new(KinesisSources),
+        }
+    }
+}
+
+struct Inner {
+    data_dir: PathBuf,
+    tables: RwLock<BTreeMap<String, Arc<Table>>>,
+    query: QueryEngine,
+    metrics: Arc<Metrics>,
+    options: EngineOptions,
+    /// Serialises create and drop.
+    admin: tokio::sync::Mutex<()>,
+}
+
+/// An embedded Shoal engine: tables that consume, seal, commit, recover and expire, and SQL
+/// over them. Cheap to clone; every clone is the same engine.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("data_dir", &self.inner.data_dir)
+            .field("tables", &self.tables())
+            .finish()
+    }
+}
+
+const TABLE_CONFIG_FILE: &str = "table.json";
+const SCHEMA_FILE: &str = "schema.json";
+
+impl Engine {
+    /// Opens (or creates) the engine in `data_dir`, reopening every table it holds, with
+    /// Kinesis sources and default limits.
+    pub async fn open(data_dir: impl AsRef<Path>) -> Result<Engine, Error> {
+        Engine::open_with(data_dir, EngineOptions::default()).await
+    }
+
+    /// Opens the engine with `options`.
+    pub async fn open_with(data_dir: impl AsRef<Path>, options: EngineOptions) -> Result<Engine, Error> {
+        let data_dir = data_dir.as_ref().to_path_buf();
+        let tables_dir = data_dir.join("tables");
+        std::fs::create_dir_all(&tables_dir).map_err(|e| io_error(&tables_dir, e))?;
+        let engine = Engine {
+            inner: Arc::new(Inner {
+                query: QueryEngine::new(options.query.clone()),
+                data_dir,
+                tables: RwLock::new(BTreeMap::new()),
+                metrics: Arc::new(Metrics::default()),
+                options,
+                admin: tokio::sync::Mutex::new(()),
+            }),
+        };
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(&tables_dir)
+            .map_err(|e| io_error(&tables_dir, e))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.join(TABLE_CONFIG_FILE).exists())
+            .collect();
+        entries.sort();
+        for dir in entries {
+            let read = |name: &str| -> Result<Value, Error> {
+                let path = dir.join(name);
+                let text = std::fs::read(&path).map_err(|e| io_error(&path, e))?;
+                serde_json::from_slice(&text).map_err(|e| Error::Corrupt { path, reason: e.to_string() })
+            };
+            let definition = TableDefinition::from_json(&read(TABLE_CONFIG_FILE)?, &read(SCHEMA_FILE)?)?;
+            let started = Instant::now();
+            engine.start_table(definition, dir).await?;
+            tracing::info!(elapsed = ?started.elapsed(), "table reopened");
+        }
+        Ok(engine)
+    }
+
+    async fn start_table(&self, definition: TableDefinition, dir: PathBuf) -> Result<Arc<Table>, Error> {
+        let name = definition.config.name.clone();
+        let options = TableOptions {
+            consuming_memory_cap: self.inner.options.consuming_memory_cap,
+            retention_interval: self.inner.options.retention_interval,
+        };
+        let metrics = self.inner.metrics.table(&name);
+        let table = {
+            let (name, definition) = (name.clone(), definition.clone());
+            tokio::task::spawn_blocking(move || Table::open(name, definition, dir, metrics, options))
+                .await
+                .map_err(|e| Error::Corrupt { path: PathBuf::new(), reason: e.to_string() })??
+        };
+        let table = Arc::new(table);
+        let source = self.inner.options.sources.create(&definition).await;
+        table.start(source);
+        self.inner.query.register(
+            &name,
+            Arc::clone(&table.layout),
+            Arc::clone(&table) as Arc<dyn SnapshotSource>,
+        );
+        self.inner.tables.write().unwrap_or_else(|p| p.into_inner()).insert(name, Arc::clone(&table));
+        Ok(table)
+    }
+
+    /// Validates a Pinot table config and schema, persists both and starts consuming.
+    pub async fn create_table(&self, table_config: &Value, schema: &Value) -> Result<(), Error> {
+        let _admin = self.inner.admin.lock().await;
+        let definition = TableDefinition::from_json(table_config, schema)?;
+        let name = definition.config.name.clone();
+        if self.table(&name).is_ok() {
+            return Err(Error::TableExists(name));
+        }
+        let dir = self.inner.data_dir.join("tables").join(&name);
+        std::fs::create_dir_all(&dir).map_err(|e| io_error(&dir, e))?;
+        write_private(&dir.join(SCHEMA_FILE), schema)?;
+        // The table config last: its presence marks a complete table directory.
+        write_private(&dir.join(TABLE_CONFIG_FILE), definition.config.original_json())?;
+        for w in &definition.warnings {
+            tracing::warn!(table = %name, "{w}");
+        }
+        self.start_table(definition, dir).await?;
+        Ok(())
+    }
+
+    /// Stops a table and deletes its data.
+    pub async fn drop_table(&self, name: &str) -> Result<(), Error> {
+        let _admin = self.inner.admin.lock().await;
+        let table = self.table(name)?;
+        self.inner.query.deregister(name);
+        self.inner.tables.write().unwrap_or_else(|p| p.into_inner()).remove(name);
+        table.stop().await;
+        self.inner.metrics.remove(name);
+        let dir = table.dir().to_path_buf();
+        std::fs::remove_dir_all(&dir).map_err(|e| io_error(&dir, e))
+    }
+
+    /// The tables' names.
+    pub fn tables(&self) -> Vec<String> {
+        self.inner.tables.read().unwrap_or_else(|p| p.into_inner()).keys().cloned().collect()
+    }
+
+    fn table(&self, name: &str) -> Result<Arc<Table>, Error> {
+        let name = name.strip_suffix("_REALTIME").unwrap_or(name);
+        self.inner
+            .tables
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::NoSuchTable(name.to_string()))
+    }
+
+    /// A table's definition (config and schema).
+    pub fn definition(&self, name: &str) -> Result<TableDefinition, Error> {
+        Ok(self.table(name)?.definition.clone())
+    }
+
+    /// A table's status: per shard state, checkpoint, lag and rows; its segments.
+    pub fn table_status(&self, name: &str) -> Result<TableStatus, Error> {
+        Ok(self.table(name)?.status())
+    }
+
+    /// Runs read-only SQL and returns Arrow batches.
+    pub async fn sql(&self, query: &str) -> Result<Vec<RecordBatch>, Error> {
+        Ok(self.sql_result(query).await?.batches)
+    }
+
+    /// Runs read-only SQL and returns the result with its scan statistics.
+    pub async fn sql_result(&self, query: &str) -> Result<QueryResult, Error> {
+        let started = Instant::now();
+        let result = self.inner.query.execute(query).await;
+        self.count_query(started, result.is_ok());
+        Ok(result?)
+    }
+
+    /// Runs read-only SQL and returns the rows as a stream of Arrow batches.
+    pub async fn sql_stream(&self, query: &str) -> Result<QueryStream, Error> {
+        Ok(self.inner.query.stream(query).await?)
+    }
+
+    /// Runs read-only SQL and answers as Pinot's broker does.
+    pub async fn sql_pinot(&self, query: &str) -> BrokerResponse {
+        let started = Instant::now();
+        let response = self.inner.query.pinot(query).await;
+        self.count_query(started, response.exceptions.is_empty());
+        response
+    }
+
+    fn count_query(&self, started: Instant, ok: bool) {
+        let m = &self.inner.metrics;
+        m.queries.fetch_add(1, Ordering::Relaxed);
+        m.query_micros.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        if !ok {
+            m.query_errors.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The metrics registry.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.inner.metrics
+    }
+
+    /// Runs retention on every table now; returns the segments removed.
+    pub fn apply_retention(&self) -> Result<usize, Error> {
+        let tables: Vec<Arc<Table>> =
+            self.inner.tables.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+        tables.iter().map(|t| t.apply_retention()).sum()
+    }
+
+    /// Stops every reader and ingestion task; what is committed stays committed, and rows
+    /// only in memory are read again from the stream after the next open.
+    pub async fn shutdown(&self) {
+        let tables: Vec<Arc<Table>> =
+            self.inner.tables.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+        for t in tables {
+            t.stop().await;
+        }
+    }
+}
+
+/// Writes JSON readable by the owner only (it may hold credentials).
+fn write_private(path: &Path, value: &Value) -> Result<(), Error> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let bytes = serde_json::to_vec_pretty(value)
+        .map_err(|e| Error::Corrupt { path: path.to_path_buf(), reason: e.to_string() })?;
+    let tmp = path.with_extension("json.tmp");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(|e| io_error(&tmp, e))?;
+    file.write_all(&bytes).map_err(|e| io_error(&tmp, e))?;
+    file.sync_all().map_err(|e| io_error(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| io_error(path, e))?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io_error(dir, e))?;
+    }
+    Ok(())
+}

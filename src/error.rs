@@ -1,0 +1,48 @@
+//! The engine's error type: it wraps the crates' errors and names what the user must fix.
+
+use std::path::{Path, PathBuf};
+
+/// Why an engine operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The table config or schema is invalid.
+    #[error("invalid table config or schema: {0}")]
+    Config(#[from] crate::config::ConfigError),
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A file is not what it should be.
+    #[error("{path} is corrupt: {reason}")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A sealed segment could not be written or read.
+    #[error(transparent)]
+    Segment(#[from] shoal_segment::SegmentError),
+    /// A query failed.
+    #[error(transparent)]
+    Query(#[from] shoal_query::QueryError),
+    /// No table has this name.
+    #[error("no table named {0:?}")]
+    NoSuchTable(String),
+    /// A table with this name exists.
+    #[error("a table named {0:?} exists already")]
+    TableExists(String),
+    /// The engine is shut down.
+    #[error("the engine is shut down")]
+    ShutDown,
+}
+
+/// An I/O error naming its file.
+pub fn io_error(path: &Path, source: std::io::Error) -> Error {
+    Error::Io { path: path.to_path_buf(), source }
+}

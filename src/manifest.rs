@@ -1,0 +1,136 @@
+//! The table manifest: the sealed segments, the per-shard checkpoints and the ended shards.
+//! It is the only checkpoint, replaced atomically on every commit (temporary file, fsync,
+//! rename, fsync of the directory).
+
+use crate::error::{Error, io_error};
+use serde::{Deserialize, Serialize};
+use shoal_stream::{Checkpoint, ResumeState};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// The manifest's format version.
+pub const MANIFEST_VERSION: u32 = 1;
+/// The manifest's file name in a table directory.
+pub const MANIFEST_FILE: &str = "manifest.json";
+
+/// A sealed segment the manifest names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentEntry {
+    /// File name in the table's `segments/` directory.
+    pub file: String,
+    /// Shard it was consumed from.
+    pub shard: String,
+    /// Its number among the shard's segments.
+    pub sequence: u64,
+    /// Rows.
+    pub rows: u64,
+    /// Smallest and largest time column value, epoch ms.
+    pub time_range: Option<(i64, i64)>,
+}
+
+/// What a table has committed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Format version.
+    pub version: u32,
+    /// Incremented by every commit.
+    pub generation: u64,
+    /// Sealed segments, in commit order.
+    pub segments: Vec<SegmentEntry>,
+    /// The last record consumed into a committed segment, per shard.
+    pub checkpoints: BTreeMap<String, Checkpoint>,
+    /// Shards read to their end.
+    pub ended_shards: BTreeSet<String>,
+    /// The next segment number per shard.
+    pub next_sequence: BTreeMap<String, u64>,
+}
+
+impl Manifest {
+    /// An empty manifest.
+    pub fn new() -> Manifest {
+        Manifest { version: MANIFEST_VERSION, ..Manifest::default() }
+    }
+
+    /// Reads the manifest of `dir`; an empty one when there is none yet.
+    pub fn load(dir: &Path) -> Result<Manifest, Error> {
+        let path = dir.join(MANIFEST_FILE);
+        let text = match std::fs::read(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Manifest::new()),
+            Err(e) => return Err(io_error(&path, e)),
+        };
+        let manifest: Manifest = serde_json::from_slice(&text)
+            .map_err(|e| Error::Corrupt { path: path.clone(), reason: format!("manifest: {e}") })?;
+        if manifest.version != MANIFEST_VERSION {
+            return Err(Error::Corrupt {
+                path,
+                reason: format!(
+                    "manifest version {} (this build reads {MANIFEST_VERSION})",
+                    manifest.version
+                ),
+            });
+        }
+        Ok(manifest)
+    }
+
+    /// Replaces the manifest of `dir` with this one, atomically and durably.
+    pub fn commit(&mut self, dir: &Path) -> Result<(), Error> {
+        self.generation += 1;
+        let path = dir.join(MANIFEST_FILE);
+        let tmp: PathBuf = dir.join(format!("{MANIFEST_FILE}.tmp"));
+        let bytes = serde_json::to_vec_pretty(self)
+            .map_err(|e| Error::Corrupt { path: path.clone(), reason: e.to_string() })?;
+        let mut file = File::create(&tmp).map_err(|e| io_error(&tmp, e))?;
+        file.write_all(&bytes).map_err(|e| io_error(&tmp, e))?;
+        file.sync_all().map_err(|e| io_error(&tmp, e))?;
+        drop(file);
+        std::fs::rename(&tmp, &path).map_err(|e| io_error(&path, e))?;
+        File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io_error(dir, e))?;
+        Ok(())
+    }
+
+    /// Where the table's readers resume.
+    pub fn resume_state(&self) -> ResumeState {
+        ResumeState { checkpoints: self.checkpoints.clone(), ended: self.ended_shards.clone() }
+    }
+
+    /// File names of every segment the manifest names.
+    pub fn files(&self) -> BTreeSet<&str> {
+        self.segments.iter().map(|s| s.file.as_str()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shoal_stream::SequenceNumber;
+
+    #[test]
+    fn commits_replace_the_manifest_and_reload() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(Manifest::load(dir.path()).unwrap(), Manifest::new());
+        let mut m = Manifest::new();
+        m.segments.push(SegmentEntry {
+            file: "a.seg".into(),
+            shard: "s".into(),
+            sequence: 0,
+            rows: 5,
+            time_range: Some((1, 2)),
+        });
+        m.checkpoints.insert(
+            "s".into(),
+            Checkpoint { sequence: SequenceNumber::parse("42").unwrap(), sub_sequence: Some(1) },
+        );
+        m.ended_shards.insert("p".into());
+        m.commit(dir.path()).unwrap();
+        m.commit(dir.path()).unwrap();
+        let back = Manifest::load(dir.path()).unwrap();
+        assert_eq!(back, m);
+        assert_eq!(back.generation, 2);
+        assert!(!dir.path().join("manifest.json.tmp").exists());
+        std::fs::write(dir.path().join(MANIFEST_FILE), "{not json").unwrap();
+        assert!(matches!(Manifest::load(dir.path()), Err(Error::Corrupt { .. })));
+    }
+}

@@ -1,0 +1,197 @@
+//! The engine's metrics registry: per table and shard, rendered in Prometheus' text format.
+
+use shoal_segment::DropStats;
+use shoal_stream::StreamMetrics;
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// Counters of one table.
+#[derive(Debug, Default)]
+pub struct TableMetrics {
+    /// Rows appended to consuming segments.
+    pub rows_ingested: AtomicU64,
+    /// Bytes of the records offered.
+    pub bytes_ingested: AtomicU64,
+    /// Records dropped, by reason.
+    pub dropped: Mutex<DropStats>,
+    /// Segments sealed.
+    pub segments_sealed: AtomicU64,
+    /// Time spent sealing, in microseconds.
+    pub seal_micros: AtomicU64,
+    /// Queries that read the table.
+    pub queries: AtomicU64,
+    /// Time those queries took, in microseconds.
+    pub query_micros: AtomicU64,
+    /// The table's consumer (per-shard MillisBehindLatest, throttles, ...).
+    pub stream: Mutex<Option<Arc<StreamMetrics>>>,
+}
+
+/// Every table's counters, plus the engine's.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    tables: Mutex<BTreeMap<String, Arc<TableMetrics>>>,
+    /// Queries run.
+    pub queries: AtomicU64,
+    /// Queries that failed.
+    pub query_errors: AtomicU64,
+    /// Time queries took, in microseconds.
+    pub query_micros: AtomicU64,
+}
+
+impl Metrics {
+    /// The counters of `table`, created on first use.
+    pub fn table(&self, table: &str) -> Arc<TableMetrics> {
+        let mut tables = self.tables.lock().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(tables.entry(table.to_string()).or_default())
+    }
+
+    /// Forgets a dropped table.
+    pub fn remove(&self, table: &str) {
+        self.tables.lock().unwrap_or_else(|p| p.into_inner()).remove(table);
+    }
+
+    /// Every metric in Prometheus' text exposition format.
+    pub fn prometheus(&self) -> String {
+        let mut out = String::new();
+        let tables: Vec<(String, Arc<TableMetrics>)> = {
+            let t = self.tables.lock().unwrap_or_else(|p| p.into_inner());
+            t.iter().map(|(k, v)| (k.clone(), Arc::clone(v))).collect()
+        };
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let family = |out: &mut String, name: &str, kind: &str, help: &str| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        };
+        family(&mut out, "shoal_rows_ingested_total", "counter", "Rows appended to consuming segments.");
+        for (t, m) in &tables {
+            let _ =
+                writeln!(out, "shoal_rows_ingested_total{{table=\"{}\"}} {}", esc(t), load(&m.rows_ingested));
+        }
+        family(&mut out, "shoal_bytes_ingested_total", "counter", "Bytes of the records consumed.");
+        for (t, m) in &tables {
+            let _ = writeln!(
+                out,
+                "shoal_bytes_ingested_total{{table=\"{}\"}} {}",
+                esc(t),
+                load(&m.bytes_ingested)
+            );
+        }
+        family(&mut out, "shoal_rows_dropped_total", "counter", "Records dropped, by reason.");
+        for (t, m) in &tables {
+            let dropped = m.dropped.lock().unwrap_or_else(|p| p.into_inner());
+            for (reason, n) in &dropped.counts {
+                let _ = writeln!(
+                    out,
+                    "shoal_rows_dropped_total{{table=\"{}\",reason=\"{}\"}} {n}",
+                    esc(t),
+                    reason.name()
+                );
+            }
+        }
+        family(&mut out, "shoal_segments_sealed_total", "counter", "Segments sealed.");
+        for (t, m) in &tables {
+            let _ = writeln!(
+                out,
+                "shoal_segments_sealed_total{{table=\"{}\"}} {}",
+                esc(t),
+                load(&m.segments_sealed)
+            );
+        }
+        family(&mut out, "shoal_seal_seconds_total", "counter", "Time spent sealing segments.");
+        for (t, m) in &tables {
+            let _ = writeln!(
+                out,
+                "shoal_seal_seconds_total{{table=\"{}\"}} {:.6}",
+                esc(t),
+                load(&m.seal_micros) as f64 / 1e6
+            );
+        }
+        family(&mut out, "shoal_table_queries_total", "counter", "Queries that read the table.");
+        for (t, m) in &tables {
+            let _ = writeln!(out, "shoal_table_queries_total{{table=\"{}\"}} {}", esc(t), load(&m.queries));
+        }
+        family(
+            &mut out,
+            "shoal_table_query_seconds_total",
+            "counter",
+            "Time of the queries that read the table.",
+        );
+        for (t, m) in &tables {
+            let _ = writeln!(
+                out,
+                "shoal_table_query_seconds_total{{table=\"{}\"}} {:.6}",
+                esc(t),
+                load(&m.query_micros) as f64 / 1e6
+            );
+        }
+        let shard_rows: Vec<(String, String, shoal_stream::ShardMetricsSnapshot)> = tables
+            .iter()
+            .flat_map(|(t, m)| {
+                let stream = m.stream.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                stream
+                    .map(|s| {
+                        s.snapshot().into_iter().map(|(shard, v)| (t.clone(), shard, v)).collect::<Vec<_>>()
+                    })
+                    .unwrap_or_default()
+            })
+            .collect();
+        for (name, kind, help, get) in [
+            (
+                "shoal_shard_records_total",
+                "counter",
+                "Records read from the shard.",
+                (|s: &shoal_stream::ShardMetricsSnapshot| s.records as i64)
+                    as fn(&shoal_stream::ShardMetricsSnapshot) -> i64,
+            ),
+            (
+                "shoal_shard_millis_behind_latest",
+                "gauge",
+                "MillisBehindLatest of the shard's last GetRecords answer (-1 before the first).",
+                |s| s.millis_behind_latest,
+            ),
+            ("shoal_shard_throttles_total", "counter", "Throttling answers.", |s| s.throttles as i64),
+            ("shoal_shard_retries_total", "counter", "Retries after transient errors.", |s| s.retries as i64),
+            ("shoal_shard_iterator_renewals_total", "counter", "New iterators after expiry.", |s| {
+                s.iterator_renewals as i64
+            }),
+            ("shoal_shard_get_records_total", "counter", "GetRecords calls.", |s| s.get_records_calls as i64),
+            ("shoal_shard_last_fetch_ms", "gauge", "Epoch ms of the last successful fetch.", |s| {
+                s.last_fetch_ms
+            }),
+        ] {
+            family(&mut out, name, kind, help);
+            for (t, shard, s) in &shard_rows {
+                let _ = writeln!(out, "{name}{{table=\"{}\",shard=\"{}\"}} {}", esc(t), esc(shard), get(s));
+            }
+        }
+        family(
+            &mut out,
+            "shoal_data_loss_events_total",
+            "counter",
+            "Shards whose records expired before they were read.",
+        );
+        for (t, m) in &tables {
+            let n = m
+                .stream
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_ref()
+                .map(|s| s.data_loss_events.load(Ordering::Relaxed))
+                .unwrap_or(0);
+            let _ = writeln!(out, "shoal_data_loss_events_total{{table=\"{}\"}} {n}", esc(t));
+        }
+        family(&mut out, "shoal_queries_total", "counter", "Queries run.");
+        let _ = writeln!(out, "shoal_queries_total {}", load(&self.queries));
+        family(&mut out, "shoal_query_errors_total", "counter", "Queries that failed.");
+        let _ = writeln!(out, "shoal_query_errors_total {}", load(&self.query_errors));
+        family(&mut out, "shoal_query_seconds_total", "counter", "Time queries took.");
+        let _ = writeln!(out, "shoal_query_seconds_total {:.6}", load(&self.query_micros) as f64 / 1e6);
+        out
+    }
+}
+
+/// Escapes a Prometheus label value.
+fn esc(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}

@@ -1,0 +1,160 @@
+//! The engine fed from memory: resharding, sealing, reopening, retention, bad records.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+use shoal::{Engine, Error};
+use std::time::{Duration, Instant};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_record_once_through_splits_merges_seals_and_reopens() {
+    let dir = tempfile::tempdir().unwrap();
+    let sources = MemorySources::default();
+    let stream = sources.stream("mem", 2);
+    let engine = Engine::open_with(dir.path(), options(sources.clone())).await.unwrap();
+    engine.create_table(&table_config("mem", "mem", "http://unused", 500), &schema("mem")).await.unwrap();
+    let t = now_ms();
+    for i in 0..3000 {
+        stream.put_by_key(&format!("k{}", i % 37), record(i, t));
+    }
+    let open = stream.open_shards();
+    let (a, _b) = stream.split(&open[0]).unwrap();
+    for i in 3000..6000 {
+        stream.put_by_key(&format!("k{}", i % 37), record(i, t));
+    }
+    let c = stream.merge(&a, &open[1]);
+    assert!(c.is_some());
+    for i in 6000..9000 {
+        stream.put_by_key(&format!("k{}", i % 37), record(i, t));
+    }
+    assert_eq!(wait_for_rows(&engine, "mem", 9000, Duration::from_secs(60)).await, (9000, 9000));
+    let status = engine.table_status("mem").unwrap();
+    assert!(status.segments.len() >= 10, "sealed every 500 rows: {}", status.segments.len());
+    assert_eq!(status.shards.iter().filter(|s| s.state == "ENDED").count(), 3, "{:?}", status.shards);
+    engine.shutdown().await;
+    drop(engine);
+
+    // Reopen: the committed segments come back, the rest is read again, nothing twice.
+    let engine = Engine::open_with(dir.path(), options(sources.clone())).await.unwrap();
+    for i in 9000..9500 {
+        stream.put_by_key(&format!("k{}", i % 37), record(i, t));
+    }
+    assert_eq!(wait_for_rows(&engine, "mem", 9500, Duration::from_secs(60)).await, (9500, 9500));
+    assert_eq!(engine.tables(), ["mem"]);
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reopening_100_segments_does_not_read_them() {
+    let mut report = Vec::new();
+    for rows_each in [100usize, 5_000] {
+        let dir = tempfile::tempdir().unwrap();
+        let sources = MemorySources::default();
+        let stream = sources.stream("big", 1);
+        let engine = Engine::open_with(dir.path(), options(sources.clone())).await.unwrap();
+        engine
+            .create_table(&table_config("big", "big", "http://unused", rows_each as u64), &schema("big"))
+            .await
+            .unwrap();
+        let t = now_ms();
+        let shard = stream.open_shards()[0].clone();
+        for i in 0..rows_each * 100 {
+            stream.put(&shard, "k", record(i, t));
+        }
+        let total = (rows_each * 100) as i64;
+        wait_for_rows(&engine, "big", total, Duration::from_secs(120)).await;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while engine.table_status("big").unwrap().segments.len() < 100 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(engine.table_status("big").unwrap().segments.len(), 100);
+        engine.shutdown().await;
+        drop(engine);
+        let started = Instant::now();
+        let engine = Engine::open_with(dir.path(), options(sources.clone())).await.unwrap();
+        let took = started.elapsed();
+        report.push((rows_each * 100, took));
+        assert_eq!(engine.table_status("big").unwrap().sealed_rows, total as u64);
+        assert_eq!(counts(&engine, "big").await, (total, total));
+        engine.shutdown().await;
+    }
+    // Reported, not asserted: timings on a shared machine are noise (see BENCHMARKS.md).
+    for (rows, took) in report {
+        eprintln!("reopen with 100 sealed segments, {rows} rows: {took:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_removes_old_segments_and_queries_stop_seeing_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let sources = MemorySources::default();
+    let stream = sources.stream("ret", 1);
+    let engine = Engine::open_with(dir.path(), options(sources.clone())).await.unwrap();
+    let mut config = table_config("ret", "ret", "http://unused", 100);
+    config["segmentsConfig"]["retentionTimeUnit"] = json!("DAYS");
+    config["segmentsConfig"]["retentionTimeValue"] = json!("7");
+    engine.create_table(&config, &schema("ret")).await.unwrap();
+    let shard = stream.open_shards()[0].clone();
+    let old = now_ms() - 10 * 86_400_000;
+    for i in 0..300 {
+        stream.put(&shard, "k", record(i, old));
+    }
+    let new = now_ms();
+    for i in 300..500 {
+        stream.put(&shard, "k", record(i, new));
+    }
+    // The old rows are sealed (3 segments of 100), then expire; the new ones stay.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (rows, _) = counts(&engine, "ret").await;
+        let ingested: u64 = engine.table_status("ret").unwrap().shards.iter().map(|s| s.rows_ingested).sum();
+        if (rows == 200 && ingested == 500) || Instant::now() > deadline {
+            assert_eq!(rows, 200, "only the rows within retention are seen");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let batches = engine.sql("SELECT min(id) FROM ret").await.unwrap();
+    let min = arrow::compute::cast(batches[0].column(0), &arrow::datatypes::DataType::Int64).unwrap();
+    assert_eq!(arrow::array::AsArray::as_primitive::<arrow::datatypes::Int64Type>(&min).value(0), 300);
+    let files = std::fs::read_dir(dir.path().join("tables/ret/segments")).unwrap().count();
+    assert_eq!(files, engine.table_status("ret").unwrap().segments.len(), "expired files are deleted");
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_records_are_counted_and_good_rows_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let sources = MemorySources::default();
+    let stream = sources.stream("bad", 1);
+    let engine = Engine::open_with(dir.path(), options(sources.clone())).await.unwrap();
+    engine.create_table(&table_config("bad", "bad", "http://unused", 1000), &schema("bad")).await.unwrap();
+    let shard = stream.open_shards()[0].clone();
+    let t = now_ms();
+    for i in 0..100 {
+        stream.put(&shard, "k", record(i, t));
+        stream.put(&shard, "k", "{broken");
+        stream.put(&shard, "k", format!(r#"{{"id": "x{i}", "ts": {t}}}"#));
+    }
+    wait_for_rows(&engine, "bad", 100, Duration::from_secs(30)).await;
+    let status = engine.table_status("bad").unwrap();
+    assert_eq!(status.dropped.total(), 200);
+    let metrics = engine.metrics().prometheus();
+    assert!(
+        metrics.contains("shoal_rows_dropped_total{table=\"bad\",reason=\"malformed_json\"} 100"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("shoal_rows_dropped_total{table=\"bad\",reason=\"type_mismatch\"} 100"));
+    assert!(matches!(
+        engine.create_table(&table_config("bad", "bad", "http://unused", 10), &schema("bad")).await,
+        Err(Error::TableExists(_))
+    ));
+    let mut broken = table_config("x", "x", "http://unused", 10);
+    broken["tableIndexConfig"]["streamConfigs"]["region"] = json!(null);
+    let err = engine.create_table(&broken, &schema("x")).await.unwrap_err();
+    assert!(err.to_string().contains("tableIndexConfig.streamConfigs.region"), "{err}");
+    engine.drop_table("bad").await.unwrap();
+    assert!(engine.tables().is_empty());
+    assert!(!dir.path().join("tables/bad").exists());
+}
