@@ -108,3 +108,67 @@ pub async fn wait_for_rows(engine: &Engine, table: &str, want: i64, limit: Durat
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// Puts `total` records (unique ids) into `stream`, splitting a shard after a third and
+/// merging two shards after two thirds.
+pub async fn write_with_reshards(emulator: &shoal_stream::emulator::Emulator, stream: &str, total: usize) {
+    use aws_sdk_kinesis::primitives::Blob;
+    use aws_sdk_kinesis::types::PutRecordsRequestEntry;
+    let client = emulator.client();
+    let t = now_ms();
+    for (n, chunk) in (0..total).collect::<Vec<_>>().chunks(250).enumerate() {
+        let entries: Vec<PutRecordsRequestEntry> = chunk
+            .iter()
+            .map(|i| {
+                PutRecordsRequestEntry::builder()
+                    .partition_key(format!("key-{}", i % 37))
+                    .data(Blob::new(record(*i, t)))
+                    .build()
+                    .unwrap()
+            })
+            .collect();
+        let out = client.put_records().stream_name(stream).set_records(Some(entries)).send().await.unwrap();
+        assert_eq!(out.failed_record_count(), Some(0));
+        let (before, written) = (n * 250, (n + 1) * 250);
+        if before < total / 3 && written >= total / 3 {
+            let shards = client.list_shards().stream_name(stream).send().await.unwrap();
+            let s = &shards.shards()[0];
+            let r = s.hash_key_range().unwrap();
+            let (lo, hi): (u128, u128) =
+                (r.starting_hash_key().parse().unwrap(), r.ending_hash_key().parse().unwrap());
+            client
+                .split_shard()
+                .stream_name(stream)
+                .shard_to_split(s.shard_id())
+                .new_starting_hash_key(((lo + hi) / 2).to_string())
+                .send()
+                .await
+                .unwrap();
+            emulator.wait_active(stream).await.unwrap();
+        }
+        if before < 2 * total / 3 && written >= 2 * total / 3 {
+            let shards = client.list_shards().stream_name(stream).send().await.unwrap();
+            let mut open: Vec<_> = shards
+                .shards()
+                .iter()
+                .filter(|s| s.sequence_number_range().and_then(|r| r.ending_sequence_number()).is_none())
+                .map(|s| {
+                    (
+                        s.hash_key_range().unwrap().starting_hash_key().parse::<u128>().unwrap(),
+                        s.shard_id().to_string(),
+                    )
+                })
+                .collect();
+            open.sort();
+            client
+                .merge_shards()
+                .stream_name(stream)
+                .shard_to_merge(&open[1].1)
+                .adjacent_shard_to_merge(&open[2].1)
+                .send()
+                .await
+                .unwrap();
+            emulator.wait_active(stream).await.unwrap();
+        }
+    }
+}
