@@ -1,20 +1,39 @@
 //! Shoal's SQL server: opens the engine over Pinot table configs and schemas, consumes their
-//! Kinesis streams and answers Pinot's broker API.
+//! Kinesis streams and answers Pinot's broker API, a few controller paths, Prometheus metrics
+//! and a query console.
 //!
 //! ```text
 //! cargo run --release --example serve -- --table-config T.json --schema S.json \
-//!     [--data-dir DIR] [--listen 127.0.0.1:8099] [--validate]
+//!     [--data-dir DIR] [--listen 127.0.0.1:8099] [--auth-token TOKEN] [--validate]
 //! ```
 //!
 //! `--table-config` and `--schema` may be repeated, once per table, in pairs. With `--validate`
 //! it checks the files, prints each normalised table config as JSON (secrets as `***`) and
 //! exits 0, or prints every problem and exits 2.
 
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path as UrlPath, Query, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
 use clap::Parser;
-use shoal::TableDefinition;
+use serde_json::{Value, json};
+use shoal::{Engine, EngineOptions, TableDefinition};
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// Largest request body accepted.
+const BODY_LIMIT: usize = 1 << 20;
+/// The environment variable that holds the auth token when `--auth-token` is not given.
+const TOKEN_ENV: &str = "SHOAL_AUTH_TOKEN";
 
 #[derive(Parser, Debug)]
 #[command(name = "serve", about = "Shoal's SQL server, speaking Pinot's broker API")]
@@ -31,6 +50,9 @@ struct Args {
     /// Address to serve HTTP on (loopback unless told otherwise).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8099")]
     listen: String,
+    /// Require `Authorization: Bearer TOKEN` on every endpoint but /health (or set SHOAL_AUTH_TOKEN).
+    #[arg(long, value_name = "TOKEN")]
+    auth_token: Option<String>,
     /// Check the files, print the normalised table configs and exit.
     #[arg(long)]
     validate: bool,
@@ -50,11 +72,11 @@ fn main() -> ExitCode {
     let mut failed = false;
     for (table_path, schema_path) in args.table_configs.iter().zip(&args.schemas) {
         match load(table_path, schema_path) {
-            Ok(def) => {
+            Ok((def, table, schema)) => {
                 for w in &def.warnings {
                     eprintln!("warning: {}: {w}", table_path.display());
                 }
-                definitions.push(def);
+                definitions.push((def, table, schema));
             }
             Err(message) => {
                 eprintln!("{message}");
@@ -66,8 +88,8 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     if args.validate {
-        let configs: Vec<_> = definitions.iter().map(|d| d.config.normalised_json()).collect();
-        let out = if configs.len() == 1 { configs[0].clone() } else { serde_json::Value::Array(configs) };
+        let configs: Vec<_> = definitions.iter().map(|(d, _, _)| d.config.normalised_json()).collect();
+        let out = if configs.len() == 1 { configs[0].clone() } else { Value::Array(configs) };
         match serde_json::to_string_pretty(&out) {
             Ok(text) => {
                 // A closed pipe (`serve --validate | head`) is not an error worth a panic.
@@ -80,16 +102,31 @@ fn main() -> ExitCode {
         }
         return ExitCode::SUCCESS;
     }
-    eprintln!(
-        "serve: the configs are valid, but serving is not built yet (data dir {}, listen {}); use --validate",
-        args.data_dir.display(),
-        args.listen
-    );
-    ExitCode::from(2)
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,aws_config=warn,aws_smithy_runtime=warn".into()),
+        )
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let token = args.auth_token.clone().or_else(|| std::env::var(TOKEN_ENV).ok()).filter(|t| !t.is_empty());
+    match runtime.block_on(serve(args, definitions, token)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Reads and validates one table config and its schema; the error lists every problem.
-fn load(table_path: &PathBuf, schema_path: &PathBuf) -> Result<TableDefinition, String> {
+fn load(table_path: &PathBuf, schema_path: &PathBuf) -> Result<(TableDefinition, Value, Value), String> {
     let read = |p: &PathBuf| {
         std::fs::read_to_string(p).map_err(|e| format!("error: cannot read {}: {e}", p.display()))
     };
@@ -97,7 +134,7 @@ fn load(table_path: &PathBuf, schema_path: &PathBuf) -> Result<TableDefinition, 
         (Ok(t), Ok(s)) => (t, s),
         (t, s) => return Err([t.err(), s.err()].into_iter().flatten().collect::<Vec<_>>().join("\n")),
     };
-    TableDefinition::from_json_str(&table, &schema).map_err(|err| {
+    let def = TableDefinition::from_json_str(&table, &schema).map_err(|err| {
         let mut lines = vec![format!(
             "error: {} with {} is not valid: {} problem(s)",
             table_path.display(),
@@ -107,5 +144,257 @@ fn load(table_path: &PathBuf, schema_path: &PathBuf) -> Result<TableDefinition, 
         lines.extend(err.table.iter().map(|p| format!("  {}: {p}", table_path.display())));
         lines.extend(err.schema.iter().map(|p| format!("  {}: {p}", schema_path.display())));
         lines.join("\n")
-    })
+    })?;
+    // Both parsed above, so these cannot fail.
+    let table: Value = serde_json::from_str(&table).map_err(|e| e.to_string())?;
+    let schema: Value = serde_json::from_str(&schema).map_err(|e| e.to_string())?;
+    Ok((def, table, schema))
+}
+
+#[derive(Clone)]
+struct AppState {
+    engine: Engine,
+    token: Option<Arc<str>>,
+    ready: Arc<AtomicBool>,
+}
+
+async fn serve(
+    args: Args,
+    definitions: Vec<(TableDefinition, Value, Value)>,
+    token: Option<String>,
+) -> Result<(), String> {
+    let engine = Engine::open_with(&args.data_dir, EngineOptions::default())
+        .await
+        .map_err(|e| format!("cannot open the engine in {}: {e}", args.data_dir.display()))?;
+    for (def, table, schema) in &definitions {
+        let name = &def.config.name;
+        if engine.tables().contains(name) {
+            tracing::info!(table = %name, "table reopened from {}", args.data_dir.display());
+            if engine
+                .definition(name)
+                .map(|d| d.config.original_json() != def.config.original_json())
+                .unwrap_or(false)
+            {
+                tracing::warn!(table = %name, "the table config differs from the one the table was created with; the stored one is used");
+            }
+        } else {
+            engine
+                .create_table(table, schema)
+                .await
+                .map_err(|e| format!("cannot create table {name}: {e}"))?;
+            tracing::info!(table = %name, "table created");
+        }
+    }
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    let state = AppState {
+        engine: engine.clone(),
+        token: token.map(Arc::from),
+        ready: Arc::new(AtomicBool::new(true)),
+    };
+    tokio::spawn(progress(engine.clone()));
+    let app = router(state.clone());
+    println!(
+        "Shoal is serving {} table(s) on http://{local}/ (console), Pinot broker API at http://{local}/query/sql",
+        engine.tables().len()
+    );
+    tracing::info!(%local, auth = state.token.is_some(), "serving");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(|e| format!("server failed: {e}"))?;
+    state.ready.store(false, Ordering::SeqCst);
+    tracing::info!("shutting down: stopping the readers; committed data stays");
+    engine.shutdown().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
+
+/// While a table catches up (MillisBehindLatest > 0), a line per table every 10 s.
+async fn progress(engine: Engine) {
+    let mut last: BTreeMap<String, u64> = BTreeMap::new();
+    let every = Duration::from_secs(10);
+    loop {
+        tokio::time::sleep(every).await;
+        for name in engine.tables() {
+            let Ok(status) = engine.table_status(&name) else { continue };
+            let rows: u64 = status.shards.iter().map(|s| s.rows_ingested).sum();
+            let lag = status.shards.iter().filter_map(|s| s.millis_behind_latest).max().unwrap_or(0);
+            let previous = last.insert(name.clone(), rows).unwrap_or(rows);
+            if lag > 0 {
+                let rate = (rows - previous.min(rows)) as f64 / every.as_secs_f64();
+                tracing::info!(table = %name, rows_per_sec = rate as u64, lag_ms = lag, rows, "catching up");
+            }
+        }
+    }
+}
+
+fn router(state: AppState) -> Router {
+    let protected = Router::new()
+        .route("/", get(console))
+        .route("/query/sql", get(query_get).post(query_post))
+        .route("/tables", get(list_tables))
+        .route("/tables/{name}", get(table_config))
+        .route("/tables/{name}/consumingSegmentsInfo", get(consuming_info))
+        .route("/tables/{name}/status", get(table_status))
+        .route("/schemas/{name}", get(table_schema))
+        .route("/metrics", get(metrics))
+        .route_layer(middleware::from_fn_with_state(state.clone(), authorize));
+    Router::new()
+        .route("/health", get(health))
+        .merge(protected)
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(state)
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({"code": status.as_u16(), "error": message.into()}))).into_response()
+}
+
+async fn authorize(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if let Some(token) = &state.token {
+        let given = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        let ok = given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes()));
+        if !ok {
+            return error(StatusCode::UNAUTHORIZED, "missing or wrong Authorization: Bearer token");
+        }
+    }
+    next.run(request).await
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn health(State(state): State<AppState>) -> Response {
+    if state.ready.load(Ordering::SeqCst) {
+        (StatusCode::OK, "OK").into_response()
+    } else {
+        error(StatusCode::SERVICE_UNAVAILABLE, "shutting down")
+    }
+}
+
+async fn not_found() -> Response {
+    error(StatusCode::NOT_FOUND, "no such endpoint")
+}
+
+async fn console() -> Html<&'static str> {
+    Html(include_str!("console.html"))
+}
+
+async fn run_query(engine: &Engine, sql: &str) -> Response {
+    let response = engine.sql_pinot(sql).await;
+    (StatusCode::OK, Json(response)).into_response()
+}
+
+async fn query_get(State(state): State<AppState>, Query(params): Query<HashMap<String, String>>) -> Response {
+    match params.get("sql").filter(|s| !s.trim().is_empty()) {
+        Some(sql) => run_query(&state.engine, sql).await,
+        None => error(StatusCode::BAD_REQUEST, "missing the sql parameter: /query/sql?sql=SELECT ..."),
+    }
+}
+
+async fn query_post(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => return error(e.status(), format!("cannot read the request body: {}", e.body_text())),
+    };
+    let value: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("the body is not JSON: {e}; send {{\"sql\": \"SELECT ...\"}}"),
+            );
+        }
+    };
+    match value.get("sql").and_then(Value::as_str).filter(|s| !s.trim().is_empty()) {
+        Some(sql) => run_query(&state.engine, sql).await,
+        None => error(StatusCode::BAD_REQUEST, "missing \"sql\": send {\"sql\": \"SELECT ...\"}"),
+    }
+}
+
+async fn list_tables(State(state): State<AppState>) -> Response {
+    Json(json!({"tables": state.engine.tables()})).into_response()
+}
+
+async fn table_config(State(state): State<AppState>, UrlPath(name): UrlPath<String>) -> Response {
+    match state.engine.definition(&name) {
+        Ok(d) => Json(json!({"REALTIME": d.config.normalised_json()})).into_response(),
+        Err(e) => error(StatusCode::NOT_FOUND, e.to_string()),
+    }
+}
+
+async fn table_schema(State(state): State<AppState>, UrlPath(name): UrlPath<String>) -> Response {
+    match state.engine.definition(&name) {
+        Ok(d) => Json(d.schema.raw.clone()).into_response(),
+        Err(e) => error(StatusCode::NOT_FOUND, e.to_string()),
+    }
+}
+
+async fn table_status(State(state): State<AppState>, UrlPath(name): UrlPath<String>) -> Response {
+    match state.engine.table_status(&name) {
+        Ok(s) => Json(s).into_response(),
+        Err(e) => error(StatusCode::NOT_FOUND, e.to_string()),
+    }
+}
+
+/// Pinot's `consumingSegmentsInfo`: per consuming shard, its state, checkpoint, lag and rows.
+async fn consuming_info(State(state): State<AppState>, UrlPath(name): UrlPath<String>) -> Response {
+    let status = match state.engine.table_status(&name) {
+        Ok(s) => s,
+        Err(e) => return error(StatusCode::NOT_FOUND, e.to_string()),
+    };
+    let mut map = serde_json::Map::new();
+    for s in &status.shards {
+        let segment = format!("{}__{}__CONSUMING", status.table, s.shard);
+        map.insert(
+            segment,
+            json!([{
+                "serverName": "shoal",
+                "consumerState": s.state,
+                "lastConsumedTimestamp": null,
+                "partitionToOffsetMap": {&s.shard: s.checkpoint},
+                "partitionOffsetInfo": {
+                    "currentOffsetsMap": {&s.shard: s.checkpoint},
+                    "availabilityLagMsMap": {&s.shard: s.millis_behind_latest.map(|m| m.to_string())},
+                },
+                "shard": s.shard,
+                "checkpoint": s.checkpoint,
+                "millisBehindLatest": s.millis_behind_latest,
+                "consumingRows": s.consuming_rows,
+                "rowsIngested": s.rows_ingested,
+            }]),
+        );
+    }
+    Json(json!({"_segmentToConsumingInfoMap": map})).into_response()
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.engine.metrics().prometheus())
+        .into_response()
 }

@@ -3,10 +3,11 @@
 use crate::functions::{aggregate_functions, scalar_functions};
 use crate::provider::{ScanStats, ShoalTable, SnapshotSource};
 use crate::response::BrokerResponse;
-use crate::rewrite::rewrite;
+use crate::rewrite::{canonicalize, rewrite};
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use datafusion::common::DataFusionError;
+use datafusion::common::TableReference;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
@@ -14,6 +15,7 @@ use datafusion::sql::parser::{DFParser, Statement as DfStatement};
 use futures::StreamExt;
 use shoal_segment::TableLayout;
 use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -165,11 +167,16 @@ impl QueryEngine {
             )));
         }
         let mut statement = statements.pop_front().expect("one statement");
+        let names = self.known_names();
         match &mut statement {
-            DfStatement::Statement(s) => rewrite(s),
+            DfStatement::Statement(s) => {
+                rewrite(s);
+                canonicalize(s, &names);
+            }
             DfStatement::Explain(e) => {
                 if let DfStatement::Statement(s) = e.statement.as_mut() {
-                    rewrite(s)
+                    rewrite(s);
+                    canonicalize(s, &names);
                 }
             }
             DfStatement::CreateExternalTable(_) => {
@@ -255,10 +262,27 @@ impl QueryEngine {
         }
     }
 
+    /// Lowercase spelling → spelling of every table (both names) and column.
+    fn known_names(&self) -> HashMap<String, String> {
+        let tables = self.tables.read().unwrap_or_else(|p| p.into_inner());
+        let mut names = HashMap::new();
+        for (name, t) in tables.iter() {
+            for field in t.layout.arrow.fields() {
+                names.insert(field.name().to_lowercase(), field.name().clone());
+            }
+            for alias in [name.clone(), format!("{name}_REALTIME")] {
+                names.insert(alias.to_lowercase(), alias);
+            }
+        }
+        names
+    }
+
     fn context(&self, stats: &Arc<Mutex<ScanStats>>) -> Result<SessionContext, QueryError> {
-        let config = SessionConfig::new()
+        let mut config = SessionConfig::new()
             .with_information_schema(true)
             .with_target_partitions(self.options.target_partitions.max(1));
+        // Names keep their case; `canonicalize` matches them without regard to case.
+        config.options_mut().sql_parser.enable_ident_normalization = false;
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_limit(self.options.memory_limit, 1.0)
             .build_arc()
@@ -275,7 +299,7 @@ impl QueryEngine {
             for alias in [name.clone(), format!("{name}_REALTIME")] {
                 let provider =
                     ShoalTable::new(Arc::clone(&t.layout), Arc::clone(&t.source), Arc::clone(stats));
-                ctx.register_table(alias.as_str(), Arc::new(provider))
+                ctx.register_table(TableReference::bare(alias.as_str()), Arc::new(provider))
                     .map_err(QueryError::from_datafusion)?;
             }
         }

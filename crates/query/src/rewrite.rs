@@ -6,10 +6,40 @@
 
 use datafusion::sql::sqlparser::ast::{
     DuplicateTreatment, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentClause,
-    FunctionArguments, Ident, ObjectName, OrderByExpr, OrderByOptions, Statement, Value,
-    visit_expressions_mut,
+    FunctionArguments, Ident, ObjectName, ObjectNamePart, OrderByExpr, OrderByOptions, Statement, Value,
+    visit_expressions_mut, visit_relations_mut,
 };
+use std::collections::HashMap;
 use std::ops::ControlFlow;
+
+/// Table and column names matched without regard to case, as Pinot does by default: every
+/// unquoted identifier that names a known table or column (in any case) is replaced by the
+/// name as it is spelled in the schema. `names` maps lowercase names to their spelling.
+pub fn canonicalize(statement: &mut Statement, names: &HashMap<String, String>) {
+    let fix = |ident: &mut Ident| {
+        if ident.quote_style.is_none()
+            && let Some(exact) = names.get(&ident.value.to_lowercase())
+        {
+            ident.value = exact.clone();
+        }
+    };
+    let _ = visit_relations_mut(statement, |name| {
+        for part in &mut name.0 {
+            if let ObjectNamePart::Identifier(ident) = part {
+                fix(ident);
+            }
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    let _ = visit_expressions_mut(statement, |expr| {
+        match expr {
+            Expr::Identifier(ident) => fix(ident),
+            Expr::CompoundIdentifier(parts) => parts.iter_mut().for_each(fix),
+            _ => {}
+        }
+        ControlFlow::<()>::Continue(())
+    });
+}
 
 /// Rewrites the Pinot functions in `statement`.
 pub fn rewrite(statement: &mut Statement) {

@@ -155,3 +155,16 @@ async fn the_pinot_response_has_every_field() {
     assert_eq!(bad["exceptions"][0]["errorCode"], 150);
     assert!(bad.get("resultTable").is_none());
 }
+
+#[tokio::test]
+async fn table_and_column_names_match_without_regard_to_case() {
+    let (engine, _t, events, _dir) = events_table(1, 500, 10, QueryOptions::default());
+    let n = events.len() as i64;
+    assert_eq!(scalar_i64(&engine, "SELECT COUNT(*) FROM EVENTS").await, n);
+    assert_eq!(scalar_i64(&engine, "select count(Country) from Events_Realtime").await, n);
+    let r = engine
+        .pinot("SELECT Event_Type, COUNT(*) AS N FROM events GROUP BY Event_Type ORDER BY N DESC LIMIT 1")
+        .await;
+    assert!(r.exceptions.is_empty(), "{:?}", r.exceptions);
+    assert_eq!(r.result_table.unwrap().data_schema.column_names, ["event_type", "N"]);
+}

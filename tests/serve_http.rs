@@ -1,0 +1,158 @@
+//! The server against kinesis-local: the Pinot broker API and its JSON field by field, the
+//! controller paths, metrics, auth, body limits, bad requests, and no secret in any output.
+
+mod common;
+mod server;
+
+use common::*;
+use serde_json::Value;
+use server::*;
+use shoal_stream::emulator::Emulator;
+use std::time::{Duration, Instant};
+
+const TOKEN: &str = "t0ps3cret-token";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_broker_api_answers_as_pinot_does() {
+    let emulator = Emulator::start().await.expect("kinesis-local must be installed and start");
+    emulator.create_stream("web", 2).await.unwrap();
+    let t = now_ms();
+    for i in 0..300 {
+        emulator.put("web", &format!("k{i}"), record(i, t).as_bytes()).await.unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut table = table_config("web", "web", &emulator.endpoint(), 100_000);
+    table["tableIndexConfig"]["streamConfigs"]["accessKey"] = "AKIAEXAMPLEACCESS".into();
+    table["tableIndexConfig"]["streamConfigs"]["secretKey"] = "wJalrXUtnFEMISECRETVALUE".into();
+    let server = tokio::task::spawn_blocking({
+        let dir = dir.path().to_path_buf();
+        move || Server::start(&dir, &table, &schema("web"), &["--auth-token", TOKEN])
+    })
+    .await
+    .unwrap();
+
+    let server = std::sync::Arc::new(server);
+    let s = std::sync::Arc::clone(&server);
+    tokio::task::spawn_blocking(move || {
+        let server = &*s;
+        // Auth: everything but /health needs the token.
+        let (status, body) = server.get("/query/sql?sql=SELECT%201", None).unwrap();
+        assert_eq!(status, 401);
+        assert!(serde_json::from_str::<Value>(&body).unwrap()["error"].is_string());
+        assert_eq!(server.get("/tables", Some("wrong")).unwrap().0, 401);
+        assert_eq!(server.get("/health", None).unwrap().0, 200);
+
+        // Records put are counted through /query/sql.
+        let started = Instant::now();
+        while count(server, Some(TOKEN), "web") != 300 {
+            assert!(started.elapsed() < Duration::from_secs(60), "300 rows within a minute");
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        let (status, body) = server.post("/query/sql", Some(TOKEN), br#"{"sql": "SELECT key, count(*) AS n, max(id) FROM web_REALTIME GROUP BY key ORDER BY key LIMIT 2"}"#).unwrap();
+        assert_eq!(status, 200);
+        let v: Value = serde_json::from_str(&body).unwrap();
+        let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        let mut expected = vec![
+            "exceptions", "minConsumingFreshnessTimeMs", "numConsumingSegmentsQueried", "numDocsScanned", "numRowsResultSet",
+            "numSegmentsMatched", "numSegmentsProcessed", "numSegmentsQueried", "numServersQueried", "numServersResponded",
+            "partialResult", "resultTable", "timeUsedMs", "totalDocs",
+        ];
+        expected.sort();
+        let mut keys = keys;
+        keys.sort();
+        assert_eq!(keys, expected);
+        assert_eq!(v["resultTable"]["dataSchema"]["columnNames"], serde_json::json!(["key", "n", "max(web_REALTIME.id)"]));
+        assert_eq!(v["resultTable"]["dataSchema"]["columnDataTypes"], serde_json::json!(["STRING", "LONG", "LONG"]));
+        assert_eq!(v["resultTable"]["rows"][0], serde_json::json!(["key-0", 9, 296]));
+        assert_eq!(v["numRowsResultSet"], 2);
+        assert_eq!(v["totalDocs"], 300);
+        assert_eq!(v["numServersQueried"], 1);
+        assert_eq!(v["numServersResponded"], 1);
+        assert_eq!(v["exceptions"], serde_json::json!([]));
+        assert!(v["numConsumingSegmentsQueried"].as_u64().unwrap() >= 1);
+        // GET works the same.
+        let (status, body) = server.get("/query/sql?sql=SELECT%20count(*)%20FROM%20web", Some(TOKEN)).unwrap();
+        assert_eq!(status, 200);
+        assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["resultTable"]["rows"][0][0], 300);
+
+        // Bad requests: JSON errors with a message.
+        for (status, body) in [
+            server.post("/query/sql", Some(TOKEN), b"{\"query\": \"SELECT 1\"}").unwrap(),
+            server.post("/query/sql", Some(TOKEN), b"{not json").unwrap(),
+            server.get("/query/sql", Some(TOKEN)).unwrap(),
+        ] {
+            assert_eq!(status, 400, "{body}");
+            assert!(serde_json::from_str::<Value>(&body).unwrap()["error"].as_str().unwrap().len() > 5);
+        }
+        let big = vec![b'x'; 2 << 20];
+        let (status, body) = server.post("/query/sql", Some(TOKEN), &big).unwrap();
+        assert_eq!(status, 413, "{body}");
+        assert!(serde_json::from_str::<Value>(&body).is_ok(), "{body}");
+        let (status, body) = server.get("/no/such/path", Some(TOKEN)).unwrap();
+        assert_eq!(status, 404);
+        assert!(serde_json::from_str::<Value>(&body).is_ok());
+
+        // An unknown table is a Pinot exception; an unknown table path a 404.
+        let (_, body) = server.post("/query/sql", Some(TOKEN), br#"{"sql": "SELECT count(*) FROM nope"}"#).unwrap();
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["exceptions"][0]["errorCode"], 150);
+        assert_eq!(server.get("/tables/nope", Some(TOKEN)).unwrap().0, 404);
+
+        // Controller paths; secrets as ***.
+        let (_, body) = server.get("/tables", Some(TOKEN)).unwrap();
+        assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["tables"], serde_json::json!(["web"]));
+        let (status, body) = server.get("/tables/web", Some(TOKEN)).unwrap();
+        assert_eq!(status, 200);
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["REALTIME"]["tableIndexConfig"]["streamConfigs"]["secretKey"], "***");
+        assert_eq!(v["REALTIME"]["tableIndexConfig"]["streamConfigs"]["accessKey"], "***");
+        let (status, body) = server.get("/schemas/web", Some(TOKEN)).unwrap();
+        assert_eq!(status, 200);
+        assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["schemaName"], "web");
+        let (status, body) = server.get("/tables/web/consumingSegmentsInfo", Some(TOKEN)).unwrap();
+        assert_eq!(status, 200, "{body}");
+        let info: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(info["_segmentToConsumingInfoMap"].as_object().unwrap().len(), 2);
+        let (status, metrics) = server.get("/metrics", Some(TOKEN)).unwrap();
+        assert_eq!(status, 200);
+        assert!(metrics.contains("shoal_rows_ingested_total{table=\"web\"} 300"), "{metrics}");
+        assert!(metrics.contains("shoal_shard_millis_behind_latest{table=\"web\""));
+        let (status, page) = server.get("/", Some(TOKEN)).unwrap();
+        assert_eq!(status, 200);
+        assert!(page.contains("<textarea id=\"sql\""));
+
+        let everything = format!("{body}{metrics}{}", server.log_text());
+        for secret in ["AKIAEXAMPLEACCESS", "wJalrXUtnFEMISECRETVALUE", TOKEN] {
+            assert!(!everything.contains(secret), "{secret} leaked");
+        }
+    })
+    .await
+    .unwrap();
+
+    // SIGTERM shuts it down gracefully.
+    let mut server = std::sync::Arc::into_inner(server).unwrap();
+    let pid = server.child.id() as i32;
+    // SAFETY: sending a signal to our own child process.
+    unsafe { libc_kill(pid) };
+    let started = Instant::now();
+    let status = loop {
+        if let Some(s) = server.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "serve did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success(), "{status}: {}", server.log_text());
+    for secret in ["AKIAEXAMPLEACCESS", "wJalrXUtnFEMISECRETVALUE"] {
+        assert!(!server.log_text().contains(secret), "{secret} in the log");
+    }
+}
+
+unsafe extern "C" {
+    fn kill(pid: i32, sig: i32) -> i32;
+}
+
+unsafe fn libc_kill(pid: i32) {
+    // SIGTERM is 15 on Linux.
+    unsafe { kill(pid, 15) };
+}

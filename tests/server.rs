@@ -1,0 +1,164 @@
+//! Helpers to run the `serve` example and talk HTTP to it (a small HTTP/1.1 client, so the
+//! tests need no client library).
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The `serve` example, built (or found up to date) once per test binary.
+pub fn serve_binary() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let status = Command::new(env!("CARGO"))
+                .args(["build", "--quiet", "--example", "serve"])
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .status()
+                .expect("run cargo build --example serve");
+            assert!(status.success(), "cargo build --example serve failed");
+            let exe = std::env::current_exe().expect("test binary path");
+            let target = exe.parent().and_then(Path::parent).expect("target/<profile>");
+            target.join("examples").join(format!("serve{}", std::env::consts::EXE_SUFFIX))
+        })
+        .clone()
+}
+
+/// A running server, killed on drop.
+pub struct Server {
+    pub child: Child,
+    pub port: u16,
+    pub log: PathBuf,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Server {
+    /// Starts `serve` with one table and waits for /health.
+    pub fn start(dir: &Path, table: &Value, schema: &Value, extra: &[&str]) -> Server {
+        let table_path = dir.join("table.json");
+        let schema_path = dir.join("schema.json");
+        std::fs::write(&table_path, table.to_string()).unwrap();
+        std::fs::write(&schema_path, schema.to_string()).unwrap();
+        let port = free_port();
+        let log = dir.join("serve.log");
+        let log_file = std::fs::File::create(&log).unwrap();
+        let child = Command::new(serve_binary())
+            .arg("--table-config")
+            .arg(&table_path)
+            .arg("--schema")
+            .arg(&schema_path)
+            .arg("--data-dir")
+            .arg(dir.join("data"))
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .args(extra)
+            .env("RUST_LOG", "debug,hyper=info,aws_smithy_runtime=info,aws_config=info,h2=info")
+            .stdout(log_file.try_clone().unwrap())
+            .stderr(log_file)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut server = Server { child, port, log };
+        let started = Instant::now();
+        loop {
+            if let Ok(r) = server.get("/health", None)
+                && r.0 == 200
+            {
+                return server;
+            }
+            if let Ok(Some(status)) = server.child.try_wait() {
+                panic!(
+                    "serve exited with {status}: {}",
+                    std::fs::read_to_string(&server.log).unwrap_or_default()
+                );
+            }
+            assert!(started.elapsed() < Duration::from_secs(60), "serve did not become healthy");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn get(&self, path: &str, token: Option<&str>) -> std::io::Result<(u16, String)> {
+        request(self.port, "GET", path, token, None)
+    }
+
+    pub fn post(&self, path: &str, token: Option<&str>, body: &[u8]) -> std::io::Result<(u16, String)> {
+        request(self.port, "POST", path, token, Some(body))
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// One HTTP/1.1 request with `Connection: close`; returns the status and the body.
+pub fn request(
+    port: u16,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&[u8]>,
+) -> std::io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
+    if let Some(t) = token {
+        head.push_str(&format!("Authorization: Bearer {t}\r\n"));
+    }
+    if let Some(b) = body {
+        head.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", b.len()));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes())?;
+    if let Some(b) = body {
+        // The server may answer (413) and close before reading all of a large body.
+        let _ = stream.write_all(b);
+    }
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    Ok((status, body))
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        body = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// `count(*)` of `table` through /query/sql.
+pub fn count(server: &Server, token: Option<&str>, table: &str) -> i64 {
+    let (status, body) = server
+        .post("/query/sql", token, format!("{{\"sql\": \"SELECT count(*) FROM {table}\"}}").as_bytes())
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    v["resultTable"]["rows"][0][0].as_i64().unwrap_or(-1)
+}
