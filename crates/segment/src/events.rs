@@ -10,6 +10,8 @@ pub struct EventGenerator {
     next_id: u64,
     /// Epoch ms of the next event; advances a few ms per event.
     pub time_ms: i64,
+    /// Add a nested `context` object (referrer, campaign) to each event.
+    pub with_context: bool,
 }
 
 const EVENT_TYPES: [&str; 5] = ["page_view", "click", "add_to_cart", "purchase", "scroll"];
@@ -17,12 +19,14 @@ const COUNTRIES: [&str; 12] = ["US", "DE", "GB", "FR", "BR", "IN", "JP", "NZ", "
 const DEVICES: [&str; 4] = ["mobile", "desktop", "tablet", "tv"];
 const PAGES: [&str; 8] =
     ["/", "/products", "/products/42", "/cart", "/checkout", "/search", "/blog/launch", "/account"];
+const REFERRERS: [&str; 5] = ["google", "direct", "newsletter", "twitter", "partner"];
+const CAMPAIGNS: [&str; 4] = ["none", "spring_sale", "retargeting", "launch"];
 const TAGS: [&str; 6] = ["new", "returning", "promo", "organic", "paid", "email"];
 
 impl EventGenerator {
     /// A generator starting at `time_ms`.
     pub fn new(seed: u64, time_ms: i64) -> EventGenerator {
-        EventGenerator { state: seed.max(1), next_id: 0, time_ms }
+        EventGenerator { state: seed.max(1), next_id: 0, time_ms, with_context: false }
     }
 
     fn next(&mut self) -> u64 {
@@ -57,6 +61,12 @@ impl EventGenerator {
             revenue_cents % 100,
             self.time_ms
         );
+        if self.with_context {
+            out.pop();
+            let referrer = self.pick(&REFERRERS);
+            let campaign = self.pick(&CAMPAIGNS);
+            let _ = write!(out, r#","context":{{"referrer":"{referrer}","campaign":"{campaign}"}}}}"#);
+        }
     }
 
     /// The next event as a new string.

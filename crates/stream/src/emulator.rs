@@ -8,7 +8,6 @@ use crate::config::{
 };
 use crate::secret::Secret;
 use aws_sdk_kinesis::Client;
-use aws_sdk_kinesis::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::StreamStatus;
 use std::net::TcpListener;
@@ -227,14 +226,7 @@ pub fn kinesis_config_for(endpoint: &str, stream: &str) -> KinesisConfig {
 
 /// A plain client for `endpoint`, for test set-up (creating streams, putting records).
 pub fn test_client(endpoint: &str) -> Client {
-    let conf = aws_sdk_kinesis::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new(REGION))
-        .endpoint_url(endpoint)
-        .credentials_provider(Credentials::new("shoal-test", "shoal-test-secret", None, None, "test"))
-        .http_client(crate::client::http_client())
-        .build();
-    Client::from_conf(conf)
+    crate::local_client(endpoint)
 }
 
 /// The service's error code and message, or the transport error.

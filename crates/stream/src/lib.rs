@@ -26,6 +26,25 @@ pub use secret::Secret;
 pub use sequence::SequenceNumber;
 pub use source::{ResumeState, ShardEvent, ShardReader, Source, SourceHandle};
 
+/// A plain client for a local endpoint (tools and examples that create streams and put
+/// records), with dummy static credentials.
+pub fn local_client(endpoint: &str) -> aws_sdk_kinesis::Client {
+    let conf = aws_sdk_kinesis::Config::builder()
+        .behavior_version(aws_sdk_kinesis::config::BehaviorVersion::latest())
+        .region(aws_sdk_kinesis::config::Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(aws_sdk_kinesis::config::Credentials::new(
+            "local",
+            "local-secret",
+            None,
+            None,
+            "local",
+        ))
+        .http_client(client::http_client())
+        .build();
+    aws_sdk_kinesis::Client::from_conf(conf)
+}
+
 /// Epoch milliseconds now.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
