@@ -16,6 +16,14 @@ npm ci --prefix tools/kinesis-local --no-audit --no-fund --loglevel=error
 echo "== installing DuckDB for the comparison tests (benches/compare/requirements.txt)"
 python3 -m pip install --quiet --disable-pip-version-check -r benches/compare/requirements.txt
 
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+  echo "== installing Debian's chromium and chromium-driver for the console test"
+  sudo_cmd=""
+  [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 

@@ -127,8 +127,30 @@ pub fn request(
         // The server may answer (413) and close before reading all of a large body.
         let _ = stream.write_all(b);
     }
+    // Read the head, then as many body bytes as Content-Length says (some servers keep the
+    // connection open despite `Connection: close`), or to the end.
     let mut raw = Vec::new();
-    let _ = stream.read_to_end(&mut raw);
+    let mut chunk = [0u8; 16 * 1024];
+    let mut wanted: Option<usize> = None;
+    loop {
+        if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            if wanted.is_none() {
+                let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
+                wanted = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse::<usize>().ok())
+                    .map(|n| end + 4 + n);
+            }
+            if wanted.is_some_and(|w| raw.len() >= w) {
+                break;
+            }
+        }
+        match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => raw.extend_from_slice(&chunk[..n]),
+        }
+    }
     let text = String::from_utf8_lossy(&raw).to_string();
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
