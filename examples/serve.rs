@@ -53,6 +53,15 @@ struct Args {
     /// Require `Authorization: Bearer TOKEN` on every endpoint but /health (or set SHOAL_AUTH_TOKEN).
     #[arg(long, value_name = "TOKEN")]
     auth_token: Option<String>,
+    /// Longest a query may run, in milliseconds (a query past it answers Pinot code 250).
+    #[arg(long, value_name = "MS", default_value_t = 30_000)]
+    query_timeout_ms: u64,
+    /// Memory one query's operators may hold, in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 2048)]
+    query_memory_mib: usize,
+    /// Most rows one result may hold (more are cut and `partialResult` is set).
+    #[arg(long, value_name = "ROWS", default_value_t = 100_000)]
+    max_result_rows: usize,
     /// Check the files, print the normalised table configs and exit.
     #[arg(long)]
     validate: bool,
@@ -163,7 +172,16 @@ async fn serve(
     definitions: Vec<(TableDefinition, Value, Value)>,
     token: Option<String>,
 ) -> Result<(), String> {
-    let engine = Engine::open_with(&args.data_dir, EngineOptions::default())
+    let options = EngineOptions {
+        query: shoal::QueryOptions {
+            timeout: Duration::from_millis(args.query_timeout_ms.max(1)),
+            memory_limit: args.query_memory_mib.max(1) << 20,
+            max_result_rows: args.max_result_rows.max(1),
+            ..shoal::QueryOptions::default()
+        },
+        ..EngineOptions::default()
+    };
+    let engine = Engine::open_with(&args.data_dir, options)
         .await
         .map_err(|e| format!("cannot open the engine in {}: {e}", args.data_dir.display()))?;
     for (def, table, schema) in &definitions {

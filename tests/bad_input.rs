@@ -36,7 +36,10 @@ async fn a_bad_record_corpus_is_counted_by_reason_and_good_rows_kept() {
     let sources = MemorySources::default();
     let stream = sources.stream("corpus", 1);
     let engine = Engine::open_with(dir.path(), options(sources.clone())).await.unwrap();
-    engine.create_table(&table_config("corpus", "corpus", "http://unused", 1000), &all_types_schema()).await.unwrap();
+    engine
+        .create_table(&table_config("corpus", "corpus", "http://unused", 1000), &all_types_schema())
+        .await
+        .unwrap();
     let shard = stream.open_shards()[0].clone();
     let t = now_ms();
     let deep = format!(r#"{{"id": 1, "ts": {t}, "key": {}"x"{}}}"#, "[".repeat(10_000), "]".repeat(10_000));
@@ -75,7 +78,9 @@ async fn a_bad_record_corpus_is_counted_by_reason_and_good_rows_kept() {
     good += 1;
 
     let deadline = Instant::now() + Duration::from_secs(30);
-    while engine.table_status("corpus").unwrap().dropped.total() < bad.len() as u64 || counts(&engine, "corpus").await.0 < good {
+    while engine.table_status("corpus").unwrap().dropped.total() < bad.len() as u64
+        || counts(&engine, "corpus").await.0 < good
+    {
         assert!(Instant::now() < deadline, "{:?}", engine.table_status("corpus").unwrap().dropped.counts);
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -95,9 +100,17 @@ async fn a_bad_record_corpus_is_counted_by_reason_and_good_rows_kept() {
     // The coerced record reads back as its column types.
     let batches = engine.sql("SELECT i, f, b, bd, raw, d FROM corpus WHERE id = 777").await.unwrap();
     let r = shoal::BrokerResponse::from_result(
-        &shoal::QueryResult { schema: batches[0].schema(), batches, stats: Default::default(), truncated: false },
+        &shoal::QueryResult {
+            schema: batches[0].schema(),
+            batches,
+            stats: Default::default(),
+            truncated: false,
+        },
         Duration::ZERO,
     );
-    assert_eq!(r.result_table.unwrap().rows[0], vec![json!(42), json!(2.5), json!(true), json!("3.250000000000000000"), json!("00ff"), json!(1000.0)]);
+    assert_eq!(
+        r.result_table.unwrap().rows[0],
+        vec![json!(42), json!(2.5), json!(true), json!("3.250000000000000000"), json!("00ff"), json!(1000.0)]
+    );
     engine.shutdown().await;
 }

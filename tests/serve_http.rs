@@ -156,3 +156,75 @@ unsafe fn libc_kill(pid: i32) {
     // SIGTERM is 15 on Linux.
     unsafe { kill(pid, 15) };
 }
+
+/// SQL abuse through /query/sql: DDL, DML, COPY, file and URL tables are refused; a cross join
+/// of the table with itself ends at the time limit with an error while other queries answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql_abuse_is_refused_or_stopped_and_the_server_keeps_answering() {
+    let emulator = Emulator::start().await.expect("kinesis-local must be installed and start");
+    emulator.create_stream("abuse", 1).await.unwrap();
+    let t = now_ms();
+    put_many(&emulator, "abuse", 4000, t).await;
+    let dir = tempfile::tempdir().unwrap();
+    let table = table_config("abuse", "abuse", &emulator.endpoint(), 100_000);
+    let path = dir.path().to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let server = Server::start(&path, &table, &schema("abuse"), &["--query-timeout-ms", "1500"]);
+        let started = Instant::now();
+        while count(&server, None, "abuse") != 4000 {
+            assert!(started.elapsed() < Duration::from_secs(60));
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        for sql in [
+            "CREATE TABLE x (a INT)",
+            "DROP TABLE abuse",
+            "INSERT INTO abuse SELECT * FROM abuse",
+            "DELETE FROM abuse",
+            "COPY abuse TO '/tmp/stolen.csv'",
+            "CREATE EXTERNAL TABLE x STORED AS CSV LOCATION '/etc/passwd'",
+            "SELECT * FROM '/etc/passwd'",
+            "SELECT * FROM 'http://127.0.0.1:1/x.csv'",
+            "SET datafusion.execution.target_partitions = 1",
+        ] {
+            let body = serde_json::json!({"sql": sql}).to_string();
+            let (status, text) = server.post("/query/sql", None, body.as_bytes()).unwrap();
+            assert_eq!(status, 200);
+            let v: Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(v["exceptions"][0]["errorCode"], 150, "{sql}: {text}");
+        }
+        assert!(!std::path::Path::new("/tmp/stolen.csv").exists());
+        // A cross join runs into the time limit; meanwhile the server answers other queries.
+        let port = server.port;
+        let join = std::thread::spawn(move || {
+            let body = br#"{"sql": "SELECT count(*) FROM abuse a CROSS JOIN abuse b CROSS JOIN abuse c WHERE a.id + b.id + c.id = -1"}"#;
+            request(port, "POST", "/query/sql", None, Some(body)).unwrap()
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(count(&server, None, "abuse"), 4000, "answered while the join runs");
+        let (status, text) = join.join().unwrap();
+        assert_eq!(status, 200);
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["exceptions"][0]["errorCode"], 250, "{text}");
+        assert_eq!(count(&server, None, "abuse"), 4000, "still answering after");
+    })
+    .await
+    .unwrap();
+}
+
+async fn put_many(emulator: &Emulator, stream: &str, n: usize, t: i64) {
+    use aws_sdk_kinesis::primitives::Blob;
+    use aws_sdk_kinesis::types::PutRecordsRequestEntry;
+    for chunk in (0..n).collect::<Vec<_>>().chunks(250) {
+        let entries = chunk
+            .iter()
+            .map(|i| {
+                PutRecordsRequestEntry::builder()
+                    .partition_key(format!("k{i}"))
+                    .data(Blob::new(record(*i, t)))
+                    .build()
+                    .unwrap()
+            })
+            .collect::<Vec<_>>();
+        emulator.client().put_records().stream_name(stream).set_records(Some(entries)).send().await.unwrap();
+    }
+}
