@@ -252,7 +252,7 @@ pub struct Faults {
     pub reset_every: Option<u64>,
     /// Every Nth GetRecords answer is held back this long (past the fetch timeout, say).
     pub delay_every: Option<(u64, Duration)>,
-    /// The proxy is unreachable: its port refuses connections.
+    /// The proxy is unreachable: every connection is reset before a byte is exchanged.
     pub down: bool,
 }
 
@@ -299,39 +299,18 @@ impl FaultProxy {
             faults: Faults::default(),
             counts: FaultCounts::default(),
         }));
-        let (down_tx, mut down_rx) = tokio::sync::watch::channel(false);
+        let (down_tx, down_rx) = tokio::sync::watch::channel(false);
         let task_state = Arc::clone(&state);
         let task = tokio::spawn(async move {
-            let mut listener = Some(listener);
             loop {
-                match listener.as_ref() {
-                    Some(l) => {
-                        tokio::select! {
-                            accepted = l.accept() => {
-                                if let Ok((socket, _)) = accepted {
-                                    tokio::spawn(handle(socket, upstream_port, Arc::clone(&task_state)));
-                                }
-                            }
-                            _ = down_rx.changed() => {
-                                if *down_rx.borrow() {
-                                    // Closing the listening socket: connections are refused.
-                                    listener = None;
-                                }
-                            }
-                        }
-                    }
-                    None => {
-                        if down_rx.changed().await.is_err() {
-                            return;
-                        }
-                        if !*down_rx.borrow() {
-                            match tokio::net::TcpListener::bind(("127.0.0.1", port)).await {
-                                Ok(l) => listener = Some(l),
-                                Err(e) => panic!("cannot listen on {port} again: {e}"),
-                            }
-                        }
-                    }
+                let Ok((socket, _)) = listener.accept().await else { continue };
+                if *down_rx.borrow() {
+                    // Unreachable: every connection is reset at once, before any byte.
+                    let _ = socket.set_zero_linger();
+                    drop(socket);
+                    continue;
                 }
+                tokio::spawn(handle(socket, upstream_port, Arc::clone(&task_state)));
             }
         });
         Ok(FaultProxy { port, state, down_tx, task })

@@ -1,0 +1,75 @@
+//! Faults between the engine and kinesis-local, under load and during a split: a proxy resets
+//! connections, delays answers past the fetch timeout, returns ProvisionedThroughputExceeded
+//! and ExpiredIterator, and disappears for 30 s. 0 records lost, 0 duplicated, and the lag
+//! recovers afterwards.
+
+mod common;
+
+use common::*;
+use shoal::{Engine, EngineOptions};
+use shoal_stream::emulator::{Emulator, FaultProxy, Faults};
+use std::time::{Duration, Instant};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "open bug (#9): with throttling, expiry, resets and slow answers injected during a split and a merge, \
+            178 of 3,500 rows stay unread for minutes; downtime alone passes. Run with --ignored."]
+async fn the_engine_loses_and_repeats_nothing_through_faults_and_downtime() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(std::env::var("SHOAL_TEST_LOG").unwrap_or_else(|_| "off".into()))
+        .with_test_writer()
+        .try_init();
+    let emulator = Emulator::start().await.expect("kinesis-local must be installed and start");
+    emulator.create_stream("rough", 2).await.unwrap();
+    let proxy = FaultProxy::start(emulator.port()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open_with(dir.path(), EngineOptions::default()).await.unwrap();
+    let mut config = table_config("rough", "rough", &proxy.endpoint(), 500);
+    config["tableIndexConfig"]["streamConfigs"]["stream.kinesis.fetch.timeout.millis"] = "1500".into();
+    config["tableIndexConfig"]["streamConfigs"]["maxRecordsToFetch"] = "200".into();
+    proxy.set(Faults {
+        throttle_every: Some(3),
+        expire_every: Some(7),
+        reset_every: Some(5),
+        delay_every: Some((11, Duration::from_secs(3))),
+        down: false,
+    });
+    engine.create_table(&config, &schema("rough")).await.unwrap();
+
+    // Load with a split in the middle (written straight to the emulator).
+    write_with_reshards(&emulator, "rough", 3000).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The endpoint disappears for 30 s while more records arrive.
+    proxy.set(Faults { down: true, ..Faults::default() });
+    let t = now_ms();
+    for i in 3000..3500 {
+        emulator.put("rough", &format!("key-{}", i % 37), record(i, t).as_bytes()).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    proxy.set(Faults { throttle_every: Some(4), reset_every: Some(9), ..Faults::default() });
+
+    let (rows, distinct) = wait_for_rows(&engine, "rough", 3500, Duration::from_secs(180)).await;
+    assert_eq!((rows, distinct), (3500, 3500), "0 lost, 0 duplicated");
+    // The lag recovers: every consuming shard reports 0 ms behind.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let status = engine.table_status("rough").unwrap();
+        let lagging: Vec<_> = status
+            .shards
+            .iter()
+            .filter(|s| s.state == "CONSUMING" && s.millis_behind_latest != Some(0))
+            .collect();
+        if lagging.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "lag did not recover: {lagging:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let counts = proxy.counts();
+    assert!(
+        counts.throttled > 0 && counts.expired > 0 && counts.resets > 0 && counts.delayed > 0,
+        "{counts:?}"
+    );
+    let m = engine.metrics().prometheus();
+    assert!(m.contains("shoal_shard_throttles_total"), "{m}");
+    engine.shutdown().await;
+}
