@@ -250,12 +250,15 @@ impl ShardTask {
             if let Some(b) = behind {
                 self.metrics.millis_behind_latest.store(b, Ordering::Relaxed);
             }
+            let fetched = out.records().len();
             let records = self.unpack(out.records(), &last);
             if let Some(r) = records.last() {
                 last = Some(r.position());
             }
             let children: Vec<String> = out.child_shards().iter().map(|c| c.shard_id().to_string()).collect();
             iterator = out.next_shard_iterator().map(str::to_string);
+            tracing::debug!(shard = %self.shard, fetched = out.records().len(), delivered = records.len(), ?behind,
+                next = iterator.is_some(), children = children.len(), last = ?last, "GetRecords");
             if !records.is_empty() {
                 self.metrics.records.fetch_add(records.len() as u64, Ordering::Relaxed);
                 self.metrics
@@ -270,10 +273,14 @@ impl ShardTask {
                     return;
                 }
             }
-            let at_ending = match (&*self.ending.borrow(), &last) {
-                (Some(end), Some(l)) => &l.sequence >= end,
-                _ => false,
-            };
+            // The shard's EndingSequenceNumber is only a hint: some implementations report one
+            // below the shard's last record (kinesis-local does), so the end is taken only
+            // once a fetch past it comes back empty.
+            let at_ending = fetched == 0
+                && match (&*self.ending.borrow(), &last) {
+                    (Some(end), Some(l)) => &l.sequence >= end,
+                    _ => false,
+                };
             if iterator.is_none() || !children.is_empty() || at_ending {
                 let _ = self.events.send(ShardEvent::End { children }).await;
                 return;
