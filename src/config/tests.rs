@@ -323,3 +323,74 @@ fn not_json_is_reported_per_file() {
     assert_eq!(err.table[0].path, "(document)");
     assert_eq!(err.schema[0].path, "(document)");
 }
+
+/// Every key of the seed config and its schema, removed or given the wrong type, gives either a
+/// valid definition (optional keys) or problems that each name a key path; never a panic.
+#[test]
+fn every_field_missing_or_of_the_wrong_type_is_reported_with_its_path() {
+    fn paths(v: &Value, prefix: Vec<String>, out: &mut Vec<Vec<String>>) {
+        if let Value::Object(m) = v {
+            for (k, child) in m {
+                let mut p = prefix.clone();
+                p.push(k.clone());
+                out.push(p.clone());
+                paths(child, p, out);
+            }
+        } else if let Value::Array(items) = v {
+            for (i, child) in items.iter().enumerate() {
+                let mut p = prefix.clone();
+                p.push(i.to_string());
+                paths(child, p, out);
+            }
+        }
+    }
+    fn edit(doc: &mut Value, path: &[String], change: &dyn Fn(&mut Map<String, Value>, &str)) {
+        let mut at = doc;
+        for key in &path[..path.len() - 1] {
+            at = match at {
+                Value::Object(m) => m.get_mut(key).unwrap(),
+                Value::Array(a) => &mut a[key.parse::<usize>().unwrap()],
+                _ => unreachable!(),
+            };
+        }
+        if let Value::Object(m) = at {
+            change(m, &path[path.len() - 1]);
+        }
+    }
+    let wrong_values = [json!(null), json!([1, 2]), json!({"x": 1}), json!(-1.5), json!(true), json!("")];
+    let mut checked = 0;
+    for target in ["table", "schema"] {
+        let base = if target == "table" { seed_config() } else { seed_schema() };
+        let mut all = Vec::new();
+        paths(&base, Vec::new(), &mut all);
+        for path in all {
+            let mut variants: Vec<Value> = Vec::new();
+            let mut removed = base.clone();
+            edit(&mut removed, &path, &|m, k| {
+                m.remove(k);
+            });
+            variants.push(removed);
+            for wrong in &wrong_values {
+                let mut changed = base.clone();
+                edit(&mut changed, &path, &|m, k| {
+                    m.insert(k.to_string(), wrong.clone());
+                });
+                variants.push(changed);
+            }
+            for v in variants {
+                let (t, s) = if target == "table" { (v, seed_schema()) } else { (seed_config(), v) };
+                let result = std::panic::catch_unwind(|| TableDefinition::from_json(&t, &s));
+                let result = result.unwrap_or_else(|_| panic!("panic with {path:?} changed"));
+                if let Err(e) = result {
+                    for p in e.table.iter().chain(&e.schema) {
+                        assert!(!p.path.is_empty() && !p.message.is_empty(), "{path:?}: {p:?}");
+                    }
+                    assert!(!e.table.is_empty() || !e.schema.is_empty());
+                    assert!(!e.to_string().contains("wJalrXUtnFEMI"), "a secret in an error");
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 200, "{checked}");
+}
