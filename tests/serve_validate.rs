@@ -1,27 +1,10 @@
 //! `serve --validate`: prints the normalised config with secrets masked and exits 0, or lists
 //! every problem and exits 2, never with a panic.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::sync::OnceLock;
+mod server;
 
-/// The `serve` example, built (or found up to date) once per test run.
-fn serve_binary() -> PathBuf {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let status = Command::new(env!("CARGO"))
-                .args(["build", "--quiet", "--example", "serve"])
-                .current_dir(env!("CARGO_MANIFEST_DIR"))
-                .status()
-                .expect("run cargo build --example serve");
-            assert!(status.success(), "cargo build --example serve failed");
-            let exe = std::env::current_exe().expect("test binary path");
-            let target = exe.parent().and_then(Path::parent).expect("target/<profile>");
-            target.join("examples").join(format!("serve{}", std::env::consts::EXE_SUFFIX))
-        })
-        .clone()
-}
+use server::serve_binary;
+use std::process::{Command, Output};
 
 fn run(args: &[&str]) -> Output {
     Command::new(serve_binary())
