@@ -706,38 +706,50 @@ impl<'de> DeserializeSeed<'de> for CellSeed<'_, 'de> {
 
 use serde::Deserialize;
 
+/// The visits shared by every value visitor: scalars into cells (strings borrowed where the
+/// input allows), null, and an object as its JSON text.
+macro_rules! scalar_cell_visits {
+    () => {
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("any JSON value")
+        }
+        fn visit_bool<E>(self, v: bool) -> Result<Cell<'de>, E> {
+            Ok(Cell::Bool(v))
+        }
+        fn visit_i64<E>(self, v: i64) -> Result<Cell<'de>, E> {
+            Ok(Cell::I64(v))
+        }
+        fn visit_u64<E>(self, v: u64) -> Result<Cell<'de>, E> {
+            Ok(Cell::U64(v))
+        }
+        fn visit_f64<E>(self, v: f64) -> Result<Cell<'de>, E> {
+            Ok(Cell::F64(v))
+        }
+        fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Cell<'de>, E> {
+            Ok(Cell::Str(Cow::Borrowed(v)))
+        }
+        fn visit_str<E>(self, v: &str) -> Result<Cell<'de>, E> {
+            Ok(Cell::Str(Cow::Owned(v.to_string())))
+        }
+        fn visit_string<E>(self, v: String) -> Result<Cell<'de>, E> {
+            Ok(Cell::Str(Cow::Owned(v)))
+        }
+        fn visit_unit<E>(self) -> Result<Cell<'de>, E> {
+            Ok(Cell::Null)
+        }
+        fn visit_none<E>(self) -> Result<Cell<'de>, E> {
+            Ok(Cell::Null)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Cell<'de>, A::Error> {
+            let value = serde_json::Value::deserialize(de::value::MapAccessDeserializer::new(map))?;
+            Ok(Cell::Json(Cow::Owned(value.to_string())))
+        }
+    };
+}
+
 impl<'de> Visitor<'de> for CellSeed<'_, 'de> {
     type Value = Cell<'de>;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-    fn visit_bool<E>(self, v: bool) -> Result<Cell<'de>, E> {
-        Ok(Cell::Bool(v))
-    }
-    fn visit_i64<E>(self, v: i64) -> Result<Cell<'de>, E> {
-        Ok(Cell::I64(v))
-    }
-    fn visit_u64<E>(self, v: u64) -> Result<Cell<'de>, E> {
-        Ok(Cell::U64(v))
-    }
-    fn visit_f64<E>(self, v: f64) -> Result<Cell<'de>, E> {
-        Ok(Cell::F64(v))
-    }
-    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Cell<'de>, E> {
-        Ok(Cell::Str(Cow::Borrowed(v)))
-    }
-    fn visit_str<E>(self, v: &str) -> Result<Cell<'de>, E> {
-        Ok(Cell::Str(Cow::Owned(v.to_string())))
-    }
-    fn visit_string<E>(self, v: String) -> Result<Cell<'de>, E> {
-        Ok(Cell::Str(Cow::Owned(v)))
-    }
-    fn visit_unit<E>(self) -> Result<Cell<'de>, E> {
-        Ok(Cell::Null)
-    }
-    fn visit_none<E>(self) -> Result<Cell<'de>, E> {
-        Ok(Cell::Null)
-    }
+    scalar_cell_visits!();
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Cell<'de>, A::Error> {
         if !self.multi_value {
             // Kept as JSON text: a one-item list for a single-value column is unwrapped
@@ -762,10 +774,6 @@ impl<'de> Visitor<'de> for CellSeed<'_, 'de> {
         self.items.extend(items);
         Ok(Cell::List(start, self.items.len()))
     }
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Cell<'de>, A::Error> {
-        let value = serde_json::Value::deserialize(de::value::MapAccessDeserializer::new(map))?;
-        Ok(Cell::Json(Cow::Owned(value.to_string())))
-    }
 }
 
 /// One item of a multi-value field.
@@ -780,39 +788,9 @@ impl<'de> DeserializeSeed<'de> for ItemSeed {
 
 impl<'de> Visitor<'de> for ItemSeed {
     type Value = Cell<'de>;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-    fn visit_bool<E>(self, v: bool) -> Result<Cell<'de>, E> {
-        Ok(Cell::Bool(v))
-    }
-    fn visit_i64<E>(self, v: i64) -> Result<Cell<'de>, E> {
-        Ok(Cell::I64(v))
-    }
-    fn visit_u64<E>(self, v: u64) -> Result<Cell<'de>, E> {
-        Ok(Cell::U64(v))
-    }
-    fn visit_f64<E>(self, v: f64) -> Result<Cell<'de>, E> {
-        Ok(Cell::F64(v))
-    }
-    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Cell<'de>, E> {
-        Ok(Cell::Str(Cow::Borrowed(v)))
-    }
-    fn visit_str<E>(self, v: &str) -> Result<Cell<'de>, E> {
-        Ok(Cell::Str(Cow::Owned(v.to_string())))
-    }
-    fn visit_string<E>(self, v: String) -> Result<Cell<'de>, E> {
-        Ok(Cell::Str(Cow::Owned(v)))
-    }
-    fn visit_unit<E>(self) -> Result<Cell<'de>, E> {
-        Ok(Cell::Null)
-    }
+    scalar_cell_visits!();
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Cell<'de>, A::Error> {
         let value = serde_json::Value::deserialize(de::value::SeqAccessDeserializer::new(seq))?;
-        Ok(Cell::Json(Cow::Owned(value.to_string())))
-    }
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Cell<'de>, A::Error> {
-        let value = serde_json::Value::deserialize(de::value::MapAccessDeserializer::new(map))?;
         Ok(Cell::Json(Cow::Owned(value.to_string())))
     }
 }
