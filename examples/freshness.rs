@@ -63,7 +63,9 @@ async fn main() {
     let floor = {
         let (client, seen) = (emulator.client().clone(), Arc::clone(&floor_seen));
         tokio::spawn(async move {
-            let shard = client.list_shards().stream_name("fresh").send().await.expect("list").shards()[0].shard_id().to_string();
+            let shard = client.list_shards().stream_name("fresh").send().await.expect("list").shards()[0]
+                .shard_id()
+                .to_string();
             let mut it = client
                 .get_shard_iterator()
                 .stream_name("fresh")
@@ -81,7 +83,10 @@ async fn main() {
                 let now = start.elapsed();
                 for r in out.records() {
                     if let Ok(v) = serde_json::from_slice::<serde_json::Value>(r.data().as_ref()) {
-                        seen.lock().unwrap_or_else(|p| p.into_inner()).entry(v["id"].as_i64().unwrap_or(-1)).or_insert(now);
+                        seen.lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .entry(v["id"].as_i64().unwrap_or(-1))
+                            .or_insert(now);
                     }
                 }
                 if let Some(next) = out.next_shard_iterator() {
@@ -123,14 +128,29 @@ async fn main() {
     let _ = tokio::time::timeout(Duration::from_secs(60), floor).await;
     let put = put_at.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let lat = |seen: &BTreeMap<i64, Duration>| -> Vec<f64> {
-        put.iter().filter_map(|(id, p)| seen.get(id).map(|s| s.saturating_sub(*p).as_secs_f64() * 1000.0)).collect()
+        put.iter()
+            .filter_map(|(id, p)| seen.get(id).map(|s| s.saturating_sub(*p).as_secs_f64() * 1000.0))
+            .collect()
     };
     let shoal = lat(&shoal_seen.lock().unwrap_or_else(|p| p.into_inner()));
     let floor = lat(&floor_seen.lock().unwrap_or_else(|p| p.into_inner()));
     println!("{} records, one every {} ms, requests_per_second_limit 5", total, args.interval_ms);
-    println!("shoal put-to-visible: p50 {:.0} ms, p99 {:.0} ms ({} seen)", percentile(shoal.clone(), 0.5), percentile(shoal.clone(), 0.99), shoal.len());
-    println!("floor (bare poller):  p50 {:.0} ms, p99 {:.0} ms ({} seen)", percentile(floor.clone(), 0.5), percentile(floor.clone(), 0.99), floor.len());
-    println!("p99 difference: {:.0} ms (goal: within 50 ms)", percentile(shoal, 0.99) - percentile(floor, 0.99));
+    println!(
+        "shoal put-to-visible: p50 {:.0} ms, p99 {:.0} ms ({} seen)",
+        percentile(shoal.clone(), 0.5),
+        percentile(shoal.clone(), 0.99),
+        shoal.len()
+    );
+    println!(
+        "floor (bare poller):  p50 {:.0} ms, p99 {:.0} ms ({} seen)",
+        percentile(floor.clone(), 0.5),
+        percentile(floor.clone(), 0.99),
+        floor.len()
+    );
+    println!(
+        "p99 difference: {:.0} ms (goal: within 50 ms)",
+        percentile(shoal, 0.99) - percentile(floor, 0.99)
+    );
     engine.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
