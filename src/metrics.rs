@@ -20,10 +20,8 @@ pub struct TableMetrics {
     pub segments_sealed: AtomicU64,
     /// Time spent sealing, in microseconds.
     pub seal_micros: AtomicU64,
-    /// Queries that read the table.
+    /// Scans of the table by queries.
     pub queries: AtomicU64,
-    /// Time those queries took, in microseconds.
-    pub query_micros: AtomicU64,
     /// The table's consumer (per-shard MillisBehindLatest, throttles, ...).
     pub stream: Mutex<Option<Arc<StreamMetrics>>>,
 }
@@ -110,20 +108,6 @@ impl Metrics {
         family(&mut out, "shoal_table_queries_total", "counter", "Queries that read the table.");
         for (t, m) in &tables {
             let _ = writeln!(out, "shoal_table_queries_total{{table=\"{}\"}} {}", esc(t), load(&m.queries));
-        }
-        family(
-            &mut out,
-            "shoal_table_query_seconds_total",
-            "counter",
-            "Time of the queries that read the table.",
-        );
-        for (t, m) in &tables {
-            let _ = writeln!(
-                out,
-                "shoal_table_query_seconds_total{{table=\"{}\"}} {:.6}",
-                esc(t),
-                load(&m.query_micros) as f64 / 1e6
-            );
         }
         let shard_rows: Vec<(String, String, shoal_stream::ShardMetricsSnapshot)> = tables
             .iter()

@@ -8,7 +8,7 @@ use crate::metrics::TableMetrics;
 use serde::Serialize;
 use shoal_query::{SegmentData, SnapshotSource, TableSnapshot};
 use shoal_segment::mutable::now_ms;
-use shoal_segment::sealed::{EXTENSION, is_temporary};
+use shoal_segment::sealed::is_temporary;
 use shoal_segment::{
     DropStats, LayoutOptions, MutableSegment, RecordMeta, SealRequest, SealedSegment, TableLayout,
     write_segment,
@@ -588,12 +588,4 @@ impl Table {
     pub fn dir(&self) -> &Path {
         &self.dir
     }
-
-    /// Sealed segment files named by the manifest.
-    pub fn segment_count(&self) -> usize {
-        self.current().sealed.len()
-    }
 }
-
-/// File extension of sealed segments, re-exported for tools.
-pub const SEGMENT_EXTENSION: &str = EXTENSION;

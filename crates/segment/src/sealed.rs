@@ -208,14 +208,13 @@ pub fn write_segment(
         rows: snapshot.rows as u64,
         time_range: snapshot.time_range,
         columns: layout
-            .columns
+            .arrow
+            .fields()
             .iter()
             .zip(&snapshot.stats)
-            .map(|(c, s)| ColumnMeta {
-                name: c.spec.name.clone(),
-                data_type: layout.arrow.field(layout.column_index(&c.spec.name).unwrap_or(0)).metadata()
-                    [crate::columns::PINOT_TYPE_KEY]
-                    .clone(),
+            .map(|(field, s)| ColumnMeta {
+                name: field.name().clone(),
+                data_type: field.metadata().get(crate::columns::PINOT_TYPE_KEY).cloned().unwrap_or_default(),
                 stats: s.clone(),
             })
             .collect(),
