@@ -42,6 +42,9 @@ pub struct EngineOptions {
     pub consuming_memory_cap: usize,
     /// How often retention runs (default 5 minutes).
     pub retention_interval: Duration,
+    /// Longest wait between attempts to seal while sealing fails, e.g. on a full disk
+    /// (default 5 s; the first retry comes after 100 ms).
+    pub seal_retry: Duration,
     /// Where tables read records from.
     pub sources: Arc<dyn SourceFactory>,
 }
@@ -52,6 +55,7 @@ impl Default for EngineOptions {
             query: QueryOptions::default(),
             consuming_memory_cap: 1 << 30,
             retention_interval: Duration::from_secs(300),
+            seal_retry: Duration::from_secs(5),
             sources: Arc::new(KinesisSources),
         }
     }
@@ -133,6 +137,7 @@ impl Engine {
         let options = TableOptions {
             consuming_memory_cap: self.inner.options.consuming_memory_cap,
             retention_interval: self.inner.options.retention_interval,
+            seal_retry: self.inner.options.seal_retry,
         };
         let metrics = self.inner.metrics.table(&name);
         let table = {

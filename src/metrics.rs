@@ -20,6 +20,8 @@ pub struct TableMetrics {
     pub segments_sealed: AtomicU64,
     /// Time spent sealing, in microseconds.
     pub seal_micros: AtomicU64,
+    /// Attempts to seal that failed (each is retried).
+    pub seal_failures: AtomicU64,
     /// Scans of the table by queries.
     pub queries: AtomicU64,
     /// The table's consumer (per-shard MillisBehindLatest, throttles, ...).
@@ -104,6 +106,16 @@ impl Metrics {
                 esc(t),
                 load(&m.seal_micros) as f64 / 1e6
             );
+        }
+        family(
+            &mut out,
+            "shoal_seal_failures_total",
+            "counter",
+            "Attempts to seal that failed and were retried.",
+        );
+        for (t, m) in &tables {
+            let _ =
+                writeln!(out, "shoal_seal_failures_total{{table=\"{}\"}} {}", esc(t), load(&m.seal_failures));
         }
         family(&mut out, "shoal_table_queries_total", "counter", "Queries that read the table.");
         for (t, m) in &tables {

@@ -34,8 +34,12 @@ struct TableState {
 pub struct ShardStatus {
     /// Shard id.
     pub shard: String,
-    /// `CONSUMING` or `ENDED`.
+    /// `CONSUMING`, `PAUSED` (sealing fails, e.g. the disk is full; retried until it succeeds)
+    /// or `ENDED`.
     pub state: String,
+    /// Why the shard is paused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
     /// The committed checkpoint (sequence number, `:sub` inside a KPL aggregate).
     pub checkpoint: Option<String>,
     /// MillisBehindLatest of the last answer.
@@ -86,6 +90,8 @@ pub struct TableOptions {
     pub consuming_memory_cap: usize,
     /// How often retention runs.
     pub retention_interval: Duration,
+    /// Longest wait between attempts to seal while sealing fails.
+    pub seal_retry: Duration,
 }
 
 /// A table being consumed.
@@ -293,9 +299,9 @@ impl Table {
                 _ = stop.changed() => return,
                 _ = tick.tick() => {
                     if segment.should_seal(&self.definition.config.stream.flush, self.shard_count()).is_some()
-                        && let Err(e) = self.seal(&shard, &mut segment, last.clone(), false).await
+                        && !self.seal_or_pause(&shard, &mut segment, last.clone(), false, &mut stop).await
                     {
-                        self.seal_failed(&shard, &e, &mut stop).await;
+                        return;
                     }
                 }
                 event = reader.next() => match event {
@@ -333,23 +339,17 @@ impl Table {
                             });
                             let over_cap = self.consuming_bytes() > self.options.consuming_memory_cap;
                             if (over_cap || segment.should_seal(&self.definition.config.stream.flush, self.shard_count()).is_some())
-                                && let Err(e) = self.seal(&shard, &mut segment, last.clone(), false).await
+                                && !self.seal_or_pause(&shard, &mut segment, last.clone(), false, &mut stop).await
                             {
-                                self.seal_failed(&shard, &e, &mut stop).await;
+                                return;
                             }
                         }
                     }
                     Some(ShardEvent::End { .. }) => {
                         // The end seals what is left and records the shard as ended; its children
                         // start only after that commit.
-                        loop {
-                            match self.seal(&shard, &mut segment, last.clone(), true).await {
-                                Ok(()) => break,
-                                Err(e) => self.seal_failed(&shard, &e, &mut stop).await,
-                            }
-                            if *stop.borrow() {
-                                return;
-                            }
+                        if !self.seal_or_pause(&shard, &mut segment, last.clone(), true, &mut stop).await {
+                            return;
                         }
                         reader.finished();
                         return;
@@ -359,11 +359,57 @@ impl Table {
         }
     }
 
-    async fn seal_failed(&self, shard: &str, e: &Error, stop: &mut watch::Receiver<bool>) {
-        tracing::error!(table = %self.name, shard, error = %e, "sealing failed; consuming pauses and retries in 5s");
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
-            _ = stop.changed() => {}
+    /// Seals, and while sealing fails (a full disk, a file size limit, an I/O error) keeps the
+    /// shard paused: nothing more is read from it, its consuming segment stays queryable and in
+    /// memory, the manifest keeps the last commit, and the seal is retried with a growing wait
+    /// until it succeeds. False when the table stopped first.
+    async fn seal_or_pause(
+        self: &Arc<Table>,
+        shard: &str,
+        segment: &mut Arc<MutableSegment>,
+        last: Option<Checkpoint>,
+        ended: bool,
+        stop: &mut watch::Receiver<bool>,
+    ) -> bool {
+        let mut wait = Duration::from_millis(100).min(self.options.seal_retry);
+        let mut failures = 0u64;
+        loop {
+            match self.seal(shard, segment, last.clone(), ended).await {
+                Ok(()) => {
+                    if failures > 0 {
+                        tracing::warn!(table = %self.name, shard, failures, "sealing succeeded again; consuming resumes");
+                        self.update_shard(shard, |s| {
+                            if s.state == "PAUSED" {
+                                s.state = "CONSUMING".into();
+                            }
+                            s.error = None;
+                        });
+                    }
+                    return true;
+                }
+                Err(e) => {
+                    failures += 1;
+                    self.metrics.seal_failures.fetch_add(1, Ordering::Relaxed);
+                    let message = e.to_string();
+                    if failures == 1 {
+                        tracing::error!(table = %self.name, shard, error = %message, "sealing failed; the shard pauses and the seal is retried until it succeeds");
+                    } else {
+                        tracing::debug!(table = %self.name, shard, error = %message, failures, "sealing failed again");
+                    }
+                    self.update_shard(shard, |s| {
+                        s.state = "PAUSED".into();
+                        s.error = Some(message);
+                    });
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = stop.changed() => return false,
+            }
+            if *stop.borrow() {
+                return false;
+            }
+            wait = (wait * 2).min(self.options.seal_retry);
         }
     }
 

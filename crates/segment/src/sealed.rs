@@ -163,9 +163,35 @@ pub fn write_segment(
     let name = segment_name(request.table, request.shard, request.sequence, request.created_ms);
     let path = dir.join(format!("{name}.{EXTENSION}"));
     let tmp = dir.join(format!("{name}.{EXTENSION}.tmp"));
+    // A failed write (a full disk, a file size limit) leaves no partial file taking space.
+    let written = write_temporary(&tmp, &name, layout, snapshot, request);
+    let meta = match written {
+        Ok(meta) => meta,
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+    };
+    if let Err(e) = std::fs::rename(&tmp, &path) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(SegmentError::Io { path, source: e });
+    }
+    sync_dir(dir)?;
+    Ok((path, meta))
+}
+
+/// Writes and fsyncs the segment file at `tmp`.
+fn write_temporary(
+    tmp: &Path,
+    name: &str,
+    layout: &TableLayout,
+    snapshot: &SegmentSnapshot,
+    request: &SealRequest<'_>,
+) -> Result<SegmentMeta, SegmentError> {
+    let tmp = tmp.to_path_buf();
     let batches = match request.sort_by.and_then(|c| layout.column_index(c)) {
         Some(column) => {
-            sorted(&layout.arrow, &snapshot.batches, column).map_err(|e| corrupt(&path, e.to_string()))?
+            sorted(&layout.arrow, &snapshot.batches, column).map_err(|e| corrupt(&tmp, e.to_string()))?
         }
         None => snapshot.batches.clone(),
     };
@@ -199,7 +225,7 @@ pub fn write_segment(
     let footer_checksum = footer_checksum_of(inner.get_ref(), ipc_len).map_err(io(&tmp))?;
 
     let meta = SegmentMeta {
-        name: name.clone(),
+        name: name.to_string(),
         table: request.table.to_string(),
         shard: request.shard.to_string(),
         sequence: request.sequence,
@@ -243,10 +269,7 @@ pub fn write_segment(
     let file =
         inner.into_inner().map_err(|e| SegmentError::Io { path: tmp.clone(), source: e.into_error() })?;
     file.sync_all().map_err(io(&tmp))?;
-    drop(file);
-    std::fs::rename(&tmp, &path).map_err(io(&path))?;
-    sync_dir(dir)?;
-    Ok((path, meta))
+    Ok(meta)
 }
 
 /// Fsyncs a directory so that a rename in it is durable.
