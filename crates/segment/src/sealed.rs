@@ -277,6 +277,41 @@ pub fn sync_dir(dir: &Path) -> Result<(), SegmentError> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
 }
 
+/// Recomputes the three checksums of a segment file's bytes from the lengths its trailer
+/// gives, so that a fuzzer's changes reach the parsers behind the checksums. For fuzzing and
+/// tests; false (and nothing changed) when the trailer's lengths do not fit the bytes.
+#[doc(hidden)]
+pub fn restamp_checksums(image: &mut [u8]) -> bool {
+    let len = image.len();
+    if len < TRAILER + 8 {
+        return false;
+    }
+    let at = len - TRAILER;
+    let word = |image: &[u8], offset: usize| {
+        u64::from_le_bytes(image[at + offset..at + offset + 8].try_into().expect("8 bytes"))
+    };
+    let (ipc_len, meta_len) = (word(image, 16), word(image, 24));
+    let fits = ipc_len
+        .checked_add((8 - ipc_len % 8) % 8)
+        .and_then(|v| v.checked_add(meta_len))
+        .and_then(|v| v.checked_add(TRAILER as u64))
+        == Some(len as u64);
+    if !fits || ipc_len < 10 {
+        return false;
+    }
+    let (ipc_len, meta_len) = (ipc_len as usize, meta_len as usize);
+    let footer_len =
+        u32::from_le_bytes(image[ipc_len - 10..ipc_len - 6].try_into().expect("4 bytes")) as usize;
+    let Some(footer_start) = (ipc_len - 10).checked_sub(footer_len) else { return false };
+    let data = xxh3_64(&image[..ipc_len]);
+    let footer = xxh3_64(&image[footer_start..ipc_len]);
+    image[at + 32..at + 40].copy_from_slice(&data.to_le_bytes());
+    image[at + 40..at + 48].copy_from_slice(&footer.to_le_bytes());
+    let meta = meta_checksum(&image[at - meta_len..at], &image[at..]);
+    image[at + 48..at + 56].copy_from_slice(&meta.to_le_bytes());
+    true
+}
+
 fn meta_checksum(meta_json: &[u8], trailer_head: &[u8]) -> u64 {
     let mut h = Xxh3::new();
     h.update(meta_json);
@@ -498,22 +533,28 @@ impl SealedSegment {
 
     fn decode(&self) -> Result<Vec<RecordBatch>, SegmentError> {
         self.verify()?;
+        // A file whose checksums match but whose contents are not what Shoal wrote (crafted, or
+        // damaged before the checksum was taken) must be refused, not trusted: every buffer is
+        // checked against its batch's body here, Arrow validates every array it builds, and a
+        // panic inside Arrow's reader is turned into a refusal.
+        let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.decode_checked()));
+        decoded.unwrap_or_else(|_| Err(corrupt(&self.path, "the Arrow IPC reader failed on this file")))
+    }
+
+    fn decode_checked(&self) -> Result<Vec<RecordBatch>, SegmentError> {
         let ipc = self.buffer.slice_with_length(0, self.ipc_len);
-        // SAFETY: the data checksum above proves the bytes are the ones this code wrote from
-        // valid Arrow arrays, so Arrow's per-value validation would only re-read them.
-        let mut decoder = unsafe {
-            FileDecoder::new(Arc::clone(&self.schema), MetadataVersion::V5)
-                .with_require_alignment(true)
-                .with_skip_validation(true)
-        };
+        let mut decoder =
+            FileDecoder::new(Arc::clone(&self.schema), MetadataVersion::V5).with_require_alignment(true);
         let slice = |b: &Block| {
             ipc.slice_with_length(b.offset() as usize, b.metaDataLength() as usize + b.bodyLength() as usize)
         };
         for block in &self.dictionaries {
+            check_buffers(ipc.as_slice(), block, true).map_err(|e| corrupt(&self.path, e))?;
             decoder.read_dictionary(block, &slice(block)).map_err(|e| corrupt(&self.path, e.to_string()))?;
         }
         let mut out = Vec::with_capacity(self.blocks.len());
         for block in &self.blocks {
+            check_buffers(ipc.as_slice(), block, false).map_err(|e| corrupt(&self.path, e))?;
             if let Some(batch) = decoder
                 .read_record_batch(block, &slice(block))
                 .map_err(|e| corrupt(&self.path, e.to_string()))?
@@ -527,6 +568,42 @@ impl SealedSegment {
         }
         Ok(out)
     }
+}
+
+/// Checks that every buffer of a batch message lies inside the batch's body (Arrow's reader
+/// slices them without asking). `block` lies inside `ipc` (checked at open).
+fn check_buffers(ipc: &[u8], block: &Block, dictionary: bool) -> Result<(), String> {
+    let start = block.offset() as usize;
+    let metadata = &ipc[start..start + block.metaDataLength() as usize];
+    // The continuation marker and the length, or (before Arrow 0.15) the length alone.
+    let flatbuffer = match metadata {
+        [0xff, 0xff, 0xff, 0xff, _, _, _, _, rest @ ..] => rest,
+        [_, _, _, _, rest @ ..] => rest,
+        _ => return Err("an IPC block's metadata is too short".into()),
+    };
+    let message =
+        arrow::ipc::root_as_message(flatbuffer).map_err(|e| format!("an IPC block's metadata: {e}"))?;
+    let batch = if dictionary {
+        message.header_as_dictionary_batch().and_then(|d| d.data())
+    } else {
+        message.header_as_record_batch()
+    }
+    .ok_or("an IPC block is not the batch the footer says")?;
+    let body = i128::from(block.bodyLength());
+    for b in batch.buffers().into_iter().flatten() {
+        if b.offset() < 0 || b.length() < 0 || i128::from(b.offset()) + i128::from(b.length()) > body {
+            return Err(format!(
+                "an IPC buffer ({} bytes at {}) lies outside its batch's body ({body} bytes)",
+                b.length(),
+                b.offset()
+            ));
+        }
+    }
+    if batch.length() < 0 || batch.nodes().into_iter().flatten().any(|n| n.length() < 0 || n.null_count() < 0)
+    {
+        return Err("an IPC batch has a negative length".into());
+    }
+    Ok(())
 }
 
 /// Removes a leftover `*.seg.tmp` (a seal interrupted by a crash).
