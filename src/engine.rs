@@ -149,6 +149,11 @@ impl Engine {
         let table = Arc::new(table);
         let source = self.inner.options.sources.create(&definition).await;
         table.start(source);
+        // Segments refused at open: their rows are read again from the stream, if retained.
+        for lost in table.lost() {
+            let source = self.inner.options.sources.create(&definition).await;
+            table.reread(lost, source);
+        }
         self.inner.query.register(
             &name,
             Arc::clone(&table.layout),

@@ -25,4 +25,4 @@ pub use metrics::Metrics;
 pub use shoal_query::{BrokerResponse, QueryOptions, QueryResult};
 pub use shoal_segment::{Problem, Schema};
 pub use shoal_stream::Secret;
-pub use table::{ShardStatus, TableStatus};
+pub use table::{QuarantinedSegment, ShardStatus, TableStatus};

@@ -28,6 +28,26 @@ pub struct SegmentEntry {
     pub rows: u64,
     /// Smallest and largest time column value, epoch ms.
     pub time_range: Option<(i64, i64)>,
+    /// The shard's checkpoint before this segment (None: the shard's start): where its rows
+    /// are read again from if the file is lost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<Checkpoint>,
+    /// The first record consumed into it (rows or drops).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first: Option<Checkpoint>,
+    /// The last record consumed into it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last: Option<Checkpoint>,
+}
+
+/// A segment whose file was refused (and moved to `quarantine/`), waiting for its rows to be
+/// read again from the stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LostSegment {
+    /// The segment as it was committed.
+    pub entry: SegmentEntry,
+    /// Why the file was refused.
+    pub reason: String,
 }
 
 /// What a table has committed.
@@ -45,6 +65,9 @@ pub struct Manifest {
     pub ended_shards: BTreeSet<String>,
     /// The next segment number per shard.
     pub next_sequence: BTreeMap<String, u64>,
+    /// Quarantined segments whose rows are still to be read again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lost: Vec<LostSegment>,
 }
 
 impl Manifest {
@@ -118,6 +141,9 @@ mod tests {
             sequence: 0,
             rows: 5,
             time_range: Some((1, 2)),
+            after: None,
+            first: None,
+            last: None,
         });
         m.checkpoints.insert(
             "s".into(),

@@ -3,7 +3,7 @@
 
 use crate::config::TableDefinition;
 use crate::error::{Error, io_error};
-use crate::manifest::{Manifest, SegmentEntry};
+use crate::manifest::{LostSegment, Manifest, SegmentEntry};
 use crate::metrics::TableMetrics;
 use serde::Serialize;
 use shoal_query::{SegmentData, SnapshotSource, TableSnapshot};
@@ -13,13 +13,20 @@ use shoal_segment::{
     DropStats, LayoutOptions, MutableSegment, RecordMeta, SealRequest, SealedSegment, TableLayout,
     write_segment,
 };
-use shoal_stream::{Checkpoint, ShardEvent, ShardReader, Source, SourceHandle};
+use shoal_stream::{Checkpoint, Record, ShardEvent, ShardReader, Source, SourceHandle};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
+
+/// The records a consuming segment took: the first and the last (rows or drops).
+#[derive(Debug, Clone, Default)]
+struct Span {
+    first: Option<Checkpoint>,
+    last: Option<Checkpoint>,
+}
 
 /// What queries read: swapped whole when a segment seals, so a query never sees a row twice.
 #[derive(Debug, Default)]
@@ -64,6 +71,27 @@ pub struct SegmentStatus {
     pub time_range: Option<(i64, i64)>,
 }
 
+/// A segment whose file was refused at open, and what became of its rows.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QuarantinedSegment {
+    /// The refused file (now in the table's `quarantine/` directory).
+    pub file: String,
+    /// Shard.
+    pub shard: String,
+    /// Why it was refused.
+    pub reason: String,
+    /// Rows it held.
+    pub rows: u64,
+    /// `REREADING` (its rows are being read again from the stream), `RESTORED` (all of them
+    /// are back, in a new segment), `PARTIAL` (only some were still in the stream) or
+    /// `PENDING` (not read again yet: the source cannot, or the stream did not answer; retried
+    /// at the next start).
+    pub state: String,
+    /// Rows read again so far.
+    pub rows_restored: u64,
+}
+
 /// A table's state for operators.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -80,6 +108,9 @@ pub struct TableStatus {
     pub consuming_rows: u64,
     /// Dropped records by reason, with samples.
     pub dropped: DropStats,
+    /// Segments refused at open, and what became of their rows.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub quarantined: Vec<QuarantinedSegment>,
 }
 
 /// Engine-wide settings a table needs.
@@ -106,6 +137,7 @@ pub struct Table {
     pub(crate) metrics: Arc<TableMetrics>,
     options: TableOptions,
     stop: watch::Sender<bool>,
+    quarantined: Mutex<Vec<QuarantinedSegment>>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     source: Mutex<Option<SourceHandle>>,
 }
@@ -167,26 +199,39 @@ impl Table {
             }
         }
         let mut sealed = Vec::new();
-        let mut quarantined = Vec::new();
+        let mut refused = Vec::new();
         for entry in &manifest.segments {
             let path = segments_dir.join(&entry.file);
             match SealedSegment::open(&path).and_then(|s| s.check_schema(&layout.arrow).map(|()| s)) {
                 Ok(segment) => sealed.push((entry.clone(), Arc::new(segment))),
                 Err(e) => {
-                    tracing::error!(table = %name, file = %path.display(), error = %e, "segment refused at open: quarantined");
-                    quarantined.push(entry.file.clone());
+                    tracing::error!(table = %name, file = %path.display(), error = %e, "segment refused at open: quarantined; its rows will be read again from the stream");
+                    refused.push(LostSegment { entry: entry.clone(), reason: e.to_string() });
                 }
             }
         }
-        if !quarantined.is_empty() {
+        if !refused.is_empty() {
             let q = dir.join("quarantine");
             std::fs::create_dir_all(&q).map_err(|e| io_error(&q, e))?;
-            for file in &quarantined {
-                let _ = std::fs::rename(segments_dir.join(file), q.join(file));
+            for lost in &refused {
+                let _ = std::fs::rename(segments_dir.join(&lost.entry.file), q.join(&lost.entry.file));
             }
-            manifest.segments.retain(|s| !quarantined.contains(&s.file));
+            manifest.segments.retain(|s| !refused.iter().any(|l| l.entry.file == s.file));
+            manifest.lost.extend(refused);
             manifest.commit(&dir)?;
         }
+        let quarantined = manifest
+            .lost
+            .iter()
+            .map(|l| QuarantinedSegment {
+                file: l.entry.file.clone(),
+                shard: l.entry.shard.clone(),
+                reason: l.reason.clone(),
+                rows: l.entry.rows,
+                state: "PENDING".into(),
+                rows_restored: 0,
+            })
+            .collect();
         let (stop, _) = watch::channel(false);
         Ok(Table {
             name,
@@ -199,6 +244,7 @@ impl Table {
             metrics,
             options,
             stop,
+            quarantined: Mutex::new(quarantined),
             tasks: Mutex::new(Vec::new()),
             source: Mutex::new(None),
         })
@@ -278,7 +324,7 @@ impl Table {
         let shard = reader.shard_id.clone();
         let mut stop = self.stop.subscribe();
         let mut segment = self.new_consuming(&shard);
-        let mut last: Option<Checkpoint> = None;
+        let mut span = Span::default();
         let mut tick = tokio::time::interval(Duration::from_millis(500));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         {
@@ -299,7 +345,7 @@ impl Table {
                 _ = stop.changed() => return,
                 _ = tick.tick() => {
                     if segment.should_seal(&self.definition.config.stream.flush, self.shard_count()).is_some()
-                        && !self.seal_or_pause(&shard, &mut segment, last.clone(), false, &mut stop).await
+                        && !self.seal_or_pause(&shard, &mut segment, &mut span, false, &mut stop).await
                     {
                         return;
                     }
@@ -323,8 +369,11 @@ impl Table {
                             let outcome = segment.append(now.iter().map(|r| {
                                 (r.data.as_ref(), RecordMeta { partition_key: &r.partition_key, sequence_number: r.sequence_number.as_str(), arrival_millis: r.arrival_ms })
                             }));
+                            if span.first.is_none() {
+                                span.first = now.first().map(Record::position);
+                            }
                             if let Some(r) = now.last() {
-                                last = Some(r.position());
+                                span.last = Some(r.position());
                             }
                             self.metrics.rows_ingested.fetch_add(outcome.rows as u64, Ordering::Relaxed);
                             self.metrics.bytes_ingested.fetch_add(outcome.bytes as u64, Ordering::Relaxed);
@@ -339,7 +388,7 @@ impl Table {
                             });
                             let over_cap = self.consuming_bytes() > self.options.consuming_memory_cap;
                             if (over_cap || segment.should_seal(&self.definition.config.stream.flush, self.shard_count()).is_some())
-                                && !self.seal_or_pause(&shard, &mut segment, last.clone(), false, &mut stop).await
+                                && !self.seal_or_pause(&shard, &mut segment, &mut span, false, &mut stop).await
                             {
                                 return;
                             }
@@ -348,7 +397,7 @@ impl Table {
                     Some(ShardEvent::End { .. }) => {
                         // The end seals what is left and records the shard as ended; its children
                         // start only after that commit.
-                        if !self.seal_or_pause(&shard, &mut segment, last.clone(), true, &mut stop).await {
+                        if !self.seal_or_pause(&shard, &mut segment, &mut span, true, &mut stop).await {
                             return;
                         }
                         reader.finished();
@@ -367,15 +416,17 @@ impl Table {
         self: &Arc<Table>,
         shard: &str,
         segment: &mut Arc<MutableSegment>,
-        last: Option<Checkpoint>,
+        span: &mut Span,
         ended: bool,
         stop: &mut watch::Receiver<bool>,
     ) -> bool {
         let mut wait = Duration::from_millis(100).min(self.options.seal_retry);
         let mut failures = 0u64;
         loop {
-            match self.seal(shard, segment, last.clone(), ended).await {
+            match self.seal(shard, segment, span.clone(), ended).await {
                 Ok(()) => {
+                    // The next segment starts with the next record; the checkpoint stays.
+                    span.first = None;
                     if failures > 0 {
                         tracing::warn!(table = %self.name, shard, failures, "sealing succeeded again; consuming resumes");
                         self.update_shard(shard, |s| {
@@ -443,7 +494,7 @@ impl Table {
         self: &Arc<Table>,
         shard: &str,
         segment: &mut Arc<MutableSegment>,
-        last: Option<Checkpoint>,
+        span: Span,
         ended: bool,
     ) -> Result<(), Error> {
         let started = Instant::now();
@@ -451,7 +502,7 @@ impl Table {
         let shard_owned = shard.to_string();
         let current = Arc::clone(segment);
         let result =
-            tokio::task::spawn_blocking(move || table.seal_blocking(&shard_owned, &current, last, ended))
+            tokio::task::spawn_blocking(move || table.seal_blocking(&shard_owned, &current, span, ended))
                 .await
                 .map_err(|e| Error::Corrupt {
                     path: self.dir.clone(),
@@ -502,7 +553,7 @@ impl Table {
         &self,
         shard: &str,
         segment: &MutableSegment,
-        last: Option<Checkpoint>,
+        span: Span,
         ended: bool,
     ) -> Result<Option<(SegmentEntry, Arc<SealedSegment>)>, Error> {
         let snapshot = segment.snapshot();
@@ -526,6 +577,9 @@ impl Table {
                 sequence,
                 rows: meta.rows,
                 time_range: meta.time_range,
+                after: manifest.checkpoints.get(shard).cloned(),
+                first: span.first.clone(),
+                last: span.last.clone(),
             };
             new_segment = Some((entry, sealed));
         }
@@ -535,7 +589,7 @@ impl Table {
             next.next_sequence.insert(shard.to_string(), sequence + 1);
             self.metrics.segments_sealed.fetch_add(1, Ordering::Relaxed);
         }
-        if let Some(c) = last {
+        if let Some(c) = span.last {
             next.checkpoints.insert(shard.to_string(), c);
         }
         if ended {
@@ -546,6 +600,170 @@ impl Table {
         }
         if let Err(e) = next.commit(&self.dir) {
             // Not committed: the new file is not named by any manifest; remove it.
+            if let Some((entry, _)) = &new_segment {
+                let _ = std::fs::remove_file(self.dir.join("segments").join(&entry.file));
+            }
+            return Err(e);
+        }
+        *manifest = next;
+        Ok(new_segment)
+    }
+
+    /// Segments whose rows are still to be read again.
+    pub(crate) fn lost(&self) -> Vec<LostSegment> {
+        self.manifest.lock().unwrap_or_else(|p| p.into_inner()).lost.clone()
+    }
+
+    fn set_quarantine_state(&self, file: &str, state: &str, rows_restored: u64) {
+        let mut all = self.quarantined.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(q) = all.iter_mut().find(|q| q.file == file) {
+            q.state = state.to_string();
+            q.rows_restored = rows_restored;
+        }
+    }
+
+    /// Reads the rows of a lost segment again from `source` (from the checkpoint before it to
+    /// its last record) and commits them as a new segment of its shard, beside ingestion.
+    pub(crate) fn reread(self: &Arc<Table>, lost: LostSegment, source: Box<dyn Source>) {
+        let table = Arc::clone(self);
+        let task = tokio::spawn(async move { table.reread_task(lost, source).await });
+        self.tasks.lock().unwrap_or_else(|p| p.into_inner()).push(task);
+    }
+
+    async fn reread_task(self: Arc<Table>, lost: LostSegment, source: Box<dyn Source>) {
+        /// How long a re-read waits for the stream before giving up until the next start.
+        const IDLE: Duration = Duration::from_secs(60);
+        let entry = &lost.entry;
+        let file = entry.file.as_str();
+        let Some(last) = entry.last.clone() else {
+            tracing::error!(table = %self.name, file, "the lost segment was committed without its stream positions; its rows cannot be read again");
+            self.set_quarantine_state(file, "PARTIAL", 0);
+            return;
+        };
+        let Some(mut handle) = source.replay(&entry.shard, entry.after.clone()) else {
+            tracing::error!(table = %self.name, file, "the source cannot read a shard again; the lost segment's rows stay lost");
+            return;
+        };
+        let Some(mut reader) = handle.readers.recv().await else { return };
+        self.set_quarantine_state(file, "REREADING", 0);
+        tracing::warn!(table = %self.name, file, shard = %entry.shard, after = ?entry.after.as_ref().map(Checkpoint::to_text), last = %last.to_text(), "reading a lost segment's rows again");
+        let segment = MutableSegment::new(Arc::clone(&self.layout));
+        let mut stop = self.stop.subscribe();
+        let mut reached = false;
+        loop {
+            let event = tokio::select! {
+                _ = stop.changed() => return,
+                event = tokio::time::timeout(IDLE, reader.next()) => event,
+            };
+            match event {
+                Ok(Some(ShardEvent::Records { records, .. })) => {
+                    let wanted = records.iter().filter(|r| {
+                        let at = r.position();
+                        at <= last && entry.first.as_ref().is_none_or(|first| &at >= first)
+                    });
+                    // Drops were counted when the records were first read.
+                    segment.append(wanted.map(|r| {
+                        (
+                            r.data.as_ref(),
+                            RecordMeta {
+                                partition_key: &r.partition_key,
+                                sequence_number: r.sequence_number.as_str(),
+                                arrival_millis: r.arrival_ms,
+                            },
+                        )
+                    }));
+                    self.set_quarantine_state(file, "REREADING", segment.rows() as u64);
+                    if records.last().is_some_and(|r| r.position() >= last) {
+                        reached = true;
+                        break;
+                    }
+                }
+                Ok(Some(ShardEvent::End { .. }) | None) => break,
+                Err(_) => {
+                    tracing::warn!(table = %self.name, file, "no record from the stream for {IDLE:?}; stopping the re-read");
+                    break;
+                }
+            }
+        }
+        handle.stop();
+        drop(reader);
+        let rows = segment.rows() as u64;
+        if rows == 0 && !reached {
+            tracing::error!(table = %self.name, file, "none of the lost segment's rows came back; retried at the next start");
+            self.set_quarantine_state(file, "PENDING", 0);
+            return;
+        }
+        let table = Arc::clone(&self);
+        let (lost_owned, segment) = (lost.clone(), Arc::new(segment));
+        let committed = tokio::task::spawn_blocking(move || table.commit_reread(&lost_owned, &segment)).await;
+        match committed {
+            Ok(Ok(new_segment)) => {
+                if let Some(s) = new_segment {
+                    self.swap(|state| {
+                        let mut sealed = state.sealed.clone();
+                        sealed.push(s);
+                        TableState { sealed, consuming: state.consuming.clone() }
+                    });
+                }
+                let complete = reached && rows == entry.rows;
+                self.set_quarantine_state(file, if complete { "RESTORED" } else { "PARTIAL" }, rows);
+                if complete {
+                    tracing::warn!(table = %self.name, file, rows, "every row of the lost segment read again and committed");
+                } else {
+                    tracing::error!(table = %self.name, file, rows, of = entry.rows, "only part of the lost segment's rows were still in the stream; the rest are lost");
+                }
+            }
+            Ok(Err(e)) => {
+                tracing::error!(table = %self.name, file, error = %e, "committing the re-read rows failed; retried at the next start");
+                self.set_quarantine_state(file, "PENDING", 0);
+            }
+            Err(e) => {
+                tracing::error!(table = %self.name, file, error = %e, "the re-read's commit task failed");
+                self.set_quarantine_state(file, "PENDING", 0);
+            }
+        }
+    }
+
+    /// Seals the re-read rows of `lost` as a new segment of its shard and commits it, in the
+    /// same manifest commit that forgets `lost`.
+    fn commit_reread(
+        &self,
+        lost: &LostSegment,
+        segment: &MutableSegment,
+    ) -> Result<Option<(SegmentEntry, Arc<SealedSegment>)>, Error> {
+        let snapshot = segment.snapshot();
+        let shard = lost.entry.shard.as_str();
+        let mut manifest = self.manifest.lock().unwrap_or_else(|p| p.into_inner());
+        let mut next = manifest.clone();
+        next.lost.retain(|l| l.entry.file != lost.entry.file);
+        let mut new_segment = None;
+        if snapshot.rows > 0 {
+            let sequence = next.next_sequence.get(shard).copied().unwrap_or(0);
+            let request = SealRequest {
+                table: &self.name,
+                shard,
+                sequence,
+                created_ms: segment.created_ms(),
+                sort_by: self.definition.config.sorted_column.as_deref(),
+            };
+            let (path, meta) = write_segment(&self.dir.join("segments"), &self.layout, &snapshot, &request)?;
+            let sealed = Arc::new(SealedSegment::open(&path)?);
+            let entry = SegmentEntry {
+                file: path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default(),
+                shard: shard.to_string(),
+                sequence,
+                rows: meta.rows,
+                time_range: meta.time_range,
+                after: lost.entry.after.clone(),
+                first: lost.entry.first.clone(),
+                last: lost.entry.last.clone(),
+            };
+            next.segments.push(entry.clone());
+            next.next_sequence.insert(shard.to_string(), sequence + 1);
+            self.metrics.segments_sealed.fetch_add(1, Ordering::Relaxed);
+            new_segment = Some((entry, sealed));
+        }
+        if let Err(e) = next.commit(&self.dir) {
             if let Some((entry, _)) = &new_segment {
                 let _ = std::fs::remove_file(self.dir.join("segments").join(&entry.file));
             }
@@ -627,6 +845,7 @@ impl Table {
             segments,
             shards: shards.into_values().collect(),
             dropped: self.metrics.dropped.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            quarantined: self.quarantined.lock().unwrap_or_else(|p| p.into_inner()).clone(),
         }
     }
 

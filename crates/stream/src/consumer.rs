@@ -6,6 +6,7 @@ use crate::config::{KinesisConfig, StartPosition};
 use crate::lineage::{Lineage, LineageEvent, ShardInfo, StartKind};
 use crate::metrics::StreamMetrics;
 use crate::reader::{ReadSettings, ShardTask, StartAt};
+use crate::record::Checkpoint;
 use crate::sequence::SequenceNumber;
 use crate::source::{Control, ResumeState, ShardReader, Source, SourceHandle};
 use aws_sdk_kinesis::Client;
@@ -54,6 +55,39 @@ impl Source for KinesisSource {
         };
         tokio::spawn(coordinator.run());
         SourceHandle::new(readers_rx, metrics, shutdown_tx)
+    }
+
+    fn replay(self: Box<Self>, shard: &str, after: Option<Checkpoint>) -> Option<SourceHandle> {
+        let metrics = Arc::new(StreamMetrics::default());
+        let shard_metrics = metrics.shard(shard);
+        let start = match after {
+            Some(c) => StartAt::After(c),
+            None => StartAt::TrimHorizon,
+        };
+        tracing::info!(stream = %self.config.stream_name, shard, ?start, "reading a shard again");
+        Some(crate::source::replay_handle(shard, metrics, |events, shutdown| {
+            // The end is taken from a null iterator or ChildShards; a data loss (the records
+            // expired) is logged by the reader, which reads on from the oldest record.
+            let (_ending_tx, ending) = watch::channel(None);
+            let (data_loss, _) = mpsc::unbounded_channel();
+            let task = ShardTask {
+                client: self.client.clone(),
+                stream: self.config.stream_name.clone(),
+                shard: Arc::from(shard),
+                start,
+                settings: ReadSettings {
+                    limit: self.config.max_records_to_fetch,
+                    min_interval: Duration::from_secs_f64(1.0 / self.config.requests_per_second),
+                    fetch_timeout: self.config.fetch_timeout,
+                },
+                ending,
+                events,
+                metrics: shard_metrics,
+                shutdown,
+                data_loss,
+            };
+            tokio::spawn(task.run());
+        }))
     }
 }
 

@@ -17,6 +17,8 @@ struct MemoryShard {
     info: ShardInfo,
     records: Vec<Record>,
     closed: bool,
+    /// Wakes the shard's reader: on new records and when the shard closes.
+    notify: Arc<Notify>,
 }
 
 #[derive(Default)]
@@ -30,6 +32,7 @@ struct State {
 #[derive(Clone, Default)]
 pub struct MemoryStream {
     state: Arc<Mutex<State>>,
+    /// Wakes the source's coordinator when shards change.
     notify: Arc<Notify>,
 }
 
@@ -54,7 +57,10 @@ impl MemoryStream {
         let id = format!("shardId-{:012}", s.next_shard);
         s.next_shard += 1;
         let info = ShardInfo { id: id.clone(), parent, adjacent_parent: adjacent, ending_sequence: None };
-        s.shards.insert(id.clone(), MemoryShard { info, records: Vec::new(), closed: false });
+        s.shards.insert(
+            id.clone(),
+            MemoryShard { info, records: Vec::new(), closed: false, notify: Arc::new(Notify::new()) },
+        );
         id
     }
 
@@ -65,21 +71,38 @@ impl MemoryStream {
 
     /// Appends a record to `shard`; returns its sequence number.
     pub fn put(&self, shard: &str, partition_key: &str, data: impl Into<Bytes>) -> Option<SequenceNumber> {
+        self.put_many(shard, [(partition_key, data.into())])
+    }
+
+    /// Appends records to `shard` under one lock, waking its reader once (what a producer at
+    /// a high rate wants); returns the last sequence number, None when the shard is not open.
+    pub fn put_many<'a>(
+        &self,
+        shard: &str,
+        records: impl IntoIterator<Item = (&'a str, Bytes)>,
+    ) -> Option<SequenceNumber> {
         let mut s = self.lock();
-        s.next_sequence += 1;
-        let sequence = SequenceNumber::parse(&format!("{}", 1_000_000_000 + s.next_sequence))?;
+        let s = &mut *s;
         let shard = s.shards.get_mut(shard).filter(|sh| !sh.closed)?;
-        shard.records.push(Record {
-            shard_id: Arc::from(shard.info.id.as_str()),
-            sequence_number: sequence.clone(),
-            sub_sequence: None,
-            arrival_ms: crate::now_ms(),
-            partition_key: partition_key.to_string(),
-            data: data.into(),
-        });
-        drop(s);
-        self.notify.notify_waiters();
-        Some(sequence)
+        let shard_id: Arc<str> = Arc::from(shard.info.id.as_str());
+        let arrival_ms = crate::now_ms();
+        let mut last = None;
+        for (partition_key, data) in records {
+            s.next_sequence += 1;
+            let sequence = SequenceNumber::parse(&(1_000_000_000 + s.next_sequence).to_string())
+                .expect("a decimal number is a sequence number");
+            shard.records.push(Record {
+                shard_id: Arc::clone(&shard_id),
+                sequence_number: sequence.clone(),
+                sub_sequence: None,
+                arrival_ms,
+                partition_key: partition_key.to_string(),
+                data,
+            });
+            last = Some(sequence);
+        }
+        shard.notify.notify_waiters();
+        last
     }
 
     /// Appends a record to the open shard that `partition_key` hashes to.
@@ -97,6 +120,7 @@ impl MemoryStream {
         match s.shards.get_mut(shard) {
             Some(sh) if !sh.closed => {
                 sh.closed = true;
+                sh.notify.notify_waiters();
                 sh.info.ending_sequence =
                     Some(last.unwrap_or_else(|| SequenceNumber::parse("0").expect("0 is a number")));
                 true
@@ -192,6 +216,26 @@ impl Source for MemorySource {
         });
         SourceHandle::new(readers_rx, metrics, shutdown_tx)
     }
+
+    fn replay(self: Box<Self>, shard: &str, after: Option<Checkpoint>) -> Option<SourceHandle> {
+        if !self.stream.lock().shards.contains_key(shard) {
+            return None;
+        }
+        let metrics = Arc::new(StreamMetrics::default());
+        let shard_metrics = metrics.shard(shard);
+        Some(crate::source::replay_handle(shard, metrics, |events, shutdown| {
+            let reader = MemoryReader {
+                stream: self.stream.clone(),
+                shard: shard.to_string(),
+                last: after,
+                batch: self.batch,
+                events,
+                shutdown,
+                metrics: shard_metrics,
+            };
+            tokio::spawn(reader.run());
+        }))
+    }
 }
 
 struct MemoryReader {
@@ -206,11 +250,15 @@ struct MemoryReader {
 
 impl MemoryReader {
     async fn run(mut self) {
+        let Some(notify) = self.stream.lock().shards.get(&self.shard).map(|s| Arc::clone(&s.notify)) else {
+            return;
+        };
         loop {
             if *self.shutdown.borrow() {
                 return;
             }
-            let notified = self.stream.notify.notified();
+            // Created before the look, so that a put in between still wakes the wait below.
+            let notified = notify.notified();
             let (records, closed, behind) = {
                 let s = self.stream.lock();
                 let Some(shard) = s.shards.get(&self.shard) else { return };

@@ -131,4 +131,30 @@ impl Drop for SourceHandle {
 pub trait Source: Send + 'static {
     /// Starts reading from where `resume` says, on the current tokio runtime.
     fn start(self: Box<Self>, resume: ResumeState) -> SourceHandle;
+
+    /// Reads one shard again, from just after `after` (from its oldest retained record when
+    /// None), on the current tokio runtime: for re-reading the rows of a segment that was lost.
+    /// The handle yields that shard's reader only; it reads until the shard's end or until
+    /// dropped, and needs no `finished()`. None when the source cannot read a shard again.
+    fn replay(self: Box<Self>, shard: &str, after: Option<Checkpoint>) -> Option<SourceHandle> {
+        let _ = (shard, after);
+        None
+    }
+}
+
+/// The handle of a replay: one reader, for `shard`, fed by `spawn_reader(events, shutdown)`.
+pub(crate) fn replay_handle(
+    shard: &str,
+    metrics: Arc<StreamMetrics>,
+    spawn_reader: impl FnOnce(mpsc::Sender<ShardEvent>, watch::Receiver<bool>),
+) -> SourceHandle {
+    let (events_tx, events_rx) = mpsc::channel(4);
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    spawn_reader(events_tx, shutdown_rx);
+    // Nobody coordinates a replay: what the reader says about its end goes nowhere.
+    let (control_tx, _) = mpsc::unbounded_channel();
+    let (readers_tx, readers_rx) = mpsc::channel(1);
+    let reader = ShardReader::new(shard.to_string(), Vec::new(), events_rx, control_tx);
+    readers_tx.try_send(reader).expect("an empty channel of one takes one reader");
+    SourceHandle::new(readers_rx, metrics, shutdown_tx)
 }
