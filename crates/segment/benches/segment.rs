@@ -7,6 +7,9 @@
 //!   NDJSON bytes per row are printed (goal <= 0.5x).
 //! - `open`: mapping and opening a sealed segment of 100k and 1M rows: the time must not grow
 //!   with the size. `open_and_read` adds the first read (checksum + batch headers).
+//! - `snapshot`: what a query pays to see a consuming segment of 10k, 100k and 1M rows, idle
+//!   and while another thread appends 100,000 rows/s to it (the appender and the snapshot
+//!   contend for the segment's lock).
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use serde::de::IgnoredAny;
@@ -131,5 +134,38 @@ fn open(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, decode_append, seal, open);
+fn snapshot(c: &mut Criterion) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let layout = layout();
+    let events = events(100_000);
+    let mut group = c.benchmark_group("snapshot");
+    for rows in [10_000usize, 100_000, 1_000_000] {
+        let segment = Arc::new(MutableSegment::new(Arc::clone(&layout)));
+        for chunk in events.iter().cycle().take(rows).collect::<Vec<_>>().chunks(10_000) {
+            segment.append(chunk.iter().map(|e| (e.as_bytes(), RecordMeta::default())));
+        }
+        group.bench_function(format!("idle_{rows}_rows"), |b| b.iter(|| black_box(segment.snapshot())));
+        // 100 rows every millisecond from another thread.
+        let stop = Arc::new(AtomicBool::new(false));
+        let appender = {
+            let (segment, stop, events) = (Arc::clone(&segment), Arc::clone(&stop), events[..100].to_vec());
+            std::thread::spawn(move || {
+                let started = std::time::Instant::now();
+                let mut n = 0u32;
+                while !stop.load(Ordering::Relaxed) {
+                    segment.append(events.iter().map(|e| (e.as_bytes(), RecordMeta::default())));
+                    n += 1;
+                    let due = started + std::time::Duration::from_millis(u64::from(n));
+                    std::thread::sleep(due.saturating_duration_since(std::time::Instant::now()));
+                }
+            })
+        };
+        group.bench_function(format!("appending_{rows}_rows"), |b| b.iter(|| black_box(segment.snapshot())));
+        stop.store(true, Ordering::Relaxed);
+        appender.join().expect("the appender");
+    }
+    group.finish();
+}
+
+criterion_group!(benches, decode_append, seal, open, snapshot);
 criterion_main!(benches);

@@ -1,0 +1,92 @@
+//! The query set (benches/compare/queries.json, the same queries the DuckDB comparison runs)
+//! over 10 sealed segments of 100,000 generated events and a consuming segment of 50,000.
+//! Run: `cargo bench -p shoal-query --bench queries`.
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use serde_json::Value;
+use shoal_query::{QueryEngine, QueryOptions, SegmentData, SnapshotSource, TableSnapshot};
+use shoal_segment::events::{EVENTS_SCHEMA, EventGenerator};
+use shoal_segment::{
+    LayoutOptions, MutableSegment, RecordMeta, Schema, SealRequest, SealedSegment, TableLayout, write_segment,
+};
+use std::sync::Arc;
+
+const SEALED: usize = 10;
+const ROWS_EACH: usize = 100_000;
+const CONSUMING: usize = 50_000;
+
+#[derive(Debug)]
+struct Table {
+    sealed: Vec<Arc<SealedSegment>>,
+    consuming: Arc<MutableSegment>,
+}
+
+impl SnapshotSource for Table {
+    fn snapshot(&self) -> TableSnapshot {
+        let mut segments: Vec<SegmentData> =
+            self.sealed.iter().map(|s| SegmentData::Sealed(Arc::clone(s))).collect();
+        segments.push(SegmentData::Consuming(self.consuming.snapshot()));
+        TableSnapshot { segments }
+    }
+}
+
+fn queries(c: &mut Criterion) {
+    let (schema, _) = Schema::from_json_str(EVENTS_SCHEMA).expect("valid schema");
+    let layout = Arc::new(TableLayout::new(
+        Arc::new(schema),
+        &LayoutOptions { time_column: Some("timestamp".into()), ..Default::default() },
+    ));
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let mut generator = EventGenerator::new(5, 1_700_000_000_000);
+    let mut fill = |rows: usize| {
+        let segment = MutableSegment::new(Arc::clone(&layout));
+        let events: Vec<String> = (0..rows).map(|_| generator.next_event()).collect();
+        segment.append(events.iter().map(|e| (e.as_bytes(), RecordMeta::default())));
+        segment
+    };
+    let mut sealed = Vec::new();
+    let mut ranges = Vec::new();
+    for sequence in 0..SEALED {
+        let snapshot = fill(ROWS_EACH).snapshot();
+        ranges.push(snapshot.time_range);
+        let request = SealRequest {
+            table: "events",
+            shard: "s",
+            sequence: sequence as u64,
+            created_ms: 0,
+            sort_by: None,
+        };
+        let (path, _) = write_segment(dir.path(), &layout, &snapshot, &request).expect("seal");
+        sealed.push(Arc::new(SealedSegment::open(&path).expect("open")));
+    }
+    let consuming = Arc::new(fill(CONSUMING));
+    // As in the comparison: the time range of the second segment.
+    let (t0, t1) = ranges[1].expect("a time range");
+
+    let engine = QueryEngine::new(QueryOptions::default());
+    engine.register("events", Arc::clone(&layout), Arc::new(Table { sealed, consuming }));
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a runtime");
+    let set: Vec<Value> =
+        serde_json::from_str(include_str!("../../../benches/compare/queries.json")).expect("queries.json");
+    let mut group = c.benchmark_group("queries_1.05M_rows");
+    group.sample_size(20);
+    for q in &set {
+        let name = q["name"].as_str().expect("a name");
+        let sql = q["shoal"]
+            .as_str()
+            .expect("a query")
+            .replace("{t0}", &t0.to_string())
+            .replace("{t1}", &t1.to_string());
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let result = runtime.block_on(engine.execute(&sql)).expect("the query runs");
+                assert!(!result.batches.is_empty());
+                result
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, queries);
+criterion_main!(benches);
