@@ -272,8 +272,12 @@ impl Table {
         let mut stop = self.stop.subscribe();
         let dispatcher = tokio::spawn(async move {
             loop {
+                if *stop.borrow() {
+                    return;
+                }
                 tokio::select! {
                     reader = readers.recv() => match reader {
+                        Some(reader) if *stop.borrow() => drop(reader),
                         Some(reader) => {
                             let t = Arc::clone(&table);
                             let task = tokio::spawn(async move { t.ingest(reader).await });
@@ -290,6 +294,9 @@ impl Table {
         let mut stop = self.stop.subscribe();
         let retention = tokio::spawn(async move {
             loop {
+                if *stop.borrow() {
+                    return;
+                }
                 tokio::select! {
                     _ = tokio::time::sleep(table.options.retention_interval) => {
                         if let Err(e) = table.apply_retention() {
@@ -305,13 +312,21 @@ impl Table {
 
     /// Stops the readers and ingestion tasks; what is committed stays committed.
     pub async fn stop(&self) {
-        let _ = self.stop.send(true);
+        // The source first, so that no reader is handed out (a released shard would otherwise
+        // be handed out again from the start-up checkpoints) while the tasks stop.
         if let Some(handle) = self.source.lock().unwrap_or_else(|p| p.into_inner()).take() {
             handle.stop();
         }
-        let tasks: Vec<_> = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner()));
-        for t in tasks {
-            let _ = t.await;
+        let _ = self.stop.send(true);
+        // Tasks started while stopping are waited for too.
+        loop {
+            let tasks: Vec<_> = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner()));
+            if tasks.is_empty() {
+                return;
+            }
+            for t in tasks {
+                let _ = t.await;
+            }
         }
     }
 
@@ -341,6 +356,10 @@ impl Table {
             });
         }
         loop {
+            // A receiver made after the stop never sees it change.
+            if *stop.borrow() {
+                return;
+            }
             tokio::select! {
                 _ = stop.changed() => return,
                 _ = tick.tick() => {
@@ -651,6 +670,9 @@ impl Table {
         let mut stop = self.stop.subscribe();
         let mut reached = false;
         loop {
+            if *stop.borrow() {
+                return;
+            }
             let event = tokio::select! {
                 _ = stop.changed() => return,
                 event = tokio::time::timeout(IDLE, reader.next()) => event,

@@ -82,3 +82,52 @@ async fn corrupt_segments_are_quarantined_and_their_rows_read_again() {
     assert_eq!(wait_for_rows(&engine, "q", 4000, Duration::from_secs(60)).await, (4000, 4000));
     engine.shutdown().await;
 }
+
+/// The same against kinesis-local, with the lost segment on a shard that was split (closed)
+/// since: its rows are read again from the closed shard through GetShardIterator
+/// AFTER_SEQUENCE_NUMBER and GetRecords.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quarantined_segment_is_read_again_from_kinesis() {
+    let emulator =
+        shoal_stream::emulator::Emulator::start().await.expect("kinesis-local must be installed and start");
+    emulator.create_stream("lost", 2).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open_with(dir.path(), shoal::EngineOptions::default()).await.unwrap();
+    let config = table_config("lost", "lost", &emulator.endpoint(), 400);
+    engine.create_table(&config, &schema("lost")).await.unwrap();
+    write_with_reshards(&emulator, "lost", 3000).await;
+    assert_eq!(wait_for_rows(&engine, "lost", 3000, Duration::from_secs(120)).await, (3000, 3000));
+    let status = engine.table_status("lost").unwrap();
+    let ended: Vec<&str> =
+        status.shards.iter().filter(|s| s.state == "ENDED").map(|s| s.shard.as_str()).collect();
+    let victim = status
+        .segments
+        .iter()
+        .filter(|s| ended.contains(&s.shard.as_str()))
+        .nth(1)
+        .or_else(|| status.segments.iter().find(|s| ended.contains(&s.shard.as_str())))
+        .expect("a segment of a closed shard")
+        .clone();
+    engine.shutdown().await;
+    drop(engine);
+    let path = dir.path().join("tables/lost/segments").join(format!("{}.seg", victim.name));
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() - 7]).unwrap();
+
+    let engine = Engine::open_with(dir.path(), shoal::EngineOptions::default()).await.unwrap();
+    let quarantined = engine.table_status("lost").unwrap().quarantined;
+    assert_eq!(quarantined.len(), 1);
+    assert!(quarantined[0].reason.contains(&quarantined[0].file), "{}", quarantined[0].reason);
+    assert_eq!(wait_for_rows(&engine, "lost", 3000, Duration::from_secs(120)).await, (3000, 3000));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while engine.table_status("lost").unwrap().quarantined[0].state != "RESTORED" {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{:?}",
+            engine.table_status("lost").unwrap().quarantined
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(engine.table_status("lost").unwrap().quarantined[0].rows_restored, victim.rows);
+    engine.shutdown().await;
+}
