@@ -453,8 +453,11 @@ impl SealedSegment {
         }
         let footer = root_as_footer(&ipc[footer_start..ipc_len - 10])
             .map_err(|e| corrupt(path, format!("IPC footer: {e}")))?;
-        let schema =
-            Arc::new(fb_to_schema(footer.schema().ok_or_else(|| corrupt(path, "IPC footer has no schema"))?));
+        let fb_schema = footer.schema().ok_or_else(|| corrupt(path, "IPC footer has no schema"))?;
+        // Arrow's conversion panics on types it does not know (the fuzzer found one).
+        let schema = std::panic::catch_unwind(|| fb_to_schema(fb_schema))
+            .map(Arc::new)
+            .map_err(|_| corrupt(path, "the IPC footer's schema has a type Arrow cannot read"))?;
         let blocks: Vec<Block> =
             footer.recordBatches().map(|b| b.iter().copied().collect()).unwrap_or_default();
         let dictionaries: Vec<Block> =
