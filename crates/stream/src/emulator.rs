@@ -366,7 +366,12 @@ async fn handle(
         }
         let g = s.counts.get_records;
         let hit = |every: Option<u64>, count: u64| every.is_some_and(|e| e > 0 && count.is_multiple_of(e));
-        if hit(s.faults.reset_every, n) {
+        // The rarest fault first, so that it is not masked by a commoner one falling on the
+        // same request (a test asking for every kind would otherwise depend on timing).
+        if let Some((_, delay)) = s.faults.delay_every.filter(|(e, _)| get_records && hit(Some(*e), g)) {
+            s.counts.delayed += 1;
+            Action::Delay(delay)
+        } else if hit(s.faults.reset_every, n) {
             s.counts.resets += 1;
             Action::Reset
         } else if get_records && hit(s.faults.throttle_every, g) {
@@ -375,12 +380,6 @@ async fn handle(
         } else if get_records && hit(s.faults.expire_every, g) {
             s.counts.expired += 1;
             Action::Answer("ExpiredIteratorException")
-        } else if let Some((every, delay)) =
-            s.faults.delay_every.filter(|(e, _)| get_records && hit(Some(*e), g))
-        {
-            let _ = every;
-            s.counts.delayed += 1;
-            Action::Delay(delay)
         } else {
             Action::Forward
         }
