@@ -464,7 +464,7 @@ impl SealedSegment {
             footer.dictionaries().map(|b| b.iter().copied().collect()).unwrap_or_default();
         for b in blocks.iter().chain(&dictionaries) {
             let end = (b.offset() as i128) + i128::from(b.metaDataLength()) + (b.bodyLength() as i128);
-            if b.offset() < 0 || end > footer_start as i128 {
+            if b.offset() < 0 || b.metaDataLength() < 0 || b.bodyLength() < 0 || end > footer_start as i128 {
                 return Err(corrupt(path, "an IPC block lies outside the file"));
             }
         }
