@@ -575,39 +575,10 @@ impl Table {
         span: Span,
         ended: bool,
     ) -> Result<Option<(SegmentEntry, Arc<SealedSegment>)>, Error> {
-        let snapshot = segment.snapshot();
         let mut manifest = self.manifest.lock().unwrap_or_else(|p| p.into_inner());
-        let sequence = manifest.next_sequence.get(shard).copied().unwrap_or(0);
-        let mut new_segment = None;
-        if snapshot.rows > 0 {
-            let request = SealRequest {
-                table: &self.name,
-                shard,
-                sequence,
-                created_ms: segment.created_ms(),
-                sort_by: self.definition.config.sorted_column.as_deref(),
-            };
-            let (path, meta) = write_segment(&self.dir.join("segments"), &self.layout, &snapshot, &request)?;
-            let sealed = Arc::new(SealedSegment::open(&path)?);
-            let file = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
-            let entry = SegmentEntry {
-                file,
-                shard: shard.to_string(),
-                sequence,
-                rows: meta.rows,
-                time_range: meta.time_range,
-                after: manifest.checkpoints.get(shard).cloned(),
-                first: span.first.clone(),
-                last: span.last.clone(),
-            };
-            new_segment = Some((entry, sealed));
-        }
         let mut next = manifest.clone();
-        if let Some((entry, _)) = &new_segment {
-            next.segments.push(entry.clone());
-            next.next_sequence.insert(shard.to_string(), sequence + 1);
-            self.metrics.segments_sealed.fetch_add(1, Ordering::Relaxed);
-        }
+        let after = manifest.checkpoints.get(shard).cloned();
+        let new_segment = self.add_segment(&mut next, shard, segment, after, &span)?;
         if let Some(c) = span.last {
             next.checkpoints.insert(shard.to_string(), c);
         }
@@ -617,15 +588,66 @@ impl Table {
         if next == *manifest {
             return Ok(new_segment);
         }
+        self.commit_manifest(&mut manifest, next, &new_segment)?;
+        Ok(new_segment)
+    }
+
+    /// Writes `segment`'s rows as the shard's next segment and adds its entry to `next`; None
+    /// when it has no rows. `after` and `span` say where its records lie in the shard.
+    fn add_segment(
+        &self,
+        next: &mut Manifest,
+        shard: &str,
+        segment: &MutableSegment,
+        after: Option<Checkpoint>,
+        span: &Span,
+    ) -> Result<Option<(SegmentEntry, Arc<SealedSegment>)>, Error> {
+        let snapshot = segment.snapshot();
+        if snapshot.rows == 0 {
+            return Ok(None);
+        }
+        let sequence = next.next_sequence.get(shard).copied().unwrap_or(0);
+        let request = SealRequest {
+            table: &self.name,
+            shard,
+            sequence,
+            created_ms: segment.created_ms(),
+            sort_by: self.definition.config.sorted_column.as_deref(),
+        };
+        let (path, meta) = write_segment(&self.dir.join("segments"), &self.layout, &snapshot, &request)?;
+        let sealed = Arc::new(SealedSegment::open(&path)?);
+        let entry = SegmentEntry {
+            file: path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default(),
+            shard: shard.to_string(),
+            sequence,
+            rows: meta.rows,
+            time_range: meta.time_range,
+            after,
+            first: span.first.clone(),
+            last: span.last.clone(),
+        };
+        next.segments.push(entry.clone());
+        next.next_sequence.insert(shard.to_string(), sequence + 1);
+        self.metrics.segments_sealed.fetch_add(1, Ordering::Relaxed);
+        Ok(Some((entry, sealed)))
+    }
+
+    /// Commits `next` in place of `manifest`. When that fails, the new segment's file is named
+    /// by no manifest: it is removed.
+    fn commit_manifest(
+        &self,
+        manifest: &mut Manifest,
+        mut next: Manifest,
+        new_segment: &Option<(SegmentEntry, Arc<SealedSegment>)>,
+    ) -> Result<(), Error> {
         if let Err(e) = next.commit(&self.dir) {
-            // Not committed: the new file is not named by any manifest; remove it.
-            if let Some((entry, _)) = &new_segment {
+            if let Some((entry, _)) = new_segment {
                 let _ = std::fs::remove_file(self.dir.join("segments").join(&entry.file));
             }
             return Err(e);
         }
         *manifest = next;
-        Ok(new_segment)
+        Ok(())
     }
 
     /// Segments whose rows are still to be read again.
@@ -753,45 +775,13 @@ impl Table {
         lost: &LostSegment,
         segment: &MutableSegment,
     ) -> Result<Option<(SegmentEntry, Arc<SealedSegment>)>, Error> {
-        let snapshot = segment.snapshot();
-        let shard = lost.entry.shard.as_str();
         let mut manifest = self.manifest.lock().unwrap_or_else(|p| p.into_inner());
         let mut next = manifest.clone();
         next.lost.retain(|l| l.entry.file != lost.entry.file);
-        let mut new_segment = None;
-        if snapshot.rows > 0 {
-            let sequence = next.next_sequence.get(shard).copied().unwrap_or(0);
-            let request = SealRequest {
-                table: &self.name,
-                shard,
-                sequence,
-                created_ms: segment.created_ms(),
-                sort_by: self.definition.config.sorted_column.as_deref(),
-            };
-            let (path, meta) = write_segment(&self.dir.join("segments"), &self.layout, &snapshot, &request)?;
-            let sealed = Arc::new(SealedSegment::open(&path)?);
-            let entry = SegmentEntry {
-                file: path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default(),
-                shard: shard.to_string(),
-                sequence,
-                rows: meta.rows,
-                time_range: meta.time_range,
-                after: lost.entry.after.clone(),
-                first: lost.entry.first.clone(),
-                last: lost.entry.last.clone(),
-            };
-            next.segments.push(entry.clone());
-            next.next_sequence.insert(shard.to_string(), sequence + 1);
-            self.metrics.segments_sealed.fetch_add(1, Ordering::Relaxed);
-            new_segment = Some((entry, sealed));
-        }
-        if let Err(e) = next.commit(&self.dir) {
-            if let Some((entry, _)) = &new_segment {
-                let _ = std::fs::remove_file(self.dir.join("segments").join(&entry.file));
-            }
-            return Err(e);
-        }
-        *manifest = next;
+        let span = Span { first: lost.entry.first.clone(), last: lost.entry.last.clone() };
+        let new_segment =
+            self.add_segment(&mut next, &lost.entry.shard, segment, lost.entry.after.clone(), &span)?;
+        self.commit_manifest(&mut manifest, next, &new_segment)?;
         Ok(new_segment)
     }
 
