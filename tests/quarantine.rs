@@ -33,13 +33,12 @@ async fn corrupt_segments_are_quarantined_and_their_rows_read_again() {
     // trailer.
     let segments_dir = dir.path().join("tables/q/segments");
     let by_shard = |shard: &str| segments.iter().find(|s| s.shard == shard).unwrap().name.clone();
-    let shards: Vec<String> = {
-        let mut s: Vec<String> = segments.iter().map(|s| s.shard.clone()).collect();
-        s.dedup();
-        s.sort();
-        s.dedup();
-        s
-    };
+    let shards: Vec<String> = segments
+        .iter()
+        .map(|s| s.shard.clone())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
     assert_eq!(shards.len(), 2, "both shards sealed segments");
     let cut = by_shard(&shards[0]);
     let flipped = by_shard(&shards[1]);

@@ -104,12 +104,9 @@ fn load(image: &[u8]) {
     let mut file = tempfile::NamedTempFile::new().expect("a temporary file");
     file.write_all(image).expect("write the temporary file");
     file.flush().expect("flush the temporary file");
+    // Opened, then read: each step refuses what it cannot trust with an error.
     if let Ok(segment) = SealedSegment::open(file.path()) {
-        let _ = segment.check_schema(segment.schema());
-        if let Ok(batches) = segment.batches() {
-            let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
-            let _ = rows == segment.meta().rows as usize;
-        }
+        let _ = segment.batches();
     }
 }
 
