@@ -3,10 +3,11 @@
 use crate::config::TableDefinition;
 use crate::error::{Error, io_error};
 use crate::metrics::Metrics;
-use crate::table::{Table, TableOptions, TableStatus};
+use crate::table::{ScrubOptions, Table, TableOptions, TableStatus};
 use arrow::array::RecordBatch;
 use serde_json::Value;
 use shoal_query::{BrokerResponse, QueryEngine, QueryOptions, QueryResult, QueryStream, SnapshotSource};
+use shoal_segment::durable;
 use shoal_stream::{KinesisSource, Source};
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -33,6 +34,31 @@ impl SourceFactory for KinesisSources {
     }
 }
 
+/// Faults the tests inject (feature `fault-injection`; never in a normal build).
+#[cfg(feature = "fault-injection")]
+#[derive(Debug, Default)]
+pub struct Faults {
+    /// An ingest task panics, once, when it is handed a record whose payload contains this.
+    pub panic_on_record_containing: Option<String>,
+    fired: std::sync::atomic::AtomicBool,
+}
+
+#[cfg(feature = "fault-injection")]
+impl Faults {
+    /// A fault set that panics an ingest task once, on a record containing `marker`.
+    pub fn panic_once_on(marker: &str) -> Faults {
+        Faults { panic_on_record_containing: Some(marker.to_string()), ..Faults::default() }
+    }
+
+    pub(crate) fn before_append(&self, records: &[shoal_stream::Record]) {
+        let Some(marker) = &self.panic_on_record_containing else { return };
+        let hit = records.iter().any(|r| r.data.windows(marker.len()).any(|w| w == marker.as_bytes()));
+        if hit && !self.fired.swap(true, Ordering::SeqCst) {
+            panic!("injected fault: a record containing {marker:?}");
+        }
+    }
+}
+
 /// Engine settings.
 #[derive(Clone)]
 pub struct EngineOptions {
@@ -45,8 +71,14 @@ pub struct EngineOptions {
     /// Longest wait between attempts to seal while sealing fails, e.g. on a full disk
     /// (default 5 s; the first retry comes after 100 ms).
     pub seal_retry: Duration,
+    /// The background scrub that reads every sealed segment's data after open (and then every
+    /// `interval`) to find damage before a query does; None turns it off.
+    pub scrub: Option<ScrubOptions>,
     /// Where tables read records from.
     pub sources: Arc<dyn SourceFactory>,
+    /// Faults the tests inject.
+    #[cfg(feature = "fault-injection")]
+    pub faults: Arc<Faults>,
 }
 
 impl Default for EngineOptions {
@@ -56,7 +88,10 @@ impl Default for EngineOptions {
             consuming_memory_cap: 1 << 30,
             retention_interval: Duration::from_secs(300),
             seal_retry: Duration::from_secs(5),
+            scrub: Some(ScrubOptions::default()),
             sources: Arc::new(KinesisSources),
+            #[cfg(feature = "fault-injection")]
+            faults: Arc::new(Faults::default()),
         }
     }
 }
@@ -69,6 +104,8 @@ struct Inner {
     options: EngineOptions,
     /// Serialises create and drop.
     admin: tokio::sync::Mutex<()>,
+    /// The data directory's lock, held while the engine runs (one process per directory).
+    lock: parking_lot::Mutex<Option<DataDirLock>>,
 }
 
 /// An embedded Shoal engine: tables that consume, seal, commit, recover and expire, and SQL
@@ -87,8 +124,57 @@ impl std::fmt::Debug for Engine {
     }
 }
 
-const TABLE_CONFIG_FILE: &str = "table.json";
+/// A table directory's config file; its presence marks a complete table directory.
+pub(crate) const TABLE_CONFIG_FILE: &str = "table.json";
 const SCHEMA_FILE: &str = "schema.json";
+/// A dropped table's directory is first renamed to a name with this prefix, then deleted, so
+/// that a crash in between leaves no half-deleted table behind (it is deleted at the next open).
+const DROPPED_PREFIX: &str = ".dropped-";
+/// The lock file of a data directory.
+const LOCK_FILE: &str = "shoal.lock";
+
+/// An exclusive advisory lock (flock) on a data directory's lock file, released when dropped or
+/// when the process dies. The file holds the holder's pid, for the error another process gets.
+#[derive(Debug)]
+struct DataDirLock {
+    _file: std::fs::File,
+}
+
+impl DataDirLock {
+    fn take(data_dir: &Path) -> Result<DataDirLock, Error> {
+        use std::io::{Read, Seek, Write};
+        use std::os::fd::AsRawFd;
+        let path = data_dir.join(LOCK_FILE);
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| io_error(&path, e))?;
+        // SAFETY: flock on a file descriptor this function owns; no memory is involved.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EWOULDBLOCK) {
+                return Err(io_error(&path, e));
+            }
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = holder.trim();
+            return Err(Error::DataDirInUse {
+                path: data_dir.to_path_buf(),
+                holder: if holder.is_empty() { "unknown".into() } else { holder.to_string() },
+            });
+        }
+        let written = file
+            .set_len(0)
+            .and_then(|()| file.rewind())
+            .and_then(|()| write!(file, "{}", std::process::id()))
+            .and_then(|()| file.flush());
+        written.map_err(|e| io_error(&path, e))?;
+        Ok(DataDirLock { _file: file })
+    }
+}
 
 impl Engine {
     /// Opens (or creates) the engine in `data_dir`, reopening every table it holds, with
@@ -100,8 +186,12 @@ impl Engine {
     /// Opens the engine with `options`.
     pub async fn open_with(data_dir: impl AsRef<Path>, options: EngineOptions) -> Result<Engine, Error> {
         let data_dir = data_dir.as_ref().to_path_buf();
+        durable::create_dir(&data_dir).map_err(|e| io_error(&data_dir, e))?;
+        // Before anything in the directory is touched: a second process must not remove the
+        // first one's unsealed files as orphans, nor write its manifests.
+        let lock = DataDirLock::take(&data_dir)?;
         let tables_dir = data_dir.join("tables");
-        std::fs::create_dir_all(&tables_dir).map_err(|e| io_error(&tables_dir, e))?;
+        durable::create_dir(&tables_dir).map_err(|e| io_error(&tables_dir, e))?;
         let engine = Engine {
             inner: Arc::new(Inner {
                 query: QueryEngine::new(options.query.clone()),
@@ -110,13 +200,21 @@ impl Engine {
                 metrics: Arc::new(Metrics::default()),
                 options,
                 admin: tokio::sync::Mutex::new(()),
+                lock: parking_lot::Mutex::new(Some(lock)),
             }),
         };
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(&tables_dir)
-            .map_err(|e| io_error(&tables_dir, e))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.join(TABLE_CONFIG_FILE).exists())
-            .collect();
+        let mut entries = Vec::new();
+        for entry in std::fs::read_dir(&tables_dir).map_err(|e| io_error(&tables_dir, e))? {
+            let path = entry.map_err(|e| io_error(&tables_dir, e))?.path();
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            if name.starts_with(DROPPED_PREFIX) {
+                // A drop that a crash interrupted: finish it.
+                tracing::info!(dir = %path.display(), "removing a dropped table's leftover directory");
+                std::fs::remove_dir_all(&path).map_err(|e| io_error(&path, e))?;
+            } else if path.join(TABLE_CONFIG_FILE).exists() {
+                entries.push(path);
+            }
+        }
         entries.sort();
         for dir in entries {
             let read = |name: &str| -> Result<Value, Error> {
@@ -134,10 +232,15 @@ impl Engine {
 
     async fn start_table(&self, definition: TableDefinition, dir: PathBuf) -> Result<Arc<Table>, Error> {
         let name = definition.config.name.clone();
+        let o = &self.inner.options;
         let options = TableOptions {
-            consuming_memory_cap: self.inner.options.consuming_memory_cap,
-            retention_interval: self.inner.options.retention_interval,
-            seal_retry: self.inner.options.seal_retry,
+            consuming_memory_cap: o.consuming_memory_cap,
+            retention_interval: o.retention_interval,
+            seal_retry: o.seal_retry,
+            scrub: o.scrub.clone(),
+            sources: Arc::clone(&o.sources),
+            #[cfg(feature = "fault-injection")]
+            faults: Arc::clone(&o.faults),
         };
         let metrics = self.inner.metrics.table(&name);
         let table = {
@@ -149,11 +252,6 @@ impl Engine {
         let table = Arc::new(table);
         let source = self.inner.options.sources.create(&definition).await;
         table.start(source);
-        // Segments refused at open: their rows are read again from the stream, if retained.
-        for lost in table.lost() {
-            let source = self.inner.options.sources.create(&definition).await;
-            table.reread(lost, source);
-        }
         self.inner.query.register(
             &name,
             Arc::clone(&table.layout),
@@ -171,8 +269,11 @@ impl Engine {
         if self.table(&name).is_ok() {
             return Err(Error::TableExists(name));
         }
+        if self.inner.lock.lock().is_none() {
+            return Err(Error::ShutDown);
+        }
         let dir = self.inner.data_dir.join("tables").join(&name);
-        std::fs::create_dir_all(&dir).map_err(|e| io_error(&dir, e))?;
+        durable::create_dir(&dir).map_err(|e| io_error(&dir, e))?;
         write_private(&dir.join(SCHEMA_FILE), schema)?;
         // The table config last: its presence marks a complete table directory.
         write_private(&dir.join(TABLE_CONFIG_FILE), definition.config.original_json())?;
@@ -191,8 +292,12 @@ impl Engine {
         self.inner.tables.write().unwrap_or_else(|p| p.into_inner()).remove(name);
         table.stop().await;
         self.inner.metrics.remove(name);
+        // Renamed away first (durably), then deleted: a crash in between leaves a directory the
+        // next open finishes deleting, never a table with half its files.
         let dir = table.dir().to_path_buf();
-        std::fs::remove_dir_all(&dir).map_err(|e| io_error(&dir, e))
+        let away = dir.with_file_name(format!("{DROPPED_PREFIX}{}-{}", table.name, shoal_stream::now_ms()));
+        durable::rename(&dir, &away).map_err(|e| io_error(&dir, e))?;
+        std::fs::remove_dir_all(&away).map_err(|e| io_error(&away, e))
     }
 
     /// The tables' names.
@@ -271,33 +376,20 @@ impl Engine {
     /// Stops every reader and ingestion task; what is committed stays committed, and rows
     /// only in memory are read again from the stream after the next open.
     pub async fn shutdown(&self) {
+        let _admin = self.inner.admin.lock().await;
         let tables: Vec<Arc<Table>> =
             self.inner.tables.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
         for t in tables {
             t.stop().await;
         }
+        // Nothing writes to the directory any more: another process may open it.
+        self.inner.lock.lock().take();
     }
 }
 
 /// Writes JSON readable by the owner only (it may hold credentials).
 fn write_private(path: &Path, value: &Value) -> Result<(), Error> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     let bytes = serde_json::to_vec_pretty(value)
         .map_err(|e| Error::Corrupt { path: path.to_path_buf(), reason: e.to_string() })?;
-    let tmp = path.with_extension("json.tmp");
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(|e| io_error(&tmp, e))?;
-    file.write_all(&bytes).map_err(|e| io_error(&tmp, e))?;
-    file.sync_all().map_err(|e| io_error(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| io_error(path, e))?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io_error(dir, e))?;
-    }
-    Ok(())
+    durable::write_atomic(path, &bytes, 0o600).map_err(|e| io_error(path, e))
 }

@@ -37,6 +37,16 @@ pub enum Error {
     /// A table with this name exists.
     #[error("a table named {0:?} exists already")]
     TableExists(String),
+    /// Another process (or another engine in this one) holds the data directory.
+    #[error(
+        "the data directory {path} is in use by another Shoal engine (pid {holder}): one process per data directory"
+    )]
+    DataDirInUse {
+        /// The data directory.
+        path: PathBuf,
+        /// The holder's pid, as its lock file says.
+        holder: String,
+    },
     /// The engine is shut down.
     #[error("the engine is shut down")]
     ShutDown,

@@ -19,10 +19,14 @@ pub mod metrics;
 pub mod table;
 
 pub use config::{ConfigError, TableConfig, TableDefinition};
+#[cfg(feature = "fault-injection")]
+pub use engine::Faults;
 pub use engine::{Engine, EngineOptions, KinesisSources, SourceFactory};
 pub use error::Error;
 pub use metrics::Metrics;
 pub use shoal_query::{BrokerResponse, QueryOptions, QueryResult};
 pub use shoal_segment::{Problem, Schema};
 pub use shoal_stream::Secret;
-pub use table::{QuarantinedSegment, ShardStatus, TableStatus};
+pub use table::{
+    QuarantineState, QuarantinedSegment, ScrubOptions, SegmentStatus, ShardState, ShardStatus, TableStatus,
+};

@@ -4,11 +4,10 @@
 
 use crate::error::{Error, io_error};
 use serde::{Deserialize, Serialize};
+use shoal_segment::durable;
 use shoal_stream::{Checkpoint, ResumeState};
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::File;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// The manifest's format version.
 pub const MANIFEST_VERSION: u32 = 1;
@@ -68,6 +67,10 @@ pub struct Manifest {
     /// Quarantined segments whose rows are still to be read again.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub lost: Vec<LostSegment>,
+    /// When the table was created, epoch ms: where shards without a checkpoint start when the
+    /// config says `LATEST` (see `ResumeState::created_ms`). Written by the table's first commit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_ms: Option<i64>,
 }
 
 impl Manifest {
@@ -95,6 +98,13 @@ impl Manifest {
                 ),
             });
         }
+        let named = manifest.segments.iter().chain(manifest.lost.iter().map(|l| &l.entry));
+        if let Some(bad) = named.map(|s| s.file.as_str()).find(|f| !is_segment_file_name(f)) {
+            return Err(Error::Corrupt {
+                path,
+                reason: format!("it names {bad:?}, which is not a segment file name (a plain `*.seg` name)"),
+            });
+        }
         Ok(manifest)
     }
 
@@ -102,27 +112,33 @@ impl Manifest {
     pub fn commit(&mut self, dir: &Path) -> Result<(), Error> {
         self.generation += 1;
         let path = dir.join(MANIFEST_FILE);
-        let tmp: PathBuf = dir.join(format!("{MANIFEST_FILE}.tmp"));
         let bytes = serde_json::to_vec_pretty(self)
             .map_err(|e| Error::Corrupt { path: path.clone(), reason: e.to_string() })?;
-        let mut file = File::create(&tmp).map_err(|e| io_error(&tmp, e))?;
-        file.write_all(&bytes).map_err(|e| io_error(&tmp, e))?;
-        file.sync_all().map_err(|e| io_error(&tmp, e))?;
-        drop(file);
-        std::fs::rename(&tmp, &path).map_err(|e| io_error(&path, e))?;
-        File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io_error(dir, e))?;
-        Ok(())
+        durable::write_atomic(&path, &bytes, 0o600).map_err(|e| io_error(&path, e))
     }
 
     /// Where the table's readers resume.
     pub fn resume_state(&self) -> ResumeState {
-        ResumeState { checkpoints: self.checkpoints.clone(), ended: self.ended_shards.clone() }
+        ResumeState {
+            checkpoints: self.checkpoints.clone(),
+            ended: self.ended_shards.clone(),
+            created_ms: self.created_ms,
+        }
     }
 
     /// File names of every segment the manifest names.
     pub fn files(&self) -> BTreeSet<&str> {
         self.segments.iter().map(|s| s.file.as_str()).collect()
     }
+}
+
+/// True for a name a segment file can have: a plain `*.seg` file name, so that a manifest can
+/// never make the engine open, move or delete a file outside the table's `segments/`.
+fn is_segment_file_name(name: &str) -> bool {
+    let path = Path::new(name);
+    let plain = path.components().count() == 1
+        && matches!(path.components().next(), Some(std::path::Component::Normal(_)));
+    plain && !name.contains(['/', '\\', '\0']) && name.ends_with(".seg") && name.len() > ".seg".len()
 }
 
 #[cfg(test)]
@@ -158,5 +174,28 @@ mod tests {
         assert!(!dir.path().join("manifest.json.tmp").exists());
         std::fs::write(dir.path().join(MANIFEST_FILE), "{not json").unwrap();
         assert!(matches!(Manifest::load(dir.path()), Err(Error::Corrupt { .. })));
+    }
+
+    #[test]
+    fn a_manifest_naming_a_path_outside_the_segments_is_refused() {
+        for bad in ["../../etc/passwd.seg", "/etc/passwd.seg", "..", ".seg", "a/b.seg", "x.json", ""] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut m = Manifest::new();
+            m.segments.push(SegmentEntry {
+                file: bad.into(),
+                shard: "s".into(),
+                sequence: 0,
+                rows: 1,
+                time_range: None,
+                after: None,
+                first: None,
+                last: None,
+            });
+            m.commit(dir.path()).unwrap();
+            let err = Manifest::load(dir.path()).unwrap_err();
+            assert!(matches!(&err, Error::Corrupt { .. }), "{bad:?}: {err}");
+            assert!(err.to_string().contains(MANIFEST_FILE), "{err}");
+        }
+        assert!(is_segment_file_name("events__shardId-000000000001__3__20250326T1827Z.seg"));
     }
 }

@@ -24,6 +24,10 @@ pub struct TableMetrics {
     pub seal_failures: AtomicU64,
     /// Scans of the table by queries.
     pub queries: AtomicU64,
+    /// Sealed segments found damaged after open (by the scrub or a query) and quarantined.
+    pub segments_quarantined: AtomicU64,
+    /// Ingest tasks that panicked (each is started again from the shard's last commit).
+    pub ingest_panics: AtomicU64,
     /// The table's consumer (per-shard MillisBehindLatest, throttles, ...).
     pub stream: Mutex<Option<Arc<StreamMetrics>>>,
 }
@@ -116,6 +120,26 @@ impl Metrics {
         for (t, m) in &tables {
             let _ =
                 writeln!(out, "shoal_seal_failures_total{{table=\"{}\"}} {}", esc(t), load(&m.seal_failures));
+        }
+        family(
+            &mut out,
+            "shoal_segments_quarantined_total",
+            "counter",
+            "Sealed segments found damaged after open and quarantined (their rows are read again).",
+        );
+        for (t, m) in &tables {
+            let n = load(&m.segments_quarantined);
+            let _ = writeln!(out, "shoal_segments_quarantined_total{{table=\"{}\"}} {n}", esc(t));
+        }
+        family(
+            &mut out,
+            "shoal_ingest_panics_total",
+            "counter",
+            "Ingest tasks that panicked and were started again from the last commit.",
+        );
+        for (t, m) in &tables {
+            let _ =
+                writeln!(out, "shoal_ingest_panics_total{{table=\"{}\"}} {}", esc(t), load(&m.ingest_panics));
         }
         family(&mut out, "shoal_table_queries_total", "counter", "Queries that read the table.");
         for (t, m) in &tables {

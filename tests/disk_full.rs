@@ -9,7 +9,7 @@
 mod common;
 
 use common::*;
-use shoal::{Engine, EngineOptions};
+use shoal::{Engine, EngineOptions, ShardState};
 use std::time::Duration;
 
 /// Lowers the process's file size limit; restores it when dropped (also on a failed assert).
@@ -75,7 +75,7 @@ async fn a_full_disk_pauses_the_shard_and_loses_nothing() {
             stream.put(&shard, "k", record(i, t));
         }
         wait_until("the shard to pause", Duration::from_secs(60), || {
-            engine.table_status("disk").unwrap().shards.iter().any(|s| s.state == "PAUSED")
+            engine.table_status("disk").unwrap().shards.iter().any(|s| s.state == ShardState::Paused)
         })
         .await;
         // Paused: a few retries later, still exactly one segment's worth consuming, nothing
@@ -83,7 +83,7 @@ async fn a_full_disk_pauses_the_shard_and_loses_nothing() {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let status = engine.table_status("disk").unwrap();
         let s = &status.shards[0];
-        assert_eq!(s.state, "PAUSED");
+        assert_eq!(s.state, ShardState::Paused);
         let error = s.error.as_deref().unwrap_or_default();
         assert!(error.contains("File too large"), "the status says why: {error}");
         assert_eq!(s.consuming_rows, 1000, "{s:?}");
@@ -112,7 +112,7 @@ async fn a_full_disk_pauses_the_shard_and_loses_nothing() {
     wait_until("sealing to catch up", Duration::from_secs(60), || {
         let status = engine.table_status("disk").unwrap();
         status.segments.len() == 3
-            && status.shards.iter().all(|s| s.state == "CONSUMING" && s.error.is_none())
+            && status.shards.iter().all(|s| s.state == ShardState::Consuming && s.error.is_none())
     })
     .await;
     engine.shutdown().await;

@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use shoal::{Engine, EngineOptions};
+use shoal::{Engine, EngineOptions, ShardState};
 use shoal_stream::emulator::{Emulator, FaultProxy, Faults};
 use std::time::{Duration, Instant};
 
@@ -70,7 +70,7 @@ async fn the_engine_loses_and_repeats_nothing_through_faults_and_downtime() {
         let lagging: Vec<_> = status
             .shards
             .iter()
-            .filter(|s| s.state == "CONSUMING" && s.millis_behind_latest != Some(0))
+            .filter(|s| s.state == ShardState::Consuming && s.millis_behind_latest != Some(0))
             .collect();
         if lagging.is_empty() {
             break;

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use shoal::{Engine, EngineOptions};
+use shoal::{Engine, EngineOptions, ShardState};
 use shoal_stream::emulator::Emulator;
 use std::time::Duration;
 
@@ -44,7 +44,12 @@ async fn twenty_thousand_records_through_a_split_and_a_merge() {
     assert_eq!(counts(&engine, "clicks").await, (20_000, 20_000));
     let status = engine.table_status("clicks").unwrap();
     assert!(status.segments.len() >= 15, "flushed every 1,000 rows: {} segments", status.segments.len());
-    assert_eq!(status.shards.iter().filter(|s| s.state == "ENDED").count(), 3, "{:?}", status.shards);
+    assert_eq!(
+        status.shards.iter().filter(|s| s.state == ShardState::Ended).count(),
+        3,
+        "{:?}",
+        status.shards
+    );
     let m = engine.metrics().prometheus();
     assert!(m.contains("shoal_rows_ingested_total{table=\"clicks\"} 20000"), "{m}");
     engine.shutdown().await;

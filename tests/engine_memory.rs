@@ -4,7 +4,7 @@ mod common;
 
 use common::*;
 use serde_json::json;
-use shoal::{Engine, Error};
+use shoal::{Engine, Error, ShardState};
 use std::time::{Duration, Instant};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -31,7 +31,12 @@ async fn every_record_once_through_splits_merges_seals_and_reopens() {
     assert_eq!(wait_for_rows(&engine, "mem", 9000, Duration::from_secs(60)).await, (9000, 9000));
     let status = engine.table_status("mem").unwrap();
     assert!(status.segments.len() >= 10, "sealed every 500 rows: {}", status.segments.len());
-    assert_eq!(status.shards.iter().filter(|s| s.state == "ENDED").count(), 3, "{:?}", status.shards);
+    assert_eq!(
+        status.shards.iter().filter(|s| s.state == ShardState::Ended).count(),
+        3,
+        "{:?}",
+        status.shards
+    );
     engine.shutdown().await;
     drop(engine);
 

@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use shoal::Engine;
+use shoal::{Engine, QuarantineState, ShardState};
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -63,7 +63,7 @@ async fn corrupt_segments_are_quarantined_and_their_rows_read_again() {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
         let status = engine.table_status("q").unwrap();
-        if status.quarantined.iter().all(|q| q.state == "RESTORED") {
+        if status.quarantined.iter().all(|q| q.state == QuarantineState::Restored) {
             for q in &status.quarantined {
                 assert_eq!(q.rows_restored, q.rows, "{q:?}");
             }
@@ -98,7 +98,7 @@ async fn a_quarantined_segment_is_read_again_from_kinesis() {
     assert_eq!(wait_for_rows(&engine, "lost", 3000, Duration::from_secs(120)).await, (3000, 3000));
     let status = engine.table_status("lost").unwrap();
     let ended: Vec<&str> =
-        status.shards.iter().filter(|s| s.state == "ENDED").map(|s| s.shard.as_str()).collect();
+        status.shards.iter().filter(|s| s.state == ShardState::Ended).map(|s| s.shard.as_str()).collect();
     let victim = status
         .segments
         .iter()
@@ -119,7 +119,7 @@ async fn a_quarantined_segment_is_read_again_from_kinesis() {
     assert!(quarantined[0].reason.contains(&quarantined[0].file), "{}", quarantined[0].reason);
     assert_eq!(wait_for_rows(&engine, "lost", 3000, Duration::from_secs(120)).await, (3000, 3000));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while engine.table_status("lost").unwrap().quarantined[0].state != "RESTORED" {
+    while engine.table_status("lost").unwrap().quarantined[0].state != QuarantineState::Restored {
         assert!(
             tokio::time::Instant::now() < deadline,
             "{:?}",

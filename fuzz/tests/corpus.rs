@@ -4,7 +4,10 @@
 
 use std::path::{Path, PathBuf};
 
-const TARGETS: [(&str, fn(&[u8])); 4] = [
+/// A fuzz target's check.
+type Check = fn(&[u8]);
+
+const TARGETS: [(&str, Check); 4] = [
     ("json_decoder", |data| {
         shoal_fuzz::json_decoder(data);
     }),

@@ -199,6 +199,16 @@ impl TableConfig {
         {
             problems.error("tableName", format!("{n:?} may hold only letters, digits, '_' and '-'"));
         }
+        if name.as_deref() == Some("") {
+            // `_REALTIME` alone names no table: its files would land in `tables/` itself.
+            problems.error(
+                "tableName",
+                format!(
+                    "{:?} names no table: give it a name before `_REALTIME`",
+                    raw_name.as_deref().unwrap_or_default()
+                ),
+            );
+        }
         match r.string("tableType", problems) {
             None if r.get("tableType").is_none() => {
                 problems.error("tableType", "missing: must be \"REALTIME\"")

@@ -115,7 +115,7 @@ pub struct QueryStream {
 impl QueryStream {
     /// What the scans touched (complete once planning is done, which it is).
     pub fn stats(&self) -> ScanStats {
-        *self.stats.lock().unwrap_or_else(|p| p.into_inner())
+        self.stats.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
 
@@ -249,7 +249,7 @@ impl QueryEngine {
             }
             Ok(Ok(result)) => result?,
         };
-        let stats = *stats.lock().unwrap_or_else(|p| p.into_inner());
+        let stats = stats.lock().unwrap_or_else(|p| p.into_inner()).clone();
         Ok(QueryResult { schema, batches, stats, truncated })
     }
 

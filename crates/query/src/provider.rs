@@ -6,7 +6,7 @@ use arrow::datatypes::{DataType, SchemaRef};
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::pruning::PruningStatistics;
-use datafusion::common::{Column, DFSchema, DataFusionError, Result, ScalarValue};
+use datafusion::common::{Column, DFSchema, Result, ScalarValue};
 use datafusion::datasource::TableType;
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::datasource::source::DataSourceExec;
@@ -15,7 +15,7 @@ use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_optimizer::pruning::PruningPredicateBuilder;
 use datafusion::physical_plan::ExecutionPlan;
 use shoal_segment::columns::{DECIMAL_PRECISION, DECIMAL_SCALE};
-use shoal_segment::{ColumnStats, SealedSegment, SegmentSnapshot, StatValue, TableLayout};
+use shoal_segment::{ColumnStats, SealedSegment, SegmentError, SegmentSnapshot, StatValue, TableLayout};
 use std::collections::HashSet;
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -47,10 +47,10 @@ impl SegmentData {
         }
     }
 
-    fn batches(&self) -> Result<Vec<RecordBatch>> {
+    fn batches(&self) -> std::result::Result<Vec<RecordBatch>, (Arc<SealedSegment>, SegmentError)> {
         match self {
             SegmentData::Sealed(s) => {
-                s.batches().map(<[RecordBatch]>::to_vec).map_err(|e| DataFusionError::External(Box::new(e)))
+                s.batches().map(<[RecordBatch]>::to_vec).map_err(|e| (Arc::clone(s), e))
             }
             SegmentData::Consuming(c) => Ok(c.batches.clone()),
         }
@@ -68,10 +68,16 @@ pub struct TableSnapshot {
 pub trait SnapshotSource: Send + Sync + fmt::Debug {
     /// The table's current segments, sealed and consuming, as one consistent set.
     fn snapshot(&self) -> TableSnapshot;
+
+    /// A sealed segment of a snapshot could not be read (its data is damaged). The query goes
+    /// on without it and says so; the source may take the segment out and restore its rows.
+    fn unreadable(&self, segment: &Arc<SealedSegment>, error: &SegmentError) {
+        let _ = (segment, error);
+    }
 }
 
 /// What the scans of one query touched, for the Pinot response.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ScanStats {
     /// Rows in every segment of the snapshots.
     pub total_docs: u64,
@@ -87,6 +93,8 @@ pub struct ScanStats {
     pub consuming_queried: u64,
     /// Oldest last-append time among the consuming segments queried, epoch ms.
     pub min_consuming_freshness_ms: Option<i64>,
+    /// Sealed segments left out because their data could not be read, with why.
+    pub unreadable: Vec<String>,
 }
 
 /// A table as DataFusion sees it.
@@ -153,10 +161,20 @@ impl TableProvider for ShoalTable {
             if rows == 0 {
                 continue;
             }
+            let batches = match segment.batches() {
+                Ok(b) => b,
+                Err((sealed, e)) => {
+                    // One damaged segment does not fail the query: it is left out and named.
+                    tracing::error!(segment = %sealed.path().display(), error = %e, "a segment could not be read; the query goes on without it");
+                    stats.unreadable.push(e.to_string());
+                    self.source.unreadable(&sealed, &e);
+                    continue;
+                }
+            };
             stats.segments_matched += 1;
             let mut part = Vec::new();
             let mut part_rows = 0;
-            for batch in segment.batches()? {
+            for batch in batches {
                 part_rows += batch.num_rows();
                 part.push(batch);
                 if part_rows >= PARTITION_ROWS {
@@ -180,6 +198,7 @@ impl TableProvider for ShoalTable {
                 total.min_consuming_freshness_ms =
                     Some(total.min_consuming_freshness_ms.map_or(t, |m| m.min(t)));
             }
+            total.unreadable.append(&mut stats.unreadable);
         }
         if partitions.is_empty() {
             partitions.push(Vec::new());

@@ -39,6 +39,9 @@ pub struct QueryException {
     pub message: String,
 }
 
+/// Pinot's error code for a segment that could not be read (`SERVER_SEGMENT_MISSING`).
+pub const SEGMENT_MISSING: i32 = 235;
+
 /// The broker's answer.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -66,7 +69,7 @@ pub struct BrokerResponse {
     pub num_rows_result_set: u64,
     /// Wall time of the query.
     pub time_used_ms: u64,
-    /// True when the result was cut at the row limit.
+    /// True when the result was cut at the row limit or a segment could not be read.
     pub partial_result: bool,
     /// Always 1: one process is the whole cluster.
     pub num_servers_queried: u32,
@@ -84,7 +87,7 @@ impl BrokerResponse {
                 rows.push(batch.columns().iter().map(|c| json_value(c, r)).collect());
             }
         }
-        let s = result.stats;
+        let s = &result.stats;
         BrokerResponse {
             result_table: Some(ResultTable {
                 data_schema: DataSchema {
@@ -93,7 +96,13 @@ impl BrokerResponse {
                 },
                 rows,
             }),
-            exceptions: Vec::new(),
+            // Pinot's SERVER_SEGMENT_MISSING (pinot-spi/.../exception/QueryErrorCode.java): the
+            // answer is computed without the segment, and says so.
+            exceptions: s
+                .unreadable
+                .iter()
+                .map(|why| QueryException { error_code: SEGMENT_MISSING, message: why.clone() })
+                .collect(),
             num_docs_scanned: s.docs_scanned,
             total_docs: s.total_docs,
             num_segments_queried: s.segments_queried,
@@ -103,7 +112,7 @@ impl BrokerResponse {
             min_consuming_freshness_time_ms: s.min_consuming_freshness_ms.unwrap_or(0),
             num_rows_result_set: result.batches.iter().map(|b| b.num_rows() as u64).sum(),
             time_used_ms: took.as_millis() as u64,
-            partial_result: result.truncated,
+            partial_result: result.truncated || !s.unreadable.is_empty(),
             num_servers_queried: 1,
             num_servers_responded: 1,
         }

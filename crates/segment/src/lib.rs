@@ -6,6 +6,7 @@ pub mod builder;
 pub mod columns;
 pub mod datetime;
 pub mod decode;
+pub mod durable;
 pub mod events;
 pub mod mutable;
 pub mod problem;

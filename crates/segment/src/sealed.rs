@@ -30,6 +30,7 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use xxhash_rust::xxh3::{Xxh3, xxh3_64};
 
@@ -176,7 +177,7 @@ pub fn write_segment(
         let _ = std::fs::remove_file(&tmp);
         return Err(SegmentError::Io { path, source: e });
     }
-    sync_dir(dir)?;
+    crate::durable::sync_dir(dir).map_err(io(dir))?;
     Ok((path, meta))
 }
 
@@ -270,11 +271,6 @@ fn write_temporary(
         inner.into_inner().map_err(|e| SegmentError::Io { path: tmp.clone(), source: e.into_error() })?;
     file.sync_all().map_err(io(&tmp))?;
     Ok(meta)
-}
-
-/// Fsyncs a directory so that a rename in it is durable.
-pub fn sync_dir(dir: &Path) -> Result<(), SegmentError> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
 }
 
 /// Recomputes the three checksums of a segment file's bytes from the lengths its trailer
@@ -375,6 +371,8 @@ pub struct SealedSegment {
     blocks: Vec<Block>,
     dictionaries: Vec<Block>,
     batches: OnceLock<Result<Vec<RecordBatch>, String>>,
+    /// Set once the data checksum has been checked and found right.
+    verified: AtomicBool,
 }
 
 impl std::fmt::Debug for SealedSegment {
@@ -478,6 +476,7 @@ impl SealedSegment {
             blocks,
             dictionaries,
             batches: OnceLock::new(),
+            verified: AtomicBool::new(false),
         })
     }
 
@@ -521,7 +520,14 @@ impl SealedSegment {
         if xxh3_64(&self.buffer.as_slice()[..self.ipc_len]) != self.data_checksum {
             return Err(corrupt(&self.path, "data checksum mismatch"));
         }
+        self.verified.store(true, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// True once the row data has been read: its checksum checked, or its batches decoded.
+    /// Opening reads no row data.
+    pub fn is_read(&self) -> bool {
+        self.verified.load(Ordering::Relaxed) || self.batches.get().is_some()
     }
 
     /// The rows, as record batches pointing into the mapped file. The first call checks the

@@ -154,9 +154,14 @@ impl Coordinator {
                             self.endings.remove(&shard);
                             break;
                         }
-                        Some(Control::Released(shard)) => {
+                        Some(Control::Released(shard, committed)) => {
+                            // Handed out again at once, after what the engine committed.
+                            if let Some(c) = committed {
+                                self.resume.checkpoints.insert(shard.clone(), c);
+                            }
                             self.lineage.release(&shard);
                             self.endings.remove(&shard);
+                            break;
                         }
                         None => return,
                     },
@@ -182,7 +187,12 @@ impl Coordinator {
             return StartAt::TrimHorizon;
         }
         match &self.config.start {
-            StartPosition::Latest => StartAt::Latest,
+            // LATEST means "what arrives after the table was created": pinned to that moment,
+            // so that a restart before the shard's first commit skips nothing.
+            StartPosition::Latest => match self.resume.created_ms {
+                Some(created) => StartAt::AtTimestamp(created),
+                None => StartAt::Latest,
+            },
             StartPosition::TrimHorizon => StartAt::TrimHorizon,
             StartPosition::AtTimestamp { millis } => StartAt::AtTimestamp(*millis),
             StartPosition::AtSequenceNumber { shards } => {

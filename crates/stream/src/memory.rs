@@ -175,6 +175,7 @@ impl Source for MemorySource {
         let metrics = Arc::new(StreamMetrics::default());
         let task_metrics = Arc::clone(&metrics);
         tokio::spawn(async move {
+            let mut resume = resume;
             let mut lineage = Lineage::new(resume.ended.iter().cloned(), resume.checkpoints.keys().cloned());
             let (control_tx, mut control_rx) = mpsc::unbounded_channel();
             loop {
@@ -208,7 +209,12 @@ impl Source for MemorySource {
                     _ = tokio::time::sleep(Duration::from_millis(100)) => {}
                     msg = control_rx.recv() => match msg {
                         Some(Control::Finished(s)) => lineage.finish(&s),
-                        Some(Control::Released(s)) => lineage.release(&s),
+                        Some(Control::Released(s, committed)) => {
+                            if let Some(c) = committed {
+                                resume.checkpoints.insert(s.clone(), c);
+                            }
+                            lineage.release(&s);
+                        }
                         None => return,
                     },
                 }

@@ -182,10 +182,17 @@ impl ShardTask {
                 return;
             }
             let Some(it) = iterator.clone() else {
+                let requested_ms = crate::now_ms();
                 match self.get_iterator(&start).await {
                     Ok(Some(it)) => {
                         iterator = Some(it);
                         backoff.reset();
+                        // A LATEST iterator that expires (or is lost to an error) before a
+                        // record arrives is renewed at the moment it was asked for, not at a
+                        // new LATEST that would skip what arrived in between.
+                        if start == StartAt::Latest {
+                            start = StartAt::AtTimestamp(requested_ms);
+                        }
                     }
                     Ok(None) => {
                         // A closed shard with nothing left to read.

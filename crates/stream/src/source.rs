@@ -20,6 +20,11 @@ pub struct ResumeState {
     pub checkpoints: BTreeMap<String, Checkpoint>,
     /// Shards read to their end (and committed as such).
     pub ended: BTreeSet<String>,
+    /// When the table was created, epoch ms. A shard without a checkpoint whose start is
+    /// `LATEST` starts at this time (AT_TIMESTAMP) instead, on the first start and on every
+    /// restart, so that nothing that arrived after the table was created is skipped, however
+    /// often the process stops before the shard commits. None: `LATEST` as the service means it.
+    pub created_ms: Option<i64>,
 }
 
 /// What a shard reader yields.
@@ -44,8 +49,9 @@ pub enum ShardEvent {
 pub enum Control {
     /// The engine committed the end of this shard.
     Finished(String),
-    /// The engine dropped this shard's reader before its end.
-    Released(String),
+    /// The engine dropped this shard's reader before its end, having committed up to the
+    /// checkpoint (if any): a reader handed out again for the shard resumes after it.
+    Released(String, Option<Checkpoint>),
 }
 
 /// One shard's records, in order.
@@ -57,6 +63,7 @@ pub struct ShardReader {
     events: mpsc::Receiver<ShardEvent>,
     control: mpsc::UnboundedSender<Control>,
     finished: bool,
+    committed: Option<Checkpoint>,
 }
 
 impl std::fmt::Debug for ShardReader {
@@ -73,7 +80,14 @@ impl ShardReader {
         events: mpsc::Receiver<ShardEvent>,
         control: mpsc::UnboundedSender<Control>,
     ) -> ShardReader {
-        ShardReader { shard_id, parents, events, control, finished: false }
+        ShardReader { shard_id, parents, events, control, finished: false, committed: None }
+    }
+
+    /// Tells the reader what the engine has committed of the shard, so that a reader handed
+    /// out again after this one is dropped (a stop, a panic) resumes after it, not from where
+    /// the source started.
+    pub fn committed(&mut self, checkpoint: Checkpoint) {
+        self.committed = Some(checkpoint);
     }
 
     /// The next event; None when the source stopped.
@@ -91,7 +105,7 @@ impl ShardReader {
 impl Drop for ShardReader {
     fn drop(&mut self) {
         if !self.finished {
-            let _ = self.control.send(Control::Released(self.shard_id.clone()));
+            let _ = self.control.send(Control::Released(self.shard_id.clone(), self.committed.take()));
         }
     }
 }

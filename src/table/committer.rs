@@ -1,0 +1,155 @@
+//! The committer: the one place a table's committed state changes. The manifest (what is on
+//! disk) and the table state (what queries read) change together, as one step, under one lock:
+//! an [`Edit`] is applied through a [`CommitGuard`], which commits the manifest and swaps the
+//! state before it is released (as mini-lsm does with its state lock). Another writer (a seal
+//! of another shard, retention, a quarantine) cannot slip in between.
+
+use crate::error::Error;
+use crate::manifest::{LostSegment, Manifest, SegmentEntry};
+use parking_lot::{Mutex, MutexGuard, RwLock};
+use shoal_segment::{MutableSegment, SealedSegment};
+use shoal_stream::Checkpoint;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// A sealed segment as the table holds it: its manifest entry and its mapped file.
+#[derive(Debug, Clone)]
+pub(crate) struct Sealed {
+    pub entry: SegmentEntry,
+    pub segment: Arc<SealedSegment>,
+}
+
+/// What queries read: replaced whole by every edit, so that a query never sees a row twice.
+#[derive(Debug, Default)]
+pub(crate) struct TableState {
+    pub sealed: Vec<Sealed>,
+    pub consuming: BTreeMap<String, Arc<MutableSegment>>,
+}
+
+/// A change to a table's committed state.
+#[derive(Debug)]
+pub(crate) enum Edit {
+    /// A shard starts a consuming segment (no manifest change).
+    Consume { shard: String, segment: Arc<MutableSegment> },
+    /// A shard's consuming segment sealed into `sealed` (None: it held no rows), its checkpoint
+    /// moved to `checkpoint`, the shard may have ended; `next` replaces the consuming segment
+    /// (None when the shard ended).
+    Seal {
+        shard: String,
+        sealed: Option<Sealed>,
+        checkpoint: Option<Checkpoint>,
+        ended: bool,
+        next: Option<Arc<MutableSegment>>,
+    },
+    /// The rows of the lost segment `lost` were read again into `sealed` (None: none came
+    /// back); the lost entry is forgotten.
+    Restore { lost: String, sealed: Option<Sealed> },
+    /// Segments past the retention go.
+    Expire { files: BTreeSet<String> },
+    /// A sealed segment found damaged becomes lost, to be read again.
+    Quarantine { file: String, reason: String },
+}
+
+/// The table's manifest and state, and the lock under which both change.
+#[derive(Debug)]
+pub(crate) struct Committer {
+    dir: PathBuf,
+    manifest: Mutex<Manifest>,
+    /// Written only while `manifest` is locked.
+    state: RwLock<Arc<TableState>>,
+}
+
+impl Committer {
+    pub(crate) fn new(dir: PathBuf, manifest: Manifest, state: TableState) -> Committer {
+        Committer { dir, manifest: Mutex::new(manifest), state: RwLock::new(Arc::new(state)) }
+    }
+
+    /// The current state (what a query reads).
+    pub(crate) fn current(&self) -> Arc<TableState> {
+        Arc::clone(&self.state.read())
+    }
+
+    /// Takes the commit lock.
+    pub(crate) fn lock(&self) -> CommitGuard<'_> {
+        CommitGuard { committer: self, manifest: self.manifest.lock() }
+    }
+}
+
+/// Proof that the holder is the table's one committer right now.
+pub(crate) struct CommitGuard<'a> {
+    committer: &'a Committer,
+    manifest: MutexGuard<'a, Manifest>,
+}
+
+impl CommitGuard<'_> {
+    /// The committed manifest.
+    pub(crate) fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// Applies `edit`: the manifest is committed (when the edit changes it) and then the state
+    /// swapped, before the guard is released. When the commit fails nothing changes, and a
+    /// segment file the edit brought, which no manifest names, is removed.
+    pub(crate) fn apply(&mut self, edit: Edit) -> Result<(), Error> {
+        let mut next = self.manifest.clone();
+        let state = self.committer.current();
+        let mut sealed = state.sealed.clone();
+        let mut consuming = state.consuming.clone();
+        let mut new_file = None;
+        let mut add = |next: &mut Manifest, s: Sealed| {
+            next.next_sequence.insert(s.entry.shard.clone(), s.entry.sequence + 1);
+            next.segments.push(s.entry.clone());
+            new_file = Some(s.entry.file.clone());
+            sealed.push(s);
+        };
+        match edit {
+            Edit::Consume { shard, segment } => {
+                consuming.insert(shard, segment);
+            }
+            Edit::Seal { shard, sealed: s, checkpoint, ended, next: fresh } => {
+                if let Some(s) = s {
+                    add(&mut next, s);
+                }
+                if let Some(c) = checkpoint {
+                    next.checkpoints.insert(shard.clone(), c);
+                }
+                if ended {
+                    next.ended_shards.insert(shard.clone());
+                }
+                match fresh {
+                    Some(f) => consuming.insert(shard, f),
+                    None => consuming.remove(&shard),
+                };
+            }
+            Edit::Restore { lost, sealed: s } => {
+                next.lost.retain(|l| l.entry.file != lost);
+                if let Some(s) = s {
+                    add(&mut next, s);
+                }
+            }
+            Edit::Expire { files } => {
+                next.segments.retain(|s| !files.contains(&s.file));
+                sealed.retain(|s| !files.contains(&s.entry.file));
+            }
+            Edit::Quarantine { file, reason } => {
+                if let Some(at) = next.segments.iter().position(|s| s.file == file) {
+                    let entry = next.segments.remove(at);
+                    next.lost.push(LostSegment { entry, reason });
+                }
+                sealed.retain(|s| s.entry.file != file);
+            }
+        }
+        if next != *self.manifest {
+            if let Err(e) = next.commit(&self.committer.dir) {
+                if let Some(file) = new_file {
+                    let _ = std::fs::remove_file(self.committer.dir.join(super::SEGMENTS_DIR).join(file));
+                }
+                return Err(e);
+            }
+            *self.manifest = next;
+        }
+        *self.committer.state.write() = Arc::new(TableState { sealed, consuming });
+        Ok(())
+    }
+}

@@ -1,0 +1,346 @@
+//! A shard's ingest loop: it owns the shard's consuming segment, appends the reader's records
+//! to it, and seals it at a flush threshold, at the table's memory cap (when it is the largest),
+//! or at the shard's end, committing each seal through the committer.
+
+use super::committer::{CommitGuard, Edit, Sealed};
+use super::status::ShardState;
+use super::{SEGMENTS_DIR, Table};
+use crate::error::Error;
+use crate::manifest::SegmentEntry;
+use shoal_segment::{MutableSegment, RecordMeta, SealRequest, SealedSegment, write_segment};
+use shoal_stream::{Checkpoint, Record, ShardEvent, ShardReader};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use tokio::sync::{Notify, watch};
+
+/// The records a consuming segment took: the first and the last (rows or drops).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Span {
+    pub first: Option<Checkpoint>,
+    pub last: Option<Checkpoint>,
+}
+
+impl Table {
+    /// One shard's ingestion: records → decode → consuming segment → seal → commit.
+    pub(super) async fn ingest(self: Arc<Table>, mut reader: ShardReader) {
+        let shard = reader.shard_id.clone();
+        let mut stop = self.stop.subscribe();
+        let seal_request = Arc::new(Notify::new());
+        self.seal_requests.lock().insert(shard.clone(), Arc::clone(&seal_request));
+        let mut segment = self.new_consuming(&shard);
+        let mut span = Span::default();
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let committed = self.committer.lock().manifest().checkpoints.get(&shard).map(Checkpoint::to_text);
+        self.board.update_shard(&shard, |s| {
+            s.state = ShardState::Consuming;
+            s.checkpoint = committed;
+            s.consuming_rows = 0;
+        });
+        let flush = &self.definition.config.stream.flush;
+        loop {
+            // A receiver made after the stop never sees it change.
+            if *stop.borrow() {
+                return;
+            }
+            tokio::select! {
+                _ = stop.changed() => return,
+                // The table is over its memory cap and this shard's segment is the largest.
+                _ = seal_request.notified() => {
+                    if segment.rows() > 0
+                        && !self.seal_or_pause(&mut reader, &mut segment, &mut span, false, &mut stop).await
+                    {
+                        return;
+                    }
+                }
+                _ = tick.tick() => {
+                    if segment.should_seal(flush, self.shard_count()).is_some()
+                        && !self.seal_or_pause(&mut reader, &mut segment, &mut span, false, &mut stop).await
+                    {
+                        return;
+                    }
+                }
+                event = reader.next() => match event {
+                    None => return,
+                    Some(ShardEvent::Records { records, millis_behind_latest }) => {
+                        #[cfg(feature = "fault-injection")]
+                        self.options.faults.before_append(&records);
+                        // Appended in slices that end at the row limit, so that a segment seals
+                        // at exactly its threshold and carries the checkpoint of its last record.
+                        let mut rest = &records[..];
+                        while !rest.is_empty() {
+                            let room = flush
+                                .rows_per_segment(self.shard_count())
+                                .map_or(rest.len(), |limit| limit.saturating_sub(segment.rows() as u64).max(1) as usize);
+                            let (now, later) = rest.split_at(room.min(rest.len()));
+                            rest = later;
+                            self.append(&shard, &segment, &mut span, now, millis_behind_latest);
+                            if !self.should_seal_now(&shard, &segment) {
+                                continue;
+                            }
+                            if !self.seal_or_pause(&mut reader, &mut segment, &mut span, false, &mut stop).await {
+                                return;
+                            }
+                        }
+                    }
+                    Some(ShardEvent::End { .. }) => {
+                        // The end seals what is left and records the shard as ended; its children
+                        // start only after that commit.
+                        if !self.seal_or_pause(&mut reader, &mut segment, &mut span, true, &mut stop).await {
+                            return;
+                        }
+                        self.seal_requests.lock().remove(&shard);
+                        reader.finished();
+                        return;
+                    }
+                },
+            }
+        }
+    }
+
+    fn append(
+        &self,
+        shard: &str,
+        segment: &MutableSegment,
+        span: &mut Span,
+        records: &[Record],
+        millis_behind_latest: Option<i64>,
+    ) {
+        let outcome = segment.append(records.iter().map(|r| {
+            (
+                r.data.as_ref(),
+                RecordMeta {
+                    partition_key: &r.partition_key,
+                    sequence_number: r.sequence_number.as_str(),
+                    arrival_millis: r.arrival_ms,
+                },
+            )
+        }));
+        if span.first.is_none() {
+            span.first = records.first().map(Record::position);
+        }
+        if let Some(r) = records.last() {
+            span.last = Some(r.position());
+        }
+        self.metrics.rows_ingested.fetch_add(outcome.rows as u64, Ordering::Relaxed);
+        self.metrics.bytes_ingested.fetch_add(outcome.bytes as u64, Ordering::Relaxed);
+        if outcome.dropped > 0 {
+            self.metrics.dropped.lock().unwrap_or_else(|p| p.into_inner()).merge(&outcome.drops);
+        }
+        let rows = segment.rows() as u64;
+        self.board.update_shard(shard, |s| {
+            s.millis_behind_latest = millis_behind_latest;
+            s.consuming_rows = rows;
+            s.rows_ingested += outcome.rows as u64;
+        });
+    }
+
+    /// True when `segment` (the shard's) must seal now: a flush threshold is reached, or the
+    /// table's consuming segments are over the memory cap and this one is the largest. When
+    /// another shard's segment is the largest, that shard is asked to seal instead: sealing the
+    /// shard that happens to be appending would make a storm of tiny segments.
+    fn should_seal_now(&self, shard: &str, segment: &MutableSegment) -> bool {
+        if segment.should_seal(&self.definition.config.stream.flush, self.shard_count()).is_some() {
+            return true;
+        }
+        let state = self.committer.current();
+        let total: usize = state.consuming.values().map(|c| c.estimated_bytes()).sum();
+        if total <= self.options.consuming_memory_cap {
+            return false;
+        }
+        let largest = state
+            .consuming
+            .iter()
+            .filter(|(_, c)| c.rows() > 0)
+            .max_by_key(|(_, c)| c.estimated_bytes())
+            .map(|(s, _)| s.clone());
+        match largest {
+            Some(l) if l == shard => true,
+            Some(l) => {
+                if let Some(request) = self.seal_requests.lock().get(&l) {
+                    request.notify_one();
+                }
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// Seals, and while sealing fails (a full disk, a file size limit, an I/O error) keeps the
+    /// shard paused: nothing more is read from it, its consuming segment stays queryable and in
+    /// memory, the manifest keeps the last commit, and the seal is retried with a growing wait
+    /// until it succeeds. False when the table stopped first.
+    async fn seal_or_pause(
+        self: &Arc<Table>,
+        reader: &mut ShardReader,
+        segment: &mut Arc<MutableSegment>,
+        span: &mut Span,
+        ended: bool,
+        stop: &mut watch::Receiver<bool>,
+    ) -> bool {
+        let shard = reader.shard_id.clone();
+        let mut wait = Duration::from_millis(100).min(self.options.seal_retry);
+        let mut failures = 0u64;
+        loop {
+            match self.seal(&shard, segment, span.clone(), ended).await {
+                Ok(committed) => {
+                    // A reader handed out again for this shard resumes here.
+                    if let Some(c) = committed {
+                        reader.committed(c);
+                    }
+                    // The next segment starts with the next record; the checkpoint stays.
+                    span.first = None;
+                    if failures > 0 {
+                        tracing::warn!(table = %self.name, shard, failures, "sealing succeeded again; consuming resumes");
+                        self.board.update_shard(&shard, |s| {
+                            if s.state == ShardState::Paused {
+                                s.state = ShardState::Consuming;
+                            }
+                            s.error = None;
+                        });
+                    }
+                    return true;
+                }
+                Err(e) => {
+                    failures += 1;
+                    self.metrics.seal_failures.fetch_add(1, Ordering::Relaxed);
+                    let message = e.to_string();
+                    if failures == 1 {
+                        tracing::error!(table = %self.name, shard, error = %message, "sealing failed; the shard pauses and the seal is retried until it succeeds");
+                    } else {
+                        tracing::debug!(table = %self.name, shard, error = %message, failures, "sealing failed again");
+                    }
+                    self.board.update_shard(&shard, |s| {
+                        s.state = ShardState::Paused;
+                        s.error = Some(message);
+                    });
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = stop.changed() => return false,
+            }
+            if *stop.borrow() {
+                return false;
+            }
+            wait = (wait * 2).min(self.options.seal_retry);
+        }
+    }
+
+    fn new_consuming(&self, shard: &str) -> Arc<MutableSegment> {
+        let segment = Arc::new(MutableSegment::new(Arc::clone(&self.layout)));
+        let edit = Edit::Consume { shard: shard.to_string(), segment: Arc::clone(&segment) };
+        // A state-only edit: nothing is written, so it cannot fail.
+        if let Err(e) = self.committer.lock().apply(edit) {
+            tracing::error!(table = %self.name, shard, error = %e, "starting a consuming segment failed");
+        }
+        segment
+    }
+
+    /// Seals the shard's consuming segment (if it has rows) and commits it with the checkpoint
+    /// (and the shard's end) in one edit: the sealed segment and a fresh consuming segment
+    /// appear to queries together with the manifest that names them. Returns the shard's
+    /// committed checkpoint.
+    async fn seal(
+        self: &Arc<Table>,
+        shard: &str,
+        segment: &mut Arc<MutableSegment>,
+        span: Span,
+        ended: bool,
+    ) -> Result<Option<Checkpoint>, Error> {
+        let started = Instant::now();
+        let table = Arc::clone(self);
+        let shard_owned = shard.to_string();
+        let current = Arc::clone(segment);
+        let (fresh, checkpoint) =
+            tokio::task::spawn_blocking(move || table.seal_blocking(&shard_owned, &current, span, ended))
+                .await
+                .map_err(|e| Error::Corrupt {
+                    path: self.dir.clone(),
+                    reason: format!("seal task failed: {e}"),
+                })??;
+        if let Some(f) = fresh {
+            *segment = f;
+        }
+        let text = checkpoint.as_ref().map(Checkpoint::to_text);
+        self.board.update_shard(shard, |s| {
+            s.checkpoint = text;
+            s.consuming_rows = 0;
+            if ended {
+                s.state = ShardState::Ended;
+            }
+        });
+        self.metrics.seal_micros.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        Ok(checkpoint)
+    }
+
+    fn seal_blocking(
+        &self,
+        shard: &str,
+        segment: &MutableSegment,
+        span: Span,
+        ended: bool,
+    ) -> Result<(Option<Arc<MutableSegment>>, Option<Checkpoint>), Error> {
+        let mut guard = self.committer.lock();
+        let after = guard.manifest().checkpoints.get(shard).cloned();
+        let sealed = self.write_sealed(&guard, shard, segment, after, &span)?;
+        let wrote = sealed.is_some();
+        let fresh = (!ended).then(|| Arc::new(MutableSegment::new(Arc::clone(&self.layout))));
+        guard.apply(Edit::Seal {
+            shard: shard.to_string(),
+            sealed,
+            checkpoint: span.last,
+            ended,
+            next: fresh.clone(),
+        })?;
+        if wrote {
+            self.metrics.segments_sealed.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok((fresh, guard.manifest().checkpoints.get(shard).cloned()))
+    }
+
+    /// Writes `segment`'s rows as the shard's next segment file (numbered from the manifest the
+    /// guard holds) and maps it; None when it has no rows. `after` and `span` say where its
+    /// records lie in the shard. The file is named by no manifest until the caller's edit.
+    pub(super) fn write_sealed(
+        &self,
+        guard: &CommitGuard<'_>,
+        shard: &str,
+        segment: &MutableSegment,
+        after: Option<Checkpoint>,
+        span: &Span,
+    ) -> Result<Option<Sealed>, Error> {
+        let snapshot = segment.snapshot();
+        if snapshot.rows == 0 {
+            return Ok(None);
+        }
+        let sequence = guard.manifest().next_sequence.get(shard).copied().unwrap_or(0);
+        let request = SealRequest {
+            table: &self.name,
+            shard,
+            sequence,
+            created_ms: segment.created_ms(),
+            sort_by: self.definition.config.sorted_column.as_deref(),
+        };
+        let (path, meta) = write_segment(&self.dir.join(SEGMENTS_DIR), &self.layout, &snapshot, &request)?;
+        let segment = match SealedSegment::open(&path) {
+            Ok(s) => Arc::new(s),
+            Err(e) => {
+                let _ = std::fs::remove_file(&path);
+                return Err(e.into());
+            }
+        };
+        let entry = SegmentEntry {
+            file: path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default(),
+            shard: shard.to_string(),
+            sequence,
+            rows: meta.rows,
+            time_range: meta.time_range,
+            after,
+            first: span.first.clone(),
+            last: span.last.clone(),
+        };
+        Ok(Some(Sealed { entry, segment }))
+    }
+}

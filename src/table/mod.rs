@@ -1,0 +1,350 @@
+//! A table: its committed segments and one ingest loop per shard.
+//!
+//! - `committer.rs`: the manifest and the table state, changed together by one committer;
+//! - `ingest.rs`: a shard's ingest loop (decode, append, seal at a threshold or the memory cap);
+//! - `recovery.rs`: open, quarantine, scrub, and re-reading lost segments from the stream;
+//! - `status.rs`: what operators see.
+
+mod committer;
+mod ingest;
+mod recovery;
+mod status;
+
+pub use recovery::ScrubOptions;
+pub use status::{QuarantineState, QuarantinedSegment, SegmentStatus, ShardState, ShardStatus, TableStatus};
+
+use crate::config::TableDefinition;
+use crate::engine::SourceFactory;
+use crate::error::Error;
+use crate::metrics::TableMetrics;
+use committer::Committer;
+use parking_lot::Mutex;
+use shoal_query::{SegmentData, SnapshotSource, TableSnapshot};
+use shoal_segment::mutable::now_ms;
+use shoal_segment::{LayoutOptions, SealedSegment, SegmentError, TableLayout};
+use shoal_stream::{Checkpoint, ShardReader, Source, SourceHandle};
+use status::StatusBoard;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tokio::sync::{Notify, mpsc, watch};
+use tokio::task::JoinHandle;
+
+/// The directory of a table's sealed segment files.
+pub(crate) const SEGMENTS_DIR: &str = "segments";
+/// The directory damaged segment files are moved to.
+pub(crate) const QUARANTINE_DIR: &str = "quarantine";
+
+/// Engine-wide settings a table needs.
+#[derive(Clone)]
+pub struct TableOptions {
+    /// Most bytes (estimated) the consuming segments of one table may hold before the largest
+    /// seals early.
+    pub consuming_memory_cap: usize,
+    /// How often retention runs.
+    pub retention_interval: Duration,
+    /// Longest wait between attempts to seal while sealing fails.
+    pub seal_retry: Duration,
+    /// The background scrub of sealed segments; None turns it off.
+    pub scrub: Option<ScrubOptions>,
+    /// Where the table reads records from (also to read lost segments again).
+    pub sources: Arc<dyn SourceFactory>,
+    /// Faults the tests inject.
+    #[cfg(feature = "fault-injection")]
+    pub faults: Arc<crate::engine::Faults>,
+}
+
+/// A table being consumed.
+pub struct Table {
+    pub(crate) name: String,
+    pub(crate) definition: TableDefinition,
+    pub(crate) layout: Arc<TableLayout>,
+    dir: PathBuf,
+    committer: Committer,
+    board: StatusBoard,
+    pub(crate) metrics: Arc<TableMetrics>,
+    options: TableOptions,
+    stop: watch::Sender<bool>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+    source: Mutex<Option<SourceHandle>>,
+    /// Per shard, how to ask its ingest loop to seal now (the table is over its memory cap).
+    seal_requests: Mutex<BTreeMap<String, Arc<Notify>>>,
+    /// Lost segments being read again.
+    rereads: Mutex<BTreeSet<String>>,
+    /// Segments a query found unreadable, for the recovery task.
+    unreadable: mpsc::UnboundedSender<(String, String)>,
+    unreadable_rx: Mutex<Option<mpsc::UnboundedReceiver<(String, String)>>>,
+}
+
+impl std::fmt::Debug for Table {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Table").field("name", &self.name).finish()
+    }
+}
+
+impl SnapshotSource for Table {
+    fn snapshot(&self) -> TableSnapshot {
+        let state = self.committer.current();
+        let mut segments: Vec<SegmentData> =
+            state.sealed.iter().map(|s| SegmentData::Sealed(Arc::clone(&s.segment))).collect();
+        segments.extend(state.consuming.values().map(|c| SegmentData::Consuming(c.snapshot())));
+        self.metrics.queries.fetch_add(1, Ordering::Relaxed);
+        TableSnapshot { segments }
+    }
+
+    fn unreadable(&self, segment: &Arc<SealedSegment>, error: &SegmentError) {
+        // Reading a sealed segment's rows fails only on damaged data (SealedSegment::batches).
+        let file = segment.path().file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+        let _ = self.unreadable.send((file, error.to_string()));
+    }
+}
+
+/// The layout of a table definition.
+pub fn layout_of(definition: &TableDefinition) -> Arc<TableLayout> {
+    let config = &definition.config;
+    Arc::new(TableLayout::new(
+        Arc::clone(&definition.schema),
+        &LayoutOptions {
+            time_column: Some(config.segments.time_column.clone()),
+            flatten_delimiter: config.ingestion.complex_type.as_ref().map(|c| c.delimiter.clone()),
+            populate_metadata: config.stream.populate_metadata,
+        },
+    ))
+}
+
+impl Table {
+    /// Opens a table in `dir`: loads the manifest, deletes files it does not name (half-sealed
+    /// segments), maps the sealed segments (without reading them) and quarantines the damaged
+    /// ones. Any other failure to open a segment (the kernel refusing a map, a format from a
+    /// newer build) fails the open and changes nothing.
+    pub fn open(
+        name: String,
+        definition: TableDefinition,
+        dir: PathBuf,
+        metrics: Arc<TableMetrics>,
+        options: TableOptions,
+    ) -> Result<Table, Error> {
+        let layout = layout_of(&definition);
+        let opened = recovery::open_dir(&name, &dir, &layout)?;
+        let board = StatusBoard::default();
+        for l in &opened.manifest.lost {
+            board.quarantined(QuarantinedSegment {
+                file: l.entry.file.clone(),
+                shard: l.entry.shard.clone(),
+                reason: l.reason.clone(),
+                rows: l.entry.rows,
+                state: QuarantineState::Pending,
+                rows_restored: 0,
+            });
+        }
+        let (stop, _) = watch::channel(false);
+        let (unreadable, unreadable_rx) = mpsc::unbounded_channel();
+        Ok(Table {
+            name,
+            definition,
+            layout,
+            committer: Committer::new(dir.clone(), opened.manifest, opened.state),
+            dir,
+            board,
+            metrics,
+            options,
+            stop,
+            tasks: Mutex::new(Vec::new()),
+            source: Mutex::new(None),
+            seal_requests: Mutex::new(BTreeMap::new()),
+            rereads: Mutex::new(BTreeSet::new()),
+            unreadable,
+            unreadable_rx: Mutex::new(Some(unreadable_rx)),
+        })
+    }
+
+    /// Starts consuming from `source`, resuming after the manifest's checkpoints; reads the
+    /// lost segments' rows again, and starts retention and the scrub.
+    pub fn start(self: &Arc<Table>, source: Box<dyn Source>) {
+        let resume = self.committer.lock().manifest().resume_state();
+        let mut handle = source.start(resume);
+        *self.metrics.stream.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::clone(&handle.metrics));
+        let readers = std::mem::replace(&mut handle.readers, mpsc::channel(1).1);
+        *self.source.lock() = Some(handle);
+        self.spawn_until_stopped(Arc::clone(self).dispatch(readers));
+        let table = Arc::clone(self);
+        self.spawn_until_stopped(async move {
+            loop {
+                tokio::time::sleep(table.options.retention_interval).await;
+                if let Err(e) = table.apply_retention() {
+                    tracing::error!(table = %table.name, error = %e, "retention failed");
+                }
+            }
+        });
+        if let Some(rx) = self.unreadable_rx.lock().take() {
+            let table = Arc::clone(self);
+            self.spawn_until_stopped(async move {
+                let mut rx = rx;
+                while let Some((file, reason)) = rx.recv().await {
+                    table.quarantine(&file, reason);
+                }
+            });
+        }
+        if let Some(scrub) = self.options.scrub.clone() {
+            self.tasks.lock().push(tokio::spawn(Arc::clone(self).scrub(scrub)));
+        }
+        for lost in self.committer.lock().manifest().lost.clone() {
+            self.reread(lost);
+        }
+    }
+
+    /// Runs `task` until the table stops.
+    fn spawn_until_stopped(&self, task: impl Future<Output = ()> + Send + 'static) {
+        let mut stop = self.stop.subscribe();
+        self.tasks.lock().push(tokio::spawn(async move {
+            if *stop.borrow() {
+                return;
+            }
+            tokio::select! {
+                _ = task => {}
+                _ = stop.changed() => {}
+            }
+        }));
+    }
+
+    /// Hands each reader the source gives to an ingest loop of its own. An ingest loop that
+    /// panics is counted; its reader, dropped, is handed out again by the source from the
+    /// shard's last commit, and a new loop takes it.
+    async fn dispatch(self: Arc<Table>, mut readers: mpsc::Receiver<ShardReader>) {
+        while let Some(reader) = readers.recv().await {
+            if *self.stop.borrow() {
+                return;
+            }
+            let shard = reader.shard_id.clone();
+            let ingest = tokio::spawn(Arc::clone(&self).ingest(reader));
+            let table = Arc::clone(&self);
+            let watcher = tokio::spawn(async move {
+                if let Err(e) = ingest.await
+                    && e.is_panic()
+                {
+                    let message = panic_message(e.into_panic());
+                    table.metrics.ingest_panics.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(table = %table.name, shard, panic = %message, "the shard's ingest task panicked; it starts again from the last commit");
+                    table.board.update_shard(&shard, |s| {
+                        s.restarts += 1;
+                        s.last_panic = Some(message);
+                    });
+                }
+            });
+            self.tasks.lock().push(watcher);
+        }
+    }
+
+    /// Stops the readers and ingestion tasks; what is committed stays committed.
+    pub async fn stop(&self) {
+        // The source first, so that no reader is handed out while the tasks stop.
+        if let Some(handle) = self.source.lock().take() {
+            handle.stop();
+        }
+        let _ = self.stop.send(true);
+        // Tasks started while stopping are waited for too.
+        loop {
+            let tasks: Vec<_> = std::mem::take(&mut *self.tasks.lock());
+            if tasks.is_empty() {
+                return;
+            }
+            for t in tasks {
+                let _ = t.await;
+            }
+        }
+    }
+
+    fn shard_count(&self) -> usize {
+        self.committer.current().consuming.len().max(1)
+    }
+
+    /// Drops the sealed segments whose newest row is older than the retention.
+    pub fn apply_retention(&self) -> Result<usize, Error> {
+        let Some(retention) = self.definition.config.segments.retention else { return Ok(0) };
+        let cutoff = now_ms() - retention.as_millis() as i64;
+        let expired: BTreeSet<String> = {
+            let mut guard = self.committer.lock();
+            let expired: BTreeSet<String> = guard
+                .manifest()
+                .segments
+                .iter()
+                .filter(|s| s.time_range.is_some_and(|(_, newest)| newest < cutoff))
+                .map(|s| s.file.clone())
+                .collect();
+            if expired.is_empty() {
+                return Ok(0);
+            }
+            guard.apply(committer::Edit::Expire { files: expired.clone() })?;
+            expired
+        };
+        for file in &expired {
+            // Queries still holding the segment keep its map; the file goes now.
+            let path = self.dir.join(SEGMENTS_DIR).join(file);
+            if let Err(e) = std::fs::remove_file(&path) {
+                tracing::warn!(table = %self.name, file = %path.display(), error = %e, "cannot remove an expired segment file");
+            }
+        }
+        tracing::info!(table = %self.name, segments = expired.len(), "retention removed segments");
+        Ok(expired.len())
+    }
+
+    /// The table's status.
+    pub fn status(&self) -> TableStatus {
+        let state = self.committer.current();
+        let mut shards = self.board.shards();
+        {
+            let guard = self.committer.lock();
+            let manifest = guard.manifest();
+            for ended in &manifest.ended_shards {
+                let s = shards
+                    .entry(ended.clone())
+                    .or_insert_with(|| ShardStatus { shard: ended.clone(), ..ShardStatus::default() });
+                s.state = ShardState::Ended;
+                if s.checkpoint.is_none() {
+                    s.checkpoint = manifest.checkpoints.get(ended).map(Checkpoint::to_text);
+                }
+            }
+        }
+        for (shard, c) in &state.consuming {
+            if let Some(s) = shards.get_mut(shard) {
+                s.consuming_rows = c.rows() as u64;
+            }
+        }
+        let segments: Vec<SegmentStatus> = state
+            .sealed
+            .iter()
+            .map(|s| SegmentStatus {
+                name: s.segment.meta().name.clone(),
+                shard: s.entry.shard.clone(),
+                rows: s.entry.rows,
+                time_range: s.entry.time_range,
+                verified: s.segment.is_read(),
+            })
+            .collect();
+        TableStatus {
+            table: self.name.clone(),
+            sealed_rows: segments.iter().map(|s| s.rows).sum(),
+            consuming_rows: state.consuming.values().map(|c| c.rows() as u64).sum(),
+            segments,
+            shards: shards.into_values().collect(),
+            dropped: self.metrics.dropped.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            quarantined: self.board.quarantine_list(),
+        }
+    }
+
+    /// The table's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    match payload.downcast::<String>() {
+        Ok(s) => *s,
+        Err(payload) => {
+            payload.downcast_ref::<&str>().map_or_else(|| "a panic".to_string(), |s| s.to_string())
+        }
+    }
+}

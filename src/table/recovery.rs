@@ -1,0 +1,311 @@
+//! Recovery: opening a table's directory (orphans removed, segments mapped, damaged ones
+//! quarantined, anything else refused loudly), the scrub that reads every sealed segment's data
+//! once after open and then now and then, and the re-read of a lost segment's rows from the
+//! stream.
+
+use super::committer::{Edit, Sealed, TableState};
+use super::ingest::Span;
+use super::status::{QuarantineState, QuarantinedSegment};
+use super::{QUARANTINE_DIR, SEGMENTS_DIR, Table};
+use crate::error::{Error, io_error};
+use crate::manifest::{LostSegment, Manifest};
+use shoal_segment::sealed::is_temporary;
+use shoal_segment::{MutableSegment, RecordMeta, SealedSegment, SegmentError, TableLayout, durable};
+use shoal_stream::{Checkpoint, ShardEvent};
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How the scrub reads sealed segments in the background.
+#[derive(Debug, Clone)]
+pub struct ScrubOptions {
+    /// Most bytes read per second (the scrub sleeps between segments to keep to it).
+    pub bytes_per_second: u64,
+    /// Time between two passes over every segment (the first starts right after open).
+    pub interval: Duration,
+}
+
+impl Default for ScrubOptions {
+    fn default() -> Self {
+        ScrubOptions { bytes_per_second: 64 << 20, interval: Duration::from_secs(24 * 3600) }
+    }
+}
+
+/// True when `e` says the file is damaged or gone, so that its rows must come from the stream
+/// again. Anything else (the kernel refusing a map or a file descriptor, a permission, a
+/// format version from a newer build, a file of another table) says nothing about the data:
+/// the open fails loudly instead, and the segment is never quarantined and forgotten.
+fn is_damage(e: &SegmentError) -> bool {
+    match e {
+        SegmentError::Corrupt { .. } => true,
+        SegmentError::Io { source, .. } => source.kind() == std::io::ErrorKind::NotFound,
+        _ => false,
+    }
+}
+
+/// The sealed segments a table directory holds, as found at open.
+pub(super) struct Opened {
+    pub manifest: Manifest,
+    pub state: TableState,
+}
+
+/// Opens a table directory: loads the manifest, deletes segment files it does not name
+/// (half-sealed segments), maps the named ones without reading their rows, and quarantines the
+/// damaged ones (committed as lost, their files moved to `quarantine/`).
+pub(super) fn open_dir(name: &str, dir: &Path, layout: &TableLayout) -> Result<Opened, Error> {
+    let segments_dir = dir.join(SEGMENTS_DIR);
+    durable::create_dir(&segments_dir).map_err(|e| io_error(&segments_dir, e))?;
+    let mut manifest = Manifest::load(dir)?;
+    let named: BTreeSet<String> = manifest.files().into_iter().map(str::to_string).collect();
+    for entry in std::fs::read_dir(&segments_dir).map_err(|e| io_error(&segments_dir, e))? {
+        let entry = entry.map_err(|e| io_error(&segments_dir, e))?;
+        let file_name = entry.file_name().to_string_lossy().into_owned();
+        if !named.contains(&file_name) {
+            let path = entry.path();
+            tracing::info!(table = %name, file = %path.display(), temporary = is_temporary(&path), "removing a segment file no manifest names");
+            std::fs::remove_file(&path).map_err(|e| io_error(&path, e))?;
+        }
+    }
+    let mut sealed = Vec::new();
+    let mut refused = Vec::new();
+    for entry in &manifest.segments {
+        let path = segments_dir.join(&entry.file);
+        match SealedSegment::open(&path).and_then(|s| s.check_schema(&layout.arrow).map(|()| s)) {
+            Ok(segment) => sealed.push(Sealed { entry: entry.clone(), segment: Arc::new(segment) }),
+            Err(e) if is_damage(&e) => {
+                tracing::error!(table = %name, file = %path.display(), error = %e, "segment refused at open: quarantined; its rows will be read again from the stream");
+                refused.push(LostSegment { entry: entry.clone(), reason: e.to_string() });
+            }
+            Err(e) => {
+                tracing::error!(table = %name, file = %path.display(), error = %e, "segment cannot be opened; the table is not opened (nothing was changed)");
+                return Err(e.into());
+            }
+        }
+    }
+    let mut changed = false;
+    if manifest.created_ms.is_none() {
+        // The table's first commit records when it was created; a table made by an older
+        // build takes its config file's time.
+        let config = dir.join(crate::engine::TABLE_CONFIG_FILE);
+        let created = std::fs::metadata(&config)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or_else(shoal_stream::now_ms, |d| d.as_millis() as i64);
+        manifest.created_ms = Some(created);
+        changed = true;
+    }
+    if !refused.is_empty() {
+        manifest.segments.retain(|s| !refused.iter().any(|l| l.entry.file == s.file));
+        manifest.lost.extend(refused.iter().cloned());
+        changed = true;
+    }
+    if changed {
+        manifest.commit(dir)?;
+    }
+    for lost in &refused {
+        move_to_quarantine(dir, &lost.entry.file);
+    }
+    Ok(Opened { manifest, state: TableState { sealed, consuming: Default::default() } })
+}
+
+/// Moves a segment file the manifest no longer names into `quarantine/`, durably. The file is
+/// kept for the operator only: a failure is logged (the file would be removed as an orphan at
+/// the next open).
+fn move_to_quarantine(dir: &Path, file: &str) {
+    let quarantine = dir.join(QUARANTINE_DIR);
+    let from = dir.join(SEGMENTS_DIR).join(file);
+    let moved =
+        durable::create_dir(&quarantine).and_then(|()| durable::rename(&from, &quarantine.join(file)));
+    if let Err(e) = moved
+        && from.exists()
+    {
+        tracing::warn!(file = %from.display(), error = %e, "cannot move a quarantined segment file aside");
+    }
+}
+
+impl Table {
+    /// Takes a sealed segment whose data turned out damaged out of the table: it becomes lost
+    /// in the same commit that takes it out of queries, its file moves to `quarantine/`, and
+    /// its rows are read again from the stream. Nothing happens for a file the table no longer
+    /// holds (quarantined already, or expired).
+    pub(super) fn quarantine(self: &Arc<Table>, file: &str, reason: String) {
+        let lost = {
+            let mut guard = self.committer.lock();
+            let Some(entry) = guard.manifest().segments.iter().find(|s| s.file == file).cloned() else {
+                return;
+            };
+            if let Err(e) = guard.apply(Edit::Quarantine { file: file.to_string(), reason: reason.clone() }) {
+                tracing::error!(table = %self.name, file, error = %e, "cannot commit a damaged segment as lost; it stays in the table until it is found again");
+                return;
+            }
+            LostSegment { entry, reason }
+        };
+        tracing::error!(table = %self.name, file, reason = %lost.reason, "segment data damaged: quarantined; its rows are read again from the stream");
+        self.metrics.segments_quarantined.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        move_to_quarantine(&self.dir, file);
+        self.reread(lost);
+    }
+
+    /// Reads every sealed segment's data (its checksum) once after open and then every
+    /// `interval`, at most `bytes_per_second`; a damaged one is quarantined and re-read.
+    pub(super) async fn scrub(self: Arc<Table>, options: ScrubOptions) {
+        let mut stop = self.stop.subscribe();
+        loop {
+            let segments: Vec<Sealed> = self.committer.current().sealed.clone();
+            for s in segments {
+                if *stop.borrow() {
+                    return;
+                }
+                let segment = Arc::clone(&s.segment);
+                let bytes = std::fs::metadata(segment.path()).map(|m| m.len()).unwrap_or(0);
+                let checked = tokio::task::spawn_blocking(move || segment.verify()).await;
+                match checked {
+                    Ok(Err(e)) if is_damage(&e) => self.quarantine(&s.entry.file, e.to_string()),
+                    Ok(Err(e)) => {
+                        tracing::error!(table = %self.name, file = %s.entry.file, error = %e, "the scrub cannot read a segment")
+                    }
+                    Ok(Ok(())) | Err(_) => {}
+                }
+                let pause = Duration::from_secs_f64(bytes as f64 / options.bytes_per_second.max(1) as f64);
+                tokio::select! {
+                    _ = tokio::time::sleep(pause) => {}
+                    _ = stop.changed() => return,
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(options.interval) => {}
+                _ = stop.changed() => return,
+            }
+        }
+    }
+
+    /// Reads the rows of a lost segment again (from the checkpoint before it to its last
+    /// record) and commits them as a new segment of its shard, beside ingestion.
+    pub(super) fn reread(self: &Arc<Table>, lost: LostSegment) {
+        if !self.rereads.lock().insert(lost.entry.file.clone()) {
+            return;
+        }
+        self.board.quarantined(QuarantinedSegment {
+            file: lost.entry.file.clone(),
+            shard: lost.entry.shard.clone(),
+            reason: lost.reason.clone(),
+            rows: lost.entry.rows,
+            state: QuarantineState::Pending,
+            rows_restored: 0,
+        });
+        let table = Arc::clone(self);
+        let task = tokio::spawn(async move {
+            let file = lost.entry.file.clone();
+            Arc::clone(&table).reread_task(lost).await;
+            table.rereads.lock().remove(&file);
+        });
+        self.tasks.lock().push(task);
+    }
+
+    async fn reread_task(self: Arc<Table>, lost: LostSegment) {
+        let entry = &lost.entry;
+        let file = entry.file.as_str();
+        let Some(last) = entry.last.clone() else {
+            tracing::error!(table = %self.name, file, "the lost segment was committed without its stream positions; its rows cannot be read again");
+            return;
+        };
+        let source = self.options.sources.create(&self.definition).await;
+        let Some(mut handle) = source.replay(&entry.shard, entry.after.clone()) else {
+            tracing::error!(table = %self.name, file, "the source cannot read a shard again; the lost segment's rows wait for the next start");
+            return;
+        };
+        let mut stop = self.stop.subscribe();
+        let Some(mut reader) = handle.readers.recv().await else { return };
+        self.board.set_quarantine_state(file, QuarantineState::Rereading, 0);
+        tracing::warn!(table = %self.name, file, shard = %entry.shard, after = ?entry.after.as_ref().map(Checkpoint::to_text), last = %last.to_text(), "reading a lost segment's rows again");
+        let segment = MutableSegment::new(Arc::clone(&self.layout));
+        // The stream decides when the re-read is over: the segment's last record reached, or
+        // proof that records are gone (the first one after the checkpoint is not the segment's
+        // first: they expired; or the shard ends before the last). Slow answers, throttling and
+        // empty pages only make it wait.
+        let mut gone = false;
+        let mut seen_first = false;
+        let mut reached = false;
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            let event = tokio::select! {
+                _ = stop.changed() => return,
+                event = reader.next() => event,
+            };
+            match event {
+                Some(ShardEvent::Records { records, .. }) => {
+                    if !seen_first && let Some(r) = records.first() {
+                        seen_first = true;
+                        gone = entry.first.as_ref().is_some_and(|first| r.position() > *first);
+                    }
+                    let wanted = records.iter().filter(|r| {
+                        let at = r.position();
+                        at <= last && entry.first.as_ref().is_none_or(|first| &at >= first)
+                    });
+                    // Drops were counted when the records were first read.
+                    segment.append(wanted.map(|r| {
+                        (
+                            r.data.as_ref(),
+                            RecordMeta {
+                                partition_key: &r.partition_key,
+                                sequence_number: r.sequence_number.as_str(),
+                                arrival_millis: r.arrival_ms,
+                            },
+                        )
+                    }));
+                    self.board.set_quarantine_state(file, QuarantineState::Rereading, segment.rows() as u64);
+                    if records.last().is_some_and(|r| r.position() >= last) {
+                        reached = true;
+                        break;
+                    }
+                }
+                Some(ShardEvent::End { .. }) => {
+                    gone = true;
+                    break;
+                }
+                // The source stopped: the lost entry stays for the next start.
+                None => return,
+            }
+        }
+        handle.stop();
+        drop(reader);
+        let rows = segment.rows() as u64;
+        let table = Arc::clone(&self);
+        let (lost_owned, segment) = (lost.clone(), Arc::new(segment));
+        let committed = tokio::task::spawn_blocking(move || table.commit_reread(&lost_owned, &segment)).await;
+        match committed {
+            Ok(Ok(())) => {
+                let complete = reached && !gone;
+                let state = if complete { QuarantineState::Restored } else { QuarantineState::Partial };
+                self.board.set_quarantine_state(file, state, rows);
+                if complete {
+                    tracing::warn!(table = %self.name, file, rows, "every row of the lost segment read again and committed");
+                } else {
+                    tracing::error!(table = %self.name, file, rows, of = entry.rows, "the stream no longer holds some of the lost segment's records; the rest are back");
+                }
+            }
+            Ok(Err(e)) => {
+                tracing::error!(table = %self.name, file, error = %e, "committing the re-read rows failed; retried at the next start");
+                self.board.set_quarantine_state(file, QuarantineState::Pending, 0);
+            }
+            Err(e) => {
+                tracing::error!(table = %self.name, file, error = %e, "the re-read's commit task failed");
+                self.board.set_quarantine_state(file, QuarantineState::Pending, 0);
+            }
+        }
+    }
+
+    /// Seals the re-read rows of `lost` as a new segment of its shard and commits it, in the
+    /// same edit that forgets `lost`.
+    fn commit_reread(&self, lost: &LostSegment, segment: &MutableSegment) -> Result<(), Error> {
+        let mut guard = self.committer.lock();
+        let span = Span { first: lost.entry.first.clone(), last: lost.entry.last.clone() };
+        let sealed =
+            self.write_sealed(&guard, &lost.entry.shard, segment, lost.entry.after.clone(), &span)?;
+        guard.apply(Edit::Restore { lost: lost.entry.file.clone(), sealed })
+    }
+}

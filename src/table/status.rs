@@ -1,0 +1,162 @@
+//! What a table tells its operators: per shard, per sealed segment, per quarantined segment.
+
+use parking_lot::Mutex;
+use serde::Serialize;
+use shoal_segment::DropStats;
+use std::collections::BTreeMap;
+
+/// What a shard's ingestion is doing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ShardState {
+    /// Reading records into its consuming segment.
+    #[default]
+    Consuming,
+    /// Sealing fails (a full disk, say): nothing more is read until a retry succeeds.
+    Paused,
+    /// Read to its end, and the end committed.
+    Ended,
+}
+
+/// Where the rows of a quarantined segment are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum QuarantineState {
+    /// Not being read again yet (the source cannot, or the table stopped first); the manifest
+    /// keeps the segment as lost and the next start tries again.
+    Pending,
+    /// Being read again from the stream.
+    Rereading,
+    /// Every row is back, in a new segment.
+    Restored,
+    /// The stream proved that some rows are gone (they expired before they were read again);
+    /// the ones it still held are back.
+    Partial,
+}
+
+/// Per-shard progress, for the status.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ShardStatus {
+    /// Shard id.
+    pub shard: String,
+    /// What its ingestion is doing.
+    pub state: ShardState,
+    /// Why the shard is paused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The committed checkpoint (sequence number, `:sub` inside a KPL aggregate).
+    pub checkpoint: Option<String>,
+    /// MillisBehindLatest of the last answer.
+    pub millis_behind_latest: Option<i64>,
+    /// Rows in the shard's consuming segment.
+    pub consuming_rows: u64,
+    /// Rows ingested from the shard since the engine opened.
+    pub rows_ingested: u64,
+    /// Times its ingestion task panicked and was started again (from the last commit).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub restarts: u64,
+    /// The last panic's message.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_panic: Option<String>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// One sealed segment, for the status.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SegmentStatus {
+    /// Segment name.
+    pub name: String,
+    /// Shard.
+    pub shard: String,
+    /// Rows.
+    pub rows: u64,
+    /// Time range, epoch ms.
+    pub time_range: Option<(i64, i64)>,
+    /// True once its row data has been read and found intact (by the scrub or a query).
+    pub verified: bool,
+}
+
+/// A segment whose file was refused, and what became of its rows.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QuarantinedSegment {
+    /// The refused file (now in the table's `quarantine/` directory).
+    pub file: String,
+    /// Shard.
+    pub shard: String,
+    /// Why it was refused.
+    pub reason: String,
+    /// Rows it held.
+    pub rows: u64,
+    /// Where its rows are.
+    pub state: QuarantineState,
+    /// Rows read again so far.
+    pub rows_restored: u64,
+}
+
+/// A table's state for operators.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TableStatus {
+    /// Table name.
+    pub table: String,
+    /// Per shard.
+    pub shards: Vec<ShardStatus>,
+    /// Sealed segments.
+    pub segments: Vec<SegmentStatus>,
+    /// Rows in sealed segments.
+    pub sealed_rows: u64,
+    /// Rows in consuming segments.
+    pub consuming_rows: u64,
+    /// Dropped records by reason, with samples.
+    pub dropped: DropStats,
+    /// Segments refused (at open, by the scrub or by a query), and what became of their rows.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub quarantined: Vec<QuarantinedSegment>,
+}
+
+/// The parts of the status that are not the committed state: shard progress and quarantined
+/// segments' recovery.
+#[derive(Debug, Default)]
+pub(crate) struct StatusBoard {
+    shards: Mutex<BTreeMap<String, ShardStatus>>,
+    quarantined: Mutex<Vec<QuarantinedSegment>>,
+}
+
+impl StatusBoard {
+    pub(crate) fn update_shard(&self, shard: &str, change: impl FnOnce(&mut ShardStatus)) {
+        let mut shards = self.shards.lock();
+        let s = shards
+            .entry(shard.to_string())
+            .or_insert_with(|| ShardStatus { shard: shard.to_string(), ..ShardStatus::default() });
+        change(s);
+    }
+
+    pub(crate) fn shards(&self) -> BTreeMap<String, ShardStatus> {
+        self.shards.lock().clone()
+    }
+
+    /// Adds a quarantined segment (once).
+    pub(crate) fn quarantined(&self, segment: QuarantinedSegment) {
+        let mut all = self.quarantined.lock();
+        if !all.iter().any(|q| q.file == segment.file) {
+            all.push(segment);
+        }
+    }
+
+    pub(crate) fn set_quarantine_state(&self, file: &str, state: QuarantineState, rows_restored: u64) {
+        if let Some(q) = self.quarantined.lock().iter_mut().find(|q| q.file == file) {
+            q.state = state;
+            q.rows_restored = rows_restored;
+        }
+    }
+
+    pub(crate) fn quarantine_list(&self) -> Vec<QuarantinedSegment> {
+        self.quarantined.lock().clone()
+    }
+}
