@@ -58,8 +58,7 @@ pub async fn collect(
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     collector.abort();
-    let records = out.lock().unwrap().clone();
-    records
+    out.lock().unwrap().clone()
 }
 
 /// A source reading `stream` on `emulator` with `config` changes applied.
