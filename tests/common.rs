@@ -172,3 +172,66 @@ pub async fn write_with_reshards(emulator: &shoal_stream::emulator::Emulator, st
         }
     }
 }
+
+/// The sum of the samples of metric `family` whose label `label` is `value`, read from
+/// Prometheus' text format (HELP and TYPE lines are not samples); `None` when no sample
+/// matches. A line that is not a sample fails the test.
+pub fn prometheus_sum(text: &str, family: &str, label: &str, value: &str) -> Option<f64> {
+    let mut sum = None;
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+        let Some((name, labels, sample)) = prometheus_sample(line) else {
+            panic!("not a Prometheus sample: {line:?}");
+        };
+        if name == family && labels.iter().any(|(k, v)| k == label && v == value) {
+            *sum.get_or_insert(0.0) += sample;
+        }
+    }
+    sum
+}
+
+/// A sample's labels: (name, unescaped value) pairs.
+type Labels = Vec<(String, String)>;
+
+/// One sample line: its metric name, labels and value.
+fn prometheus_sample(line: &str) -> Option<(&str, Labels, f64)> {
+    let (name, labels, rest) = match line.find('{') {
+        Some(open) => {
+            let (labels, rest) = prometheus_labels(&line[open + 1..])?;
+            (&line[..open], labels, rest)
+        }
+        None => {
+            let (name, rest) = line.split_once(char::is_whitespace)?;
+            (name, Vec::new(), rest)
+        }
+    };
+    // The value, then an optional timestamp.
+    let value = rest.split_whitespace().next()?.parse().ok()?;
+    Some((name, labels, value))
+}
+
+/// Reads `key="value",...}`; returns the pairs and what follows the `}`.
+fn prometheus_labels(text: &str) -> Option<(Labels, &str)> {
+    let mut pairs = Vec::new();
+    let mut rest = text;
+    loop {
+        rest = rest.trim_start_matches([',', ' ']);
+        if let Some(after) = rest.strip_prefix('}') {
+            return Some((pairs, after));
+        }
+        let (key, after) = rest.split_once("=\"")?;
+        let mut value = String::new();
+        let mut chars = after.char_indices();
+        let end = loop {
+            match chars.next()? {
+                (i, '"') => break i,
+                (_, '\\') => match chars.next()?.1 {
+                    'n' => value.push('\n'),
+                    other => value.push(other),
+                },
+                (_, c) => value.push(c),
+            }
+        };
+        pairs.push((key.trim().to_string(), value));
+        rest = &after[end + 1..];
+    }
+}

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use md5::{Digest, Md5};
 use serde_json::Value;
 use shoal_segment::{LayoutOptions, MutableSegment, RecordMeta, Schema, SealedSegment, TableLayout};
-use shoal_stream::kpl::{Deaggregated, aggregate, deaggregate};
+use shoal_stream::kpl::{Deaggregated, aggregate_records, deaggregate};
 use std::io::Write;
 use std::sync::{Arc, OnceLock};
 
@@ -83,8 +83,7 @@ pub fn kpl(data: &[u8]) {
 
 fn check_deaggregated(blob: &Bytes) {
     if let Deaggregated::Aggregate(records) = deaggregate(blob) {
-        let pairs: Vec<(&str, &[u8])> = records.iter().map(|(k, d)| (k.as_str(), d.as_ref())).collect();
-        let again = Bytes::from(aggregate(&pairs));
+        let again = Bytes::from(aggregate_records(&records));
         assert_eq!(deaggregate(&again), Deaggregated::Aggregate(records));
     }
 }

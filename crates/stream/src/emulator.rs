@@ -241,19 +241,28 @@ pub fn error_text<E: std::error::Error + 'static>(e: &aws_sdk_kinesis::error::Sd
     text
 }
 
-/// Faults a [`FaultProxy`] injects, counted per request.
+/// Faults a [`FaultProxy`] injects, each at a rate from 0 to 1; a kind with rate 0 never
+/// happens. Every kind with a rate above 0 happens at least once, by construction: right after
+/// [`FaultProxy::set`] the proxy plays a script, in which the first GetRecords calls get, in
+/// order, a throttle, an expired iterator and a delay, and the next request of any kind after
+/// those is reset (each step only if its kind is requested; other requests pass untouched
+/// until the script is done). After the script every request draws one number from a
+/// generator seeded with `seed`, so a given order of requests always meets the same faults.
+/// The rates of one request add up: keep their sum at most 1.
 #[derive(Debug, Clone, Default)]
 pub struct Faults {
-    /// Every Nth GetRecords call is answered with ProvisionedThroughputExceededException.
-    pub throttle_every: Option<u64>,
-    /// Every Nth GetRecords call is answered with ExpiredIteratorException.
-    pub expire_every: Option<u64>,
-    /// Every Nth request of any kind has its connection reset without an answer.
-    pub reset_every: Option<u64>,
-    /// Every Nth GetRecords answer is held back this long (past the fetch timeout, say).
-    pub delay_every: Option<(u64, Duration)>,
-    /// The proxy is unreachable: every connection is reset before a byte is exchanged.
-    pub down: bool,
+    /// Share of GetRecords calls answered with ProvisionedThroughputExceededException.
+    pub throttle: f64,
+    /// Share of GetRecords calls answered with ExpiredIteratorException.
+    pub expire: f64,
+    /// Share of GetRecords calls whose answer is held back by `delay_by`.
+    pub delay: f64,
+    /// How long a delayed answer is held back (past the fetch timeout, say).
+    pub delay_by: Duration,
+    /// Share of requests of any kind whose connection is reset without an answer.
+    pub reset: f64,
+    /// Seed of the generator that draws the faults after the script.
+    pub seed: u64,
 }
 
 /// What a [`FaultProxy`] did.
@@ -273,17 +282,93 @@ pub struct FaultCounts {
     pub delayed: u64,
 }
 
-struct ProxyState {
+/// One fault the proxy can inject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    Throttle,
+    Expire,
+    Delay,
+    Reset,
+}
+
+impl Fault {
+    /// Whether this fault can fall on a request that is (or is not) a GetRecords call.
+    fn applies_to(self, get_records: bool) -> bool {
+        get_records || self == Fault::Reset
+    }
+}
+
+/// The faults in force: the script still to play, then the seeded draws.
+struct Schedule {
     faults: Faults,
+    script: std::collections::VecDeque<Fault>,
+    rng: rand::rngs::StdRng,
+}
+
+impl Schedule {
+    fn new(faults: Faults) -> Schedule {
+        use rand::SeedableRng;
+        let script = [
+            (Fault::Throttle, faults.throttle),
+            (Fault::Expire, faults.expire),
+            (Fault::Delay, faults.delay),
+            (Fault::Reset, faults.reset),
+        ]
+        .into_iter()
+        .filter(|(_, rate)| *rate > 0.0)
+        .map(|(fault, _)| fault)
+        .collect();
+        let rng = rand::rngs::StdRng::seed_from_u64(faults.seed);
+        Schedule { faults, script, rng }
+    }
+
+    /// The fault for the next request, if any.
+    fn next(&mut self, get_records: bool) -> Option<Fault> {
+        use rand::Rng;
+        if let Some(&scripted) = self.script.front() {
+            if !scripted.applies_to(get_records) {
+                return None;
+            }
+            self.script.pop_front();
+            return Some(scripted);
+        }
+        let draw: f64 = self.rng.random();
+        let f = &self.faults;
+        let mut below = 0.0;
+        [
+            (Fault::Delay, f.delay),
+            (Fault::Reset, f.reset),
+            (Fault::Throttle, f.throttle),
+            (Fault::Expire, f.expire),
+        ]
+        .into_iter()
+        .filter(|(fault, _)| fault.applies_to(get_records))
+        .find(|(_, rate)| {
+            below += rate.max(0.0);
+            draw < below
+        })
+        .map(|(fault, _)| fault)
+    }
+}
+
+struct ProxyState {
+    schedule: Schedule,
     counts: FaultCounts,
 }
 
-/// An HTTP proxy between a Kinesis client and the emulator that injects faults: throttling
-/// and expired-iterator answers, connection resets, slow answers, and downtime.
+/// Opens (true) or closes (false) the proxy's port, and says when that is done.
+struct PortCommand {
+    open: bool,
+    done: tokio::sync::oneshot::Sender<std::io::Result<()>>,
+}
+
+/// An HTTP proxy between a Kinesis client and the emulator that injects faults (see
+/// [`Faults`]): throttling and expired-iterator answers, connection resets, slow answers, and
+/// a closed port.
 pub struct FaultProxy {
     port: u16,
     state: Arc<std::sync::Mutex<ProxyState>>,
-    down_tx: tokio::sync::watch::Sender<bool>,
+    commands: tokio::sync::mpsc::UnboundedSender<PortCommand>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -291,29 +376,17 @@ use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 impl FaultProxy {
-    /// Starts a proxy on a free loopback port forwarding to `upstream_port`.
+    /// Starts a proxy on a free loopback port forwarding to `upstream_port`, injecting nothing.
     pub async fn start(upstream_port: u16) -> std::io::Result<FaultProxy> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let port = listener.local_addr()?.port();
         let state = Arc::new(std::sync::Mutex::new(ProxyState {
-            faults: Faults::default(),
+            schedule: Schedule::new(Faults::default()),
             counts: FaultCounts::default(),
         }));
-        let (down_tx, down_rx) = tokio::sync::watch::channel(false);
-        let task_state = Arc::clone(&state);
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((socket, _)) = listener.accept().await else { continue };
-                if *down_rx.borrow() {
-                    // Unreachable: every connection is reset at once, before any byte.
-                    let _ = socket.set_zero_linger();
-                    drop(socket);
-                    continue;
-                }
-                tokio::spawn(handle(socket, upstream_port, Arc::clone(&task_state)));
-            }
-        });
-        Ok(FaultProxy { port, state, down_tx, task })
+        let (commands, received) = tokio::sync::mpsc::unbounded_channel();
+        let task = tokio::spawn(serve(listener, port, upstream_port, Arc::clone(&state), received));
+        Ok(FaultProxy { port, state, commands, task })
     }
 
     /// The proxy's endpoint.
@@ -321,22 +394,92 @@ impl FaultProxy {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    /// Sets the faults to inject from now on.
+    /// The proxy's port (the same while it is closed and after it is opened again).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Sets the faults to inject from now on, starting with their script.
     pub fn set(&self, faults: Faults) {
-        let down = faults.down;
-        self.state.lock().unwrap_or_else(|p| p.into_inner()).faults = faults;
-        let _ = self.down_tx.send(down);
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).schedule = Schedule::new(faults);
     }
 
     /// What the proxy did so far.
     pub fn counts(&self) -> FaultCounts {
         self.state.lock().unwrap_or_else(|p| p.into_inner()).counts
     }
+
+    /// Closes the port: once this returns, nothing listens on it and the kernel refuses new
+    /// connections (ECONNREFUSED). Requests already accepted still finish.
+    pub async fn close_port(&self) -> std::io::Result<()> {
+        self.command(false).await
+    }
+
+    /// Listens on the same port again; once this returns, connections are accepted.
+    pub async fn reopen_port(&self) -> std::io::Result<()> {
+        self.command(true).await
+    }
+
+    async fn command(&self, open: bool) -> std::io::Result<()> {
+        let stopped = || std::io::Error::other("the fault proxy has stopped");
+        let (done, answer) = tokio::sync::oneshot::channel();
+        self.commands.send(PortCommand { open, done }).map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
 }
 
 impl Drop for FaultProxy {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+/// Accepts connections while the port is open and carries out port commands.
+async fn serve(
+    listener: tokio::net::TcpListener,
+    port: u16,
+    upstream_port: u16,
+    state: Arc<std::sync::Mutex<ProxyState>>,
+    mut commands: tokio::sync::mpsc::UnboundedReceiver<PortCommand>,
+) {
+    let mut listener = Some(listener);
+    loop {
+        let command = match &listener {
+            Some(open) => tokio::select! {
+                accepted = open.accept() => {
+                    if let Ok((socket, _)) = accepted {
+                        tokio::spawn(handle(socket, upstream_port, Arc::clone(&state)));
+                    }
+                    continue;
+                }
+                command = commands.recv() => command,
+            },
+            None => commands.recv().await,
+        };
+        let Some(PortCommand { open, done }) = command else { return };
+        let result = match (open, listener.is_some()) {
+            (false, _) => {
+                listener = None;
+                Ok(())
+            }
+            (true, true) => Ok(()),
+            (true, false) => bind_again(port).await.map(|l| listener = Some(l)),
+        };
+        let _ = done.send(result);
+    }
+}
+
+/// Binds `port` again, retrying for a while: a client's socket may hold it briefly (a
+/// connection to a closed loopback port can, rarely, be given that port as its own).
+async fn bind_again(port: u16) -> std::io::Result<tokio::net::TcpListener> {
+    let mut attempts = 0;
+    loop {
+        match tokio::net::TcpListener::bind(("127.0.0.1", port)).await {
+            Ok(listener) => return Ok(listener),
+            Err(e) if attempts >= 100 => return Err(e),
+            Err(_) => attempts += 1,
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -360,28 +503,27 @@ async fn handle(
     let action = {
         let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
         s.counts.requests += 1;
-        let n = s.counts.requests;
         if get_records {
             s.counts.get_records += 1;
         }
-        let g = s.counts.get_records;
-        let hit = |every: Option<u64>, count: u64| every.is_some_and(|e| e > 0 && count.is_multiple_of(e));
-        // The rarest fault first, so that it is not masked by a commoner one falling on the
-        // same request (a test asking for every kind would otherwise depend on timing).
-        if let Some((_, delay)) = s.faults.delay_every.filter(|(e, _)| get_records && hit(Some(*e), g)) {
-            s.counts.delayed += 1;
-            Action::Delay(delay)
-        } else if hit(s.faults.reset_every, n) {
-            s.counts.resets += 1;
-            Action::Reset
-        } else if get_records && hit(s.faults.throttle_every, g) {
-            s.counts.throttled += 1;
-            Action::Answer("ProvisionedThroughputExceededException")
-        } else if get_records && hit(s.faults.expire_every, g) {
-            s.counts.expired += 1;
-            Action::Answer("ExpiredIteratorException")
-        } else {
-            Action::Forward
+        match s.schedule.next(get_records) {
+            Some(Fault::Throttle) => {
+                s.counts.throttled += 1;
+                Action::Answer("ProvisionedThroughputExceededException")
+            }
+            Some(Fault::Expire) => {
+                s.counts.expired += 1;
+                Action::Answer("ExpiredIteratorException")
+            }
+            Some(Fault::Delay) => {
+                s.counts.delayed += 1;
+                Action::Delay(s.schedule.faults.delay_by)
+            }
+            Some(Fault::Reset) => {
+                s.counts.resets += 1;
+                Action::Reset
+            }
+            None => Action::Forward,
         }
     };
     match action {

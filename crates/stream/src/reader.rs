@@ -322,8 +322,8 @@ impl ShardTask {
             match deaggregate(&data) {
                 Deaggregated::Plain => push(None, key.to_string(), data),
                 Deaggregated::Aggregate(users) => {
-                    for (i, (k, d)) in users.into_iter().enumerate() {
-                        push(Some(i as u64), k, d);
+                    for (i, user) in users.into_iter().enumerate() {
+                        push(Some(i as u64), user.partition_key, user.data);
                     }
                 }
             }

@@ -1,14 +1,117 @@
 //! Faults between the consumer and kinesis-local (a fault-injecting proxy): throttling answers,
-//! expired iterators, connection resets, slow answers past the fetch timeout, and an endpoint
-//! that is unreachable for a while. Nothing is lost or read twice.
+//! expired iterators, connection resets, slow answers past the fetch timeout, and a port that
+//! is closed for a while. Nothing is lost or read twice. Also: the proxy's fault script and
+//! its closed port do what they promise.
 
 mod common;
 
 use common::*;
-use shoal_stream::emulator::{Emulator, FaultProxy, Faults, kinesis_config_for};
+use shoal_stream::emulator::{Emulator, FaultCounts, FaultProxy, Faults, kinesis_config_for};
 use shoal_stream::{KinesisSource, ResumeState, StartPosition};
 use std::collections::BTreeSet;
+use std::io::ErrorKind;
 use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// What became of one raw request sent through the proxy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Outcome {
+    /// The proxy answered with this error type itself.
+    Injected(String),
+    /// The connection was reset without an answer.
+    Reset,
+    /// The request reached the emulator (whatever it answered).
+    Passed,
+}
+
+/// Sends one Kinesis request (`target`, e.g. `GetRecords`, with an empty body) through the
+/// proxy on `port`.
+async fn call(port: u16, target: &str) -> Outcome {
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.expect("the proxy listens");
+    let request = format!(
+        "POST / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nX-Amz-Target: Kinesis_20131202.{target}\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: 2\r\n\r\n{{}}"
+    );
+    stream.write_all(request.as_bytes()).await.expect("the request is sent");
+    let mut answer = Vec::new();
+    match stream.read_to_end(&mut answer).await {
+        Err(e) if e.kind() == ErrorKind::ConnectionReset => Outcome::Reset,
+        Err(e) => panic!("reading the answer to {target}: {e}"),
+        Ok(_) => {
+            let text = String::from_utf8_lossy(&answer);
+            if !text.contains("injected by the test proxy") {
+                assert!(text.starts_with("HTTP/1.1 "), "an HTTP answer from the emulator: {text:?}");
+                return Outcome::Passed;
+            }
+            let kind = text.split("\"__type\":\"").nth(1).and_then(|t| t.split('"').next()).unwrap_or("");
+            Outcome::Injected(kind.to_string())
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_requested_fault_comes_first_then_the_seed_decides() {
+    let emulator = Emulator::start().await.expect("kinesis-local must be installed and start");
+    let proxy = FaultProxy::start(emulator.port()).await.unwrap();
+    let faults = Faults {
+        throttle: 0.2,
+        expire: 0.2,
+        delay: 0.1,
+        delay_by: Duration::from_millis(10),
+        reset: 0.2,
+        seed: 7,
+    };
+    proxy.set(faults.clone());
+    let port = proxy.port();
+    // The script: a ListShards passes while GetRecords faults are due; then a throttle, an
+    // expired iterator and a delay, and the reset falls on the next request of any kind.
+    let injected = |kind: &str| Outcome::Injected(kind.to_string());
+    assert_eq!(call(port, "ListShards").await, Outcome::Passed);
+    assert_eq!(call(port, "GetRecords").await, injected("ProvisionedThroughputExceededException"));
+    assert_eq!(call(port, "GetRecords").await, injected("ExpiredIteratorException"));
+    assert_eq!(call(port, "GetRecords").await, Outcome::Passed, "delayed, then forwarded");
+    assert_eq!(call(port, "ListShards").await, Outcome::Reset);
+    let want = FaultCounts { requests: 5, get_records: 3, throttled: 1, expired: 1, resets: 1, delayed: 1 };
+    assert_eq!(proxy.counts(), want);
+
+    // Only the requested kinds: a throttle and nothing else.
+    proxy.set(Faults { throttle: 0.5, ..Faults::default() });
+    assert_eq!(call(port, "ListShards").await, Outcome::Passed);
+    assert_eq!(call(port, "GetRecords").await, injected("ProvisionedThroughputExceededException"));
+
+    // After the script, the same seed and the same requests meet the same faults, and both
+    // faults and clean passes happen.
+    let twin = FaultProxy::start(emulator.port()).await.unwrap();
+    proxy.set(faults.clone());
+    twin.set(faults);
+    let targets = ["GetRecords", "GetRecords", "ListShards"];
+    let mut seen = [Vec::new(), Vec::new()];
+    for (n, p) in [&proxy, &twin].into_iter().enumerate() {
+        for i in 0..60 {
+            seen[n].push(call(p.port(), targets[i % targets.len()]).await);
+        }
+    }
+    assert_eq!(seen[0], seen[1]);
+    // The script took five requests: the ListShards among them passed while a delay was due.
+    let after_script = &seen[0][5..];
+    assert!(after_script.contains(&Outcome::Passed), "{after_script:?}");
+    assert!(after_script.contains(&Outcome::Reset), "{after_script:?}");
+    assert!(after_script.iter().any(|o| matches!(o, Outcome::Injected(_))), "{after_script:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_port_refuses_connections_and_reopens_on_the_same_port() {
+    // No upstream is needed: only connections are tried.
+    let proxy = FaultProxy::start(1).await.unwrap();
+    let connect = || std::net::TcpStream::connect(("127.0.0.1", proxy.port()));
+    assert!(connect().is_ok(), "open at first");
+    for _ in 0..2 {
+        proxy.close_port().await.unwrap();
+        let refused = connect().map(|_| ()).map_err(|e| e.kind());
+        assert_eq!(refused, Err(ErrorKind::ConnectionRefused), "closed: the kernel refuses");
+        proxy.reopen_port().await.unwrap();
+        assert!(connect().is_ok(), "open again on the same port");
+    }
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_is_lost_or_repeated_through_faults() {
@@ -21,21 +124,25 @@ async fn nothing_is_lost_or_repeated_through_faults() {
     config.max_records_to_fetch = 50;
     let source = Box::new(KinesisSource::connect(config).await);
     proxy.set(Faults {
-        throttle_every: Some(3),
-        expire_every: Some(7),
-        reset_every: Some(5),
-        delay_every: Some((11, Duration::from_secs(3))),
-        down: false,
+        throttle: 0.3,
+        expire: 0.15,
+        delay: 0.1,
+        delay_by: Duration::from_secs(3),
+        reset: 0.2,
+        seed: 1,
     });
     let reading = tokio::spawn(collect(source, ResumeState::default(), 1200, Duration::from_secs(150)));
 
     put_ids(&emulator, "faulty", 0..600, 13).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    // The endpoint disappears for a while, then comes back.
-    proxy.set(Faults { down: true, ..Faults::default() });
+    // The port closes for a while, then opens again.
+    proxy.close_port().await.unwrap();
+    let refused = std::net::TcpStream::connect(("127.0.0.1", proxy.port())).map(|_| ()).map_err(|e| e.kind());
+    assert_eq!(refused, Err(ErrorKind::ConnectionRefused));
     put_ids(&emulator, "faulty", 600..900, 13).await;
     tokio::time::sleep(Duration::from_secs(6)).await;
-    proxy.set(Faults { throttle_every: Some(4), reset_every: Some(6), ..Faults::default() });
+    proxy.set(Faults { throttle: 0.25, reset: 0.15, seed: 2, ..Faults::default() });
+    proxy.reopen_port().await.unwrap();
     put_ids(&emulator, "faulty", 900..1200, 13).await;
 
     let records = reading.await.unwrap();
