@@ -11,6 +11,8 @@ use shoal_stream::emulator::Emulator;
 use std::time::{Duration, Instant};
 
 const TOKEN: &str = "t0ps3cret-token";
+const ACCESS_KEY: &str = "AKIAEXAMPLEACCESS";
+const SECRET_KEY: &str = "wJalrXUtnFEMISECRETVALUE";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_broker_api_answers_as_pinot_does() {
@@ -22,8 +24,8 @@ async fn the_broker_api_answers_as_pinot_does() {
     }
     let dir = tempfile::tempdir().unwrap();
     let mut table = table_config("web", "web", &emulator.endpoint(), 100_000);
-    table["tableIndexConfig"]["streamConfigs"]["accessKey"] = "AKIAEXAMPLEACCESS".into();
-    table["tableIndexConfig"]["streamConfigs"]["secretKey"] = "wJalrXUtnFEMISECRETVALUE".into();
+    table["tableIndexConfig"]["streamConfigs"]["accessKey"] = ACCESS_KEY.into();
+    table["tableIndexConfig"]["streamConfigs"]["secretKey"] = SECRET_KEY.into();
     let server = tokio::task::spawn_blocking({
         let dir = dir.path().to_path_buf();
         move || Server::start(&dir, &table, &schema("web"), &["--auth-token", TOKEN])
@@ -120,10 +122,21 @@ async fn the_broker_api_answers_as_pinot_does() {
         let (status, page) = server.get("/", Some(TOKEN)).unwrap();
         assert_eq!(status, 200);
         assert!(page.contains("<textarea id=\"sql\""));
-
-        let everything = format!("{body}{metrics}{}", server.log_text());
-        for secret in ["AKIAEXAMPLEACCESS", "wJalrXUtnFEMISECRETVALUE", TOKEN] {
-            assert!(!everything.contains(secret), "{secret} leaked");
+        let (status, body) = server.get("/tables/web/status", Some(TOKEN)).unwrap();
+        assert_eq!(status, 200, "{body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["shards"].as_array().unwrap().len(), 2, "{body}");
+        assert_eq!(v["sealedRows"].as_u64().unwrap() + v["consumingRows"].as_u64().unwrap(), 300);
+        // Error answers, which could echo what they were given: an unknown column, bad SQL,
+        // statements that are refused, a path under an unknown table.
+        for sql in ["SELECT nope FROM web", "SELEC 1", "DROP TABLE web", "SELECT * FROM '/etc/passwd'"] {
+            let body = serde_json::json!({"sql": sql}).to_string();
+            let (status, text) = server.post("/query/sql", Some(TOKEN), body.as_bytes()).unwrap();
+            assert_eq!(status, 200);
+            assert!(!serde_json::from_str::<Value>(&text).unwrap()["exceptions"].as_array().unwrap().is_empty(), "{sql}: {text}");
+        }
+        for path in ["/tables/nope/status", "/tables/nope/consumingSegmentsInfo", "/schemas/nope"] {
+            assert_eq!(server.get(path, Some(TOKEN)).unwrap().0, 404, "{path}");
         }
     })
     .await
@@ -131,30 +144,63 @@ async fn the_broker_api_answers_as_pinot_does() {
 
     // SIGTERM shuts it down gracefully.
     let mut server = std::sync::Arc::into_inner(server).unwrap();
-    let pid = server.child.id() as i32;
-    // SAFETY: sending a signal to our own child process.
-    unsafe { libc_kill(pid) };
-    let started = Instant::now();
-    let status = loop {
-        if let Some(s) = server.child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(started.elapsed() < Duration::from_secs(30), "serve did not stop on SIGTERM");
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let status = server.stop_with(libc::SIGTERM);
     assert!(status.success(), "{status}: {}", server.log_text());
-    for secret in ["AKIAEXAMPLEACCESS", "wJalrXUtnFEMISECRETVALUE"] {
-        assert!(!server.log_text().contains(secret), "{secret} in the log");
+
+    // No secret in any answer (every endpoint, error answers included), in the whole log, or in
+    // what `serve --validate` prints for the same files.
+    let answers = server.answers();
+    let mut asked: Vec<String> =
+        answers.iter().map(|a| a.path.split('?').next().unwrap().to_string()).collect();
+    asked.sort();
+    asked.dedup();
+    for path in [
+        "/",
+        "/health",
+        "/metrics",
+        "/query/sql",
+        "/schemas/web",
+        "/tables",
+        "/tables/web",
+        "/tables/web/consumingSegmentsInfo",
+        "/tables/web/status",
+        "/no/such/path",
+    ] {
+        assert!(asked.iter().any(|p| p == path), "{path} was not asked: {asked:?}");
     }
-}
-
-unsafe extern "C" {
-    fn kill(pid: i32, sig: i32) -> i32;
-}
-
-unsafe fn libc_kill(pid: i32) {
-    // SIGTERM is 15 on Linux.
-    unsafe { kill(pid, 15) };
+    assert!(answers.iter().any(|a| a.status == 401) && answers.iter().any(|a| a.status == 413));
+    let log = server.log_text();
+    assert!(log.contains("serving") && log.contains("shutting down"), "{log}");
+    let table_path = dir.path().join("table.json");
+    let validate = std::process::Command::new(serve_binary())
+        .arg("--validate")
+        .arg("--table-config")
+        .arg(&table_path)
+        .arg("--schema")
+        .arg(dir.path().join("schema.json"))
+        .args(["--auth-token", TOKEN])
+        .output()
+        .unwrap();
+    assert!(validate.status.success(), "{validate:?}");
+    let validate =
+        format!("{}{}", String::from_utf8_lossy(&validate.stdout), String::from_utf8_lossy(&validate.stderr));
+    assert!(validate.contains("\"***\""), "{validate}");
+    // The secrets are in the config the server was given.
+    let given = std::fs::read_to_string(&table_path).unwrap();
+    for secret in [ACCESS_KEY, SECRET_KEY, TOKEN] {
+        assert!(secret == TOKEN || given.contains(secret));
+        for a in &answers {
+            assert!(
+                !a.body.contains(secret),
+                "{secret} in the answer to {} {}: {}",
+                a.method,
+                a.path,
+                a.body
+            );
+        }
+        assert!(!log.contains(secret), "{secret} in the log");
+        assert!(!validate.contains(secret), "{secret} in serve --validate: {validate}");
+    }
 }
 
 /// SQL abuse through /query/sql: DDL, DML, COPY, file and URL tables are refused; a cross join
