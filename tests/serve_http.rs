@@ -215,7 +215,7 @@ async fn sql_abuse_is_refused_or_stopped_and_the_server_keeps_answering() {
     let table = table_config("abuse", "abuse", &emulator.endpoint(), 100_000);
     let path = dir.path().to_path_buf();
     tokio::task::spawn_blocking(move || {
-        let server = Server::start(&path, &table, &schema("abuse"), &["--query-timeout-ms", "1500"]);
+        let server = Server::start(&path, &table, &schema("abuse"), &["--query-timeout-ms", "5000"]);
         let started = Instant::now();
         while count(&server, None, "abuse") != 4000 {
             assert!(started.elapsed() < Duration::from_secs(60));
@@ -240,21 +240,49 @@ async fn sql_abuse_is_refused_or_stopped_and_the_server_keeps_answering() {
         }
         assert!(!std::path::Path::new("/tmp/stolen.csv").exists());
         // A cross join runs into the time limit; meanwhile the server answers other queries.
-        let port = server.port;
-        let join = std::thread::spawn(move || {
-            let body = br#"{"sql": "SELECT count(*) FROM abuse a CROSS JOIN abuse b CROSS JOIN abuse c WHERE a.id + b.id + c.id = -1"}"#;
-            request(port, "POST", "/query/sql", None, Some(body)).unwrap()
+        // Shown by the order of events, not by durations: the join has taken its snapshot of
+        // the table (the table's scan counter moved) before the count is sent; the count
+        // answers; only then does the join answer, with the time-limit error, so it was still
+        // running when the count answered.
+        let before = table_scans(&server, "abuse");
+        let events = std::sync::Mutex::new(Vec::new());
+        std::thread::scope(|scope| {
+            let join = scope.spawn(|| {
+                let body = br#"{"sql": "SELECT count(*) FROM abuse a CROSS JOIN abuse b CROSS JOIN abuse c WHERE a.id + b.id + c.id = -1"}"#;
+                let answer = server.post("/query/sql", None, body).unwrap();
+                events.lock().unwrap().push("join answered");
+                answer
+            });
+            let started = Instant::now();
+            while table_scans(&server, "abuse") == before {
+                assert!(!join.is_finished(), "the join answered before it read the table");
+                assert!(started.elapsed() < Duration::from_secs(60), "the join did not start");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            assert_eq!(count(&server, None, "abuse"), 4000, "answered while the join runs");
+            events.lock().unwrap().push("count answered");
+            let (status, text) = join.join().unwrap();
+            assert_eq!(status, 200);
+            let v: Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(v["exceptions"][0]["errorCode"], 250, "{text}");
         });
-        std::thread::sleep(Duration::from_millis(300));
-        assert_eq!(count(&server, None, "abuse"), 4000, "answered while the join runs");
-        let (status, text) = join.join().unwrap();
-        assert_eq!(status, 200);
-        let v: Value = serde_json::from_str(&text).unwrap();
-        assert_eq!(v["exceptions"][0]["errorCode"], 250, "{text}");
+        assert_eq!(*events.lock().unwrap(), ["count answered", "join answered"]);
         assert_eq!(count(&server, None, "abuse"), 4000, "still answering after");
     })
     .await
     .unwrap();
+}
+
+/// How many times queries have read `table` so far (`shoal_table_queries_total`).
+fn table_scans(server: &Server, table: &str) -> u64 {
+    let (status, metrics) = server.get("/metrics", None).unwrap();
+    assert_eq!(status, 200, "{metrics}");
+    let prefix = format!("shoal_table_queries_total{{table=\"{table}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {prefix} in {metrics}"))
 }
 
 async fn put_many(emulator: &Emulator, stream: &str, n: usize, t: i64) {
