@@ -226,11 +226,13 @@ async fn serve(
     state.ready.store(false, Ordering::SeqCst);
     tracing::info!("shutting down: stopping the readers; committed data stays");
     engine.shutdown().await;
+    tracing::info!("stopped");
     Ok(())
 }
 
+/// Waits for SIGINT (Ctrl+C) or SIGTERM and logs which one came.
 async fn shutdown_signal() {
-    let ctrl_c = async {
+    let int = async {
         let _ = tokio::signal::ctrl_c().await;
     };
     let term = async {
@@ -241,10 +243,11 @@ async fn shutdown_signal() {
             Err(_) => std::future::pending::<()>().await,
         }
     };
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
-    }
+    let name = tokio::select! {
+        _ = int => "SIGINT",
+        _ = term => "SIGTERM",
+    };
+    tracing::info!(signal = name, "signal received: no new connections; answering the open ones");
 }
 
 /// While a table catches up (MillisBehindLatest > 0), a line per table every 10 s.

@@ -203,6 +203,85 @@ async fn the_broker_api_answers_as_pinot_does() {
     }
 }
 
+/// SIGINT (Ctrl+C) and SIGTERM stop the server gracefully: exit code 0, the log says which
+/// signal came and that it stopped, and a restart on the same data directory finds the
+/// committed segments and reads only the uncommitted rows again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_stops_gracefully_and_committed_rows_survive_a_restart() {
+    stop_and_restart(libc::SIGINT, "SIGINT").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_gracefully_and_committed_rows_survive_a_restart() {
+    stop_and_restart(libc::SIGTERM, "SIGTERM").await;
+}
+
+async fn stop_and_restart(signal: i32, name: &'static str) {
+    let emulator = Emulator::start().await.expect("kinesis-local must be installed and start");
+    let stream = name.to_ascii_lowercase();
+    emulator.create_stream(&stream, 1).await.unwrap();
+    put_many(&emulator, &stream, 250, now_ms()).await;
+    let dir = tempfile::tempdir().unwrap();
+    // A segment seals every 100 rows: 200 rows committed, 50 only in memory.
+    let table = table_config(&stream, &stream, &emulator.endpoint(), 100);
+    let path = dir.path().to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let status_of = |server: &Server| {
+            let (code, body) = server.get(&format!("/tables/{stream}/status"), None).unwrap();
+            assert_eq!(code, 200, "{body}");
+            serde_json::from_str::<Value>(&body).unwrap()
+        };
+        let segment_names = |status: &Value| {
+            let mut names: Vec<String> = status["segments"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s["name"].as_str().unwrap().to_string())
+                .collect();
+            names.sort();
+            names
+        };
+        let mut server = Server::start(&path, &table, &schema(&stream), &[]);
+        let started = Instant::now();
+        while count(&server, None, &stream) != 250 || status_of(&server)["sealedRows"] != 200 {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "250 rows, 200 sealed: {}",
+                status_of(&server)
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let committed = segment_names(&status_of(&server));
+        assert_eq!(committed.len(), 2, "{committed:?}");
+        let exit = server.stop_with(signal);
+        let log = server.log_text();
+        assert!(exit.success(), "{name}: {exit}: {log}");
+        let received = log.find(name).unwrap_or_else(|| panic!("no {name} in the log: {log}"));
+        let stopped = log.rfind("stopped").unwrap_or_else(|| panic!("no 'stopped' in the log: {log}"));
+        assert!(received < stopped, "{log}");
+        drop(server);
+
+        let server = Server::start(&path, &table, &schema(&stream), &[]);
+        let status = status_of(&server);
+        assert_eq!(segment_names(&status), committed, "the committed segments are reopened: {status}");
+        assert_eq!(status["sealedRows"], 200);
+        assert!(server.log_text().contains("table reopened"), "{}", server.log_text());
+        let started = Instant::now();
+        while count(&server, None, &stream) != 250 {
+            assert!(started.elapsed() < Duration::from_secs(60), "250 rows again: {}", status_of(&server));
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let status = status_of(&server);
+        assert_eq!(
+            (status["sealedRows"].as_u64(), status["consumingRows"].as_u64()),
+            (Some(200), Some(50)),
+            "{status}"
+        );
+    })
+    .await
+    .unwrap();
+}
+
 /// SQL abuse through /query/sql: DDL, DML, COPY, file and URL tables are refused; a cross join
 /// of the table with itself ends at the time limit with an error while other queries answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
