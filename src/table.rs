@@ -113,6 +113,15 @@ pub struct TableStatus {
     pub quarantined: Vec<QuarantinedSegment>,
 }
 
+impl TableStatus {
+    /// Whether at least one shard is `CONSUMING`: the table has found its stream's shards and
+    /// reads one. False while the stream is missing or its endpoint does not answer, and when
+    /// every shard is paused or ended.
+    pub fn is_consuming(&self) -> bool {
+        self.shards.iter().any(|s| s.state == "CONSUMING")
+    }
+}
+
 /// Engine-wide settings a table needs.
 #[derive(Debug, Clone)]
 pub struct TableOptions {

@@ -37,12 +37,14 @@ async fn the_broker_api_answers_as_pinot_does() {
     let s = std::sync::Arc::clone(&server);
     tokio::task::spawn_blocking(move || {
         let server = &*s;
-        // Auth: everything but /health needs the token.
+        // Auth: everything but /health/* needs the token.
         let (status, body) = server.get("/query/sql?sql=SELECT%201", None).unwrap();
         assert_eq!(status, 401);
         assert!(serde_json::from_str::<Value>(&body).unwrap()["error"].is_string());
         assert_eq!(server.get("/tables", Some("wrong")).unwrap().0, 401);
         assert_eq!(server.get("/health", None).unwrap().0, 200);
+        assert_eq!(server.get("/health/readiness", None).unwrap().0, 200);
+        assert_eq!(server.get("/health/liveness", None).unwrap().0, 200);
 
         // Records put are counted through /query/sql.
         let started = Instant::now();
@@ -201,6 +203,71 @@ async fn the_broker_api_answers_as_pinot_does() {
         assert!(!log.contains(secret), "{secret} in the log");
         assert!(!validate.contains(secret), "{secret} in serve --validate: {validate}");
     }
+}
+
+/// `/health` is readiness, as in Pinot: 503 while a table has no shard consuming (here its
+/// stream does not exist yet), 200 once it has; `/health/liveness` is 200 as soon as the server
+/// answers. None of them needs the token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_is_ready_once_every_table_consumes_and_live_before() {
+    let emulator = Emulator::start().await.expect("kinesis-local must be installed and start");
+    let dir = tempfile::tempdir().unwrap();
+    let table = table_config("late", "late", &emulator.endpoint(), 100_000);
+    let path = dir.path().to_path_buf();
+    let server = tokio::task::spawn_blocking(move || {
+        let server =
+            Server::start_until(&path, &table, &schema("late"), &["--auth-token", TOKEN], "/health/liveness");
+        // The table has tried its stream and found none.
+        let started = Instant::now();
+        while !server.log_text().contains("ListShards failed") {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "no ListShards failure: {}",
+                server.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let (status, body) = server.get("/tables/late/status", Some(TOKEN)).unwrap();
+        assert_eq!(status, 200, "{body}");
+        let shards = serde_json::from_str::<Value>(&body).unwrap()["shards"].clone();
+        assert!(!shards.as_array().unwrap().iter().any(|s| s["state"] == "CONSUMING"), "{body}");
+        for path in ["/health", "/health/readiness"] {
+            let (status, body) = server.get(path, None).unwrap();
+            assert_eq!(status, 503, "{path}: {body}");
+            let message =
+                serde_json::from_str::<Value>(&body).unwrap()["error"].as_str().unwrap().to_string();
+            assert!(message.contains("1 of 1 table(s)"), "{path}: {message}");
+            assert!(!message.contains("late"), "an answer without the token names no table: {message}");
+        }
+        assert_eq!(server.get("/health/liveness", None).unwrap(), (200, "OK".to_string()));
+        server
+    })
+    .await
+    .unwrap();
+
+    emulator.create_stream("late", 2).await.unwrap();
+    put_many(&emulator, "late", 10, now_ms()).await;
+    tokio::task::spawn_blocking(move || {
+        let started = Instant::now();
+        while server.get("/health", None).unwrap().0 != 200 {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "not ready a minute after the stream was made"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert_eq!(server.get("/health/readiness", None).unwrap(), (200, "OK".to_string()));
+        let (_, body) = server.get("/tables/late/status", Some(TOKEN)).unwrap();
+        let shards = serde_json::from_str::<Value>(&body).unwrap()["shards"].clone();
+        assert!(shards.as_array().unwrap().iter().any(|s| s["state"] == "CONSUMING"), "{body}");
+        let started = Instant::now();
+        while count(&server, Some(TOKEN), "late") != 10 {
+            assert!(started.elapsed() < Duration::from_secs(60), "10 rows within a minute");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    })
+    .await
+    .unwrap();
 }
 
 /// SIGINT (Ctrl+C) and SIGTERM stop the server gracefully: exit code 0, the log says which
