@@ -257,6 +257,7 @@ async fn health_is_ready_once_every_table_consumes_and_live_before() {
             std::thread::sleep(Duration::from_millis(100));
         }
         assert_eq!(server.get("/health/readiness", None).unwrap(), (200, "OK".to_string()));
+        assert_eq!(server.get("/health/liveness", None).unwrap(), (200, "OK".to_string()));
         let (_, body) = server.get("/tables/late/status", Some(TOKEN)).unwrap();
         let shards = serde_json::from_str::<Value>(&body).unwrap()["shards"].clone();
         assert!(shards.as_array().unwrap().iter().any(|s| s["state"] == "CONSUMING"), "{body}");
