@@ -50,7 +50,7 @@ struct Args {
     /// Address to serve HTTP on (loopback unless told otherwise).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8099")]
     listen: String,
-    /// Require `Authorization: Bearer TOKEN` on every endpoint but /health (or set SHOAL_AUTH_TOKEN).
+    /// Require `Authorization: Bearer TOKEN` on every endpoint but /health/* (or set SHOAL_AUTH_TOKEN).
     #[arg(long, value_name = "TOKEN")]
     auth_token: Option<String>,
     /// Longest a query may run, in milliseconds (a query past it answers Pinot code 250).
@@ -164,7 +164,8 @@ fn load(table_path: &PathBuf, schema_path: &PathBuf) -> Result<(TableDefinition,
 struct AppState {
     engine: Engine,
     token: Option<Arc<str>>,
-    ready: Arc<AtomicBool>,
+    /// Set when a shutdown signal came: readiness answers 503 from then on.
+    stopping: Arc<AtomicBool>,
 }
 
 async fn serve(
@@ -210,7 +211,7 @@ async fn serve(
     let state = AppState {
         engine: engine.clone(),
         token: token.map(Arc::from),
-        ready: Arc::new(AtomicBool::new(true)),
+        stopping: Arc::new(AtomicBool::new(false)),
     };
     tokio::spawn(progress(engine.clone()));
     let app = router(state.clone());
@@ -219,18 +220,23 @@ async fn serve(
         engine.tables().len()
     );
     tracing::info!(%local, auth = state.token.is_some(), "serving");
+    let stopping = Arc::clone(&state.stopping);
     axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            stopping.store(true, Ordering::SeqCst);
+        })
         .await
         .map_err(|e| format!("server failed: {e}"))?;
-    state.ready.store(false, Ordering::SeqCst);
     tracing::info!("shutting down: stopping the readers; committed data stays");
     engine.shutdown().await;
+    tracing::info!("stopped");
     Ok(())
 }
 
+/// Waits for SIGINT (Ctrl+C) or SIGTERM and logs which one came.
 async fn shutdown_signal() {
-    let ctrl_c = async {
+    let int = async {
         let _ = tokio::signal::ctrl_c().await;
     };
     let term = async {
@@ -241,10 +247,11 @@ async fn shutdown_signal() {
             Err(_) => std::future::pending::<()>().await,
         }
     };
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
-    }
+    let name = tokio::select! {
+        _ = int => "SIGINT",
+        _ = term => "SIGTERM",
+    };
+    tracing::info!(signal = name, "signal received: no new connections; answering the open ones");
 }
 
 /// While a table catches up (MillisBehindLatest > 0), a line per table every 10 s.
@@ -278,7 +285,9 @@ fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), authorize));
     Router::new()
-        .route("/health", get(health))
+        .route("/health", get(readiness))
+        .route("/health/readiness", get(readiness))
+        .route("/health/liveness", get(liveness))
         .merge(protected)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
@@ -308,11 +317,33 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-async fn health(State(state): State<AppState>) -> Response {
-    if state.ready.load(Ordering::SeqCst) {
+/// Liveness, as Pinot's `/health/liveness` (pinot-server `HealthCheckResource.java`): 200 `OK`
+/// whenever the process answers HTTP.
+async fn liveness() -> Response {
+    (StatusCode::OK, "OK").into_response()
+}
+
+/// Readiness, as Pinot's `/health` and `/health/readiness` (pinot-server
+/// `HealthCheckResource.java`, pinot-broker `PinotBrokerHealthCheck.java`: 503 until the
+/// service status is GOOD and while shutting down). Ready: every table has a shard CONSUMING.
+/// Without a token, so the answer names no table.
+async fn readiness(State(state): State<AppState>) -> Response {
+    if state.stopping.load(Ordering::SeqCst) {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
+    }
+    let tables = state.engine.tables();
+    let waiting =
+        tables.iter().filter(|t| !state.engine.table_status(t).is_ok_and(|s| s.is_consuming())).count();
+    if waiting == 0 {
         (StatusCode::OK, "OK").into_response()
     } else {
-        error(StatusCode::SERVICE_UNAVAILABLE, "shutting down")
+        error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "not ready: {waiting} of {} table(s) have no shard consuming yet (the stream may not exist or its endpoint may not answer; see /tables/{{name}}/status)",
+                tables.len()
+            ),
+        )
     }
 }
 

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of Shoal from a fresh clone, installing what the tests need first:
-# the Kinesis emulator (npm package kinesis-local, pinned in tools/kinesis-local).
+# the Kinesis emulator (npm package kinesis-local, pinned in tools/kinesis-local), DuckDB and
+# the pinotdb client from PyPI (pinned in benches/compare and tests/clients requirements files),
+# and Debian's chromium with chromium-driver.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +17,9 @@ npm ci --prefix tools/kinesis-local --no-audit --no-fund --loglevel=error
 
 echo "== installing DuckDB for the comparison tests (benches/compare/requirements.txt)"
 python3 -m pip install --quiet --disable-pip-version-check -r benches/compare/requirements.txt
+
+echo "== installing the pinotdb client for the client test (tests/clients/requirements.txt)"
+python3 -m pip install --quiet --disable-pip-version-check -r tests/clients/requirements.txt
 
 if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
   echo "== installing Debian's chromium and chromium-driver for the console test"

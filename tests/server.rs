@@ -6,8 +6,8 @@ use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// The `serve` example, built (or found up to date) once per test binary.
@@ -28,11 +28,22 @@ pub fn serve_binary() -> PathBuf {
         .clone()
 }
 
-/// A running server, killed on drop.
+/// A running server, killed on drop. Every answer got through `get` and `post` is kept in
+/// `answers`, so that a test can check all of them at the end (for secrets, say).
 pub struct Server {
     pub child: Child,
     pub port: u16,
     pub log: PathBuf,
+    pub answers: Mutex<Vec<Answer>>,
+}
+
+/// One request and what the server answered.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub method: String,
+    pub path: String,
+    pub status: u16,
+    pub body: String,
 }
 
 impl Drop for Server {
@@ -47,8 +58,20 @@ pub fn free_port() -> u16 {
 }
 
 impl Server {
-    /// Starts `serve` with one table and waits for /health.
+    /// Starts `serve` with one table and waits for /health (ready: every table consumes).
     pub fn start(dir: &Path, table: &Value, schema: &Value, extra: &[&str]) -> Server {
+        Server::start_until(dir, table, schema, extra, "/health")
+    }
+
+    /// Starts `serve` with one table and waits until `health_path` answers 200: `/health` for
+    /// a server whose tables consume, `/health/liveness` for one that only listens.
+    pub fn start_until(
+        dir: &Path,
+        table: &Value,
+        schema: &Value,
+        extra: &[&str],
+        health_path: &str,
+    ) -> Server {
         let table_path = dir.join("table.json");
         let schema_path = dir.join("schema.json");
         std::fs::write(&table_path, table.to_string()).unwrap();
@@ -72,10 +95,10 @@ impl Server {
             .stdin(Stdio::null())
             .spawn()
             .unwrap();
-        let mut server = Server { child, port, log };
+        let mut server = Server { child, port, log, answers: Mutex::new(Vec::new()) };
         let started = Instant::now();
         loop {
-            if let Ok(r) = server.get("/health", None)
+            if let Ok(r) = server.get(health_path, None)
                 && r.0 == 200
             {
                 return server;
@@ -92,11 +115,49 @@ impl Server {
     }
 
     pub fn get(&self, path: &str, token: Option<&str>) -> std::io::Result<(u16, String)> {
-        request(self.port, "GET", path, token, None)
+        self.keep("GET", path, request(self.port, "GET", path, token, None))
     }
 
     pub fn post(&self, path: &str, token: Option<&str>, body: &[u8]) -> std::io::Result<(u16, String)> {
-        request(self.port, "POST", path, token, Some(body))
+        self.keep("POST", path, request(self.port, "POST", path, token, Some(body)))
+    }
+
+    fn keep(
+        &self,
+        method: &str,
+        path: &str,
+        answer: std::io::Result<(u16, String)>,
+    ) -> std::io::Result<(u16, String)> {
+        if let Ok((status, body)) = &answer {
+            self.answers.lock().unwrap().push(Answer {
+                method: method.to_string(),
+                path: path.to_string(),
+                status: *status,
+                body: body.clone(),
+            });
+        }
+        answer
+    }
+
+    /// Every answer kept so far.
+    pub fn answers(&self) -> Vec<Answer> {
+        self.answers.lock().unwrap().clone()
+    }
+
+    /// Sends `signal` (`libc::SIGTERM`, `libc::SIGINT`) and waits up to 30 s for the exit.
+    pub fn stop_with(&mut self, signal: i32) -> ExitStatus {
+        let pid = self.child.id() as libc::pid_t;
+        // SAFETY: kill(2) on our own child, which has not been waited for yet (so the pid is
+        // still ours).
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0, "kill({pid}, {signal})");
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(started.elapsed() < Duration::from_secs(30), "serve did not stop on signal {signal}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     pub fn log_text(&self) -> String {

@@ -120,6 +120,15 @@ pub struct TableStatus {
     pub quarantined: Vec<QuarantinedSegment>,
 }
 
+impl TableStatus {
+    /// Whether at least one shard is consuming: the table has found its stream's shards and
+    /// reads one. False while the stream is missing or its endpoint does not answer, and when
+    /// every shard is paused or ended.
+    pub fn is_consuming(&self) -> bool {
+        self.shards.iter().any(|s| s.state == ShardState::Consuming)
+    }
+}
+
 /// The parts of the status that are not the committed state: shard progress and quarantined
 /// segments' recovery.
 #[derive(Debug, Default)]
