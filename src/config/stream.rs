@@ -112,39 +112,60 @@ pub struct StreamSettings {
     pub other: BTreeMap<String, String>,
 }
 
-const KNOWN_KEYS: &[&str] = &[
-    keys::STREAM_TYPE,
-    keys::TOPIC_NAME,
-    keys::REGION,
-    keys::ENDPOINT,
-    keys::ACCESS_KEY,
-    keys::SECRET_KEY,
-    keys::SESSION_TOKEN,
-    keys::SHARD_ITERATOR_TYPE,
-    keys::SHARD_ITERATOR_TIMESTAMP,
-    keys::SHARD_ITERATOR_SEQUENCE_NUMBERS,
-    keys::MAX_RECORDS_TO_FETCH,
-    keys::REQUESTS_PER_SECOND,
-    keys::FETCH_TIMEOUT,
-    keys::SHARD_DISCOVERY_INTERVAL,
-    keys::CONSUMER_TYPE,
-    keys::DECODER_CLASS,
-    keys::CONSUMER_FACTORY,
-    keys::IAM_ROLE_ENABLED,
-    keys::ROLE_ARN,
-    keys::ROLE_SESSION_NAME,
-    keys::EXTERNAL_ID,
-    keys::SESSION_DURATION,
-    keys::ASYNC_SESSION_UPDATE,
-    keys::METADATA_POPULATE,
-    keys::METADATA_POPULATE_PREFIXED,
-    keys::FLUSH_ROWS,
-    keys::FLUSH_ROWS_OLD,
-    keys::FLUSH_SEGMENT_ROWS,
-    keys::FLUSH_TIME,
-    keys::FLUSH_SEGMENT_SIZE,
-    keys::FLUSH_SEGMENT_SIZE_OLD,
+/// What JSON a stream setting may be written as. Pinot's `streamConfigs` is a
+/// `Map<String, String>`: Jackson reads a JSON number or boolean as its text, so a number setting
+/// may be a bare number and a switch a bare boolean; a name, region, key or class written as a
+/// number or boolean is a mistake, and is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// A JSON string only.
+    Text,
+    /// A JSON string or number.
+    Number,
+    /// A JSON string or boolean.
+    Switch,
+}
+
+/// Every stream key Shoal reads, with the JSON it may be written as.
+const KNOWN_KEYS: &[(&str, Kind)] = &[
+    (keys::STREAM_TYPE, Kind::Text),
+    (keys::TOPIC_NAME, Kind::Text),
+    (keys::REGION, Kind::Text),
+    (keys::ENDPOINT, Kind::Text),
+    (keys::ACCESS_KEY, Kind::Text),
+    (keys::SECRET_KEY, Kind::Text),
+    (keys::SESSION_TOKEN, Kind::Text),
+    (keys::SHARD_ITERATOR_TYPE, Kind::Text),
+    // Epoch milliseconds or ISO-8601 text.
+    (keys::SHARD_ITERATOR_TIMESTAMP, Kind::Number),
+    // Up to 128 digits: a JSON number would lose them.
+    (keys::SHARD_ITERATOR_SEQUENCE_NUMBERS, Kind::Text),
+    (keys::MAX_RECORDS_TO_FETCH, Kind::Number),
+    (keys::REQUESTS_PER_SECOND, Kind::Number),
+    (keys::FETCH_TIMEOUT, Kind::Number),
+    (keys::SHARD_DISCOVERY_INTERVAL, Kind::Number),
+    (keys::CONSUMER_TYPE, Kind::Text),
+    (keys::DECODER_CLASS, Kind::Text),
+    (keys::CONSUMER_FACTORY, Kind::Text),
+    (keys::IAM_ROLE_ENABLED, Kind::Switch),
+    (keys::ROLE_ARN, Kind::Text),
+    (keys::ROLE_SESSION_NAME, Kind::Text),
+    (keys::EXTERNAL_ID, Kind::Text),
+    (keys::SESSION_DURATION, Kind::Number),
+    (keys::ASYNC_SESSION_UPDATE, Kind::Switch),
+    (keys::METADATA_POPULATE, Kind::Switch),
+    (keys::METADATA_POPULATE_PREFIXED, Kind::Switch),
+    (keys::FLUSH_ROWS, Kind::Number),
+    (keys::FLUSH_ROWS_OLD, Kind::Number),
+    (keys::FLUSH_SEGMENT_ROWS, Kind::Number),
+    (keys::FLUSH_TIME, Kind::Number),
+    (keys::FLUSH_SEGMENT_SIZE, Kind::Number),
+    (keys::FLUSH_SEGMENT_SIZE_OLD, Kind::Number),
 ];
+
+fn known_kind(key: &str) -> Option<Kind> {
+    KNOWN_KEYS.iter().find(|(k, _)| *k == key).map(|(_, kind)| *kind)
+}
 
 /// True for keys whose values must never be shown.
 pub fn is_secret_key(key: &str) -> bool {
@@ -153,29 +174,47 @@ pub fn is_secret_key(key: &str) -> bool {
         || ["secret", "password", "token", "credential", "accesskey"].iter().any(|w| k.contains(w))
 }
 
-/// The string values of the map, with a path per key; non-string scalars are taken as text.
+/// The string values of the map, with a path per key. A number or boolean is taken as its
+/// text where the key's [`Kind`] allows it (and for keys Shoal does not know, as Pinot keeps
+/// them); a value of another type is reported once, here, and the key is then treated as unset.
 struct StringMap<'a> {
     path: &'a str,
     values: BTreeMap<&'a str, String>,
+    /// Keys whose value was refused: not reported again as missing.
+    refused: Vec<&'a str>,
 }
 
 impl<'a> StringMap<'a> {
     fn new(path: &'a str, map: &'a Map<String, Value>, problems: &mut Problems) -> Self {
         let mut values = BTreeMap::new();
+        let mut refused = Vec::new();
         for (key, value) in map {
-            let text = match value {
-                Value::String(s) => s.clone(),
-                Value::Number(n) => n.to_string(),
-                Value::Bool(b) => b.to_string(),
-                Value::Null => continue,
-                other => {
-                    problems.error(join(path, key), format!("must be a string, found {}", type_name(other)));
+            let kind = known_kind(key);
+            let text = match (value, kind) {
+                (Value::Null, _) => continue,
+                (Value::String(s), _) => s.clone(),
+                (Value::Number(n), None | Some(Kind::Number)) => n.to_string(),
+                (Value::Bool(b), None | Some(Kind::Switch)) => b.to_string(),
+                (other, _) => {
+                    let expected = match kind {
+                        Some(Kind::Number) => "a string or a number",
+                        Some(Kind::Switch) => "true or false",
+                        Some(Kind::Text) | None => "a string",
+                    };
+                    problems
+                        .error(join(path, key), format!("must be {expected}, found {}", type_name(other)));
+                    refused.push(key.as_str());
                     continue;
                 }
             };
             values.insert(key.as_str(), text);
         }
-        StringMap { path, values }
+        StringMap { path, values, refused }
+    }
+
+    /// True when the key's value was of a type it cannot have (and was reported).
+    fn is_refused(&self, key: &str) -> bool {
+        self.refused.contains(&key)
     }
 
     fn at(&self, key: &str) -> String {
@@ -188,7 +227,7 @@ impl<'a> StringMap<'a> {
 
     fn required(&self, key: &str, what: &str, problems: &mut Problems) -> Option<String> {
         let value = self.get(key).map(str::to_string);
-        if value.is_none() {
+        if value.is_none() && !self.is_refused(key) {
             problems.error(self.at(key), format!("missing: {what}"));
         }
         value
@@ -410,7 +449,7 @@ impl StreamSettings {
         let other = m
             .values
             .iter()
-            .filter(|(k, _)| !KNOWN_KEYS.contains(k))
+            .filter(|(k, _)| known_kind(k).is_none())
             .map(|(k, v)| (k.to_string(), if is_secret_key(k) { MASK.to_string() } else { v.clone() }))
             .collect();
 
@@ -520,6 +559,7 @@ fn parse_start(m: &StringMap<'_>, problems: &mut Problems) -> StartPosition {
         ShardIteratorType::TrimHorizon => StartPosition::TrimHorizon,
         ShardIteratorType::AtTimestamp => {
             match m.get(keys::SHARD_ITERATOR_TIMESTAMP) {
+                None if m.is_refused(keys::SHARD_ITERATOR_TIMESTAMP) => StartPosition::Latest,
                 None => {
                     problems.error(m.at(keys::SHARD_ITERATOR_TIMESTAMP), "missing: AT_TIMESTAMP needs a time, as epoch milliseconds or ISO-8601 such as 2025-03-26T18:27:00Z");
                     StartPosition::Latest
@@ -535,6 +575,7 @@ fn parse_start(m: &StringMap<'_>, problems: &mut Problems) -> StartPosition {
         }
         ShardIteratorType::AtSequenceNumber | ShardIteratorType::AfterSequenceNumber => {
             let shards = match m.get(keys::SHARD_ITERATOR_SEQUENCE_NUMBERS) {
+                None if m.is_refused(keys::SHARD_ITERATOR_SEQUENCE_NUMBERS) => BTreeMap::new(),
                 None => {
                     problems.error(m.at(keys::SHARD_ITERATOR_SEQUENCE_NUMBERS), format!("missing: {} needs per-shard sequence numbers, as shardId-000000000000=4959...,shardId-000000000001=4959... or a JSON object", kind.name()));
                     BTreeMap::new()
@@ -716,6 +757,39 @@ mod tests {
         assert_eq!(problems.errors[0].path, "s.shardIteratorSequenceNumbers");
         let (_, problems) = with(json!({"shardIteratorType": "SOMETIMES"}));
         assert_eq!(problems.errors[0].path, "s.shardIteratorType");
+    }
+
+    #[test]
+    fn a_value_is_taken_in_another_json_type_only_where_pinot_reads_it_the_same() {
+        let with = |extra: Value| {
+            let mut m = base();
+            m.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            parse(m)
+        };
+        // Numbers and switches may be bare JSON, as Jackson reads them into Pinot's string map.
+        let (s, problems) = with(json!({"maxRecordsToFetch": 500, "metadata.populate": true, "custom.n": 5}));
+        assert!(problems.is_ok(), "{problems:?}");
+        let s = s.unwrap();
+        assert_eq!(s.kinesis.max_records_to_fetch, 500);
+        assert!(s.populate_metadata);
+        assert_eq!(s.other["custom.n"], "5");
+        // Names, switches and sequence numbers of another type are refused, once, at their key.
+        for (key, value) in [
+            ("endpoint", json!(7)),
+            ("iamRoleBasedAccessEnabled", json!(1)),
+            ("maxRecordsToFetch", json!(true)),
+            ("stream.kinesis.topic.name", json!(false)),
+            ("custom.list", json!(["a"])),
+        ] {
+            let (_, problems) = with(json!({ key: value }));
+            let paths: Vec<_> = problems.errors.iter().map(|p| p.path.as_str()).collect();
+            assert_eq!(paths, [format!("s.{key}")], "{key} = {value}");
+        }
+        let (_, problems) = with(
+            json!({"shardIteratorType": "AT_SEQUENCE_NUMBER", "shardIteratorSequenceNumbers": 4.959_033_827_149_026e55}),
+        );
+        let paths: Vec<_> = problems.errors.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(paths, ["s.shardIteratorSequenceNumbers"]);
     }
 
     #[test]
