@@ -505,7 +505,7 @@ impl StreamSettings {
                     shards.iter().map(|(s, n)| format!("{s}={n}")).collect::<Vec<_>>().join(","),
                 )
             }
-            StartPosition::Latest | StartPosition::TrimHorizon => {}
+            StartPosition::Latest | StartPosition::TrimHorizon | StartPosition::Period { .. } => {}
         }
         put(keys::MAX_RECORDS_TO_FETCH, k.max_records_to_fetch.to_string());
         put(keys::REQUESTS_PER_SECOND, k.requests_per_second.to_string());
