@@ -3,74 +3,222 @@ use serde_json::json;
 use shoal_segment::FlushLimit;
 use shoal_stream::StartPosition;
 
-/// The table config of pinot-import-from-kinesis.md, exactly as written there, filled in.
+/// The table config of Pinot's "Import from Amazon Kinesis" page (pinot-import-from-kinesis.md),
+/// copied verbatim into the file, placeholders and all.
+const SEED_CONFIG: &str = include_str!("../../examples/config/kinesisTable.table.json");
+
+/// The seed's `secretKey`, which must never show.
+const SEED_SECRET: &str = "<your secret key>";
+
 fn seed_config() -> Value {
-    json!({
-      "tableName": "kinesisTable",
-      "tableType": "REALTIME",
-      "segmentsConfig": {
-        "timeColumnName": "timestamp",
-        "replicasPerPartition": "1"
-      },
-      "tenants": {},
-      "tableIndexConfig": {
-        "loadMode": "MMAP",
-        "streamConfigs": {
-          "streamType": "kinesis",
-          "stream.kinesis.topic.name": "clickstream",
-          "region": "us-west-1",
-          "accessKey": "AKIAIOSFODNN7EXAMPLE",
-          "secretKey": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
-          "shardIteratorType": "AFTER_SEQUENCE_NUMBER",
-          "shardIteratorSequenceNumbers": "shardId-000000000000=49590338271490256608559692538361571095921575989136588898",
-          "stream.kinesis.consumer.type": "lowlevel",
-          "stream.kinesis.fetch.timeout.millis": "30000",
-          "stream.kinesis.decoder.class.name": "org.apache.pinot.plugin.stream.kafka.KafkaJSONMessageDecoder",
-          "stream.kinesis.consumer.factory.class.name": "org.apache.pinot.plugin.stream.kinesis.KinesisConsumerFactory",
-          "realtime.segment.flush.threshold.rows": "1000000",
-          "realtime.segment.flush.threshold.time": "6h"
-        }
-      },
-      "metadata": {
-        "customConfigs": {}
-      }
-    })
+    serde_json::from_str(SEED_CONFIG).expect("the seed page's config is JSON")
 }
 
+/// The seed config with real-looking credentials, for the tests about masking.
+fn seed_config_with_credentials() -> Value {
+    let mut t = seed_config();
+    t["tableIndexConfig"]["streamConfigs"]["accessKey"] = json!("AKIAIOSFODNN7EXAMPLE");
+    t["tableIndexConfig"]["streamConfigs"]["secretKey"] = json!("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY");
+    t
+}
+
+/// A schema for the seed config (the page gives none).
 fn seed_schema() -> Value {
-    json!({
-      "schemaName": "kinesisTable",
-      "dimensionFieldSpecs": [
-        {"name": "user", "dataType": "STRING"},
-        {"name": "tags", "dataType": "STRING", "singleValueField": false}
-      ],
-      "metricFieldSpecs": [{"name": "clicks", "dataType": "LONG"}],
-      "dateTimeFieldSpecs": [
-        {"name": "timestamp", "dataType": "LONG", "format": "1:MILLISECONDS:EPOCH", "granularity": "1:MILLISECONDS"}
-      ]
-    })
+    serde_json::from_str(include_str!("../../examples/config/kinesisTable.schema.json")).expect("JSON")
 }
 
+const STREAMS: &str = "tableIndexConfig.streamConfigs";
+
+fn warning_paths(def: &TableDefinition) -> Vec<&str> {
+    def.warnings.iter().map(|w| w.path.as_str()).collect()
+}
+
+/// The seed page's config runs as written: its AFTER_SEQUENCE_NUMBER without sequence numbers
+/// starts where Pinot starts a new table (KinesisStreamMetadataProvider: each shard's oldest
+/// retained record), with a warning; its placeholders are accepted as strings, with warnings.
 #[test]
-fn the_seed_config_parses_as_written() {
+fn the_seed_config_runs_as_written() {
     let def = TableDefinition::from_json(&seed_config(), &seed_schema()).unwrap();
     let c = &def.config;
     assert_eq!(c.name, "kinesisTable");
     assert_eq!(c.segments.time_column, "timestamp");
-    assert_eq!(c.stream.path, "tableIndexConfig.streamConfigs");
-    assert_eq!(c.stream.kinesis.stream_name, "clickstream");
-    assert_eq!(c.stream.kinesis.region, "us-west-1");
+    assert_eq!(c.stream.path, STREAMS);
+    assert_eq!(c.stream.kinesis.stream_name, "<your kinesis stream name>");
+    assert_eq!(c.stream.kinesis.region, "<your region>");
+    assert_eq!(c.stream.kinesis.credentials.as_ref().unwrap().secret_key.expose(), SEED_SECRET);
     assert_eq!(c.stream.kinesis.fetch_timeout, Duration::from_secs(30));
     assert_eq!(c.stream.kinesis.max_records_to_fetch, 10_000);
-    assert!(matches!(c.stream.kinesis.start, StartPosition::AfterSequenceNumber { .. }));
+    assert_eq!(c.stream.kinesis.start, StartPosition::TrimHorizon);
     assert_eq!(c.stream.flush.limit, FlushLimit::TableRows(1_000_000));
     assert_eq!(c.stream.flush.time, Duration::from_secs(6 * 3600));
     assert_eq!(c.metadata["customConfigs"], json!({}));
-    // Unknown keys (tenants, loadMode) are kept.
+    let start_warning = def
+        .warnings
+        .iter()
+        .find(|w| w.path == format!("{STREAMS}.shardIteratorType"))
+        .expect("a warning about the start");
+    assert!(start_warning.message.contains("TRIM_HORIZON"), "{start_warning}");
+    assert!(start_warning.message.contains("shardIteratorSequenceNumbers"), "{start_warning}");
+    let placeholders =
+        ["stream.kinesis.topic.name", "region", "accessKey", "secretKey"].map(|k| format!("{STREAMS}.{k}"));
+    for p in &placeholders {
+        assert!(
+            warning_paths(&def).contains(&p.as_str()),
+            "no placeholder warning at {p}: {:?}",
+            def.warnings
+        );
+    }
+    assert_eq!(def.warnings.len(), 1 + placeholders.len(), "{:?}", def.warnings);
+    assert!(!format!("{:?}", def.warnings).contains(SEED_SECRET));
+    // The normalised config shows the effective start; unknown keys (tenants, loadMode) are kept.
     let out = c.normalised_json();
+    assert_eq!(out["tableIndexConfig"]["streamConfigs"]["shardIteratorType"], json!("TRIM_HORIZON"));
     assert_eq!(out["tenants"], json!({}));
     assert_eq!(out["tableIndexConfig"]["loadMode"], json!("MMAP"));
     assert_eq!(out["tableIndexConfig"]["streamConfigs"]["maxRecordsToFetch"], json!("10000"));
+}
+
+/// Validates the seed with its stream settings changed (None removes a key).
+fn seed_with(settings: &[(&str, Option<&str>)]) -> Result<TableDefinition, ConfigError> {
+    let mut table = seed_config();
+    let m = streams(&mut table);
+    for (key, value) in settings {
+        match value {
+            Some(v) => m.insert(key.to_string(), json!(v)),
+            None => m.remove(*key),
+        };
+    }
+    TableDefinition::from_json(&table, &seed_schema())
+}
+
+const RESET: &str = "stream.kinesis.consumer.prop.auto.offset.reset";
+const ITERATOR: &str = "shardIteratorType";
+
+/// Pinot's offset criteria (pinot-spi OffsetCriteria.withOffsetString), each form; expected
+/// times computed by hand.
+#[test]
+fn auto_offset_reset_decides_when_shard_iterator_type_is_unset() {
+    let cases = [
+        ("smallest", StartPosition::TrimHorizon),
+        ("SMALLEST", StartPosition::TrimHorizon),
+        ("largest", StartPosition::Latest),
+        ("Largest", StartPosition::Latest),
+        ("10d", StartPosition::Period { millis: 10 * 86_400_000 }),
+        ("4h30m", StartPosition::Period { millis: (4 * 60 + 30) * 60_000 }),
+        ("2022-08-09T12:31:38.222Z", StartPosition::AtTimestamp { millis: 1_660_048_298_222 }),
+        // Pinot's own pattern yyyy-MM-dd'T'HH:mm:ss.SSSZ writes the zone as +0000.
+        ("2022-08-09T12:31:38.222+0000", StartPosition::AtTimestamp { millis: 1_660_048_298_222 }),
+        ("2022-08-09T14:31:38.222+02:00", StartPosition::AtTimestamp { millis: 1_660_048_298_222 }),
+    ];
+    for (reset, expected) in cases {
+        let def = seed_with(&[(ITERATOR, None), (RESET, Some(reset))]).unwrap();
+        assert_eq!(def.config.stream.kinesis.start, expected, "{reset}");
+        assert!(
+            def.warnings
+                .iter()
+                .all(|w| w.path != format!("{STREAMS}.{RESET}") && w.path != format!("{STREAMS}.{ITERATOR}")),
+            "{reset}: {:?}",
+            def.warnings
+        );
+        // The normalised config reads back to the same start.
+        let out = def.config.normalised_json();
+        let again = TableDefinition::from_json(&out, &seed_schema()).unwrap();
+        assert_eq!(again.config.stream.kinesis.start, expected, "{reset} normalised: {out}");
+    }
+    let periodic = seed_with(&[(ITERATOR, None), (RESET, Some("4h30m"))]).unwrap().config.normalised_json();
+    assert_eq!(periodic["tableIndexConfig"]["streamConfigs"][RESET], json!("270m"));
+    // Neither key: LATEST, Shoal's documented default.
+    let def = seed_with(&[(ITERATOR, None)]).unwrap();
+    assert_eq!(def.config.stream.kinesis.start, StartPosition::Latest);
+    assert_eq!(def.config.normalised_json()["tableIndexConfig"]["streamConfigs"][ITERATOR], json!("LATEST"));
+}
+
+#[test]
+fn a_bad_auto_offset_reset_names_its_key_and_the_accepted_forms() {
+    for bad in ["earliest", "30000", "-1d", "10 days", "2022-13-09T12:31:38.222Z", "none"] {
+        for iterator in [None, Some("LATEST")] {
+            let err = seed_with(&[(ITERATOR, iterator), (RESET, Some(bad))]).unwrap_err();
+            let paths: Vec<_> = err.table.iter().map(|p| p.path.as_str()).collect();
+            assert_eq!(paths, [format!("{STREAMS}.{RESET}")], "{bad}");
+            let message = &err.table[0].message;
+            for form in ["smallest", "largest", "10d", "2022-08-09T12:31:38.222Z"] {
+                assert!(message.contains(form), "{bad}: {message}");
+            }
+        }
+    }
+}
+
+/// An explicit shardIteratorType (AT_/AFTER_SEQUENCE_NUMBER only with numbers) wins over
+/// auto.offset.reset; when they disagree a warning names both keys.
+#[test]
+fn an_explicit_shard_iterator_type_wins_and_a_disagreement_is_a_warning() {
+    const NUMBERS: &str = "shardIteratorSequenceNumbers";
+    let seq = "49590338271490256608559692538361571095921575989136588898";
+    let numbers = format!("shardId-000000000000={seq}");
+    let after = |shards: &str| {
+        let (shard, n) = shards.split_once('=').unwrap();
+        StartPosition::AfterSequenceNumber {
+            shards: [(shard.to_string(), shoal_stream::SequenceNumber::parse(n).unwrap())].into(),
+        }
+    };
+    /// (shardIteratorType, its extra key and value, auto.offset.reset, expected start, warned)
+    type Case<'a> = (&'a str, Option<(&'a str, &'a str)>, &'a str, StartPosition, bool);
+    let cases: Vec<Case> = vec![
+        ("LATEST", None, "largest", StartPosition::Latest, false),
+        ("LATEST", None, "smallest", StartPosition::Latest, true),
+        ("TRIM_HORIZON", None, "largest", StartPosition::TrimHorizon, true),
+        ("TRIM_HORIZON", None, "smallest", StartPosition::TrimHorizon, false),
+        ("TRIM_HORIZON", None, "1d", StartPosition::TrimHorizon, true),
+        (
+            "AT_TIMESTAMP",
+            Some(("shardIteratorTimestamp", "2022-08-09T12:31:38.222Z")),
+            "2022-08-09T12:31:38.222Z",
+            StartPosition::AtTimestamp { millis: 1_660_048_298_222 },
+            false,
+        ),
+        (
+            "AT_TIMESTAMP",
+            Some(("shardIteratorTimestamp", "1660048298222")),
+            "smallest",
+            StartPosition::AtTimestamp { millis: 1_660_048_298_222 },
+            true,
+        ),
+        ("AFTER_SEQUENCE_NUMBER", Some((NUMBERS, &numbers)), "smallest", after(&numbers), true),
+    ];
+    for (iterator, extra, reset, expected, disagree) in cases {
+        let mut settings = vec![(ITERATOR, Some(iterator)), (RESET, Some(reset))];
+        settings.extend(extra.map(|(k, v)| (k, Some(v))));
+        let def = seed_with(&settings).unwrap();
+        assert_eq!(def.config.stream.kinesis.start, expected, "{iterator} with {reset}");
+        let warned: Vec<_> = def.warnings.iter().filter(|w| w.path == format!("{STREAMS}.{RESET}")).collect();
+        assert_eq!(warned.len(), usize::from(disagree), "{iterator} with {reset}: {:?}", def.warnings);
+        for w in warned {
+            assert!(w.message.contains(ITERATOR) && w.message.contains(RESET), "{w}");
+        }
+        assert!(
+            !warning_paths(&def).contains(&format!("{STREAMS}.{ITERATOR}").as_str()),
+            "{:?}",
+            def.warnings
+        );
+    }
+    // Without sequence numbers, AT_/AFTER_SEQUENCE_NUMBER gives way to auto.offset.reset,
+    // still with the warning about the missing numbers.
+    for iterator in ["AT_SEQUENCE_NUMBER", "AFTER_SEQUENCE_NUMBER"] {
+        for (reset, expected) in [
+            (None, StartPosition::TrimHorizon),
+            (Some("largest"), StartPosition::Latest),
+            (Some("2d"), StartPosition::Period { millis: 2 * 86_400_000 }),
+        ] {
+            let def = seed_with(&[(ITERATOR, Some(iterator)), (RESET, reset)]).unwrap();
+            assert_eq!(def.config.stream.kinesis.start, expected, "{iterator} with {reset:?}");
+            let warning = def.warnings.iter().find(|w| w.path == format!("{STREAMS}.{ITERATOR}"));
+            let warning = warning.unwrap_or_else(|| panic!("{iterator} with {reset:?}: {:?}", def.warnings));
+            assert!(warning.message.contains(NUMBERS), "{warning}");
+            if reset.is_some() {
+                assert!(warning.message.contains(RESET), "{warning}");
+            }
+        }
+    }
 }
 
 #[test]
@@ -108,7 +256,7 @@ fn the_shipped_example_validates() {
 
 #[test]
 fn secrets_never_show() {
-    let mut table = seed_config();
+    let mut table = seed_config_with_credentials();
     table["tableIndexConfig"]["streamConfigs"]["sessionToken"] = json!("FwoGZXIvYXdzTOKEN");
     table["metadata"]["customConfigs"]["db.password"] = json!("hunter2");
     let def = TableDefinition::from_json(&table, &seed_schema()).unwrap();
@@ -123,7 +271,7 @@ fn secrets_never_show() {
 
 /// Applies `edit` to the seed config and schema and returns the reported paths.
 fn problems_after(edit: impl FnOnce(&mut Value, &mut Value)) -> Vec<String> {
-    let (mut table, mut schema) = (seed_config(), seed_schema());
+    let (mut table, mut schema) = (seed_config_with_credentials(), seed_schema());
     edit(&mut table, &mut schema);
     let err = TableDefinition::from_json(&table, &schema).expect_err("should be refused");
     assert!(!err.to_string().contains("wJalrXUtnFEMI"));
@@ -445,7 +593,7 @@ fn outcome(what: &str, table: &Value, schema: &Value) -> Result<TableDefinition,
         .unwrap_or_else(|_| panic!("validation panicked with {what}"));
     result.map_err(|e| {
         let text = e.to_string();
-        assert!(!text.contains("wJalrXUtnFEMI"), "a secret in an error ({what}): {text}");
+        assert!(!text.contains(SEED_SECRET), "a secret in an error ({what}): {text}");
         for p in e.table.iter().chain(&e.schema) {
             assert!(!p.message.is_empty(), "{what}: {p:?}");
         }
