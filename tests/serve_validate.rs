@@ -58,6 +58,35 @@ fn several_tables_validate_together() {
     assert_eq!(json.as_array().map(Vec::len), Some(2));
 }
 
+/// The config of Pinot's Kinesis page, as written there: valid, with its start and its
+/// placeholders as warnings on stderr, and the effective start in the printed config.
+#[test]
+fn the_pinot_docs_config_validates_with_warnings() {
+    let out = run(&[
+        "--validate",
+        "--table-config",
+        "examples/config/kinesisTable.table.json",
+        "--schema",
+        "examples/config/kinesisTable.schema.json",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    let warning = stderr
+        .lines()
+        .find(|l| {
+            l.starts_with("warning:") && l.contains("tableIndexConfig.streamConfigs.shardIteratorType:")
+        })
+        .unwrap_or_else(|| panic!("no start warning in {stderr}"));
+    assert!(warning.contains("AFTER_SEQUENCE_NUMBER") && warning.contains("TRIM_HORIZON"), "{warning}");
+    assert!(stderr.contains("tableIndexConfig.streamConfigs.region:"), "{stderr}");
+    let json: serde_json::Value = serde_json::from_str(&stdout).expect("stdout is JSON");
+    let streams = &json["tableIndexConfig"]["streamConfigs"];
+    assert_eq!(streams["shardIteratorType"], "TRIM_HORIZON");
+    assert_eq!(streams["secretKey"], "***");
+    assert!(!stdout.contains("<your secret key>") && !stderr.contains("<your secret key>"));
+}
+
 #[test]
 fn invalid_files_list_every_problem_and_exit_2() {
     let dir = tempfile::tempdir().unwrap();

@@ -8,7 +8,7 @@ pub mod units;
 use serde_json::{Map, Value};
 use shoal_segment::Schema;
 use shoal_segment::datetime::TimeUnit;
-use shoal_segment::problem::{JsonReader, Problem, Problems};
+use shoal_segment::problem::{JsonReader, Problem, Problems, type_name};
 use shoal_segment::schema::FieldRole;
 use shoal_stream::secret::MASK;
 use std::fmt;
@@ -221,14 +221,21 @@ impl TableConfig {
         }
 
         let segments = read_segments(&r, problems);
+        // Kept as given and not used (one process serves one replica), but a wrong type is a
+        // mistake Pinot would refuse too.
+        r.object_field("tenants", problems);
         let index = r.object_field("tableIndexConfig", problems);
+        if let Some(i) = &index {
+            i.string("loadMode", problems);
+        }
         let sorted_column = index.as_ref().and_then(|i| match i.get("sortedColumn") {
             Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
-            Some(Value::Array(a)) => {
-                if a.len() > 1 {
+            Some(Value::Array(_)) => {
+                let columns = i.string_array("sortedColumn", problems).unwrap_or_default();
+                if columns.len() > 1 {
                     problems.error(i.path_of("sortedColumn"), "at most one sorted column is supported");
                 }
-                a.first().and_then(|v| v.as_str()).map(str::to_string)
+                columns.into_iter().next()
             }
             Some(other) => {
                 problems.error(
@@ -274,10 +281,21 @@ impl TableConfig {
             (Some(o), None) => Some(o),
             (None, Some(n)) => Some(n),
             (None, None) => {
-                problems.error(
-                    "tableIndexConfig.streamConfigs",
-                    "missing: a REALTIME table needs its stream settings here or in ingestionConfig.streamIngestionConfig.streamConfigMaps",
-                );
+                // Reported at the first missing key of the path; a value of the wrong type on
+                // the way was reported where it stands.
+                let missing = match &index {
+                    _ if r.get("tableIndexConfig").is_none() => Some("tableIndexConfig"),
+                    Some(i) if i.get("streamConfigs").is_none() => Some("tableIndexConfig.streamConfigs"),
+                    _ => None,
+                };
+                if let Some(path) = missing
+                    && !has_stream_config_maps(doc)
+                {
+                    problems.error(
+                        path,
+                        "missing: a REALTIME table needs its stream settings in tableIndexConfig.streamConfigs or in ingestionConfig.streamIngestionConfig.streamConfigMaps",
+                    );
+                }
                 None
             }
         };
@@ -302,9 +320,30 @@ impl TableConfig {
         });
         let masked = mask_document(doc);
         let metadata = match masked.get("metadata").filter(|v| !v.is_null()) {
-            Some(Value::Object(m)) => m.clone(),
+            Some(Value::Object(m)) => {
+                // Pinot's customConfigs is a Map<String, String>.
+                match m.get("customConfigs") {
+                    None | Some(Value::Null | Value::Object(_)) => {}
+                    Some(other) => problems.error(
+                        "metadata.customConfigs",
+                        format!("must be an object of strings, found {}", type_name(other)),
+                    ),
+                }
+                if let Some(Value::Object(custom)) = m.get("customConfigs") {
+                    for (key, value) in custom {
+                        if value.is_array() || value.is_object() {
+                            problems.error(
+                                format!("metadata.customConfigs.{key}"),
+                                format!("must be a string, found {}", type_name(value)),
+                            );
+                        }
+                    }
+                }
+                // A null is an absent key, as Jackson reads it.
+                m.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.clone(), v.clone())).collect()
+            }
             Some(other) => {
-                problems.error("metadata", format!("must be an object, found {other}"));
+                problems.error("metadata", format!("must be an object, found {}", type_name(other)));
                 Map::new()
             }
             None => Map::new(),
@@ -416,8 +455,10 @@ impl SchemaRefs {
 fn read_segments(r: &JsonReader<'_>, problems: &mut Problems) -> Option<SegmentsConfig> {
     let Some(s) = r.object_field("segmentsConfig", problems) else {
         if r.get("segmentsConfig").is_none() {
-            problems
-                .error("segmentsConfig.timeColumnName", "missing: a REALTIME table needs its time column");
+            problems.error(
+                "segmentsConfig",
+                "missing: a REALTIME table needs its time column in segmentsConfig.timeColumnName",
+            );
         }
         return None;
     };
@@ -469,7 +510,8 @@ fn read_segments(r: &JsonReader<'_>, problems: &mut Problems) -> Option<Segments
     Some(SegmentsConfig {
         time_column: time_column?,
         retention,
-        replicas_per_partition: s.string("replicasPerPartition", problems),
+        // Pinot keeps it as text and reads it with Integer.parseInt, so `1` and `"1"` are one.
+        replicas_per_partition: s.u64("replicasPerPartition", problems).map(|n| n.to_string()),
     })
 }
 
@@ -507,6 +549,11 @@ fn read_ingestion(i: &JsonReader<'_>, problems: &mut Problems) -> IngestionConfi
         complex_type,
         continue_on_error: i.bool("continueOnError", problems).unwrap_or(false),
     }
+}
+
+/// True when the document has the newer stream settings list, whatever its shape.
+fn has_stream_config_maps(doc: &Value) -> bool {
+    doc.pointer("/ingestionConfig/streamIngestionConfig/streamConfigMaps").is_some_and(|v| !v.is_null())
 }
 
 /// `a.b[0].c` → the value at that path (keys may themselves hold dots: the stream path only

@@ -40,6 +40,10 @@ pub mod keys {
     pub const SHARD_ITERATOR_TIMESTAMP: &str = "shardIteratorTimestamp";
     /// Shoal: per-shard sequence numbers for AT_/AFTER_SEQUENCE_NUMBER.
     pub const SHARD_ITERATOR_SEQUENCE_NUMBERS: &str = "shardIteratorSequenceNumbers";
+    /// Pinot's generic start position: `stream.<type>.` + `consumer.prop.auto.offset.reset`
+    /// (StreamConfigProperties.STREAM_CONSUMER_OFFSET_CRITERIA, joined by
+    /// constructStreamProperty; default `largest` in StreamConfig.java).
+    pub const AUTO_OFFSET_RESET: &str = "stream.kinesis.consumer.prop.auto.offset.reset";
     /// GetRecords limit.
     pub const MAX_RECORDS_TO_FETCH: &str = "maxRecordsToFetch";
     /// GetRecords calls per second per shard.
@@ -112,39 +116,62 @@ pub struct StreamSettings {
     pub other: BTreeMap<String, String>,
 }
 
-const KNOWN_KEYS: &[&str] = &[
-    keys::STREAM_TYPE,
-    keys::TOPIC_NAME,
-    keys::REGION,
-    keys::ENDPOINT,
-    keys::ACCESS_KEY,
-    keys::SECRET_KEY,
-    keys::SESSION_TOKEN,
-    keys::SHARD_ITERATOR_TYPE,
-    keys::SHARD_ITERATOR_TIMESTAMP,
-    keys::SHARD_ITERATOR_SEQUENCE_NUMBERS,
-    keys::MAX_RECORDS_TO_FETCH,
-    keys::REQUESTS_PER_SECOND,
-    keys::FETCH_TIMEOUT,
-    keys::SHARD_DISCOVERY_INTERVAL,
-    keys::CONSUMER_TYPE,
-    keys::DECODER_CLASS,
-    keys::CONSUMER_FACTORY,
-    keys::IAM_ROLE_ENABLED,
-    keys::ROLE_ARN,
-    keys::ROLE_SESSION_NAME,
-    keys::EXTERNAL_ID,
-    keys::SESSION_DURATION,
-    keys::ASYNC_SESSION_UPDATE,
-    keys::METADATA_POPULATE,
-    keys::METADATA_POPULATE_PREFIXED,
-    keys::FLUSH_ROWS,
-    keys::FLUSH_ROWS_OLD,
-    keys::FLUSH_SEGMENT_ROWS,
-    keys::FLUSH_TIME,
-    keys::FLUSH_SEGMENT_SIZE,
-    keys::FLUSH_SEGMENT_SIZE_OLD,
+/// What JSON a stream setting may be written as. Pinot's `streamConfigs` is a
+/// `Map<String, String>`: Jackson reads a JSON number or boolean as its text, so a number setting
+/// may be a bare number and a switch a bare boolean; a name, region, key or class written as a
+/// number or boolean is a mistake, and is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// A JSON string only.
+    Text,
+    /// A JSON string or number.
+    Number,
+    /// A JSON string or boolean.
+    Switch,
+}
+
+/// Every stream key Shoal reads, with the JSON it may be written as.
+const KNOWN_KEYS: &[(&str, Kind)] = &[
+    (keys::STREAM_TYPE, Kind::Text),
+    (keys::TOPIC_NAME, Kind::Text),
+    (keys::REGION, Kind::Text),
+    (keys::ENDPOINT, Kind::Text),
+    (keys::ACCESS_KEY, Kind::Text),
+    (keys::SECRET_KEY, Kind::Text),
+    (keys::SESSION_TOKEN, Kind::Text),
+    (keys::SHARD_ITERATOR_TYPE, Kind::Text),
+    // Epoch milliseconds or ISO-8601 text.
+    (keys::SHARD_ITERATOR_TIMESTAMP, Kind::Number),
+    // Up to 128 digits: a JSON number would lose them.
+    (keys::SHARD_ITERATOR_SEQUENCE_NUMBERS, Kind::Text),
+    // Bare digits are neither a period nor a timestamp to Pinot.
+    (keys::AUTO_OFFSET_RESET, Kind::Text),
+    (keys::MAX_RECORDS_TO_FETCH, Kind::Number),
+    (keys::REQUESTS_PER_SECOND, Kind::Number),
+    (keys::FETCH_TIMEOUT, Kind::Number),
+    (keys::SHARD_DISCOVERY_INTERVAL, Kind::Number),
+    (keys::CONSUMER_TYPE, Kind::Text),
+    (keys::DECODER_CLASS, Kind::Text),
+    (keys::CONSUMER_FACTORY, Kind::Text),
+    (keys::IAM_ROLE_ENABLED, Kind::Switch),
+    (keys::ROLE_ARN, Kind::Text),
+    (keys::ROLE_SESSION_NAME, Kind::Text),
+    (keys::EXTERNAL_ID, Kind::Text),
+    (keys::SESSION_DURATION, Kind::Number),
+    (keys::ASYNC_SESSION_UPDATE, Kind::Switch),
+    (keys::METADATA_POPULATE, Kind::Switch),
+    (keys::METADATA_POPULATE_PREFIXED, Kind::Switch),
+    (keys::FLUSH_ROWS, Kind::Number),
+    (keys::FLUSH_ROWS_OLD, Kind::Number),
+    (keys::FLUSH_SEGMENT_ROWS, Kind::Number),
+    (keys::FLUSH_TIME, Kind::Number),
+    (keys::FLUSH_SEGMENT_SIZE, Kind::Number),
+    (keys::FLUSH_SEGMENT_SIZE_OLD, Kind::Number),
 ];
+
+fn known_kind(key: &str) -> Option<Kind> {
+    KNOWN_KEYS.iter().find(|(k, _)| *k == key).map(|(_, kind)| *kind)
+}
 
 /// True for keys whose values must never be shown.
 pub fn is_secret_key(key: &str) -> bool {
@@ -153,29 +180,54 @@ pub fn is_secret_key(key: &str) -> bool {
         || ["secret", "password", "token", "credential", "accesskey"].iter().any(|w| k.contains(w))
 }
 
-/// The string values of the map, with a path per key; non-string scalars are taken as text.
+/// The string values of the map, with a path per key. A number or boolean is taken as its
+/// text where the key's [`Kind`] allows it (and for keys Shoal does not know, as Pinot keeps
+/// them); a value of another type is reported once, here, and the key is then treated as unset.
 struct StringMap<'a> {
     path: &'a str,
     values: BTreeMap<&'a str, String>,
+    /// Keys whose value was refused: not reported again as missing.
+    refused: Vec<&'a str>,
 }
 
 impl<'a> StringMap<'a> {
     fn new(path: &'a str, map: &'a Map<String, Value>, problems: &mut Problems) -> Self {
         let mut values = BTreeMap::new();
+        let mut refused = Vec::new();
         for (key, value) in map {
-            let text = match value {
-                Value::String(s) => s.clone(),
-                Value::Number(n) => n.to_string(),
-                Value::Bool(b) => b.to_string(),
-                Value::Null => continue,
-                other => {
-                    problems.error(join(path, key), format!("must be a string, found {}", type_name(other)));
+            let kind = known_kind(key);
+            let text = match (value, kind) {
+                (Value::Null, _) => continue,
+                (Value::String(s), _) => s.clone(),
+                (Value::Number(n), None | Some(Kind::Number)) => n.to_string(),
+                (Value::Bool(b), None | Some(Kind::Switch)) => b.to_string(),
+                (other, _) => {
+                    let expected = match kind {
+                        Some(Kind::Number) => "a string or a number",
+                        Some(Kind::Switch) => "true or false",
+                        Some(Kind::Text) | None => "a string",
+                    };
+                    problems
+                        .error(join(path, key), format!("must be {expected}, found {}", type_name(other)));
+                    refused.push(key.as_str());
                     continue;
                 }
             };
+            if is_placeholder(&text) {
+                // The value is not shown: it may stand where a secret goes.
+                problems.warn(
+                    join(path, key),
+                    "is still a placeholder from Pinot's docs (<...>): fill it in before the table consumes",
+                );
+            }
             values.insert(key.as_str(), text);
         }
-        StringMap { path, values }
+        StringMap { path, values, refused }
+    }
+
+    /// True when the key's value was of a type it cannot have (and was reported).
+    fn is_refused(&self, key: &str) -> bool {
+        self.refused.contains(&key)
     }
 
     fn at(&self, key: &str) -> String {
@@ -188,7 +240,7 @@ impl<'a> StringMap<'a> {
 
     fn required(&self, key: &str, what: &str, problems: &mut Problems) -> Option<String> {
         let value = self.get(key).map(str::to_string);
-        if value.is_none() {
+        if value.is_none() && !self.is_refused(key) {
             problems.error(self.at(key), format!("missing: {what}"));
         }
         value
@@ -254,6 +306,7 @@ impl StreamSettings {
         let stream_name = m.required(keys::TOPIC_NAME, "the Kinesis stream name", problems);
         let region = m.required(keys::REGION, "an AWS region such as us-east-1", problems);
         if let Some(r) = &region
+            && !is_placeholder(r)
             && !r.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
         {
             problems.error(m.at(keys::REGION), format!("{r:?} is not a region name such as us-east-1"));
@@ -410,7 +463,7 @@ impl StreamSettings {
         let other = m
             .values
             .iter()
-            .filter(|(k, _)| !KNOWN_KEYS.contains(k))
+            .filter(|(k, _)| known_kind(k).is_none())
             .map(|(k, v)| (k.to_string(), if is_secret_key(k) { MASK.to_string() } else { v.clone() }))
             .collect();
 
@@ -457,7 +510,14 @@ impl StreamSettings {
                 put(keys::SESSION_TOKEN, t.to_string());
             }
         }
-        put(keys::SHARD_ITERATOR_TYPE, k.start.iterator_type().name().into());
+        // The effective start, in a form that reads back to the same start.
+        match &k.start {
+            // Its time is known only once the table is created: kept as Pinot's period.
+            StartPosition::Period { millis } => {
+                put(keys::AUTO_OFFSET_RESET, format_period(*millis));
+            }
+            other => put(keys::SHARD_ITERATOR_TYPE, other.iterator_type().name().into()),
+        }
         match &k.start {
             StartPosition::AtTimestamp { millis } => put(keys::SHARD_ITERATOR_TIMESTAMP, millis.to_string()),
             StartPosition::AtSequenceNumber { shards } | StartPosition::AfterSequenceNumber { shards } => {
@@ -466,7 +526,7 @@ impl StreamSettings {
                     shards.iter().map(|(s, n)| format!("{s}={n}")).collect::<Vec<_>>().join(","),
                 )
             }
-            StartPosition::Latest | StartPosition::TrimHorizon => {}
+            StartPosition::Latest | StartPosition::TrimHorizon | StartPosition::Period { .. } => {}
         }
         put(keys::MAX_RECORDS_TO_FETCH, k.max_records_to_fetch.to_string());
         put(keys::REQUESTS_PER_SECOND, k.requests_per_second.to_string());
@@ -504,45 +564,78 @@ impl StreamSettings {
     }
 }
 
+/// Where shards without a checkpoint start.
+///
+/// Pinot does not use `shardIteratorType` for this: `KinesisConfig.java` parses it (default
+/// LATEST) and nothing reads it, while `KinesisStreamMetadataProvider.computePartitionGroupMetadata`
+/// (pinot-plugins/pinot-stream-ingestion/pinot-kinesis) starts every shard of a new table after
+/// the shard's own startingSequenceNumber: at its oldest retained record, that record lost.
+/// Pinot's generic start key is [`keys::AUTO_OFFSET_RESET`]. Shoal: an explicit
+/// `shardIteratorType` wins (AT_/AFTER_SEQUENCE_NUMBER only with sequence numbers); without it,
+/// `auto.offset.reset` decides; with neither, LATEST.
 fn parse_start(m: &StringMap<'_>, problems: &mut Problems) -> StartPosition {
-    let kind = match m.get(keys::SHARD_ITERATOR_TYPE) {
-        None => ShardIteratorType::Latest,
-        Some(t) => ShardIteratorType::parse(t).unwrap_or_else(|| {
-            problems.error(
-                m.at(keys::SHARD_ITERATOR_TYPE),
-                format!("{t:?} is not one of {}", ShardIteratorType::NAMES),
-            );
-            ShardIteratorType::Latest
-        }),
+    let reset = m.get(keys::AUTO_OFFSET_RESET).and_then(|text| match parse_offset_criteria(text) {
+        Ok(start) => Some((text, start)),
+        Err(e) => {
+            problems.error(m.at(keys::AUTO_OFFSET_RESET), e);
+            None
+        }
+    });
+    let fallback = |default: StartPosition| reset.as_ref().map_or(default, |(_, start)| start.clone());
+    let Some(text) = m.get(keys::SHARD_ITERATOR_TYPE) else {
+        return fallback(StartPosition::Latest);
     };
-    match kind {
+    let Some(kind) = ShardIteratorType::parse(text) else {
+        problems.error(
+            m.at(keys::SHARD_ITERATOR_TYPE),
+            format!("{text:?} is not one of {}", ShardIteratorType::NAMES),
+        );
+        return fallback(StartPosition::Latest);
+    };
+    let explicit = match kind {
         ShardIteratorType::Latest => StartPosition::Latest,
         ShardIteratorType::TrimHorizon => StartPosition::TrimHorizon,
         ShardIteratorType::AtTimestamp => {
             match m.get(keys::SHARD_ITERATOR_TIMESTAMP) {
+                None if m.is_refused(keys::SHARD_ITERATOR_TIMESTAMP) => return StartPosition::Latest,
                 None => {
                     problems.error(m.at(keys::SHARD_ITERATOR_TIMESTAMP), "missing: AT_TIMESTAMP needs a time, as epoch milliseconds or ISO-8601 such as 2025-03-26T18:27:00Z");
-                    StartPosition::Latest
+                    return StartPosition::Latest;
                 }
                 Some(t) => match parse_timestamp(t) {
                     Some(millis) => StartPosition::AtTimestamp { millis },
                     None => {
                         problems.error(m.at(keys::SHARD_ITERATOR_TIMESTAMP), format!("{t:?} is not epoch milliseconds or an ISO-8601 time such as 2025-03-26T18:27:00Z"));
-                        StartPosition::Latest
+                        return StartPosition::Latest;
                     }
                 },
             }
         }
         ShardIteratorType::AtSequenceNumber | ShardIteratorType::AfterSequenceNumber => {
             let shards = match m.get(keys::SHARD_ITERATOR_SEQUENCE_NUMBERS) {
+                None if m.is_refused(keys::SHARD_ITERATOR_SEQUENCE_NUMBERS) => return StartPosition::Latest,
                 None => {
-                    problems.error(m.at(keys::SHARD_ITERATOR_SEQUENCE_NUMBERS), format!("missing: {} needs per-shard sequence numbers, as shardId-000000000000=4959...,shardId-000000000001=4959... or a JSON object", kind.name()));
-                    BTreeMap::new()
+                    // As the seed page writes it. Start where Pinot starts a new table (the
+                    // oldest retained record; Shoal keeps that first record), unless
+                    // auto.offset.reset says otherwise.
+                    let start = fallback(StartPosition::TrimHorizon);
+                    let whence = match &reset {
+                        Some((text, _)) => format!("where {} says ({text:?})", keys::AUTO_OFFSET_RESET),
+                        None => "at TRIM_HORIZON (the oldest retained record), where Pinot starts a new table whatever shardIteratorType says".to_string(),
+                    };
+                    problems.warn(
+                        m.at(keys::SHARD_ITERATOR_TYPE),
+                        format!("{} without {}: shards start {whence}; list per-shard sequence numbers in {} to start there", kind.name(), keys::SHARD_ITERATOR_SEQUENCE_NUMBERS, keys::SHARD_ITERATOR_SEQUENCE_NUMBERS),
+                    );
+                    return start;
                 }
-                Some(text) => parse_sequence_numbers(text).unwrap_or_else(|e| {
-                    problems.error(m.at(keys::SHARD_ITERATOR_SEQUENCE_NUMBERS), e);
-                    BTreeMap::new()
-                }),
+                Some(text) => match parse_sequence_numbers(text) {
+                    Ok(shards) => shards,
+                    Err(e) => {
+                        problems.error(m.at(keys::SHARD_ITERATOR_SEQUENCE_NUMBERS), e);
+                        return StartPosition::Latest;
+                    }
+                },
             };
             if kind == ShardIteratorType::AtSequenceNumber {
                 StartPosition::AtSequenceNumber { shards }
@@ -550,7 +643,60 @@ fn parse_start(m: &StringMap<'_>, problems: &mut Problems) -> StartPosition {
                 StartPosition::AfterSequenceNumber { shards }
             }
         }
+    };
+    if let Some((reset_text, reset_start)) = &reset
+        && reset_start != &explicit
+    {
+        problems.warn(
+            m.at(keys::AUTO_OFFSET_RESET),
+            format!(
+                "{reset_text:?} is not used: {} {} says where shards start and wins over {}; remove one of the two",
+                keys::SHARD_ITERATOR_TYPE,
+                kind.name(),
+                keys::AUTO_OFFSET_RESET
+            ),
+        );
     }
+    explicit
+}
+
+/// Pinot's offset criteria (`OffsetCriteria.withOffsetString`, pinot-spi): `smallest` or
+/// `largest` in any case, a period such as `10d` or `4h30m` (that long before the table was
+/// created), or a timestamp `yyyy-MM-dd'T'HH:mm:ss.SSSZ` (any ISO-8601 time is accepted, as for
+/// `shardIteratorTimestamp`).
+fn parse_offset_criteria(text: &str) -> Result<StartPosition, String> {
+    if text.eq_ignore_ascii_case("smallest") {
+        return Ok(StartPosition::TrimHorizon);
+    }
+    if text.eq_ignore_ascii_case("largest") {
+        return Ok(StartPosition::Latest);
+    }
+    // Bare digits are neither: Pinot's period needs a unit, and its timestamp is ISO-8601.
+    if !text.bytes().all(|b| b.is_ascii_digit()) {
+        if let Ok(period) = parse_duration(text) {
+            return Ok(StartPosition::Period {
+                millis: i64::try_from(period.as_millis()).unwrap_or(i64::MAX),
+            });
+        }
+        if let Some(millis) = parse_timestamp(text) {
+            return Ok(StartPosition::AtTimestamp { millis });
+        }
+    }
+    Err(format!(
+        "{text:?} is not smallest, largest, a period such as 10d or 4h30m (that long before the table was created), or a timestamp such as 2022-08-09T12:31:38.222Z"
+    ))
+}
+
+/// A period as Pinot writes one, with a unit even below a second (bare digits are not a period).
+fn format_period(millis: i64) -> String {
+    let text = format_duration(Duration::from_millis(u64::try_from(millis).unwrap_or(0)));
+    if text.bytes().all(|b| b.is_ascii_digit()) { format!("{text}ms") } else { text }
+}
+
+/// True for a value left as the docs wrote it, such as `<your region>`.
+fn is_placeholder(text: &str) -> bool {
+    let t = text.trim();
+    t.len() > 2 && t.starts_with('<') && t.ends_with('>')
 }
 
 /// Epoch milliseconds, or ISO-8601 with a zone (`2025-03-26T18:27:00Z`, `...:00.123+01:00`).
@@ -712,10 +858,50 @@ mod tests {
             json!({"shardIteratorType": "AT_SEQUENCE_NUMBER", "shardIteratorSequenceNumbers": "{\"shardId-1\": \"12\"}"}),
         );
         assert!(matches!(s.unwrap().kinesis.start, StartPosition::AtSequenceNumber { .. }));
-        let (_, problems) = with(json!({"shardIteratorType": "AT_SEQUENCE_NUMBER"}));
+        // Without numbers: a warning, and the start Pinot gives a new table.
+        let (s, problems) = with(json!({"shardIteratorType": "AT_SEQUENCE_NUMBER"}));
+        assert!(problems.is_ok(), "{problems:?}");
+        assert_eq!(problems.warnings[0].path, "s.shardIteratorType");
+        assert_eq!(s.unwrap().kinesis.start, StartPosition::TrimHorizon);
+        let (_, problems) = with(
+            json!({"shardIteratorType": "AT_SEQUENCE_NUMBER", "shardIteratorSequenceNumbers": "shardId-1"}),
+        );
         assert_eq!(problems.errors[0].path, "s.shardIteratorSequenceNumbers");
         let (_, problems) = with(json!({"shardIteratorType": "SOMETIMES"}));
         assert_eq!(problems.errors[0].path, "s.shardIteratorType");
+    }
+
+    #[test]
+    fn a_value_is_taken_in_another_json_type_only_where_pinot_reads_it_the_same() {
+        let with = |extra: Value| {
+            let mut m = base();
+            m.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            parse(m)
+        };
+        // Numbers and switches may be bare JSON, as Jackson reads them into Pinot's string map.
+        let (s, problems) = with(json!({"maxRecordsToFetch": 500, "metadata.populate": true, "custom.n": 5}));
+        assert!(problems.is_ok(), "{problems:?}");
+        let s = s.unwrap();
+        assert_eq!(s.kinesis.max_records_to_fetch, 500);
+        assert!(s.populate_metadata);
+        assert_eq!(s.other["custom.n"], "5");
+        // Names, switches and sequence numbers of another type are refused, once, at their key.
+        for (key, value) in [
+            ("endpoint", json!(7)),
+            ("iamRoleBasedAccessEnabled", json!(1)),
+            ("maxRecordsToFetch", json!(true)),
+            ("stream.kinesis.topic.name", json!(false)),
+            ("custom.list", json!(["a"])),
+        ] {
+            let (_, problems) = with(json!({ key: value }));
+            let paths: Vec<_> = problems.errors.iter().map(|p| p.path.as_str()).collect();
+            assert_eq!(paths, [format!("s.{key}")], "{key} = {value}");
+        }
+        let (_, problems) = with(
+            json!({"shardIteratorType": "AT_SEQUENCE_NUMBER", "shardIteratorSequenceNumbers": 4.959_033_827_149_026e55}),
+        );
+        let paths: Vec<_> = problems.errors.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(paths, ["s.shardIteratorSequenceNumbers"]);
     }
 
     #[test]

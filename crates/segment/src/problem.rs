@@ -143,12 +143,12 @@ impl<'a> JsonReader<'a> {
         }
     }
 
-    /// An optional string field; numbers and booleans are taken as their text, as Pinot does.
+    /// An optional string field. A number or boolean is refused: Jackson would take `7` as the
+    /// text "7", but a name, type or class written as a number is a mistake, not what the user
+    /// meant. Keys that hold numbers read them with [`JsonReader::u64`].
     pub fn string(&self, key: &str, problems: &mut Problems) -> Option<String> {
         match self.get(key)? {
             Value::String(s) => Some(s.clone()),
-            Value::Number(n) => Some(n.to_string()),
-            Value::Bool(b) => Some(b.to_string()),
             other => {
                 problems.error(self.path_of(key), format!("must be a string, found {}", type_name(other)));
                 None
@@ -241,7 +241,7 @@ mod tests {
 
     #[test]
     fn reads_pinot_style_strings_and_records_every_problem() {
-        let doc = json!({"a": "12", "b": "TRUE", "c": [1, "x"], "d": -3, "e": {"f": 1}});
+        let doc = json!({"a": "12", "b": "TRUE", "c": [1, "x"], "d": -3, "e": {"f": 1}, "g": 7});
         let mut problems = Problems::default();
         let r = JsonReader::of("", &doc, &mut problems).unwrap();
         assert_eq!(r.u64("a", &mut problems), Some(12));
@@ -249,8 +249,9 @@ mod tests {
         assert_eq!(r.string_array("c", &mut problems), Some(vec!["x".to_string()]));
         assert_eq!(r.u64("d", &mut problems), None);
         assert!(r.required_string("zz", &mut problems).is_none());
+        assert_eq!(r.string("g", &mut problems), None);
         assert_eq!(r.object_field("e", &mut problems).unwrap().path_of("f"), "e.f");
         let paths: Vec<_> = problems.errors.iter().map(|p| p.path.as_str()).collect();
-        assert_eq!(paths, ["c[0]", "d", "zz"]);
+        assert_eq!(paths, ["c[0]", "d", "zz", "g"]);
     }
 }

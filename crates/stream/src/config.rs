@@ -76,6 +76,14 @@ pub enum StartPosition {
         /// Shard id to sequence number.
         shards: BTreeMap<String, SequenceNumber>,
     },
+    /// AT_TIMESTAMP this long before the table was created: Pinot's period offset criteria
+    /// (`stream.kinesis.consumer.prop.auto.offset.reset` such as `10d`, pinot-spi
+    /// `OffsetCriteria`). The time is fixed once, when the table is created, so that a restart
+    /// does not move it; the engine resolves it into an AT_TIMESTAMP.
+    Period {
+        /// How far before the table's creation, in milliseconds.
+        millis: i64,
+    },
 }
 
 impl StartPosition {
@@ -84,7 +92,9 @@ impl StartPosition {
         match self {
             StartPosition::Latest => ShardIteratorType::Latest,
             StartPosition::TrimHorizon => ShardIteratorType::TrimHorizon,
-            StartPosition::AtTimestamp { .. } => ShardIteratorType::AtTimestamp,
+            StartPosition::AtTimestamp { .. } | StartPosition::Period { .. } => {
+                ShardIteratorType::AtTimestamp
+            }
             StartPosition::AtSequenceNumber { .. } => ShardIteratorType::AtSequenceNumber,
             StartPosition::AfterSequenceNumber { .. } => ShardIteratorType::AfterSequenceNumber,
         }

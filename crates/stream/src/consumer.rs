@@ -204,6 +204,8 @@ impl Coordinator {
                     StartAt::After(crate::record::Checkpoint { sequence: s.clone(), sub_sequence: None })
                 })
                 .unwrap_or(StartAt::TrimHorizon),
+            // TODO: resolved against the table's creation time by the engine.
+            StartPosition::Period { .. } => StartAt::TrimHorizon,
         }
     }
 
