@@ -176,6 +176,12 @@ impl Metrics {
                 s.iterator_renewals as i64
             }),
             ("shoal_shard_get_records_total", "counter", "GetRecords calls.", |s| s.get_records_calls as i64),
+            (
+                "shoal_shard_kpl_foreign_records_total",
+                "counter",
+                "KPL user records dropped because their aggregate holds a record of another shard.",
+                |s| s.kpl_foreign_records as i64,
+            ),
             ("shoal_shard_last_fetch_ms", "gauge", "Epoch ms of the last successful fetch.", |s| {
                 s.last_fetch_ms
             }),

@@ -32,6 +32,7 @@ async fn the_engine_loses_and_repeats_nothing_through_faults_and_downtime() {
         delay_by: Duration::from_secs(3),
         reset: 0.2,
         seed: 1,
+        slow_body: None,
     });
     engine.create_table(&config, &schema("rough")).await.unwrap();
 

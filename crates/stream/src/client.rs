@@ -3,6 +3,7 @@
 
 use crate::config::KinesisConfig;
 use aws_config::BehaviorVersion;
+use aws_config::stalled_stream_protection::StalledStreamProtectionConfig;
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_sdk_kinesis::config::Region;
@@ -17,8 +18,11 @@ pub fn http_client() -> aws_sdk_kinesis::config::SharedHttpClient {
         .build_https()
 }
 
-/// Builds a Kinesis client for `config`. Each call bounds its attempts by `fetch_timeout`;
-/// retries are Shoal's own (see the reader), so the SDK's are off.
+/// Builds a Kinesis client for `config`. `fetch_timeout` bounds the wait for an answer (from
+/// sending the request to the answer's headers: the SDK's `read_timeout`), not the reading of
+/// its body: a 10 MB page on a slow link is read to its end, and only a body that stalls
+/// (below 1 byte/s for the grace period, the SDK's stalled-stream protection) is abandoned.
+/// Retries are Shoal's own (see the reader), so the SDK's are off.
 pub async fn kinesis_client(config: &KinesisConfig) -> aws_sdk_kinesis::Client {
     let region = Region::new(config.region.clone());
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
@@ -27,7 +31,12 @@ pub async fn kinesis_client(config: &KinesisConfig) -> aws_sdk_kinesis::Client {
         .timeout_config(
             TimeoutConfig::builder()
                 .connect_timeout(Duration::from_secs(5).min(config.fetch_timeout))
-                .operation_attempt_timeout(config.fetch_timeout)
+                .read_timeout(config.fetch_timeout)
+                .build(),
+        )
+        .stalled_stream_protection(
+            StalledStreamProtectionConfig::enabled()
+                .grace_period(config.fetch_timeout.max(Duration::from_secs(5)))
                 .build(),
         )
         .retry_config(aws_config::retry::RetryConfig::disabled());

@@ -3,6 +3,7 @@
 
 use crate::client::kinesis_client;
 use crate::config::{KinesisConfig, StartPosition};
+use crate::kpl::HashKeyRange;
 use crate::lineage::{Lineage, LineageEvent, ShardInfo, StartKind};
 use crate::metrics::StreamMetrics;
 use crate::reader::{ReadSettings, ShardTask, StartAt};
@@ -65,28 +66,49 @@ impl Source for KinesisSource {
             None => StartAt::TrimHorizon,
         };
         tracing::info!(stream = %self.config.stream_name, shard, ?start, "reading a shard again");
-        Some(crate::source::replay_handle(shard, metrics, |events, shutdown| {
-            // The end is taken from a null iterator or ChildShards; a data loss (the records
-            // expired) is logged by the reader, which reads on from the oldest record.
-            let (_ending_tx, ending) = watch::channel(None);
-            let (data_loss, _) = mpsc::unbounded_channel();
-            let task = ShardTask {
-                client: self.client.clone(),
-                stream: self.config.stream_name.clone(),
-                shard: Arc::from(shard),
-                start,
-                settings: ReadSettings {
-                    limit: self.config.max_records_to_fetch,
-                    min_interval: Duration::from_secs_f64(1.0 / self.config.requests_per_second),
-                    fetch_timeout: self.config.fetch_timeout,
-                },
-                ending,
-                events,
-                metrics: shard_metrics,
-                shutdown,
-                data_loss,
-            };
-            tokio::spawn(task.run());
+        let id = shard.to_string();
+        let shard: Arc<str> = Arc::from(shard);
+        Some(crate::source::replay_handle(&id, metrics, move |events, mut shutdown| {
+            tokio::spawn(async move {
+                // The shard's hash key range first, so that KPL records are kept or dropped as
+                // when they were first read.
+                let hash_range = loop {
+                    match list_shards(&self.client, &self.config.stream_name).await {
+                        Ok(listing) => {
+                            break listing.into_iter().find(|s| *s.id == *shard).and_then(|s| s.hash_range);
+                        }
+                        Err(e) => {
+                            tracing::warn!(stream = %self.config.stream_name, error = %e, "ListShards failed; retrying before the re-read");
+                            tokio::select! {
+                                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                                _ = shutdown.changed() => return,
+                            }
+                        }
+                    }
+                };
+                // The end is taken from a null iterator or ChildShards; a data loss (the
+                // records expired) is logged by the reader, which reads on from the oldest.
+                let (_ending_tx, ending) = watch::channel(None);
+                let (data_loss, _) = mpsc::unbounded_channel();
+                let task = ShardTask {
+                    client: self.client.clone(),
+                    stream: self.config.stream_name.clone(),
+                    shard,
+                    start,
+                    settings: ReadSettings {
+                        limit: self.config.max_records_to_fetch,
+                        min_interval: Duration::from_secs_f64(1.0 / self.config.requests_per_second),
+                        fetch_timeout: self.config.fetch_timeout,
+                    },
+                    hash_range,
+                    ending,
+                    events,
+                    metrics: shard_metrics,
+                    shutdown,
+                    data_loss,
+                };
+                task.run().await;
+            });
         }))
     }
 }
@@ -204,8 +226,11 @@ impl Coordinator {
                     StartAt::After(crate::record::Checkpoint { sequence: s.clone(), sub_sequence: None })
                 })
                 .unwrap_or(StartAt::TrimHorizon),
-            // TODO: resolved against the table's creation time by the engine.
-            StartPosition::Period { .. } => StartAt::TrimHorizon,
+            // A period before the table's creation (Pinot's PERIOD offset criteria), fixed at
+            // creation so that a restart does not move it; with no creation time, before now.
+            StartPosition::Period { millis } => {
+                StartAt::AtTimestamp(self.resume.created_ms.unwrap_or_else(crate::now_ms) - millis)
+            }
         }
     }
 
@@ -232,6 +257,7 @@ impl Coordinator {
                 min_interval: interval,
                 fetch_timeout: self.config.fetch_timeout,
             },
+            hash_range: shard.hash_range,
             ending: ending_rx,
             events: events_tx,
             metrics: self.metrics.shard(&shard.id),
@@ -270,6 +296,11 @@ pub async fn list_shards(client: &Client, stream: &str) -> Result<Vec<ShardInfo>
                     .sequence_number_range()
                     .and_then(|r| r.ending_sequence_number())
                     .and_then(SequenceNumber::parse),
+                hash_range: s.hash_key_range().and_then(|r| {
+                    HashKeyRange::parse(r.starting_hash_key(), r.ending_hash_key())
+                        .map_err(|e| tracing::warn!(shard = s.shard_id(), error = %e, "unreadable hash key range; KPL records are not checked against it"))
+                        .ok()
+                }),
             });
         }
         match out.next_token() {

@@ -263,6 +263,9 @@ pub struct Faults {
     pub reset: f64,
     /// Seed of the generator that draws the faults after the script.
     pub seed: u64,
+    /// A slow link: every forwarded answer's headers are sent at once and its body at this
+    /// many bytes per second (None: as fast as it comes).
+    pub slow_body: Option<u64>,
 }
 
 /// What a [`FaultProxy`] did.
@@ -484,7 +487,8 @@ async fn bind_again(port: u16) -> std::io::Result<tokio::net::TcpListener> {
 }
 
 enum Action {
-    Forward,
+    /// Forward, with the body at this many bytes per second if set.
+    Forward(Option<u64>),
     Answer(&'static str),
     Reset,
     Delay(Duration),
@@ -523,7 +527,7 @@ async fn handle(
                 s.counts.resets += 1;
                 Action::Reset
             }
-            None => Action::Forward,
+            None => Action::Forward(s.schedule.faults.slow_body),
         }
     };
     match action {
@@ -542,13 +546,19 @@ async fn handle(
         }
         Action::Delay(d) => {
             tokio::time::sleep(d).await;
-            forward(&mut client, &request, head_end, upstream_port).await;
+            forward(&mut client, &request, head_end, upstream_port, None).await;
         }
-        Action::Forward => forward(&mut client, &request, head_end, upstream_port).await,
+        Action::Forward(rate) => forward(&mut client, &request, head_end, upstream_port, rate).await,
     }
 }
 
-async fn forward(client: &mut tokio::net::TcpStream, request: &[u8], head_end: usize, upstream_port: u16) {
+async fn forward(
+    client: &mut tokio::net::TcpStream,
+    request: &[u8],
+    head_end: usize,
+    upstream_port: u16,
+    body_rate: Option<u64>,
+) {
     let Ok(mut upstream) = tokio::net::TcpStream::connect(("127.0.0.1", upstream_port)).await else { return };
     let head = String::from_utf8_lossy(&request[..head_end]);
     let mut rewritten: Vec<u8> = head
@@ -564,7 +574,22 @@ async fn forward(client: &mut tokio::net::TcpStream, request: &[u8], head_end: u
     }
     let mut answer = Vec::new();
     let _ = upstream.read_to_end(&mut answer).await;
-    let _ = client.write_all(&answer).await;
+    let Some(rate) = body_rate.filter(|r| *r > 0) else {
+        let _ = client.write_all(&answer).await;
+        return;
+    };
+    // The headers at once, then the body a tenth of a second's worth at a time.
+    let body_at = answer.windows(4).position(|w| w == b"\r\n\r\n").map_or(answer.len(), |p| p + 4);
+    if client.write_all(&answer[..body_at]).await.is_err() {
+        return;
+    }
+    let step = (rate / 10).max(1) as usize;
+    for chunk in answer[body_at..].chunks(step) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if client.write_all(chunk).await.is_err() {
+            return;
+        }
+    }
 }
 
 async fn read_request(client: &mut tokio::net::TcpStream) -> Option<Vec<u8>> {

@@ -1,6 +1,7 @@
 //! Shard lineage: which shards may be read now. A child of a split or merge starts only after
 //! every parent has been read to its end (and its end committed by the engine).
 
+use crate::kpl::HashKeyRange;
 use crate::sequence::SequenceNumber;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -15,6 +16,8 @@ pub struct ShardInfo {
     pub adjacent_parent: Option<String>,
     /// `SequenceNumberRange.EndingSequenceNumber`: set once the shard is closed.
     pub ending_sequence: Option<SequenceNumber>,
+    /// `HashKeyRange`: the partition-key hashes the shard owns (None when unknown).
+    pub hash_range: Option<HashKeyRange>,
 }
 
 impl ShardInfo {
@@ -164,6 +167,7 @@ mod tests {
             parent: parents.first().map(|p| p.to_string()),
             adjacent_parent: parents.get(1).map(|p| p.to_string()),
             ending_sequence: closed.then(|| SequenceNumber::parse("99").unwrap()),
+            hash_range: None,
         }
     }
 

@@ -56,7 +56,13 @@ impl MemoryStream {
     fn add_shard(s: &mut State, parent: Option<String>, adjacent: Option<String>) -> String {
         let id = format!("shardId-{:012}", s.next_shard);
         s.next_shard += 1;
-        let info = ShardInfo { id: id.clone(), parent, adjacent_parent: adjacent, ending_sequence: None };
+        let info = ShardInfo {
+            id: id.clone(),
+            parent,
+            adjacent_parent: adjacent,
+            ending_sequence: None,
+            hash_range: None,
+        };
         s.shards.insert(
             id.clone(),
             MemoryShard { info, records: Vec::new(), closed: false, notify: Arc::new(Notify::new()) },

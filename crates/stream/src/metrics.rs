@@ -23,6 +23,9 @@ pub struct ShardMetrics {
     pub iterator_renewals: AtomicU64,
     /// Epoch ms of the last successful fetch (0 before the first).
     pub last_fetch_ms: AtomicI64,
+    /// KPL user records dropped because their aggregate holds a record of another shard (the
+    /// producer puts such an aggregate's records again, to the right shards).
+    pub kpl_foreign_records: AtomicU64,
 }
 
 impl ShardMetrics {
@@ -38,6 +41,7 @@ impl ShardMetrics {
             retries: l(&self.retries),
             iterator_renewals: l(&self.iterator_renewals),
             last_fetch_ms: self.last_fetch_ms.load(Ordering::Relaxed),
+            kpl_foreign_records: l(&self.kpl_foreign_records),
         }
     }
 }
@@ -61,6 +65,8 @@ pub struct ShardMetricsSnapshot {
     pub iterator_renewals: u64,
     /// Epoch ms of the last successful fetch.
     pub last_fetch_ms: i64,
+    /// KPL user records dropped as another shard's.
+    pub kpl_foreign_records: u64,
 }
 
 /// The metrics of one stream's consumer.

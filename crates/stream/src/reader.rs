@@ -2,7 +2,7 @@
 //! transient errors, new iterators after expiry, KPL de-aggregation, and end-of-shard detection.
 //! It never skips or repeats a record: every record handed on comes after the last one.
 
-use crate::kpl::{Deaggregated, deaggregate};
+use crate::kpl::{Deaggregated, HashKeyRange, UserRecord, deaggregate, effective_hash_key};
 use crate::metrics::ShardMetrics;
 use crate::record::{Checkpoint, Record};
 use crate::sequence::SequenceNumber;
@@ -58,6 +58,9 @@ pub struct ShardTask {
     pub start: StartAt,
     /// Settings.
     pub settings: ReadSettings,
+    /// The shard's hash key range: a KPL aggregate holding a user record outside it is
+    /// dropped whole, as the KCL does. None: every record is kept.
+    pub hash_range: Option<HashKeyRange>,
     /// The shard's EndingSequenceNumber once known (from ListShards).
     pub ending: watch::Receiver<Option<SequenceNumber>>,
     /// Where events go.
@@ -220,22 +223,15 @@ impl ShardTask {
             }
             next_call = Instant::now() + self.settings.min_interval;
             self.metrics.get_records_calls.fetch_add(1, Ordering::Relaxed);
+            // The client bounds the wait for the answer by the fetch timeout, not the reading
+            // of its body (see client.rs): a large page on a slow link is not doomed.
             let call = self.client.get_records().shard_iterator(it).limit(self.settings.limit as i32).send();
             let answer = tokio::select! {
-                r = tokio::time::timeout(self.settings.fetch_timeout, call) => r,
+                r = call => r,
                 _ = self.shutdown.changed() => return,
             };
             let out = match answer {
-                Err(_) => {
-                    self.wait_after(
-                        Failure::Transient(format!("no answer within {:?}", self.settings.fetch_timeout)),
-                        &mut backoff,
-                        "GetRecords",
-                    )
-                    .await;
-                    continue;
-                }
-                Ok(Err(e)) => {
+                Err(e) => {
                     match classify_get_records(&e) {
                         Failure::Expired => {
                             self.metrics.iterator_renewals.fetch_add(1, Ordering::Relaxed);
@@ -249,7 +245,7 @@ impl ShardTask {
                     }
                     continue;
                 }
-                Ok(Ok(out)) => out,
+                Ok(out) => out,
             };
             backoff.reset();
             self.metrics.last_fetch_ms.store(crate::now_ms(), Ordering::Relaxed);
@@ -321,6 +317,11 @@ impl ShardTask {
             };
             match deaggregate(&data) {
                 Deaggregated::Plain => push(None, key.to_string(), data),
+                Deaggregated::Aggregate(users) if self.holds_another_shards(&users) => {
+                    self.metrics.kpl_foreign_records.fetch_add(users.len() as u64, Ordering::Relaxed);
+                    tracing::warn!(shard = %self.shard, sequence = %sequence_number, records = users.len(),
+                        "a KPL aggregate holds a record of another shard (put before a reshard): dropped whole, as the KCL does; the producer puts its records again");
+                }
                 Deaggregated::Aggregate(users) => {
                     for (i, user) in users.into_iter().enumerate() {
                         push(Some(i as u64), user.partition_key, user.data);
@@ -329,6 +330,21 @@ impl ShardTask {
             }
         }
         out
+    }
+
+    /// True when a user record of the aggregate hashes outside this shard. The KPL groups
+    /// records by the shard it predicts; after a split or merge its prediction can be stale,
+    /// and it then puts every record of such an aggregate again (its Retrier checks each
+    /// record's shard), so the aggregate is dropped whole, exactly as the KCL does
+    /// (`AggregatorUtil.deaggregate` in amazon-kinesis-client): keeping its in-range records
+    /// would count them twice. A record whose hash key cannot be read is not proof of another
+    /// shard.
+    fn holds_another_shards(&self, users: &[UserRecord]) -> bool {
+        let Some(range) = self.hash_range else { return false };
+        users.iter().any(|u| {
+            effective_hash_key(&u.partition_key, u.explicit_hash_key.as_deref())
+                .is_some_and(|k| !range.contains(k))
+        })
     }
 
     /// Gets an iterator for `start`; Ok(None) when the shard has nothing left.

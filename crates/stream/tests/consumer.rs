@@ -4,7 +4,7 @@ mod common;
 
 use common::*;
 use shoal_stream::emulator::Emulator;
-use shoal_stream::{ResumeState, SequenceNumber, StartPosition};
+use shoal_stream::{ResumeState, SequenceNumber, ShardEvent, StartPosition};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -256,4 +256,90 @@ async fn every_start_position_behaves_as_documented() {
     )
     .await;
     assert_eq!(other.len(), 65, "a shard not listed starts at TRIM_HORIZON");
+}
+
+/// A KPL aggregate put before a reshard can hold user records of another shard; the KPL then
+/// puts all of its records again, to the right shards. Such an aggregate is dropped whole (as
+/// the KCL does) and counted; an aggregate whose records all belong to the shard is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kpl_aggregate_holding_another_shards_record_is_dropped_whole() {
+    use shoal_stream::kpl::{HashKeyRange, UserRecord, aggregate_records, effective_hash_key};
+    let emulator = started("foreign", 2).await;
+    let shards = emulator.client().list_shards().stream_name("foreign").send().await.unwrap();
+    let ranges: Vec<(String, HashKeyRange)> = shards
+        .shards()
+        .iter()
+        .map(|s| {
+            let r = s.hash_key_range().unwrap();
+            (
+                s.shard_id().to_string(),
+                HashKeyRange::parse(r.starting_hash_key(), r.ending_hash_key()).unwrap(),
+            )
+        })
+        .collect();
+    let (home, home_range) = ranges[0].clone();
+    let (_, away_range) = ranges[1];
+    // Partition keys whose MD5 falls in each shard's range.
+    let keys_in = |range: HashKeyRange, n: usize| -> Vec<String> {
+        (0..)
+            .map(|i| format!("key-{i}"))
+            .filter(|k| range.contains(effective_hash_key(k, None).unwrap()))
+            .take(n)
+            .collect()
+    };
+    let user = |key: &str, id: usize| UserRecord {
+        partition_key: key.to_string(),
+        explicit_hash_key: None,
+        data: bytes::Bytes::from(format!("{{\"id\": {id}}}")),
+    };
+    let own: Vec<UserRecord> = keys_in(home_range, 4).iter().enumerate().map(|(i, k)| user(k, i)).collect();
+    let mut mixed: Vec<UserRecord> =
+        keys_in(home_range, 3).iter().enumerate().map(|(i, k)| user(k, 10 + i)).collect();
+    mixed.extend(keys_in(away_range, 2).iter().enumerate().map(|(i, k)| user(k, 20 + i)));
+    // Both aggregates land on the home shard (as a KPL with a stale shard map would put them).
+    for blob in [aggregate_records(&own), aggregate_records(&mixed)] {
+        emulator
+            .client()
+            .put_record()
+            .stream_name("foreign")
+            .partition_key("aggregate")
+            .explicit_hash_key(home_range.start.to_string())
+            .data(aws_sdk_kinesis::primitives::Blob::new(blob))
+            .send()
+            .await
+            .unwrap();
+    }
+    emulator
+        .client()
+        .put_record()
+        .stream_name("foreign")
+        .partition_key("plain")
+        .explicit_hash_key(home_range.start.to_string())
+        .data(aws_sdk_kinesis::primitives::Blob::new(&b"{\"id\": 99}"[..]))
+        .send()
+        .await
+        .unwrap();
+
+    let source = source(&emulator, "foreign", |c| c.start = StartPosition::TrimHorizon).await;
+    let mut handle = source.start(ResumeState::default());
+    let metrics = std::sync::Arc::clone(&handle.metrics);
+    let mut got = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while got.len() < 5 && tokio::time::Instant::now() < deadline {
+        let Ok(Some(mut reader)) = tokio::time::timeout_at(deadline, handle.readers.recv()).await else {
+            break;
+        };
+        if reader.shard_id != home {
+            continue;
+        }
+        while got.len() < 5 {
+            match tokio::time::timeout_at(deadline, reader.next()).await {
+                Ok(Some(ShardEvent::Records { records, .. })) => got.extend(records),
+                _ => break,
+            }
+        }
+    }
+    let ids: Vec<usize> = got.iter().map(id).collect();
+    assert_eq!(ids, [0, 1, 2, 3, 99], "the aggregate of the shard's own records and the plain record");
+    assert_eq!(metrics.shard(&home).kpl_foreign_records.load(std::sync::atomic::Ordering::Relaxed), 5);
 }

@@ -59,6 +59,7 @@ async fn each_requested_fault_comes_first_then_the_seed_decides() {
         delay_by: Duration::from_millis(10),
         reset: 0.2,
         seed: 7,
+        slow_body: None,
     };
     proxy.set(faults.clone());
     let port = proxy.port();
@@ -130,6 +131,7 @@ async fn nothing_is_lost_or_repeated_through_faults() {
         delay_by: Duration::from_secs(3),
         reset: 0.2,
         seed: 1,
+        slow_body: None,
     });
     let reading = tokio::spawn(collect(source, ResumeState::default(), 1200, Duration::from_secs(150)));
 
@@ -155,4 +157,64 @@ async fn nothing_is_lost_or_repeated_through_faults() {
         counts.throttled > 0 && counts.expired > 0 && counts.resets > 0 && counts.delayed > 0,
         "{counts:?}"
     );
+}
+
+/// A page that takes longer to download than the fetch timeout (a slow link) is read to its
+/// end: the timeout bounds the wait for the answer, not the reading of its body. With the
+/// whole call bounded instead, every attempt is cut off and nothing ever arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_page_on_a_slow_link_is_read_whole() {
+    let emulator = Emulator::start().await.expect("kinesis-local must be installed and start");
+    emulator.create_stream("slow", 1).await.unwrap();
+    let padding = "x".repeat(2000);
+    let entries: Vec<_> = (0..200)
+        .map(|i| {
+            aws_sdk_kinesis::types::PutRecordsRequestEntry::builder()
+                .partition_key(format!("k{i}"))
+                .data(aws_sdk_kinesis::primitives::Blob::new(format!(r#"{{"id": {i}, "pad": "{padding}"}}"#)))
+                .build()
+                .unwrap()
+        })
+        .collect();
+    emulator.client().put_records().stream_name("slow").set_records(Some(entries)).send().await.unwrap();
+    let proxy = FaultProxy::start(emulator.port()).await.unwrap();
+    // About 550 KB of JSON (base64 bodies) at 200 KB/s: close to 3 s per page.
+    proxy.set(Faults { slow_body: Some(200_000), ..Faults::default() });
+    let mut config = fast(kinesis_config_for(&proxy.endpoint(), "slow"));
+    config.start = StartPosition::TrimHorizon;
+    config.fetch_timeout = Duration::from_secs(1);
+    let source = Box::new(KinesisSource::connect(config).await);
+    let records = collect(source, ResumeState::default(), 200, Duration::from_secs(60)).await;
+    let ids: BTreeSet<usize> = records.iter().map(id).collect();
+    assert_eq!((records.len(), ids.len()), (200, 200), "every record once, through a slow link");
+}
+
+/// A LATEST iterator that expires before any record arrived is renewed where it started, not
+/// at a new LATEST: records put while the iterators kept expiring are not skipped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_latest_iterator_expiring_before_any_record_skips_nothing() {
+    let emulator = Emulator::start().await.expect("kinesis-local must be installed and start");
+    emulator.create_stream("expiring", 1).await.unwrap();
+    put_ids(&emulator, "expiring", 0..5, 1).await;
+    let proxy = FaultProxy::start(emulator.port()).await.unwrap();
+    let mut config = fast(kinesis_config_for(&proxy.endpoint(), "expiring"));
+    config.start = StartPosition::Latest;
+    let source = Box::new(KinesisSource::connect(config).await);
+    // ResumeState without a creation time: LATEST as the service means it.
+    let reading = tokio::spawn(collect(source, ResumeState::default(), 20, Duration::from_secs(40)));
+    // Once the reader holds its iterator, every GetRecords answer says it expired.
+    while proxy.counts().get_records == 0 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    proxy.set(Faults { expire: 1.0, ..Faults::default() });
+    put_ids(&emulator, "expiring", 5..25, 1).await;
+    // Iterators keep expiring for a while (kinesis-local's LATEST takes records of the same
+    // second: the last renewal must come well after the puts).
+    let expired_after_put = proxy.counts().expired;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(proxy.counts().expired >= expired_after_put + 3, "{:?}", proxy.counts());
+    proxy.set(Faults::default());
+    let records = reading.await.unwrap();
+    let ids: Vec<usize> = records.iter().map(id).collect();
+    assert_eq!(ids, (5..25).collect::<Vec<_>>(), "the records put after the start, once, in order");
 }
