@@ -30,21 +30,27 @@ async fn counts_cover_sealed_and_consuming_segments_under_both_names() {
 #[tokio::test]
 async fn time_filters_prune_segments() {
     let (engine, _t, events, _dir) = events_table(4, 5_000, 100, QueryOptions::default());
-    let first_ts: i64 =
-        serde_json::from_str::<serde_json::Value>(&events[0]).unwrap()["timestamp"].as_i64().unwrap();
-    let end_of_first: i64 =
-        serde_json::from_str::<serde_json::Value>(&events[4_999]).unwrap()["timestamp"].as_i64().unwrap();
+    let stamps: Vec<i64> = events
+        .iter()
+        .map(|e| serde_json::from_str::<serde_json::Value>(e).unwrap()["timestamp"].as_i64().unwrap())
+        .collect();
+    // Written: 4 sealed segments of 5,000 rows, then a consuming one of 100. The generator's
+    // clock never goes back, and event 5,000 (the second segment's first) is later than event
+    // 4,999: the first segment's time range holds exactly its own 5,000 rows and overlaps no
+    // other segment's.
+    assert!(stamps.windows(2).all(|w| w[0] <= w[1]));
+    assert!(stamps[5_000] > stamps[4_999]);
+    let (first_ts, end_of_first) = (stamps[0], stamps[4_999]);
     let sql =
         format!("SELECT count(*) FROM events WHERE \"timestamp\" BETWEEN {first_ts} AND {end_of_first}");
     let response = engine.pinot(&sql).await;
     assert!(response.exceptions.is_empty(), "{:?}", response.exceptions);
-    assert_eq!(response.num_segments_queried, 5);
-    assert!(
-        response.num_segments_processed <= 2,
-        "pruned to the first segment (and maybe the tail): {}",
-        response.num_segments_processed
-    );
-    assert!(response.result_table.unwrap().rows[0][0].as_i64().unwrap() >= 5_000);
+    assert_eq!(response.result_table.unwrap().rows[0][0].as_i64().unwrap(), 5_000);
+    assert_eq!((response.num_segments_queried, response.num_consuming_segments_queried), (5, 1));
+    assert_eq!(response.total_docs, 20_100);
+    // Pruned to the first segment: the other three sealed ones and the consuming one are skipped.
+    assert_eq!((response.num_segments_processed, response.num_segments_matched), (1, 1));
+    assert_eq!(response.num_docs_scanned, 5_000);
 }
 
 #[tokio::test]

@@ -3,16 +3,19 @@
 //! File layout (all integers little-endian):
 //!
 //! ```text
-//! [Arrow IPC file: 64-byte aligned, uncompressed][0-7 bytes padding][metadata JSON][trailer, 48 bytes]
+//! [Arrow IPC file: 64-byte aligned, uncompressed][0-7 bytes padding][metadata JSON][trailer, 56 bytes]
 //! trailer = magic "SHOALSG\0" | version u32 | 0u32 | ipc_len u64 | meta_len u64
-//!           | xxh3(ipc bytes) u64 | xxh3(IPC footer) u64 | xxh3(metadata JSON ++ trailer[0..48]) u64
+//!           | xxh3(ipc bytes) u64 | xxh3(IPC footer, its length and end magic) u64
+//!           | xxh3(metadata JSON ++ trailer[0..48]) u64
 //! ```
 //!
 //! A segment is written to `<name>.seg.tmp`, fsynced, renamed to `<name>.seg` and the directory
-//! fsynced: a half-written file never carries the final name. Opening checks the trailer and
-//! the checksums of the metadata and of the IPC footer: O(1) in the file's size. The data checksum is checked
-//! once, when the batches are first read; after that the batches are decoded without Arrow's
-//! per-value validation (the bytes are exactly the ones written) and without copying.
+//! fsynced: a half-written file never carries the final name. Opening checks the trailer, the
+//! checksums of the metadata and of the IPC footer, and that every IPC block lies inside the
+//! file; it reads no row data. The first read checks the data checksum and that every buffer lies
+//! inside its batch's body, and Arrow validates every array it decodes (matching checksums do not
+//! prove that Shoal wrote the file); a panic inside Arrow's reader becomes a refusal. The batches
+//! point into the map: nothing is copied.
 
 use crate::columns::TableLayout;
 use crate::mutable::{BATCH_ROWS, SegmentSnapshot, now_ms};
@@ -531,7 +534,7 @@ impl SealedSegment {
     }
 
     /// The rows, as record batches pointing into the mapped file. The first call checks the
-    /// data checksum and decodes the batch headers.
+    /// data checksum and the buffer bounds, and decodes and validates every batch.
     pub fn batches(&self) -> Result<&[RecordBatch], SegmentError> {
         let decoded = self.batches.get_or_init(|| self.decode().map_err(|e| e.to_string()));
         match decoded {

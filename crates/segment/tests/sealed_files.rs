@@ -1,5 +1,6 @@
 //! Sealed files: refused when truncated, bit-flipped or of another version; random bytes never
-//! panic the loader; a loaded segment is memory-mapped.
+//! panic the loader, also with their checksums recomputed so that the parsers behind the checksums
+//! see them; a loaded segment is memory-mapped.
 
 use arrow::array::AsArray;
 use arrow::datatypes::Int64Type;
@@ -135,43 +136,141 @@ fn truncated_flipped_and_foreign_versions_are_refused() {
     assert!(matches!(refused(&bad), SegmentError::UnknownVersion { found: 2, .. }));
 }
 
+/// A small deterministic generator: no extra dependency, the same cases every run.
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// A position in `range`.
+    fn within(&mut self, range: std::ops::Range<usize>) -> usize {
+        range.start + (self.next() as usize) % range.len()
+    }
+}
+
+/// Random and mutated bytes as they are: the trailer, the IPC magic and footer length, or a
+/// checksum refuses each before a parser reads the changed bytes (the next test recomputes the
+/// checksums to get further).
 #[test]
 fn random_bytes_never_panic_the_loader() {
     let dir = tempfile::tempdir().unwrap();
     let good = std::fs::read(sealed_file(dir.path(), 300, None)).unwrap();
     let bad = dir.path().join("fuzz.seg");
-    // A small deterministic generator: no extra dependency, the same cases every run.
-    let mut state = 0x9E37_79B9_7F4A_7C15u64;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
+    let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
     for round in 0..400 {
         let bytes: Vec<u8> = match round % 4 {
-            0 => (0..(next() % 4096) as usize).map(|_| next() as u8).collect(),
+            0 => (0..(rng.next() % 4096) as usize).map(|_| rng.next() as u8).collect(),
             1 => {
                 let mut b = good.clone();
-                for _ in 0..1 + next() % 8 {
-                    let at = (next() as usize) % b.len();
-                    b[at] = next() as u8;
+                for _ in 0..1 + rng.next() % 8 {
+                    let at = rng.within(0..b.len());
+                    b[at] = rng.next() as u8;
                 }
                 b
             }
-            2 => good[..(next() as usize) % good.len()].to_vec(),
+            2 => good[..rng.within(0..good.len())].to_vec(),
             _ => {
                 // Keep the trailer and metadata intact, scramble the IPC part.
                 let mut b = good.clone();
                 let end = b.len() - 600;
                 for _ in 0..16 {
-                    let at = (next() as usize) % end;
-                    b[at] = next() as u8;
+                    let at = rng.within(0..end);
+                    b[at] = rng.next() as u8;
                 }
                 b
             }
         };
         std::fs::write(&bad, &bytes).unwrap();
-        let _ = SealedSegment::load(&bad);
+        let step = SealedSegment::load(&bad).map_or_else(|e| refusing_step(&e), |_| "loaded");
+        assert!(matches!(step, "trailer" | "IPC footer" | "checksum"), "round {round}: {step}");
+    }
+}
+
+/// The loader's step that refused a file, from its error.
+fn refusing_step(e: &SegmentError) -> &'static str {
+    let SegmentError::Corrupt { reason, .. } = e else {
+        return match e {
+            SegmentError::UnknownVersion { .. } => "metadata",
+            _ => "other",
+        };
+    };
+    let has = |s: &str| reason.contains(s);
+    if has("trailer") || has("too short") {
+        "trailer"
+    } else if has("checksum mismatch") {
+        "checksum"
+    } else if reason.starts_with("metadata: ") {
+        "metadata"
+    } else if has("IPC footer") || has("magic bytes") || has("IPC block lies outside") {
+        "IPC footer"
+    } else if has("IPC buffer") || has("IPC block's metadata") || has("IPC batch") || has("IPC block is not")
+    {
+        "buffer bounds"
+    } else if has("rows, metadata says") {
+        "row count"
+    } else {
+        // Arrow's reader: a message it cannot parse, an array that fails validation, or a panic
+        // turned into a refusal.
+        "Arrow"
+    }
+}
+
+/// Mutations with their checksums recomputed (as the fuzz target does), so that they get past
+/// the checksums to the metadata JSON, the IPC footer, the buffer bounds and Arrow's reader and
+/// validation. Each image loads with the rows its metadata gives or is refused; never a panic.
+#[test]
+fn restamped_mutations_reach_the_parsers_behind_the_checksums() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = std::fs::read(sealed_file(dir.path(), 300, None)).unwrap();
+    let bad = dir.path().join("restamped.seg");
+    // The file's parts, from its trailer: [IPC messages][IPC footer][padding][metadata][trailer].
+    let trailer = good.len() - 56;
+    let word =
+        |at: usize| u64::from_le_bytes(good[trailer + at..trailer + at + 8].try_into().unwrap()) as usize;
+    let (ipc_len, meta_len) = (word(16), word(24));
+    let footer_len = u32::from_le_bytes(good[ipc_len - 10..ipc_len - 6].try_into().unwrap()) as usize;
+    let footer = ipc_len - 10 - footer_len..ipc_len - 10;
+    let metadata = trailer - meta_len..trailer;
+    let digits: Vec<usize> = metadata.clone().filter(|&i| good[i].is_ascii_digit()).collect();
+
+    let mut rng = XorShift(0x2545_F491_4F6C_DD1D);
+    let mut steps = std::collections::BTreeMap::<&str, usize>::new();
+    let rounds = 800;
+    for round in 0..rounds {
+        let mut b = good.clone();
+        match round % 4 {
+            // The IPC messages: the schema, the batches' headers and their bodies.
+            0 => (0..1 + rng.next() % 8).for_each(|_| b[rng.within(8..footer.start)] = rng.next() as u8),
+            1 => (0..1 + rng.next() % 4).for_each(|_| b[rng.within(footer.clone())] = rng.next() as u8),
+            2 => (0..1 + rng.next() % 4).for_each(|_| b[rng.within(metadata.clone())] = rng.next() as u8),
+            // A digit of the metadata: the JSON stays valid, a number in it changes.
+            _ => {
+                let at = digits[rng.within(0..digits.len())];
+                b[at] = b'0' + ((b[at] - b'0') + 1 + (rng.next() % 9) as u8) % 10;
+            }
+        }
+        assert!(shoal_segment::sealed::restamp_checksums(&mut b), "round {round}: the lengths are intact");
+        std::fs::write(&bad, &b).unwrap();
+        let step = match SealedSegment::load(&bad) {
+            Ok(segment) => {
+                let rows: usize = segment.batches().unwrap().iter().map(|b| b.num_rows()).sum();
+                assert_eq!(rows as u64, segment.meta().rows, "round {round}: loaded with another row count");
+                "loaded"
+            }
+            Err(e) => refusing_step(&e),
+        };
+        *steps.entry(step).or_default() += 1;
+    }
+    eprintln!("{rounds} restamped mutations: {steps:?}");
+    // Every image has matching checksums, so none is refused at one: each got past them.
+    assert_eq!(steps.get("checksum"), None, "{steps:?}");
+    // And each step behind the checksums was reached, or this test does not exercise it.
+    for step in ["metadata", "IPC footer", "buffer bounds", "Arrow", "row count", "loaded"] {
+        assert!(steps.get(step).copied().unwrap_or(0) >= 5, "{step} reached fewer than 5 times: {steps:?}");
     }
 }
