@@ -309,3 +309,30 @@ impl Table {
         guard.apply(Edit::Restore { lost: lost.entry.file.clone(), sealed })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    #[test]
+    fn only_damage_or_a_missing_file_counts_as_damage() {
+        let io = |code: i32| SegmentError::Io {
+            path: PathBuf::from("a.seg"),
+            source: std::io::Error::from_raw_os_error(code),
+        };
+        assert!(is_damage(&SegmentError::Corrupt {
+            path: PathBuf::from("a.seg"),
+            reason: "checksum".into()
+        }));
+        assert!(is_damage(&io(libc::ENOENT)), "a file the manifest names and the disk lost");
+        for code in [libc::ENOMEM, libc::EMFILE, libc::ENFILE, libc::EACCES, libc::EPERM, libc::EIO] {
+            assert!(!is_damage(&io(code)), "os error {code} says nothing about the data");
+        }
+        assert!(!is_damage(&SegmentError::UnknownVersion { path: PathBuf::from("a.seg"), found: 2 }));
+        assert!(!is_damage(&SegmentError::SchemaMismatch {
+            path: PathBuf::from("a.seg"),
+            reason: "x".into()
+        }));
+    }
+}
