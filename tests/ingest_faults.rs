@@ -1,0 +1,147 @@
+//! The ingest loops under pressure, against kinesis-local:
+//! - over the table's memory cap, the largest consuming segment seals, not the one of the shard
+//!   that happens to be appending (which would make a storm of tiny segments);
+//! - an ingest task that panics is counted and started again from the shard's last commit:
+//!   every record once, none twice (a reader handed out again resumes from the last commit,
+//!   not from where the engine started).
+//!
+//! Faults are injected with the `fault-injection` feature, which only tests build.
+
+mod common;
+
+use common::*;
+use shoal::{Engine, EngineOptions, Faults};
+use shoal_stream::emulator::Emulator;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Puts records `ids` on the shard that owns `hash_key` (an explicit hash key).
+async fn put_on(emulator: &Emulator, stream: &str, hash_key: &str, ids: std::ops::Range<usize>) {
+    use aws_sdk_kinesis::primitives::Blob;
+    use aws_sdk_kinesis::types::PutRecordsRequestEntry;
+    let t = now_ms();
+    let ids: Vec<usize> = ids.collect();
+    for chunk in ids.chunks(250) {
+        let entries = chunk
+            .iter()
+            .map(|i| {
+                PutRecordsRequestEntry::builder()
+                    .partition_key("k")
+                    .explicit_hash_key(hash_key)
+                    .data(Blob::new(record(*i, t)))
+                    .build()
+                    .unwrap()
+            })
+            .collect();
+        let out = emulator
+            .client()
+            .put_records()
+            .stream_name(stream)
+            .set_records(Some(entries))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(out.failed_record_count(), Some(0));
+    }
+}
+
+/// The shards of `stream`, each with the first hash key it owns.
+async fn shards(emulator: &Emulator, stream: &str) -> Vec<(String, String)> {
+    let out = emulator.client().list_shards().stream_name(stream).send().await.unwrap();
+    out.shards()
+        .iter()
+        .map(|s| (s.shard_id().to_string(), s.hash_key_range().unwrap().starting_hash_key().to_string()))
+        .collect()
+}
+
+async fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + limit;
+    while !done() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_the_memory_cap_the_largest_consuming_segment_seals() {
+    let emulator = Emulator::start().await.expect("kinesis-local must be installed and start");
+    emulator.create_stream("capped", 2).await.unwrap();
+    let shards = shards(&emulator, "capped").await;
+    let (big, small) = (&shards[0], &shards[1]);
+    let dir = tempfile::tempdir().unwrap();
+    // Before anything freezes, a consuming segment estimates half its records' JSON bytes:
+    // 1,000 records of about 55 bytes are about 27 KB, under the cap; 400 more on the other
+    // shard take the table over it.
+    let options = EngineOptions { consuming_memory_cap: 32 << 10, ..EngineOptions::default() };
+    let engine = Engine::open_with(dir.path(), options).await.unwrap();
+    engine
+        .create_table(&table_config("capped", "capped", &emulator.endpoint(), 1_000_000), &schema("capped"))
+        .await
+        .unwrap();
+    put_on(&emulator, "capped", &big.1, 0..1000).await;
+    assert_eq!(wait_for_rows(&engine, "capped", 1000, Duration::from_secs(60)).await, (1000, 1000));
+    assert!(engine.table_status("capped").unwrap().segments.is_empty(), "under the cap nothing seals");
+    // The small shard's records arrive a few at a time, each batch taking the table further
+    // over the cap.
+    for n in 0..60 {
+        let from = 1000 + n * 20;
+        put_on(&emulator, "capped", &small.1, from..from + 20).await;
+        wait_for_rows(&engine, "capped", (from + 20) as i64, Duration::from_secs(30)).await;
+        if !engine.table_status("capped").unwrap().segments.is_empty() {
+            break;
+        }
+    }
+    let engine_ref = &engine;
+    wait_until("a seal", Duration::from_secs(30), || {
+        !engine_ref.table_status("capped").unwrap().segments.is_empty()
+    })
+    .await;
+    let status = engine.table_status("capped").unwrap();
+    assert_eq!(status.segments.len(), 1, "one seal: {:?}", status.segments);
+    assert_eq!(&status.segments[0].shard, &big.0, "the largest segment sealed: {:?}", status.segments);
+    assert_eq!(status.segments[0].rows, 1000);
+    let small_status = status.shards.iter().find(|s| s.shard == small.0).unwrap();
+    assert!(small_status.consuming_rows > 0, "the appending shard keeps consuming: {small_status:?}");
+    let (rows, distinct) = counts(&engine, "capped").await;
+    assert_eq!(rows, distinct);
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_ingest_task_restarts_from_the_last_commit() {
+    let emulator = Emulator::start().await.expect("kinesis-local must be installed and start");
+    emulator.create_stream("panicky", 1).await.unwrap();
+    let shard = shards(&emulator, "panicky").await.remove(0);
+    let dir = tempfile::tempdir().unwrap();
+    let options =
+        EngineOptions { faults: Arc::new(Faults::panic_once_on("\"id\": 777,")), ..EngineOptions::default() };
+    let engine = Engine::open_with(dir.path(), options).await.unwrap();
+    engine
+        .create_table(&table_config("panicky", "panicky", &emulator.endpoint(), 100), &schema("panicky"))
+        .await
+        .unwrap();
+    // Several segments commit after the engine started; then record 777 makes the task panic.
+    put_on(&emulator, "panicky", &shard.1, 0..750).await;
+    assert_eq!(wait_for_rows(&engine, "panicky", 750, Duration::from_secs(60)).await, (750, 750));
+    let engine_ref = &engine;
+    wait_until("7 segments", Duration::from_secs(30), || {
+        engine_ref.table_status("panicky").unwrap().sealed_rows == 700
+    })
+    .await;
+    put_on(&emulator, "panicky", &shard.1, 750..1000).await;
+    assert_eq!(wait_for_rows(&engine, "panicky", 1000, Duration::from_secs(60)).await, (1000, 1000));
+    let status = engine.table_status("panicky").unwrap();
+    let s = &status.shards[0];
+    assert_eq!(s.restarts, 1, "{s:?}");
+    assert!(s.last_panic.as_deref().is_some_and(|p| p.contains("injected fault")), "{s:?}");
+    let metrics = engine.metrics().prometheus();
+    assert!(metrics.contains("shoal_ingest_panics_total{table=\"panicky\"} 1"), "{metrics}");
+    // Nothing twice, also once the rest seals.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(counts(&engine, "panicky").await, (1000, 1000));
+    engine.shutdown().await;
+    drop(engine);
+    let engine = Engine::open_with(dir.path(), EngineOptions::default()).await.unwrap();
+    assert_eq!(wait_for_rows(&engine, "panicky", 1000, Duration::from_secs(60)).await, (1000, 1000));
+    engine.shutdown().await;
+}
