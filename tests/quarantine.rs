@@ -130,3 +130,71 @@ async fn a_quarantined_segment_is_read_again_from_kinesis() {
     assert_eq!(engine.table_status("lost").unwrap().quarantined[0].rows_restored, victim.rows);
     engine.shutdown().await;
 }
+
+/// Throttling while a lost segment's rows are read again is normal: the re-read waits for the
+/// stream, however long, and ends only on the stream's word (the segment's last record reached),
+/// never PARTIAL because a minute passed without records.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttled_reread_waits_and_restores_every_row() {
+    use shoal_stream::emulator::{FaultProxy, Faults};
+    let emulator =
+        shoal_stream::emulator::Emulator::start().await.expect("kinesis-local must be installed and start");
+    emulator.create_stream("slowly", 1).await.unwrap();
+    let proxy = FaultProxy::start(emulator.port()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // Small pages, one call a second: the re-read of a 400-row segment takes several pages.
+    let mut config = table_config("slowly", "slowly", &proxy.endpoint(), 400);
+    config["tableIndexConfig"]["streamConfigs"]["maxRecordsToFetch"] = "50".into();
+    config["tableIndexConfig"]["streamConfigs"]["requests_per_second_limit"] = "1".into();
+    let engine = Engine::open_with(dir.path(), shoal::EngineOptions::default()).await.unwrap();
+    engine.create_table(&config, &schema("slowly")).await.unwrap();
+    let t = now_ms();
+    for i in 0..800 {
+        emulator.put("slowly", "k", record(i, t).as_bytes()).await.unwrap();
+    }
+    assert_eq!(wait_for_rows(&engine, "slowly", 800, Duration::from_secs(120)).await, (800, 800));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while engine.table_status("slowly").unwrap().sealed_rows < 800 {
+        assert!(tokio::time::Instant::now() < deadline, "both segments sealed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let victim = engine.table_status("slowly").unwrap().segments[1].clone();
+    engine.shutdown().await;
+    drop(engine);
+    let path = dir.path().join("tables/slowly/segments").join(format!("{}.seg", victim.name));
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+
+    let engine = Engine::open_with(dir.path(), shoal::EngineOptions::default()).await.unwrap();
+    // Once the first pages are back, every GetRecords call is throttled for over a minute.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let q = engine.table_status("slowly").unwrap().quarantined;
+        if q[0].state == QuarantineState::Rereading && q[0].rows_restored > 0 {
+            assert!(q[0].rows_restored < victim.rows, "the throttling starts mid-way: {q:?}");
+            proxy.set(Faults { throttle: 1.0, ..Faults::default() });
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "re-read started: {q:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let throttled_from = proxy.counts().throttled;
+    tokio::time::sleep(Duration::from_secs(65)).await;
+    let q = engine.table_status("slowly").unwrap().quarantined;
+    assert_eq!(q[0].state, QuarantineState::Rereading, "still waiting for the stream: {q:?}");
+    assert!(proxy.counts().throttled > throttled_from, "the stream was throttling");
+    proxy.set(Faults::default());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let q = engine.table_status("slowly").unwrap().quarantined;
+        assert_ne!(q[0].state, QuarantineState::Partial, "{q:?}");
+        if q[0].state == QuarantineState::Restored {
+            assert_eq!(q[0].rows_restored, victim.rows);
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "restored: {q:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(counts(&engine, "slowly").await, (800, 800));
+    engine.shutdown().await;
+}
