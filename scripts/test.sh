@@ -21,12 +21,19 @@ python3 -m pip install --quiet --disable-pip-version-check -r benches/compare/re
 echo "== installing the pinotdb client for the client test (tests/clients/requirements.txt)"
 python3 -m pip install --quiet --disable-pip-version-check -r tests/clients/requirements.txt
 
-if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
-  echo "== installing Debian's chromium and chromium-driver for the console test"
+# Debian packages: chromium and chromium-driver for the console test, strace for the test
+# that checks which directory changes are fsynced (tests/durability.rs).
+missing=""
+command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
+command -v chromedriver >/dev/null 2>&1 || missing="$missing chromium-driver"
+command -v strace >/dev/null 2>&1 || missing="$missing strace"
+if [ -n "$missing" ]; then
+  echo "== installing Debian's$missing"
   sudo_cmd=""
   [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
   $sudo_cmd apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq chromium chromium-driver >/dev/null
+  # shellcheck disable=SC2086
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq $missing >/dev/null
 fi
 
 echo "== cargo fmt --check"

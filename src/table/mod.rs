@@ -188,15 +188,16 @@ impl Table {
             });
         }
         if let Some(scrub) = self.options.scrub.clone() {
-            self.tasks.lock().push(tokio::spawn(Arc::clone(self).scrub(scrub)));
+            self.spawn_until_stopped(Arc::clone(self).scrub(scrub));
         }
         for lost in self.committer.lock().manifest().lost.clone() {
             self.reread(lost);
         }
     }
 
-    /// Runs `task` until the table stops.
-    fn spawn_until_stopped(&self, task: impl Future<Output = ()> + Send + 'static) {
+    /// Runs `task` until the table stops (also when the stop comes before the task first
+    /// runs: the stop is watched from the moment of this call).
+    pub(super) fn spawn_until_stopped(&self, task: impl Future<Output = ()> + Send + 'static) {
         let mut stop = self.stop.subscribe();
         self.tasks.lock().push(tokio::spawn(async move {
             if *stop.borrow() {

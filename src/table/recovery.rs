@@ -150,14 +150,11 @@ impl Table {
 
     /// Reads every sealed segment's data (its checksum) once after open and then every
     /// `interval`, at most `bytes_per_second`; a damaged one is quarantined and re-read.
+    /// Runs until the table stops (see `spawn_until_stopped`).
     pub(super) async fn scrub(self: Arc<Table>, options: ScrubOptions) {
-        let mut stop = self.stop.subscribe();
         loop {
             let segments: Vec<Sealed> = self.committer.current().sealed.clone();
             for s in segments {
-                if *stop.borrow() {
-                    return;
-                }
                 let segment = Arc::clone(&s.segment);
                 let bytes = std::fs::metadata(segment.path()).map(|m| m.len()).unwrap_or(0);
                 let checked = tokio::task::spawn_blocking(move || segment.verify()).await;
@@ -169,15 +166,9 @@ impl Table {
                     Ok(Ok(())) | Err(_) => {}
                 }
                 let pause = Duration::from_secs_f64(bytes as f64 / options.bytes_per_second.max(1) as f64);
-                tokio::select! {
-                    _ = tokio::time::sleep(pause) => {}
-                    _ = stop.changed() => return,
-                }
+                tokio::time::sleep(pause).await;
             }
-            tokio::select! {
-                _ = tokio::time::sleep(options.interval) => {}
-                _ = stop.changed() => return,
-            }
+            tokio::time::sleep(options.interval).await;
         }
     }
 
@@ -196,12 +187,11 @@ impl Table {
             rows_restored: 0,
         });
         let table = Arc::clone(self);
-        let task = tokio::spawn(async move {
+        self.spawn_until_stopped(async move {
             let file = lost.entry.file.clone();
             Arc::clone(&table).reread_task(lost).await;
             table.rereads.lock().remove(&file);
         });
-        self.tasks.lock().push(task);
     }
 
     async fn reread_task(self: Arc<Table>, lost: LostSegment) {
