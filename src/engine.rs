@@ -38,16 +38,30 @@ impl SourceFactory for KinesisSources {
 #[cfg(feature = "fault-injection")]
 #[derive(Debug, Default)]
 pub struct Faults {
-    /// An ingest task panics, once, when it is handed a record whose payload contains this.
-    pub panic_on_record_containing: Option<String>,
+    panic_on_record_containing: Option<String>,
+    pause_before_commit: Option<std::time::Duration>,
     fired: std::sync::atomic::AtomicBool,
 }
 
 #[cfg(feature = "fault-injection")]
 impl Faults {
-    /// A fault set that panics an ingest task once, on a record containing `marker`.
-    pub fn panic_once_on(marker: &str) -> Faults {
-        Faults { panic_on_record_containing: Some(marker.to_string()), ..Faults::default() }
+    /// An ingest task panics, once, when it is handed a record whose payload contains `marker`.
+    pub fn panic_once_on(mut self, marker: &str) -> Faults {
+        self.panic_on_record_containing = Some(marker.to_string());
+        self
+    }
+
+    /// A seal waits `pause` between writing its segment file and committing it (a window for
+    /// a crash test to kill the process in).
+    pub fn pause_before_commit(mut self, pause: std::time::Duration) -> Faults {
+        self.pause_before_commit = Some(pause);
+        self
+    }
+
+    pub(crate) fn before_commit(&self) {
+        if let Some(pause) = self.pause_before_commit {
+            std::thread::sleep(pause);
+        }
     }
 
     pub(crate) fn before_append(&self, records: &[shoal_stream::Record]) {

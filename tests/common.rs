@@ -112,6 +112,16 @@ pub async fn wait_for_rows(engine: &Engine, table: &str, want: i64, limit: Durat
 /// Puts `total` records (unique ids) into `stream`, splitting a shard after a third and
 /// merging two shards after two thirds.
 pub async fn write_with_reshards(emulator: &shoal_stream::emulator::Emulator, stream: &str, total: usize) {
+    write_with_reshards_paced(emulator, stream, total, Duration::ZERO).await;
+}
+
+/// As `write_with_reshards`, waiting `pause` after each batch of 250 records.
+pub async fn write_with_reshards_paced(
+    emulator: &shoal_stream::emulator::Emulator,
+    stream: &str,
+    total: usize,
+    pause: Duration,
+) {
     use aws_sdk_kinesis::primitives::Blob;
     use aws_sdk_kinesis::types::PutRecordsRequestEntry;
     let client = emulator.client();
@@ -129,6 +139,7 @@ pub async fn write_with_reshards(emulator: &shoal_stream::emulator::Emulator, st
             .collect();
         let out = client.put_records().stream_name(stream).set_records(Some(entries)).send().await.unwrap();
         assert_eq!(out.failed_record_count(), Some(0));
+        tokio::time::sleep(pause).await;
         let (before, written) = (n * 250, (n + 1) * 250);
         if before < total / 3 && written >= total / 3 {
             let shards = client.list_shards().stream_name(stream).send().await.unwrap();

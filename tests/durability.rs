@@ -92,7 +92,7 @@ fn is_fsync(c: &Call) -> bool {
 }
 
 /// The first call at or after `from` that matches.
-fn find_after<'a>(calls: &'a [Call], from: usize, what: impl Fn(&Call) -> bool) -> Option<&'a Call> {
+fn find_after(calls: &[Call], from: usize, what: impl Fn(&Call) -> bool) -> Option<&Call> {
     calls.iter().filter(|c| c.line >= from).find(|c| what(c))
 }
 
@@ -134,13 +134,13 @@ async fn directory_changes_are_fsynced() {
     let table = format!("{tables}/dur");
     let fsync_of = |path: &str| {
         let path = path.to_string();
-        move |c: &Call| is_fsync(c) && c.paths.iter().any(|p| *p == path)
+        move |c: &Call| is_fsync(c) && c.paths.contains(&path)
     };
 
     // The table's directory entry, before the table's files are put in it.
     let mkdir = calls
         .iter()
-        .find(|c| c.name.starts_with("mkdir") && c.paths.iter().any(|p| *p == table))
+        .find(|c| c.name.starts_with("mkdir") && c.paths.contains(&table))
         .unwrap_or_else(|| panic!("the table directory is made:\n{trace}"));
     let first_file = find_after(&calls, mkdir.line, |c| {
         c.name.starts_with("rename") && c.paths.iter().any(|p| p.starts_with(&format!("{table}/")))
@@ -167,7 +167,7 @@ async fn directory_changes_are_fsynced() {
     );
     let made = calls
         .iter()
-        .find(|c| c.name.starts_with("mkdir") && c.paths.iter().any(|p| *p == quarantine))
+        .find(|c| c.name.starts_with("mkdir") && c.paths.contains(&quarantine))
         .expect("quarantine/ is made");
     let entry = find_after(&calls, made.line, fsync_of(&table)).expect("the table directory is fsynced");
     assert!(entry.line < moved.line, "quarantine/'s entry is durable before the file moves in:\n{trace}");
@@ -177,7 +177,7 @@ async fn directory_changes_are_fsynced() {
         .iter()
         .find(|c| {
             c.name.starts_with("rename")
-                && c.paths.iter().any(|p| *p == table)
+                && c.paths.contains(&table)
                 && c.paths.iter().any(|p| p.starts_with(&format!("{tables}/.dropped-dur-")))
         })
         .unwrap_or_else(|| panic!("the dropped table is renamed away:\n{trace}"));

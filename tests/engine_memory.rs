@@ -4,7 +4,7 @@ mod common;
 
 use common::*;
 use serde_json::json;
-use shoal::{Engine, Error, ShardState};
+use shoal::{Engine, EngineOptions, Error, ShardState};
 use std::time::{Duration, Instant};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -76,12 +76,19 @@ async fn reopening_100_segments_does_not_read_them() {
         assert_eq!(engine.table_status("big").unwrap().segments.len(), 100);
         engine.shutdown().await;
         drop(engine);
+        // Without the background scrub, which reads every segment after open on purpose.
+        let reopen = EngineOptions { scrub: None, ..options(sources.clone()) };
         let started = Instant::now();
-        let engine = Engine::open_with(dir.path(), options(sources.clone())).await.unwrap();
+        let engine = Engine::open_with(dir.path(), reopen).await.unwrap();
         let took = started.elapsed();
         report.push((rows_each * 100, took));
-        assert_eq!(engine.table_status("big").unwrap().sealed_rows, total as u64);
+        let status = engine.table_status("big").unwrap();
+        assert_eq!(status.sealed_rows, total as u64);
+        assert_eq!(status.segments.len(), 100);
+        assert!(status.segments.iter().all(|s| !s.verified), "opening read no segment's data");
+        // The first query reads them.
         assert_eq!(counts(&engine, "big").await, (total, total));
+        assert!(engine.table_status("big").unwrap().segments.iter().all(|s| s.verified));
         engine.shutdown().await;
     }
     // Reported, not asserted: timings on a shared machine are noise (see BENCHMARKS.md).
@@ -142,7 +149,11 @@ async fn bad_records_are_counted_and_good_rows_kept() {
         stream.put(&shard, "k", "{broken");
         stream.put(&shard, "k", format!(r#"{{"id": "x{i}", "ts": {t}}}"#));
     }
-    wait_for_rows(&engine, "bad", 100, Duration::from_secs(30)).await;
+    assert_eq!(
+        wait_for_rows(&engine, "bad", 100, Duration::from_secs(30)).await,
+        (100, 100),
+        "every good row"
+    );
     let status = engine.table_status("bad").unwrap();
     assert_eq!(status.dropped.total(), 200);
     let metrics = engine.metrics().prometheus();

@@ -113,8 +113,10 @@ async fn a_panicking_ingest_task_restarts_from_the_last_commit() {
     emulator.create_stream("panicky", 1).await.unwrap();
     let shard = shards(&emulator, "panicky").await.remove(0);
     let dir = tempfile::tempdir().unwrap();
-    let options =
-        EngineOptions { faults: Arc::new(Faults::panic_once_on("\"id\": 777,")), ..EngineOptions::default() };
+    let options = EngineOptions {
+        faults: Arc::new(Faults::default().panic_once_on("\"id\": 777,")),
+        ..EngineOptions::default()
+    };
     let engine = Engine::open_with(dir.path(), options).await.unwrap();
     engine
         .create_table(&table_config("panicky", "panicky", &emulator.endpoint(), 100), &schema("panicky"))

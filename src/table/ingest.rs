@@ -286,6 +286,11 @@ impl Table {
         let after = guard.manifest().checkpoints.get(shard).cloned();
         let sealed = self.write_sealed(&guard, shard, segment, after, &span)?;
         let wrote = sealed.is_some();
+        if let Some(s) = &sealed {
+            tracing::debug!(table = %self.name, shard, file = %s.entry.file, rows = s.entry.rows, "segment file written; committing it");
+            #[cfg(feature = "fault-injection")]
+            self.options.faults.before_commit();
+        }
         let fresh = (!ended).then(|| Arc::new(MutableSegment::new(Arc::clone(&self.layout))));
         guard.apply(Edit::Seal {
             shard: shard.to_string(),
