@@ -118,8 +118,19 @@ struct Inner {
     options: EngineOptions,
     /// Serialises create and drop.
     admin: tokio::sync::Mutex<()>,
-    /// The data directory's lock, held while the engine runs (one process per directory).
-    lock: parking_lot::Mutex<Option<DataDirLock>>,
+    /// The data directory's lock (one process per directory); every table holds it too, so
+    /// that it is released only once nothing of the engine can write any more.
+    lock: parking_lot::Mutex<Option<Arc<DataDirLock>>>,
+}
+
+impl Drop for Inner {
+    /// An engine dropped without `shutdown` tells its tables to stop; the data directory stays
+    /// locked until their last task is gone.
+    fn drop(&mut self) {
+        for table in self.tables.get_mut().unwrap_or_else(|p| p.into_inner()).values() {
+            table.stop_now();
+        }
+    }
 }
 
 /// An embedded Shoal engine: tables that consume, seal, commit, recover and expire, and SQL
@@ -150,7 +161,7 @@ const LOCK_FILE: &str = "shoal.lock";
 /// An exclusive advisory lock (flock) on a data directory's lock file, released when dropped or
 /// when the process dies. The file holds the holder's pid, for the error another process gets.
 #[derive(Debug)]
-struct DataDirLock {
+pub(crate) struct DataDirLock {
     _file: std::fs::File,
 }
 
@@ -214,7 +225,7 @@ impl Engine {
                 metrics: Arc::new(Metrics::default()),
                 options,
                 admin: tokio::sync::Mutex::new(()),
-                lock: parking_lot::Mutex::new(Some(lock)),
+                lock: parking_lot::Mutex::new(Some(Arc::new(lock))),
             }),
         };
         let mut entries = Vec::new();
@@ -236,9 +247,17 @@ impl Engine {
                 let text = std::fs::read(&path).map_err(|e| io_error(&path, e))?;
                 serde_json::from_slice(&text).map_err(|e| Error::Corrupt { path, reason: e.to_string() })
             };
-            let definition = TableDefinition::from_json(&read(TABLE_CONFIG_FILE)?, &read(SCHEMA_FILE)?)?;
             let started = Instant::now();
-            engine.start_table(definition, dir).await?;
+            let opened = match TableDefinition::from_json(&read(TABLE_CONFIG_FILE)?, &read(SCHEMA_FILE)?) {
+                Ok(definition) => engine.start_table(definition, dir).await.map(|_| ()),
+                Err(e) => Err(e.into()),
+            };
+            if let Err(e) = opened {
+                // The tables started so far stop before the error is returned: nothing of a
+                // failed open goes on writing.
+                engine.shutdown().await;
+                return Err(e);
+            }
             tracing::info!(elapsed = ?started.elapsed(), "table reopened");
         }
         Ok(engine)
@@ -247,7 +266,9 @@ impl Engine {
     async fn start_table(&self, definition: TableDefinition, dir: PathBuf) -> Result<Arc<Table>, Error> {
         let name = definition.config.name.clone();
         let o = &self.inner.options;
+        let dir_lock = self.inner.lock.lock().clone().ok_or(Error::ShutDown)?;
         let options = TableOptions {
+            dir_lock,
             consuming_memory_cap: o.consuming_memory_cap,
             retention_interval: o.retention_interval,
             seal_retry: o.seal_retry,
@@ -261,7 +282,7 @@ impl Engine {
             let (name, definition) = (name.clone(), definition.clone());
             tokio::task::spawn_blocking(move || Table::open(name, definition, dir, metrics, options))
                 .await
-                .map_err(|e| Error::Corrupt { path: PathBuf::new(), reason: e.to_string() })??
+                .map_err(|e| Error::Task(format!("opening a table: {e}")))??
         };
         let table = Arc::new(table);
         let source = self.inner.options.sources.create(&definition).await;
@@ -301,6 +322,9 @@ impl Engine {
     /// Stops a table and deletes its data.
     pub async fn drop_table(&self, name: &str) -> Result<(), Error> {
         let _admin = self.inner.admin.lock().await;
+        if self.inner.lock.lock().is_none() {
+            return Err(Error::ShutDown);
+        }
         let table = self.table(name)?;
         self.inner.query.deregister(name);
         self.inner.tables.write().unwrap_or_else(|p| p.into_inner()).remove(name);
@@ -382,6 +406,9 @@ impl Engine {
 
     /// Runs retention on every table now; returns the segments removed.
     pub fn apply_retention(&self) -> Result<usize, Error> {
+        if self.inner.lock.lock().is_none() {
+            return Err(Error::ShutDown);
+        }
         let tables: Vec<Arc<Table>> =
             self.inner.tables.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
         tables.iter().map(|t| t.apply_retention()).sum()
@@ -393,10 +420,15 @@ impl Engine {
         let _admin = self.inner.admin.lock().await;
         let tables: Vec<Arc<Table>> =
             self.inner.tables.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
-        for t in tables {
+        for t in &tables {
             t.stop().await;
         }
-        // Nothing writes to the directory any more: another process may open it.
+        // The tables go (their queries with them): once the last reference to them is gone,
+        // nothing can write to the directory, and the lock is released for another process.
+        for t in &tables {
+            self.inner.query.deregister(&t.name);
+        }
+        self.inner.tables.write().unwrap_or_else(|p| p.into_inner()).clear();
         self.inner.lock.lock().take();
     }
 }
@@ -405,5 +437,5 @@ impl Engine {
 fn write_private(path: &Path, value: &Value) -> Result<(), Error> {
     let bytes = serde_json::to_vec_pretty(value)
         .map_err(|e| Error::Corrupt { path: path.to_path_buf(), reason: e.to_string() })?;
-    durable::write_atomic(path, &bytes, 0o600).map_err(|e| io_error(path, e))
+    durable::write_atomic(path, &bytes, 0o600).map_err(|e| io_error(path, e.source))
 }

@@ -47,6 +47,9 @@ pub enum Error {
         /// The holder's pid, as its lock file says.
         holder: String,
     },
+    /// An internal task failed (it panicked or was cancelled).
+    #[error("an internal task failed: {0}")]
+    Task(String),
     /// The engine is shut down.
     #[error("the engine is shut down")]
     ShutDown,

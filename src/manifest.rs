@@ -114,7 +114,16 @@ impl Manifest {
         let path = dir.join(MANIFEST_FILE);
         let bytes = serde_json::to_vec_pretty(self)
             .map_err(|e| Error::Corrupt { path: path.clone(), reason: e.to_string() })?;
-        durable::write_atomic(&path, &bytes, 0o600).map_err(|e| io_error(&path, e))
+        match durable::write_atomic(&path, &bytes, 0o600) {
+            Ok(()) => Ok(()),
+            // The new manifest is in place: it is what a reader (and a restart) sees, so the
+            // commit stands; the next commit fsyncs the directory again.
+            Err(e) if e.replaced => {
+                tracing::error!(manifest = %path.display(), error = %e.source, "the manifest was replaced but its directory could not be fsynced");
+                Ok(())
+            }
+            Err(e) => Err(io_error(&path, e.source)),
+        }
     }
 
     /// Where the table's readers resume.

@@ -3,6 +3,9 @@
 //! an [`Edit`] is applied through a [`CommitGuard`], which commits the manifest and swaps the
 //! state before it is released (as mini-lsm does with its state lock). Another writer (a seal
 //! of another shard, retention, a quarantine) cannot slip in between.
+//!
+//! Segment files are written outside the lock: a seal first reserves the shard's next segment
+//! number under it, writes and maps the file, then commits. The lock is held only to commit.
 
 use crate::error::Error;
 use crate::manifest::{LostSegment, Manifest, SegmentEntry};
@@ -25,6 +28,8 @@ pub(crate) struct Sealed {
 pub(crate) struct TableState {
     pub sealed: Vec<Sealed>,
     pub consuming: BTreeMap<String, Arc<MutableSegment>>,
+    /// The manifest committed with this state (for status and resume, without the lock).
+    pub manifest: Arc<Manifest>,
 }
 
 /// A change to a table's committed state.
@@ -51,54 +56,91 @@ pub(crate) enum Edit {
     Quarantine { file: String, reason: String },
 }
 
+/// What the commit lock guards.
+#[derive(Debug)]
+struct Locked {
+    manifest: Manifest,
+    /// Segment numbers handed out to seals not committed yet, per shard: the next one free.
+    reserved: BTreeMap<String, u64>,
+    /// Set when the table stops: nothing commits after that.
+    closed: bool,
+}
+
 /// The table's manifest and state, and the lock under which both change.
 #[derive(Debug)]
 pub(crate) struct Committer {
     dir: PathBuf,
-    manifest: Mutex<Manifest>,
-    /// Written only while `manifest` is locked.
+    locked: Mutex<Locked>,
+    /// Written only while `locked` is held.
     state: RwLock<Arc<TableState>>,
 }
 
 impl Committer {
-    pub(crate) fn new(dir: PathBuf, manifest: Manifest, state: TableState) -> Committer {
-        Committer { dir, manifest: Mutex::new(manifest), state: RwLock::new(Arc::new(state)) }
+    pub(crate) fn new(dir: PathBuf, manifest: Manifest, mut state: TableState) -> Committer {
+        state.manifest = Arc::new(manifest.clone());
+        Committer {
+            dir,
+            locked: Mutex::new(Locked { manifest, reserved: BTreeMap::new(), closed: false }),
+            state: RwLock::new(Arc::new(state)),
+        }
     }
 
-    /// The current state (what a query reads).
+    /// The current state (what a query reads) and the manifest committed with it.
     pub(crate) fn current(&self) -> Arc<TableState> {
         Arc::clone(&self.state.read())
     }
 
-    /// Takes the commit lock.
-    pub(crate) fn lock(&self) -> CommitGuard<'_> {
-        CommitGuard { committer: self, manifest: self.manifest.lock() }
+    /// Takes the commit lock; an error once the table has stopped.
+    pub(crate) fn lock(&self) -> Result<CommitGuard<'_>, Error> {
+        let locked = self.locked.lock();
+        if locked.closed {
+            return Err(Error::ShutDown);
+        }
+        Ok(CommitGuard { committer: self, locked })
+    }
+
+    /// Reserves the next segment number of `shard`, for a file written outside the lock.
+    pub(crate) fn reserve(&self, shard: &str) -> Result<u64, Error> {
+        let mut guard = self.lock()?;
+        let locked = &mut *guard.locked;
+        let committed = locked.manifest.next_sequence.get(shard).copied().unwrap_or(0);
+        let next = locked.reserved.entry(shard.to_string()).or_insert(0);
+        let number = committed.max(*next);
+        *next = number + 1;
+        Ok(number)
+    }
+
+    /// Stops all commits, after the one under way (if any) is done.
+    pub(crate) fn close(&self) {
+        self.locked.lock().closed = true;
     }
 }
 
 /// Proof that the holder is the table's one committer right now.
 pub(crate) struct CommitGuard<'a> {
     committer: &'a Committer,
-    manifest: MutexGuard<'a, Manifest>,
+    locked: MutexGuard<'a, Locked>,
 }
 
 impl CommitGuard<'_> {
     /// The committed manifest.
     pub(crate) fn manifest(&self) -> &Manifest {
-        &self.manifest
+        &self.locked.manifest
     }
 
     /// Applies `edit`: the manifest is committed (when the edit changes it) and then the state
     /// swapped, before the guard is released. When the commit fails nothing changes, and a
     /// segment file the edit brought, which no manifest names, is removed.
     pub(crate) fn apply(&mut self, edit: Edit) -> Result<(), Error> {
-        let mut next = self.manifest.clone();
+        let mut next = self.locked.manifest.clone();
         let state = self.committer.current();
         let mut sealed = state.sealed.clone();
         let mut consuming = state.consuming.clone();
         let mut new_file = None;
         let mut add = |next: &mut Manifest, s: Sealed| {
-            next.next_sequence.insert(s.entry.shard.clone(), s.entry.sequence + 1);
+            let after =
+                next.next_sequence.get(&s.entry.shard).copied().unwrap_or(0).max(s.entry.sequence + 1);
+            next.next_sequence.insert(s.entry.shard.clone(), after);
             next.segments.push(s.entry.clone());
             new_file = Some(s.entry.file.clone());
             sealed.push(s);
@@ -140,16 +182,18 @@ impl CommitGuard<'_> {
                 sealed.retain(|s| s.entry.file != file);
             }
         }
-        if next != *self.manifest {
+        let mut committed = Arc::clone(&state.manifest);
+        if next != self.locked.manifest {
             if let Err(e) = next.commit(&self.committer.dir) {
                 if let Some(file) = new_file {
                     let _ = std::fs::remove_file(self.committer.dir.join(super::SEGMENTS_DIR).join(file));
                 }
                 return Err(e);
             }
-            *self.manifest = next;
+            committed = Arc::new(next.clone());
+            self.locked.manifest = next;
         }
-        *self.committer.state.write() = Arc::new(TableState { sealed, consuming });
+        *self.committer.state.write() = Arc::new(TableState { sealed, consuming, manifest: committed });
         Ok(())
     }
 }

@@ -32,7 +32,7 @@ impl Table {
         let mut span = Span::default();
         let mut tick = tokio::time::interval(Duration::from_millis(500));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let committed = self.committer.lock().manifest().checkpoints.get(&shard).map(Checkpoint::to_text);
+        let committed = self.committer.current().manifest.checkpoints.get(&shard).map(Checkpoint::to_text);
         self.board.update_shard(&shard, |s| {
             s.state = ShardState::Consuming;
             s.checkpoint = committed;
@@ -231,9 +231,9 @@ impl Table {
     fn new_consuming(&self, shard: &str) -> Arc<MutableSegment> {
         let segment = Arc::new(MutableSegment::new(Arc::clone(&self.layout)));
         let edit = Edit::Consume { shard: shard.to_string(), segment: Arc::clone(&segment) };
-        // A state-only edit: nothing is written, so it cannot fail.
-        if let Err(e) = self.committer.lock().apply(edit) {
-            tracing::error!(table = %self.name, shard, error = %e, "starting a consuming segment failed");
+        // A state-only edit: nothing is written; it fails only once the table has stopped.
+        if let Err(e) = self.committer.lock().and_then(|mut guard| guard.apply(edit)) {
+            tracing::debug!(table = %self.name, shard, error = %e, "no consuming segment: the table stopped");
         }
         segment
     }
@@ -256,10 +256,7 @@ impl Table {
         let (fresh, checkpoint) =
             tokio::task::spawn_blocking(move || table.seal_blocking(&shard_owned, &current, span, ended))
                 .await
-                .map_err(|e| Error::Corrupt {
-                    path: self.dir.clone(),
-                    reason: format!("seal task failed: {e}"),
-                })??;
+                .map_err(|e| Error::Task(format!("sealing a segment of shard {shard}: {e}")))??;
         if let Some(f) = fresh {
             *segment = f;
         }
@@ -282,16 +279,18 @@ impl Table {
         span: Span,
         ended: bool,
     ) -> Result<(Option<Arc<MutableSegment>>, Option<Checkpoint>), Error> {
-        let mut guard = self.committer.lock();
-        let after = guard.manifest().checkpoints.get(shard).cloned();
-        let sealed = self.write_sealed(&guard, shard, segment, after, &span)?;
-        let wrote = sealed.is_some();
+        // Only this loop moves its shard's checkpoint: the committed one is the segment's start.
+        let after = self.committer.current().manifest.checkpoints.get(shard).cloned();
+        // The file is written without the commit lock; then committed under it.
+        let sealed = self.write_sealed(shard, segment, after, &span)?;
         if let Some(s) = &sealed {
             tracing::debug!(table = %self.name, shard, file = %s.entry.file, rows = s.entry.rows, "segment file written; committing it");
             #[cfg(feature = "fault-injection")]
             self.options.faults.before_commit();
         }
+        let wrote = sealed.is_some();
         let fresh = (!ended).then(|| Arc::new(MutableSegment::new(Arc::clone(&self.layout))));
+        let mut guard = self.commit_lock_for(&sealed)?;
         guard.apply(Edit::Seal {
             shard: shard.to_string(),
             sealed,
@@ -305,12 +304,21 @@ impl Table {
         Ok((fresh, guard.manifest().checkpoints.get(shard).cloned()))
     }
 
-    /// Writes `segment`'s rows as the shard's next segment file (numbered from the manifest the
-    /// guard holds) and maps it; None when it has no rows. `after` and `span` say where its
-    /// records lie in the shard. The file is named by no manifest until the caller's edit.
+    /// The commit lock, for committing `sealed`; when the table has stopped, the file (which no
+    /// manifest will name) is removed.
+    pub(super) fn commit_lock_for(&self, sealed: &Option<Sealed>) -> Result<CommitGuard<'_>, Error> {
+        self.committer.lock().inspect_err(|_| {
+            if let Some(s) = sealed {
+                let _ = std::fs::remove_file(self.dir.join(SEGMENTS_DIR).join(&s.entry.file));
+            }
+        })
+    }
+
+    /// Writes `segment`'s rows as the shard's next segment file (a number the committer
+    /// reserves) and maps it; None when it has no rows. `after` and `span` say where its records
+    /// lie in the shard. The file is named by no manifest until the caller's edit.
     pub(super) fn write_sealed(
         &self,
-        guard: &CommitGuard<'_>,
         shard: &str,
         segment: &MutableSegment,
         after: Option<Checkpoint>,
@@ -320,7 +328,7 @@ impl Table {
         if snapshot.rows == 0 {
             return Ok(None);
         }
-        let sequence = guard.manifest().next_sequence.get(shard).copied().unwrap_or(0);
+        let sequence = self.committer.reserve(shard)?;
         let request = SealRequest {
             table: &self.name,
             shard,

@@ -54,6 +54,10 @@ pub struct TableOptions {
     /// Faults the tests inject.
     #[cfg(feature = "fault-injection")]
     pub faults: Arc<crate::engine::Faults>,
+    /// The data directory's lock: held while any table (or a task of it) is alive, so that
+    /// another process cannot open the directory while a table still commits.
+    #[expect(dead_code, reason = "held for its lifetime, never read")]
+    pub(crate) dir_lock: Arc<crate::engine::DataDirLock>,
 }
 
 /// A table being consumed.
@@ -163,7 +167,7 @@ impl Table {
     /// Starts consuming from `source`, resuming after the manifest's checkpoints; reads the
     /// lost segments' rows again, and starts retention and the scrub.
     pub fn start(self: &Arc<Table>, source: Box<dyn Source>) {
-        let resume = self.committer.lock().manifest().resume_state();
+        let resume = self.committer.current().manifest.resume_state();
         let mut handle = source.start(resume);
         *self.metrics.stream.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::clone(&handle.metrics));
         let readers = std::mem::replace(&mut handle.readers, mpsc::channel(1).1);
@@ -183,14 +187,14 @@ impl Table {
             self.spawn_until_stopped(async move {
                 let mut rx = rx;
                 while let Some((file, reason)) = rx.recv().await {
-                    table.quarantine(&file, reason);
+                    table.unreadable_segment(file, reason).await;
                 }
             });
         }
         if let Some(scrub) = self.options.scrub.clone() {
             self.spawn_until_stopped(Arc::clone(self).scrub(scrub));
         }
-        for lost in self.committer.lock().manifest().lost.clone() {
+        for lost in self.committer.current().manifest.lost.clone() {
             self.reread(lost);
         }
     }
@@ -249,12 +253,23 @@ impl Table {
         loop {
             let tasks: Vec<_> = std::mem::take(&mut *self.tasks.lock());
             if tasks.is_empty() {
-                return;
+                break;
             }
             for t in tasks {
                 let _ = t.await;
             }
         }
+        // A commit still under way in a blocking thread (its task was cancelled) finishes
+        // first; nothing commits after this.
+        self.committer.close();
+    }
+
+    /// Tells the source and every task to stop, without waiting (for a drop).
+    pub(crate) fn stop_now(&self) {
+        if let Some(handle) = self.source.lock().take() {
+            handle.stop();
+        }
+        let _ = self.stop.send(true);
     }
 
     fn shard_count(&self) -> usize {
@@ -266,7 +281,7 @@ impl Table {
         let Some(retention) = self.definition.config.segments.retention else { return Ok(0) };
         let cutoff = now_ms() - retention.as_millis() as i64;
         let expired: BTreeSet<String> = {
-            let mut guard = self.committer.lock();
+            let mut guard = self.committer.lock()?;
             let expired: BTreeSet<String> = guard
                 .manifest()
                 .segments
@@ -296,8 +311,7 @@ impl Table {
         let state = self.committer.current();
         let mut shards = self.board.shards();
         {
-            let guard = self.committer.lock();
-            let manifest = guard.manifest();
+            let manifest = &state.manifest;
             for ended in &manifest.ended_shards {
                 let s = shards
                     .entry(ended.clone())

@@ -107,7 +107,7 @@ pub(super) fn open_dir(name: &str, dir: &Path, layout: &TableLayout) -> Result<O
     for lost in &refused {
         move_to_quarantine(dir, &lost.entry.file);
     }
-    Ok(Opened { manifest, state: TableState { sealed, consuming: Default::default() } })
+    Ok(Opened { manifest, state: TableState { sealed, ..TableState::default() } })
 }
 
 /// Moves a segment file the manifest no longer names into `quarantine/`, durably. The file is
@@ -132,7 +132,7 @@ impl Table {
     /// holds (quarantined already, or expired).
     pub(super) fn quarantine(self: &Arc<Table>, file: &str, reason: String) {
         let lost = {
-            let mut guard = self.committer.lock();
+            let Ok(mut guard) = self.committer.lock() else { return };
             let Some(entry) = guard.manifest().segments.iter().find(|s| s.file == file).cloned() else {
                 return;
             };
@@ -150,6 +150,30 @@ impl Table {
 
     /// Reads every sealed segment's data (its checksum) once after open and then every
     /// `interval`, at most `bytes_per_second`; a damaged one is quarantined and re-read.
+    /// A query could not read a sealed segment (`SnapshotSource::unreadable`). Its data
+    /// checksum decides: damaged bytes are quarantined and read again; bytes exactly as written
+    /// that still cannot be read are a reader bug, not damage, and stay (reading them again
+    /// from the stream would write the same rows).
+    pub(super) async fn unreadable_segment(self: &Arc<Table>, file: String, reason: String) {
+        let Some(segment) = self
+            .committer
+            .current()
+            .sealed
+            .iter()
+            .find(|s| s.entry.file == file)
+            .map(|s| Arc::clone(&s.segment))
+        else {
+            return;
+        };
+        let table = Arc::clone(self);
+        let _ = tokio::task::spawn_blocking(move || match segment.verify() {
+            Err(e) if is_damage(&e) => table.quarantine(&file, e.to_string()),
+            Err(e) => tracing::error!(table = %table.name, file, error = %e, "a segment a query could not read cannot be checked"),
+            Ok(()) => tracing::error!(table = %table.name, file, %reason, "a segment's data is intact (its checksum matches) but could not be read; it is not quarantined"),
+        })
+        .await;
+    }
+
     /// Runs until the table stops (see `spawn_until_stopped`).
     pub(super) async fn scrub(self: Arc<Table>, options: ScrubOptions) {
         loop {
@@ -159,7 +183,11 @@ impl Table {
                 let bytes = std::fs::metadata(segment.path()).map(|m| m.len()).unwrap_or(0);
                 let checked = tokio::task::spawn_blocking(move || segment.verify()).await;
                 match checked {
-                    Ok(Err(e)) if is_damage(&e) => self.quarantine(&s.entry.file, e.to_string()),
+                    Ok(Err(e)) if is_damage(&e) => {
+                        let (table, file) = (Arc::clone(&self), s.entry.file.clone());
+                        let _ =
+                            tokio::task::spawn_blocking(move || table.quarantine(&file, e.to_string())).await;
+                    }
                     Ok(Err(e)) => {
                         tracing::error!(table = %self.name, file = %s.entry.file, error = %e, "the scrub cannot read a segment")
                     }
@@ -268,8 +296,10 @@ impl Table {
         let (lost_owned, segment) = (lost.clone(), Arc::new(segment));
         let committed = tokio::task::spawn_blocking(move || table.commit_reread(&lost_owned, &segment)).await;
         match committed {
-            Ok(Ok(())) => {
-                let complete = reached && !gone;
+            Ok(Ok(false)) => {}
+            Ok(Ok(true)) => {
+                // Every position back and the rows the segment held: anything less is partial.
+                let complete = reached && !gone && rows == entry.rows;
                 let state = if complete { QuarantineState::Restored } else { QuarantineState::Partial };
                 self.board.set_quarantine_state(file, state, rows);
                 if complete {
@@ -290,13 +320,23 @@ impl Table {
     }
 
     /// Seals the re-read rows of `lost` as a new segment of its shard and commits it, in the
-    /// same edit that forgets `lost`.
-    fn commit_reread(&self, lost: &LostSegment, segment: &MutableSegment) -> Result<(), Error> {
-        let mut guard = self.committer.lock();
+    /// same edit that forgets `lost`. Nothing happens (false) when `lost` is no longer lost.
+    fn commit_reread(&self, lost: &LostSegment, segment: &MutableSegment) -> Result<bool, Error> {
+        let still_lost = |m: &Manifest| m.lost.iter().any(|l| l.entry.file == lost.entry.file);
+        if !still_lost(&self.committer.current().manifest) {
+            return Ok(false);
+        }
         let span = Span { first: lost.entry.first.clone(), last: lost.entry.last.clone() };
-        let sealed =
-            self.write_sealed(&guard, &lost.entry.shard, segment, lost.entry.after.clone(), &span)?;
-        guard.apply(Edit::Restore { lost: lost.entry.file.clone(), sealed })
+        let sealed = self.write_sealed(&lost.entry.shard, segment, lost.entry.after.clone(), &span)?;
+        let mut guard = self.commit_lock_for(&sealed)?;
+        if !still_lost(guard.manifest()) {
+            if let Some(s) = &sealed {
+                let _ = std::fs::remove_file(self.dir.join(SEGMENTS_DIR).join(&s.entry.file));
+            }
+            return Ok(false);
+        }
+        guard.apply(Edit::Restore { lost: lost.entry.file.clone(), sealed })?;
+        Ok(true)
     }
 }
 

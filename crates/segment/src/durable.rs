@@ -20,10 +20,24 @@ fn parent(path: &Path) -> &Path {
     }
 }
 
+/// Why [`write_atomic`] failed, and whether the new file had already replaced the old one
+/// (only fsyncing its directory failed): then readers see the new file, and the caller must
+/// treat the write as done, not roll it back.
+#[derive(Debug, thiserror::Error)]
+#[error("{source}")]
+pub struct AtomicWriteError {
+    /// True when the rename was made (the new contents are in place, perhaps not yet durable).
+    pub replaced: bool,
+    /// The cause.
+    #[source]
+    pub source: std::io::Error,
+}
+
 /// Replaces `path` with `bytes`, atomically and durably: written to `<path>.tmp` with `mode`
 /// permissions, fsynced, renamed over `path`, and the directory fsynced. A crash leaves either
-/// the old file or the new one, never a mix. The temporary file is removed when a step fails.
-pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+/// the old file or the new one, never a mix. The temporary file is removed when a step before
+/// the rename fails.
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), AtomicWriteError> {
     let mut tmp_name = path.as_os_str().to_owned();
     tmp_name.push(".tmp");
     let tmp = Path::new(&tmp_name);
@@ -34,21 +48,26 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()>
         file.sync_all()?;
         std::fs::rename(tmp, path)
     })();
-    if written.is_err() {
+    if let Err(source) = written {
         let _ = std::fs::remove_file(tmp);
+        return Err(AtomicWriteError { replaced: false, source });
     }
-    written?;
-    sync_dir(parent(path))
+    sync_dir(parent(path)).map_err(|source| AtomicWriteError { replaced: true, source })
 }
 
-/// Creates `dir` (and its missing parents) and fsyncs the directory holding it, so that the
-/// new entry survives a crash. Nothing happens when it exists already.
+/// Creates `dir` and its missing parents, and fsyncs the directory holding each one made, so
+/// that the new entries survive a crash. Nothing happens when it exists already.
 pub fn create_dir(dir: &Path) -> std::io::Result<()> {
     if dir.is_dir() {
         return Ok(());
     }
+    let missing: Vec<&Path> =
+        dir.ancestors().take_while(|a| !a.as_os_str().is_empty() && !a.is_dir()).collect();
     std::fs::create_dir_all(dir)?;
-    sync_dir(parent(dir))
+    for made in missing.iter().rev() {
+        sync_dir(parent(made))?;
+    }
+    Ok(())
 }
 
 /// Renames `from` to `to` and fsyncs both directories (once when they are the same).

@@ -9,7 +9,7 @@ use crate::metrics::StreamMetrics;
 use crate::reader::{ReadSettings, ShardTask, StartAt};
 use crate::record::Checkpoint;
 use crate::sequence::SequenceNumber;
-use crate::source::{Control, ResumeState, ShardReader, Source, SourceHandle};
+use crate::source::{Control, ResumeState, ShardEvent, ShardReader, Source, SourceHandle};
 use aws_sdk_kinesis::Client;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -72,11 +72,9 @@ impl Source for KinesisSource {
             tokio::spawn(async move {
                 // The shard's hash key range first, so that KPL records are kept or dropped as
                 // when they were first read.
-                let hash_range = loop {
+                let listed = loop {
                     match list_shards(&self.client, &self.config.stream_name).await {
-                        Ok(listing) => {
-                            break listing.into_iter().find(|s| *s.id == *shard).and_then(|s| s.hash_range);
-                        }
+                        Ok(listing) => break listing.into_iter().find(|s| *s.id == *shard),
                         Err(e) => {
                             tracing::warn!(stream = %self.config.stream_name, error = %e, "ListShards failed; retrying before the re-read");
                             tokio::select! {
@@ -86,6 +84,13 @@ impl Source for KinesisSource {
                         }
                     }
                 };
+                // A shard no longer listed has expired with all its records: it has ended.
+                let Some(listed) = listed else {
+                    tracing::warn!(stream = %self.config.stream_name, shard = %shard, "the shard is no longer listed: its records expired");
+                    let _ = events.send(ShardEvent::End { children: Vec::new() }).await;
+                    return;
+                };
+                let hash_range = listed.hash_range;
                 // The end is taken from a null iterator or ChildShards; a data loss (the
                 // records expired) is logged by the reader, which reads on from the oldest.
                 let (_ending_tx, ending) = watch::channel(None);
@@ -206,7 +211,11 @@ impl Coordinator {
             return StartAt::After(c.clone());
         }
         if kind == StartKind::FirstRecord {
-            return StartAt::TrimHorizon;
+            // A child of a shard the table read starts at its first record; with a start in
+            // time (LATEST pinned to the creation, a timestamp, a period), at that time: the
+            // same for every record made after it, and the same whether a restart sees the
+            // parent as read or not.
+            return self.start_time().map_or(StartAt::TrimHorizon, StartAt::AtTimestamp);
         }
         match &self.config.start {
             // LATEST means "what arrives after the table was created": pinned to that moment,
@@ -231,6 +240,18 @@ impl Coordinator {
             StartPosition::Period { millis } => {
                 StartAt::AtTimestamp(self.resume.created_ms.unwrap_or_else(crate::now_ms) - millis)
             }
+        }
+    }
+
+    /// The configured start as a time, when it is one (LATEST only once pinned).
+    fn start_time(&self) -> Option<i64> {
+        match &self.config.start {
+            StartPosition::Latest => self.resume.created_ms,
+            StartPosition::AtTimestamp { millis } => Some(*millis),
+            StartPosition::Period { millis } => {
+                Some(self.resume.created_ms.unwrap_or_else(crate::now_ms) - millis)
+            }
+            _ => None,
         }
     }
 
@@ -307,5 +328,67 @@ pub async fn list_shards(client: &Client, stream: &str) -> Result<Vec<ShardInfo>
             Some(t) if !t.is_empty() => token = Some(t.to_string()),
             _ => return Ok(shards),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn coordinator(start: StartPosition, resume: ResumeState) -> Coordinator {
+        let config = KinesisConfig {
+            stream_name: "s".into(),
+            region: "us-east-1".into(),
+            endpoint: None,
+            credentials: None,
+            assume_role: None,
+            start,
+            max_records_to_fetch: 100,
+            requests_per_second: 1.0,
+            fetch_timeout: Duration::from_secs(1),
+            shard_discovery_interval: Duration::from_secs(1),
+        };
+        Coordinator {
+            client: crate::local_client("http://127.0.0.1:9"),
+            config,
+            lineage: Lineage::default(),
+            resume,
+            readers: mpsc::channel(1).0,
+            metrics: Arc::new(StreamMetrics::default()),
+            shutdown: watch::channel(false).1,
+            endings: BTreeMap::new(),
+        }
+    }
+
+    fn shard(id: &str) -> ShardInfo {
+        ShardInfo {
+            id: id.into(),
+            parent: None,
+            adjacent_parent: None,
+            ending_sequence: None,
+            hash_range: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn latest_and_periods_are_pinned_to_the_tables_creation() {
+        let created = ResumeState { created_ms: Some(1_000_000), ..ResumeState::default() };
+        let c = coordinator(StartPosition::Latest, created.clone());
+        assert_eq!(c.start_for(&shard("a"), StartKind::Configured), StartAt::AtTimestamp(1_000_000));
+        // A child takes the same time: a restart that sees its parent as read changes nothing.
+        assert_eq!(c.start_for(&shard("a"), StartKind::FirstRecord), StartAt::AtTimestamp(1_000_000));
+        let c = coordinator(StartPosition::TrimHorizon, created.clone());
+        assert_eq!(c.start_for(&shard("a"), StartKind::FirstRecord), StartAt::TrimHorizon);
+        let c = coordinator(StartPosition::Period { millis: 60_000 }, created.clone());
+        assert_eq!(c.start_for(&shard("a"), StartKind::Configured), StartAt::AtTimestamp(940_000));
+        // A checkpoint wins over any start.
+        let mut resumed = created;
+        let at = Checkpoint { sequence: SequenceNumber::parse("42").unwrap(), sub_sequence: None };
+        resumed.checkpoints.insert("a".into(), at.clone());
+        let c = coordinator(StartPosition::Latest, resumed);
+        assert_eq!(c.start_for(&shard("a"), StartKind::Configured), StartAt::After(at));
+        // Without a creation time (a source used on its own), LATEST is the service's.
+        let c = coordinator(StartPosition::Latest, ResumeState::default());
+        assert_eq!(c.start_for(&shard("a"), StartKind::Configured), StartAt::Latest);
     }
 }

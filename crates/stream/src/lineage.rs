@@ -204,6 +204,25 @@ mod tests {
         assert_eq!(ids(&l.ready()), [("c1", StartKind::FirstRecord), ("x", StartKind::Configured)]);
     }
 
+    /// A restart after a crash: `p` was read to its end and committed; its child `c` was read
+    /// without a checkpoint and has split since. `c` starts at its first record; `c`'s
+    /// children, whose parent the table never committed anything of, take the configured
+    /// start, which the consumer pins to the table's creation for LATEST: every record of a
+    /// shard made after the table was created is read either way.
+    #[test]
+    fn after_a_restart_grandchildren_of_an_unread_shard_take_the_configured_start() {
+        let mut l = Lineage::new(vec!["p".to_string()], Vec::new());
+        l.update(vec![
+            shard("p", &[], true),
+            shard("c", &["p"], true),
+            shard("g1", &["c"], false),
+            shard("g2", &["c"], false),
+        ]);
+        assert_eq!(ids(&l.ready()), [("c", StartKind::FirstRecord)]);
+        l.finish("c");
+        assert_eq!(ids(&l.ready()), [("g1", StartKind::Configured), ("g2", StartKind::Configured)]);
+    }
+
     #[test]
     fn a_checkpointed_shard_gone_from_the_listing_is_data_loss_and_its_children_start() {
         let mut l = Lineage::new(Vec::new(), vec!["a".to_string()]);
