@@ -2,6 +2,11 @@
 //! append, seal, map) and into DuckDB (`read_json`), the same query set on both in one run,
 //! medians and ratios. Run it through `benches/compare/run.sh`.
 //!
+//! Every query's answer is checked against DuckDB's: the same rows (in the same order where the
+//! query orders), integers exact, floats within 1e-9 relative, strings exact. A difference is
+//! printed with both answers and the run exits with status 1. The time-range query is also timed
+//! with pruning off (`QueryOptions::prune`), the same SQL reading every segment.
+//!
 //! ```text
 //! cargo run --release --example compare -- --rows 1000000 --dir /tmp/shoal-compare [--repeat 5]
 //! ```
@@ -47,6 +52,67 @@ impl SnapshotSource for Table {
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
+}
+
+/// Relative tolerance for floating-point cells: sums and averages add in different orders.
+const FLOAT_TOLERANCE: f64 = 1e-9;
+
+/// Whether two cells of a column of Pinot type `pinot_type` are the same answer.
+fn same_cell(pinot_type: &str, a: &Value, b: &Value) -> bool {
+    let int = |v: &Value| v.as_i64().map(i128::from).or_else(|| v.as_u64().map(i128::from));
+    match pinot_type {
+        "INT" | "LONG" => matches!((int(a), int(b)), (Some(x), Some(y)) if x == y),
+        "FLOAT" | "DOUBLE" => match (a.as_f64(), b.as_f64()) {
+            (Some(x), Some(y)) => x == y || (x - y).abs() <= FLOAT_TOLERANCE * x.abs().max(y.abs()),
+            _ => a == b,
+        },
+        _ => a == b,
+    }
+}
+
+fn same_row(types: &[String], a: &[Value], b: &[Value]) -> bool {
+    a.len() == types.len()
+        && b.len() == types.len()
+        && types.iter().zip(a.iter().zip(b)).all(|(t, (x, y))| same_cell(t, x, y))
+}
+
+/// Compares Shoal's answer (with its column types) to DuckDB's. Without ORDER BY the rows are
+/// compared as a set: both sides are sorted by their non-floating cells first. Returns a report
+/// of the first differing rows of both, or None when the answers are the same.
+fn answer_difference(
+    sql: &str,
+    types: &[String],
+    shoal: &[Vec<Value>],
+    duckdb: &[Vec<Value>],
+) -> Option<String> {
+    let (mut ours, mut theirs) = (shoal.to_vec(), duckdb.to_vec());
+    if !sql.to_ascii_uppercase().contains("ORDER BY") {
+        let key = |row: &Vec<Value>| -> String {
+            row.iter()
+                .zip(types)
+                .filter(|(_, t)| !matches!(t.as_str(), "FLOAT" | "DOUBLE"))
+                .map(|(v, _)| v.to_string())
+                .collect::<Vec<_>>()
+                .join("\u{1}")
+        };
+        ours.sort_by_cached_key(key);
+        theirs.sort_by_cached_key(key);
+    }
+    let first = (0..ours.len().max(theirs.len())).find(|&i| match (ours.get(i), theirs.get(i)) {
+        (Some(a), Some(b)) => !same_row(types, a, b),
+        _ => true,
+    })?;
+    let show = |rows: &[Vec<Value>]| -> String {
+        let shown: Vec<String> = rows.iter().skip(first).take(5).map(|r| json!(r).to_string()).collect();
+        if shown.is_empty() { "(no row)".to_string() } else { shown.join("\n      ") }
+    };
+    Some(format!(
+        "column types {types:?}; first difference at row {first}\n  shoal ({} rows):\n      {}\n  duckdb ({} rows):\n      {}",
+        ours.len(),
+        show(&ours),
+        theirs.len(),
+        show(&theirs)
+    ))
 }
 
 #[tokio::main(flavor = "multi_thread")]
@@ -111,14 +177,14 @@ async fn main() {
     }
     flush(&mut batch, &mut current, &mut segments);
     let tail = current.snapshot();
+    let (sealed, tail_rows) = (segments.len(), tail.rows);
     if tail.rows > 0 {
         segments.push(SegmentData::Consuming(tail));
     }
     let ingest_s = started.elapsed().as_secs_f64();
     eprintln!(
-        "shoal ingested {} rows ({} sealed segments + consuming) in {ingest_s:.2}s",
-        args.rows,
-        segments.len()
+        "shoal ingested {} rows ({sealed} sealed segments + {tail_rows} rows consuming) in {ingest_s:.2}s",
+        args.rows
     );
 
     // The time-range query touches the second segment only (or the first when there is one).
@@ -126,27 +192,47 @@ async fn main() {
     let queries: Vec<Value> =
         serde_json::from_str(include_str!("../benches/compare/queries.json")).expect("queries.json");
     let fill = |sql: &str| sql.replace("{t0}", &t0.to_string()).replace("{t1}", &t1.to_string());
-    let engine = QueryEngine::new(QueryOptions {
-        timeout: std::time::Duration::from_secs(600),
-        ..QueryOptions::default()
-    });
-    engine.register("events", Arc::clone(&layout), Arc::new(Table(segments)));
+    let options = QueryOptions { timeout: std::time::Duration::from_secs(600), ..QueryOptions::default() };
+    let table = Arc::new(Table(segments));
+    let engine = QueryEngine::new(options.clone());
+    engine.register("events", Arc::clone(&layout), Arc::clone(&table) as Arc<dyn SnapshotSource>);
+    // The same table with pruning off, to time the same time-range SQL reading every segment.
+    let unpruned = QueryEngine::new(QueryOptions { prune: false, ..options });
+    unpruned.register("events", Arc::clone(&layout), table);
     let mut shoal_ms = Vec::new();
-    let mut shoal_results = Vec::new();
+    // Per query: the column types and rows of Shoal's answer.
+    let mut shoal_results: Vec<(Vec<String>, Vec<Vec<Value>>)> = Vec::new();
+    let mut processed = Vec::new();
     for q in &queries {
         let sql = fill(q["shoal"].as_str().unwrap_or_default());
         let mut runs = Vec::new();
-        let mut rows = Value::Null;
+        let mut answer = (Vec::new(), Vec::new());
         for _ in 0..args.repeat {
             let t = Instant::now();
             let r = engine.pinot(&sql).await;
             runs.push(t.elapsed().as_secs_f64() * 1000.0);
             assert!(r.exceptions.is_empty(), "{sql}: {:?}", r.exceptions);
-            rows = json!(r.result_table.map(|t| t.rows));
+            processed.push((r.num_segments_processed, r.num_segments_queried));
+            let t = r.result_table.expect("a query without exceptions has a result table");
+            answer = (t.data_schema.column_data_types, t.rows);
         }
         shoal_ms.push(median(runs));
-        shoal_results.push(rows);
+        shoal_results.push(answer);
     }
+    let range_index = queries.iter().position(|q| q["name"] == "time_range").expect("a time_range query");
+    let range_sql = fill(queries[range_index]["shoal"].as_str().unwrap_or_default());
+    let mut unpruned_runs = Vec::new();
+    let mut unpruned_answer = Vec::new();
+    let mut unpruned_processed = (0, 0);
+    for _ in 0..args.repeat {
+        let t = Instant::now();
+        let r = unpruned.pinot(&range_sql).await;
+        unpruned_runs.push(t.elapsed().as_secs_f64() * 1000.0);
+        assert!(r.exceptions.is_empty(), "{range_sql}: {:?}", r.exceptions);
+        unpruned_processed = (r.num_segments_processed, r.num_segments_queried);
+        unpruned_answer = r.result_table.expect("a query without exceptions has a result table").rows;
+    }
+    let range_processed = processed[range_index * args.repeat];
 
     // DuckDB on the same file, in the same run.
     let request = json!({
@@ -179,6 +265,28 @@ async fn main() {
         ingest_s * 1000.0 / duck["load_ms"].as_f64().unwrap_or(1.0)
     );
     println!("{:<22} {:>12} {:>12} {:>8}", "query", "shoal ms", "duckdb ms", "ratio");
+    // Shoal's answers against DuckDB's, query by query.
+    let mut differences = Vec::new();
+    for (i, q) in queries.iter().enumerate() {
+        let theirs: Vec<Vec<Value>> = duck["results"][i]
+            .as_array()
+            .map(|rows| rows.iter().map(|r| r.as_array().cloned().unwrap_or_default()).collect())
+            .unwrap_or_default();
+        let (types, ours) = &shoal_results[i];
+        if let Some(report) =
+            answer_difference(&fill(q["shoal"].as_str().unwrap_or_default()), types, ours, &theirs)
+        {
+            differences.push((i, report));
+        }
+    }
+    if let Some(report) = answer_difference(
+        &range_sql,
+        &shoal_results[range_index].0,
+        &unpruned_answer,
+        &shoal_results[range_index].1,
+    ) {
+        differences.push((range_index, format!("with pruning off against pruning on: {report}")));
+    }
     let mut log_sum = 0.0;
     for (i, q) in queries.iter().enumerate() {
         let runs: Vec<f64> = duck["times_ms"][i]
@@ -189,18 +297,89 @@ async fn main() {
         let ratio = shoal_ms[i] / d;
         log_sum += ratio.ln();
         println!(
-            "{:<22} {:>12.1} {:>12.1} {:>8.2}",
+            "{:<22} {:>12.1} {:>12.1} {:>8.2}{}",
             q["name"].as_str().unwrap_or("?"),
             shoal_ms[i],
             d,
-            ratio
+            ratio,
+            if differences.iter().any(|(j, _)| *j == i) { "  ANSWER DIFFERS" } else { "" }
         );
     }
     println!(
         "geometric mean of ratios (shoal/duckdb, lower is better): {:.2}",
         (log_sum / queries.len() as f64).exp()
     );
-    let full = shoal_ms[1];
-    let range = shoal_ms[4];
-    println!("time-range query vs filtered full scan: {:.1}x faster", full / range);
+    let unpruned_ms = median(unpruned_runs);
+    let (on_ms, (on_read, queried), (off_read, _)) =
+        (shoal_ms[range_index], range_processed, unpruned_processed);
+    if on_read < off_read {
+        println!(
+            "time_range, same SQL: pruning on {on_ms:.1} ms ({on_read} of {queried} segments read), off {unpruned_ms:.1} ms ({off_read} of {queried}): {:.1}x faster with pruning",
+            unpruned_ms / on_ms
+        );
+    } else {
+        // One segment (or all of them) in the range: nothing to prune, any difference is noise.
+        println!(
+            "time_range, same SQL: pruning on {on_ms:.1} ms, off {unpruned_ms:.1} ms: both read {on_read} of {queried} segments, so pruning saved nothing here (use more rows than --segment-rows)"
+        );
+    }
+    if differences.is_empty() {
+        println!(
+            "answers: all {} queries equal to DuckDB's (integers exact, floats within {FLOAT_TOLERANCE:e} relative, strings exact), and time_range equal with pruning off",
+            queries.len()
+        );
+    } else {
+        for (i, report) in &differences {
+            let q = &queries[*i];
+            eprintln!(
+                "\nANSWER DIFFERS: {}: {}\n{report}",
+                q["name"].as_str().unwrap_or("?"),
+                fill(q["shoal"].as_str().unwrap_or_default())
+            );
+        }
+        eprintln!(
+            "\nFAILED: {} answer check(s) failed; the timings above do not compare equal work",
+            differences.len()
+        );
+        std::process::exit(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn types(t: &[&str]) -> Vec<String> {
+        t.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn integers_are_exact_floats_within_tolerance_strings_exact() {
+        let t = types(&["STRING", "LONG", "DOUBLE"]);
+        let ours = vec![vec![json!("a"), json!(10), json!(1.0)]];
+        assert!(answer_difference("SELECT 1", &t, &ours, &ours).is_none());
+        let close = vec![vec![json!("a"), json!(10), json!(1.0 + 1e-12)]];
+        assert!(answer_difference("SELECT 1", &t, &ours, &close).is_none());
+        let far = vec![vec![json!("a"), json!(10), json!(1.0 + 1e-8)]];
+        assert!(answer_difference("SELECT 1", &t, &ours, &far).is_some());
+        let off_by_one = vec![vec![json!("a"), json!(11), json!(1.0)]];
+        assert!(answer_difference("SELECT 1", &t, &ours, &off_by_one).is_some());
+        // An integer column answered as a float is a difference, not a match by value.
+        let as_float = vec![vec![json!("a"), json!(10.0), json!(1.0)]];
+        assert!(answer_difference("SELECT 1", &t, &ours, &as_float).is_some());
+        let other_string = vec![vec![json!("b"), json!(10), json!(1.0)]];
+        assert!(answer_difference("SELECT 1", &t, &ours, &other_string).is_some());
+    }
+
+    #[test]
+    fn order_counts_only_where_the_query_orders() {
+        let t = types(&["STRING", "LONG"]);
+        let a = vec![vec![json!("x"), json!(1)], vec![json!("y"), json!(2)]];
+        let b = vec![vec![json!("y"), json!(2)], vec![json!("x"), json!(1)]];
+        assert!(answer_difference("SELECT s, n FROM t GROUP BY s", &t, &a, &b).is_none());
+        let report = answer_difference("SELECT s, n FROM t ORDER BY n", &t, &a, &b).expect("a difference");
+        assert!(report.contains("row 0") && report.contains("\"x\"") && report.contains("\"y\""), "{report}");
+        // A missing row is a difference.
+        assert!(answer_difference("SELECT s, n FROM t ORDER BY n", &t, &a, &a[..1]).is_some());
+    }
 }

@@ -4,7 +4,9 @@
 Used by the parity test (crates/query/tests/duckdb_parity.rs) and by the peer comparison.
 Input on stdin: {"ndjson": path, "queries": [sql, ...], "repeat": n}.
 Output on stdout: {"load_ms": ..., "results": [[row, ...], ...], "times_ms": [[...], ...]}.
+Integers stay integers (the comparison checks them exactly); DECIMAL values become floats.
 """
+import decimal
 import json
 import sys
 import time
@@ -35,7 +37,7 @@ def main():
             t = time.perf_counter()
             rows = con.execute(sql).fetchall()
             runs.append((time.perf_counter() - t) * 1000)
-        results.append([[float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v for v in row] for row in rows])
+        results.append([[float(v) if isinstance(v, decimal.Decimal) else v for v in row] for row in rows])
         times.append(runs)
     json.dump({"load_ms": load_ms, "results": results, "times_ms": times}, sys.stdout)
 

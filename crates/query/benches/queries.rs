@@ -1,5 +1,9 @@
 //! The query set (benches/compare/queries.json, the same queries the DuckDB comparison runs)
 //! over 10 sealed segments of 100,000 generated events and a consuming segment of 50,000.
+//! `time_range_prune_off` is the `time_range` query again with pruning off
+//! (`QueryOptions::prune`), so every segment is read: the pair shows what pruning saves on the
+//! same SQL (it prints how many segments each reads). A good number: `time_range` near the cost
+//! of scanning the segments it reads, several times less than `time_range_prune_off`.
 //! Run: `cargo bench -p shoal-query --bench queries`.
 
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -63,8 +67,11 @@ fn queries(c: &mut Criterion) {
     // As in the comparison: the time range of the second segment.
     let (t0, t1) = ranges[1].expect("a time range");
 
+    let table = Arc::new(Table { sealed, consuming });
     let engine = QueryEngine::new(QueryOptions::default());
-    engine.register("events", Arc::clone(&layout), Arc::new(Table { sealed, consuming }));
+    engine.register("events", Arc::clone(&layout), Arc::clone(&table) as Arc<dyn SnapshotSource>);
+    let unpruned = QueryEngine::new(QueryOptions { prune: false, ..QueryOptions::default() });
+    unpruned.register("events", Arc::clone(&layout), table);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a runtime");
     let set: Vec<Value> =
         serde_json::from_str(include_str!("../../../benches/compare/queries.json")).expect("queries.json");
@@ -84,6 +91,22 @@ fn queries(c: &mut Criterion) {
                 result
             })
         });
+        if name == "time_range" {
+            // The same SQL with pruning off: same answer, every segment read.
+            let on = runtime.block_on(engine.execute(&sql)).expect("the query runs");
+            let off = runtime.block_on(unpruned.execute(&sql)).expect("the query runs");
+            assert_eq!(on.batches, off.batches, "pruning changed the answer of {sql}");
+            assert_eq!(off.stats.segments_processed, off.stats.segments_queried);
+            assert!(on.stats.segments_processed < off.stats.segments_processed);
+            // A neighbour whose first or last timestamp equals the range's end is read as well.
+            eprintln!(
+                "time_range reads {} of {} segments with pruning on, {} with it off",
+                on.stats.segments_processed, on.stats.segments_queried, off.stats.segments_processed
+            );
+            group.bench_function("time_range_prune_off", |b| {
+                b.iter(|| runtime.block_on(unpruned.execute(&sql)).expect("the query runs"))
+            });
+        }
     }
     group.finish();
 }

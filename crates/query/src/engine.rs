@@ -30,6 +30,10 @@ pub struct QueryOptions {
     pub max_result_rows: usize,
     /// Partitions DataFusion plans for (default: the number of cores).
     pub target_partitions: usize,
+    /// Skip segments whose statistics rule out a query's filters (default true). A switch for
+    /// benchmarks and diagnosis only: off, every segment is read, so the same query can be timed
+    /// with and without pruning and its answers compared. Answers are the same either way.
+    pub prune: bool,
 }
 
 impl Default for QueryOptions {
@@ -39,6 +43,7 @@ impl Default for QueryOptions {
             memory_limit: 2 << 30,
             max_result_rows: 100_000,
             target_partitions: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+            prune: true,
         }
     }
 }
@@ -298,7 +303,8 @@ impl QueryEngine {
         for (name, t) in tables.iter() {
             for alias in [name.clone(), format!("{name}_REALTIME")] {
                 let provider =
-                    ShoalTable::new(Arc::clone(&t.layout), Arc::clone(&t.source), Arc::clone(stats));
+                    ShoalTable::new(Arc::clone(&t.layout), Arc::clone(&t.source), Arc::clone(stats))
+                        .with_pruning(self.options.prune);
                 ctx.register_table(TableReference::bare(alias.as_str()), Arc::new(provider))
                     .map_err(QueryError::from_datafusion)?;
             }

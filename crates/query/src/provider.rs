@@ -103,6 +103,7 @@ pub struct ShoalTable {
     layout: Arc<TableLayout>,
     source: Arc<dyn SnapshotSource>,
     stats: Arc<Mutex<ScanStats>>,
+    prune: bool,
 }
 
 impl ShoalTable {
@@ -112,7 +113,14 @@ impl ShoalTable {
         source: Arc<dyn SnapshotSource>,
         stats: Arc<Mutex<ScanStats>>,
     ) -> Self {
-        ShoalTable { layout, source, stats }
+        ShoalTable { layout, source, stats, prune: true }
+    }
+
+    /// Whether scans skip segments by their statistics (on by default). Off is for benchmarks
+    /// and diagnosis: every segment is read, and DataFusion's filter still gives the same rows.
+    pub fn with_pruning(mut self, on: bool) -> Self {
+        self.prune = on;
+        self
     }
 }
 
@@ -213,6 +221,9 @@ impl ShoalTable {
     /// Which segments may hold rows matching `filters`.
     fn prune(&self, state: &dyn Session, filters: &[Expr], segments: &[SegmentData]) -> Vec<bool> {
         let all = vec![true; segments.len()];
+        if !self.prune {
+            return all;
+        }
         let Some(filter) = conjunction(filters.iter().cloned()) else { return all };
         let Ok(expr) = DFSchema::try_from(self.schema().as_ref().clone())
             .and_then(|df| state.create_physical_expr(filter, &df))

@@ -54,6 +54,38 @@ async fn time_filters_prune_segments() {
 }
 
 #[tokio::test]
+async fn with_pruning_off_every_segment_is_read_and_the_answers_are_the_same() {
+    // The same generated rows (the generator is seeded) in two engines, one with pruning off.
+    let (pruned, _t, events, _dir) = events_table(4, 5_000, 100, QueryOptions::default());
+    let (unpruned, _u, same, _dir2) =
+        events_table(4, 5_000, 100, QueryOptions { prune: false, ..QueryOptions::default() });
+    assert_eq!(events, same);
+    let ts = |i: usize| {
+        serde_json::from_str::<serde_json::Value>(&events[i]).unwrap()["timestamp"].as_i64().unwrap()
+    };
+    // The second segment's range (as in the comparison), and a range inside the consuming one.
+    for (t0, t1) in [(ts(5_000), ts(9_999)), (ts(20_010), ts(20_050))] {
+        let sql = format!(
+            "SELECT count(*), sum(duration_ms), avg(revenue) FROM events WHERE \"timestamp\" BETWEEN {t0} AND {t1}"
+        );
+        let on = pruned.pinot(&sql).await;
+        let off = unpruned.pinot(&sql).await;
+        assert!(
+            on.exceptions.is_empty() && off.exceptions.is_empty(),
+            "{:?} {:?}",
+            on.exceptions,
+            off.exceptions
+        );
+        assert_eq!(on.result_table.unwrap().rows, off.result_table.unwrap().rows, "{sql}");
+        assert_eq!((on.num_segments_queried, off.num_segments_queried), (5, 5));
+        // On: only the segment whose range overlaps. Off: all five, every row.
+        assert_eq!(on.num_segments_processed, 1, "{sql}");
+        assert_eq!(off.num_segments_processed, off.num_segments_queried, "{sql}");
+        assert_eq!(off.num_docs_scanned, 20_100);
+    }
+}
+
+#[tokio::test]
 async fn refused_statements() {
     let (engine, _t, _events, _dir) = events_table(1, 100, 10, QueryOptions::default());
     for sql in [
