@@ -209,7 +209,7 @@ async fn main() {
         let mut answer = (Vec::new(), Vec::new());
         for _ in 0..args.repeat {
             let t = Instant::now();
-            let r = engine.pinot(&sql).await;
+            let r = shoal_server::broker::answer_query(&engine, &sql).await;
             runs.push(t.elapsed().as_secs_f64() * 1000.0);
             assert!(r.exceptions.is_empty(), "{sql}: {:?}", r.exceptions);
             processed.push((r.num_segments_processed, r.num_segments_queried));
@@ -226,7 +226,7 @@ async fn main() {
     let mut unpruned_processed = (0, 0);
     for _ in 0..args.repeat {
         let t = Instant::now();
-        let r = unpruned.pinot(&range_sql).await;
+        let r = shoal_server::broker::answer_query(&unpruned, &range_sql).await;
         unpruned_runs.push(t.elapsed().as_secs_f64() * 1000.0);
         assert!(r.exceptions.is_empty(), "{range_sql}: {:?}", r.exceptions);
         unpruned_processed = (r.num_segments_processed, r.num_segments_queried);

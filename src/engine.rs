@@ -6,7 +6,7 @@ use crate::metrics::Metrics;
 use crate::table::{ScrubOptions, Table, TableOptions, TableStatus};
 use arrow::array::RecordBatch;
 use serde_json::Value;
-use shoal_query::{BrokerResponse, QueryEngine, QueryOptions, QueryResult, QueryStream, SnapshotSource};
+use shoal_query::{QueryEngine, QueryOptions, QueryResult, QueryStream, SnapshotSource};
 use shoal_segment::durable;
 use shoal_stream::{KinesisSource, Source};
 use std::collections::BTreeMap;
@@ -380,14 +380,6 @@ impl Engine {
     /// Runs read-only SQL and returns the rows as a stream of Arrow batches.
     pub async fn sql_stream(&self, query: &str) -> Result<QueryStream, Error> {
         Ok(self.inner.query.stream(query).await?)
-    }
-
-    /// Runs read-only SQL and answers as Pinot's broker does.
-    pub async fn sql_pinot(&self, query: &str) -> BrokerResponse {
-        let started = Instant::now();
-        let response = self.inner.query.pinot(query).await;
-        self.count_query(started, response.exceptions.is_empty());
-        response
     }
 
     fn count_query(&self, started: Instant, ok: bool) {

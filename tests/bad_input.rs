@@ -99,7 +99,7 @@ async fn a_bad_record_corpus_is_counted_by_reason_and_good_rows_kept() {
     }
     // The coerced record reads back as its column types.
     let batches = engine.sql("SELECT i, f, b, bd, raw, d FROM corpus WHERE id = 777").await.unwrap();
-    let r = shoal::BrokerResponse::from_result(
+    let r = shoal_server::broker::BrokerResponse::from_result(
         &shoal::QueryResult {
             schema: batches[0].schema(),
             batches,

@@ -121,7 +121,7 @@ async fn a_query_leaves_out_a_damaged_segment_says_so_and_the_rows_come_back() {
 
     let options = EngineOptions { scrub: None, ..EngineOptions::default() };
     let engine = Engine::open_with(dir.path(), options.clone()).await.unwrap();
-    let answer = engine.sql_pinot("SELECT count(*) FROM queried").await;
+    let answer = shoal_server::broker::answer(&engine, "SELECT count(*) FROM queried").await;
     assert_eq!(answer.exceptions.len(), 1, "{answer:?}");
     assert_eq!(answer.exceptions[0].error_code, 235, "Pinot's SERVER_SEGMENT_MISSING: {answer:?}");
     assert!(answer.exceptions[0].message.contains(victim.as_str()), "names the segment: {answer:?}");
@@ -130,7 +130,7 @@ async fn a_query_leaves_out_a_damaged_segment_says_so_and_the_rows_come_back() {
     assert_eq!(rows, 1000, "the other segments answer: {answer:?}");
 
     wait_restored(&engine, "queried", victim).await;
-    let answer = engine.sql_pinot("SELECT count(*) FROM queried").await;
+    let answer = shoal_server::broker::answer(&engine, "SELECT count(*) FROM queried").await;
     assert!(answer.exceptions.is_empty(), "{answer:?}");
     assert!(!answer.partial_result);
     assert_eq!(answer.result_table.as_ref().unwrap().rows[0][0].as_i64().unwrap(), 1200);

@@ -2,7 +2,6 @@
 
 use crate::functions::{aggregate_functions, scalar_functions};
 use crate::provider::{ScanStats, ShoalTable, SnapshotSource};
-use crate::response::BrokerResponse;
 use crate::rewrite::{canonicalize, rewrite};
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
@@ -17,7 +16,7 @@ use shoal_segment::TableLayout;
 use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Limits every query runs under.
 #[derive(Debug, Clone)]
@@ -256,15 +255,6 @@ impl QueryEngine {
         };
         let stats = stats.lock().unwrap_or_else(|p| p.into_inner()).clone();
         Ok(QueryResult { schema, batches, stats, truncated })
-    }
-
-    /// Runs `sql` and answers as Pinot's broker does.
-    pub async fn pinot(&self, sql: &str) -> BrokerResponse {
-        let started = Instant::now();
-        match self.execute(sql).await {
-            Ok(result) => BrokerResponse::from_result(&result, started.elapsed()),
-            Err(e) => BrokerResponse::from_error(&e, started.elapsed()),
-        }
     }
 
     /// Lowercase spelling → spelling of every table (both names) and column.

@@ -50,7 +50,7 @@ async fn benchmark_queries_match_duckdb() {
 
     for (i, q) in queries.iter().enumerate() {
         let sql = fill(q["shoal"].as_str().unwrap());
-        let response = engine.pinot(&sql).await;
+        let response = shoal_server::broker::answer_query(&engine, &sql).await;
         assert!(response.exceptions.is_empty(), "{sql}: {:?}", response.exceptions);
         let ours = response.result_table.unwrap().rows;
         let theirs = duck["results"][i].as_array().unwrap();

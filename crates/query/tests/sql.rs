@@ -43,7 +43,7 @@ async fn time_filters_prune_segments() {
     let (first_ts, end_of_first) = (stamps[0], stamps[4_999]);
     let sql =
         format!("SELECT count(*) FROM events WHERE \"timestamp\" BETWEEN {first_ts} AND {end_of_first}");
-    let response = engine.pinot(&sql).await;
+    let response = shoal_server::broker::answer_query(&engine, &sql).await;
     assert!(response.exceptions.is_empty(), "{:?}", response.exceptions);
     assert_eq!(response.result_table.unwrap().rows[0][0].as_i64().unwrap(), 5_000);
     assert_eq!((response.num_segments_queried, response.num_consuming_segments_queried), (5, 1));
@@ -68,8 +68,8 @@ async fn with_pruning_off_every_segment_is_read_and_the_answers_are_the_same() {
         let sql = format!(
             "SELECT count(*), sum(duration_ms), avg(revenue) FROM events WHERE \"timestamp\" BETWEEN {t0} AND {t1}"
         );
-        let on = pruned.pinot(&sql).await;
-        let off = unpruned.pinot(&sql).await;
+        let on = shoal_server::broker::answer_query(&pruned, &sql).await;
+        let off = shoal_server::broker::answer_query(&unpruned, &sql).await;
         assert!(
             on.exceptions.is_empty() && off.exceptions.is_empty(),
             "{:?} {:?}",
@@ -104,7 +104,7 @@ async fn refused_statements() {
     ] {
         let err = engine.execute(sql).await.err().unwrap_or_else(|| panic!("{sql} was allowed"));
         assert_eq!(err.kind, ErrorKind::Validation, "{sql}: {err}");
-        let response = engine.pinot(sql).await;
+        let response = shoal_server::broker::answer_query(&engine, sql).await;
         assert_eq!(response.exceptions[0].error_code, 150, "{sql}");
     }
     for sql in [
@@ -121,9 +121,11 @@ async fn refused_statements() {
 async fn a_query_past_its_time_limit_ends_with_code_250() {
     let options = QueryOptions { timeout: Duration::from_millis(300), ..QueryOptions::default() };
     let (engine, _t, _events, _dir) = events_table(1, 20_000, 0, options);
-    let response = engine
-        .pinot("SELECT count(*) FROM events a CROSS JOIN events b WHERE a.duration_ms + b.duration_ms = 7")
-        .await;
+    let response = shoal_server::broker::answer_query(
+        &engine,
+        "SELECT count(*) FROM events a CROSS JOIN events b WHERE a.duration_ms + b.duration_ms = 7",
+    )
+    .await;
     assert_eq!(response.exceptions.len(), 1, "{response:?}");
     assert_eq!(response.exceptions[0].error_code, 250);
 }
@@ -147,7 +149,7 @@ async fn a_query_past_its_memory_limit_fails_cleanly() {
 async fn results_are_cut_at_the_row_limit() {
     let options = QueryOptions { max_result_rows: 1000, ..QueryOptions::default() };
     let (engine, _t, _events, _dir) = events_table(1, 5_000, 0, options);
-    let response = engine.pinot("SELECT event_id FROM events").await;
+    let response = shoal_server::broker::answer_query(&engine, "SELECT event_id FROM events").await;
     assert!(response.partial_result);
     assert_eq!(response.num_rows_result_set, 1000);
 }
@@ -155,7 +157,7 @@ async fn results_are_cut_at_the_row_limit() {
 #[tokio::test]
 async fn the_pinot_response_has_every_field() {
     let (engine, _t, events, _dir) = events_table(2, 1_000, 500, QueryOptions::default());
-    let response = engine.pinot("SELECT country, count(*) AS n, sum(revenue) AS r, max(tags) AS t FROM events GROUP BY country ORDER BY n DESC LIMIT 3").await;
+    let response = shoal_server::broker::answer_query(&engine, "SELECT country, count(*) AS n, sum(revenue) AS r, max(tags) AS t FROM events GROUP BY country ORDER BY n DESC LIMIT 3").await;
     let json = serde_json::to_value(&response).unwrap();
     for key in [
         "resultTable",
@@ -189,7 +191,9 @@ async fn the_pinot_response_has_every_field() {
     assert_eq!(json["numServersQueried"], 1);
     assert_eq!(json["numServersResponded"], 1);
     assert!(json["minConsumingFreshnessTimeMs"].as_i64().unwrap() > 0);
-    let bad = serde_json::to_value(engine.pinot("SELECT nope FROM events").await).unwrap();
+    let bad =
+        serde_json::to_value(shoal_server::broker::answer_query(&engine, "SELECT nope FROM events").await)
+            .unwrap();
     assert_eq!(bad["exceptions"][0]["errorCode"], 150);
     assert!(bad.get("resultTable").is_none());
 }
@@ -200,9 +204,11 @@ async fn table_and_column_names_match_without_regard_to_case() {
     let n = events.len() as i64;
     assert_eq!(scalar_i64(&engine, "SELECT COUNT(*) FROM EVENTS").await, n);
     assert_eq!(scalar_i64(&engine, "select count(Country) from Events_Realtime").await, n);
-    let r = engine
-        .pinot("SELECT Event_Type, COUNT(*) AS N FROM events GROUP BY Event_Type ORDER BY N DESC LIMIT 1")
-        .await;
+    let r = shoal_server::broker::answer_query(
+        &engine,
+        "SELECT Event_Type, COUNT(*) AS N FROM events GROUP BY Event_Type ORDER BY N DESC LIMIT 1",
+    )
+    .await;
     assert!(r.exceptions.is_empty(), "{:?}", r.exceptions);
     assert_eq!(r.result_table.unwrap().data_schema.column_names, ["event_type", "N"]);
 }

@@ -1,13 +1,14 @@
 //! Pinot's broker response: `resultTable`, `exceptions` and the scan statistics, field by field
-//! as Pinot writes them (the `pinotdb` client needs `numServersQueried`/`numServersResponded`).
+//! as Pinot writes them (the `pinotdb` client needs `numServersQueried`/`numServersResponded`;
+//! pinot-common `BrokerResponseNative.java`).
 
-use crate::engine::{QueryError, QueryResult};
 use arrow::array::{Array, ArrayRef, AsArray};
 use arrow::datatypes::{DataType, Field};
 use serde::Serialize;
 use serde_json::{Number, Value};
+use shoal_query::{QueryError, QueryResult};
 use shoal_segment::columns::PINOT_TYPE_KEY;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The column names and Pinot types of a result.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -136,6 +137,28 @@ impl BrokerResponse {
             num_servers_queried: 1,
             num_servers_responded: 1,
         }
+    }
+}
+
+/// Runs `sql` on `engine` and answers as Pinot's broker does.
+pub async fn answer(engine: &shoal::Engine, sql: &str) -> BrokerResponse {
+    let started = Instant::now();
+    match engine.sql_result(sql).await {
+        Ok(result) => BrokerResponse::from_result(&result, started.elapsed()),
+        Err(shoal::Error::Query(e)) => BrokerResponse::from_error(&e, started.elapsed()),
+        Err(e) => BrokerResponse::from_error(
+            &QueryError { kind: shoal_query::ErrorKind::Execution, message: e.to_string() },
+            started.elapsed(),
+        ),
+    }
+}
+
+/// Runs `sql` on a bare query engine (tests and benchmarks) and answers as Pinot's broker does.
+pub async fn answer_query(engine: &shoal_query::QueryEngine, sql: &str) -> BrokerResponse {
+    let started = Instant::now();
+    match engine.execute(sql).await {
+        Ok(result) => BrokerResponse::from_result(&result, started.elapsed()),
+        Err(e) => BrokerResponse::from_error(&e, started.elapsed()),
     }
 }
 

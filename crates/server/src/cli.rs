@@ -1,0 +1,251 @@
+//! The command line of the server (`shoal-server`, and `cargo run --example serve`): opens the
+//! engine over Pinot table configs and schemas, consumes their Kinesis streams and serves the
+//! router.
+//!
+//! ```text
+//! shoal-server --table-config T.json --schema S.json \
+//!     [--data-dir DIR] [--listen 127.0.0.1:8099] [--auth-token TOKEN] [--validate]
+//! ```
+//!
+//! `--table-config` and `--schema` may be repeated, once per table, in pairs. With `--validate`
+//! it checks the files, prints each normalised table config as JSON (secrets as `***`) and
+//! exits 0, or prints every problem and exits 2.
+
+use crate::{Api, ApiOptions};
+use clap::Parser;
+use serde_json::Value;
+use shoal::{Engine, EngineOptions, TableDefinition};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// The environment variable that holds the auth token when `--auth-token` is not given.
+const TOKEN_ENV: &str = "SHOAL_AUTH_TOKEN";
+
+#[derive(Parser, Debug)]
+#[command(name = "serve", about = "Shoal's SQL server, speaking Pinot's broker API")]
+struct Args {
+    /// A Pinot table config JSON file (repeat for several tables, each with its --schema).
+    #[arg(long = "table-config", value_name = "T.json", required = true)]
+    table_configs: Vec<PathBuf>,
+    /// The Pinot schema JSON file of the table config in the same position.
+    #[arg(long = "schema", value_name = "S.json", required = true)]
+    schemas: Vec<PathBuf>,
+    /// Where tables keep their segments and manifests.
+    #[arg(long, value_name = "DIR", default_value = "data")]
+    data_dir: PathBuf,
+    /// Address to serve HTTP on (loopback unless told otherwise).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8099")]
+    listen: String,
+    /// Require `Authorization: Bearer TOKEN` on every endpoint but /health/* (or set SHOAL_AUTH_TOKEN).
+    #[arg(long, value_name = "TOKEN")]
+    auth_token: Option<String>,
+    /// Longest a query may run, in milliseconds (a query past it answers Pinot code 250).
+    #[arg(long, value_name = "MS", default_value_t = 30_000)]
+    query_timeout_ms: u64,
+    /// Memory one query's operators may hold, in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 2048)]
+    query_memory_mib: usize,
+    /// Most rows one result may hold (more are cut and `partialResult` is set).
+    #[arg(long, value_name = "ROWS", default_value_t = 100_000)]
+    max_result_rows: usize,
+    /// Check the files, print the normalised table configs and exit.
+    #[arg(long)]
+    validate: bool,
+}
+
+/// Runs the server's command line (the process's arguments); the exit code to return.
+pub fn main() -> ExitCode {
+    let args = Args::parse();
+    if args.table_configs.len() != args.schemas.len() {
+        eprintln!(
+            "error: {} --table-config and {} --schema given: give one schema per table config, in the same order",
+            args.table_configs.len(),
+            args.schemas.len()
+        );
+        return ExitCode::from(2);
+    }
+    let mut definitions = Vec::new();
+    let mut failed = false;
+    for (table_path, schema_path) in args.table_configs.iter().zip(&args.schemas) {
+        match load(table_path, schema_path) {
+            Ok((def, table, schema)) => {
+                for w in &def.warnings {
+                    eprintln!("warning: {}: {w}", table_path.display());
+                }
+                definitions.push((def, table, schema));
+            }
+            Err(message) => {
+                eprintln!("{message}");
+                failed = true;
+            }
+        }
+    }
+    if failed {
+        return ExitCode::from(2);
+    }
+    if args.validate {
+        let configs: Vec<_> = definitions.iter().map(|(d, _, _)| d.config.normalised_json()).collect();
+        let out = if configs.len() == 1 { configs[0].clone() } else { Value::Array(configs) };
+        match serde_json::to_string_pretty(&out) {
+            Ok(text) => {
+                // A closed pipe (`serve --validate | head`) is not an error worth a panic.
+                let _ = writeln!(std::io::stdout().lock(), "{text}");
+            }
+            Err(e) => {
+                eprintln!("error: cannot print the config: {e}");
+                return ExitCode::from(2);
+            }
+        }
+        return ExitCode::SUCCESS;
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,aws_config=warn,aws_smithy_runtime=warn".into()),
+        )
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let token = args.auth_token.clone().or_else(|| std::env::var(TOKEN_ENV).ok()).filter(|t| !t.is_empty());
+    match runtime.block_on(serve(args, definitions, token)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Reads and validates one table config and its schema; the error lists every problem.
+fn load(table_path: &PathBuf, schema_path: &PathBuf) -> Result<(TableDefinition, Value, Value), String> {
+    let read = |p: &PathBuf| {
+        std::fs::read_to_string(p).map_err(|e| format!("error: cannot read {}: {e}", p.display()))
+    };
+    let (table, schema) = match (read(table_path), read(schema_path)) {
+        (Ok(t), Ok(s)) => (t, s),
+        (t, s) => return Err([t.err(), s.err()].into_iter().flatten().collect::<Vec<_>>().join("\n")),
+    };
+    let def = TableDefinition::from_json_str(&table, &schema).map_err(|err| {
+        let mut lines = vec![format!(
+            "error: {} with {} is not valid: {} problem(s)",
+            table_path.display(),
+            schema_path.display(),
+            err.table.len() + err.schema.len()
+        )];
+        lines.extend(err.table.iter().map(|p| format!("  {}: {p}", table_path.display())));
+        lines.extend(err.schema.iter().map(|p| format!("  {}: {p}", schema_path.display())));
+        lines.join("\n")
+    })?;
+    // Both parsed above, so these cannot fail.
+    let table: Value = serde_json::from_str(&table).map_err(|e| e.to_string())?;
+    let schema: Value = serde_json::from_str(&schema).map_err(|e| e.to_string())?;
+    Ok((def, table, schema))
+}
+
+async fn serve(
+    args: Args,
+    definitions: Vec<(TableDefinition, Value, Value)>,
+    token: Option<String>,
+) -> Result<(), String> {
+    let options = EngineOptions {
+        query: shoal::QueryOptions {
+            timeout: Duration::from_millis(args.query_timeout_ms.max(1)),
+            memory_limit: args.query_memory_mib.max(1) << 20,
+            max_result_rows: args.max_result_rows.max(1),
+            ..shoal::QueryOptions::default()
+        },
+        ..EngineOptions::default()
+    };
+    let engine = Engine::open_with(&args.data_dir, options)
+        .await
+        .map_err(|e| format!("cannot open the engine in {}: {e}", args.data_dir.display()))?;
+    for (def, table, schema) in &definitions {
+        let name = &def.config.name;
+        if engine.tables().contains(name) {
+            tracing::info!(table = %name, "table reopened from {}", args.data_dir.display());
+            if engine
+                .definition(name)
+                .map(|d| d.config.original_json() != def.config.original_json())
+                .unwrap_or(false)
+            {
+                tracing::warn!(table = %name, "the table config differs from the one the table was created with; the stored one is used");
+            }
+        } else {
+            engine
+                .create_table(table, schema)
+                .await
+                .map_err(|e| format!("cannot create table {name}: {e}"))?;
+            tracing::info!(table = %name, "table created");
+        }
+    }
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    let api = Api::new(engine.clone(), ApiOptions { token: token.clone() });
+    tokio::spawn(progress(engine.clone()));
+    println!(
+        "Shoal is serving {} table(s) on http://{local}/ (console), Pinot broker API at http://{local}/query/sql",
+        engine.tables().len()
+    );
+    tracing::info!(%local, auth = token.is_some(), "serving");
+    let stopping = api.clone();
+    axum::serve(listener, api.router())
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            stopping.begin_shutdown();
+        })
+        .await
+        .map_err(|e| format!("server failed: {e}"))?;
+    tracing::info!("shutting down: stopping the readers; committed data stays");
+    engine.shutdown().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Waits for SIGINT (Ctrl+C) or SIGTERM and logs which one came.
+async fn shutdown_signal() {
+    let int = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    let name = tokio::select! {
+        _ = int => "SIGINT",
+        _ = term => "SIGTERM",
+    };
+    tracing::info!(signal = name, "signal received: no new connections; answering the open ones");
+}
+
+/// While a table catches up (MillisBehindLatest > 0), a line per table every 10 s.
+async fn progress(engine: Engine) {
+    let mut last: BTreeMap<String, u64> = BTreeMap::new();
+    let every = Duration::from_secs(10);
+    loop {
+        tokio::time::sleep(every).await;
+        for name in engine.tables() {
+            let Ok(status) = engine.table_status(&name) else { continue };
+            let rows: u64 = status.shards.iter().map(|s| s.rows_ingested).sum();
+            let lag = status.shards.iter().filter_map(|s| s.millis_behind_latest).max().unwrap_or(0);
+            let previous = last.insert(name.clone(), rows).unwrap_or(rows);
+            if lag > 0 {
+                let rate = (rows - previous.min(rows)) as f64 / every.as_secs_f64();
+                tracing::info!(table = %name, rows_per_sec = rate as u64, lag_ms = lag, rows, "catching up");
+            }
+        }
+    }
+}

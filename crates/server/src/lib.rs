@@ -1,0 +1,50 @@
+//! Shoal's HTTP server: Pinot's broker API (`/query/sql`), the controller paths Pinot clients
+//! read (`/tables`, `/schemas`, `consumingSegmentsInfo`), health, Prometheus metrics and the
+//! query console, over an embedded [`shoal::Engine`]. An app mounts [`Api::router`] on its own
+//! axum router; `shoal-server` (and `cargo run --example serve`) is the command line around it.
+#![warn(missing_docs)]
+
+pub mod broker;
+pub mod cli;
+pub mod controller;
+mod routes;
+
+use routes::AppState;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// How the API answers.
+#[derive(Debug, Clone, Default)]
+pub struct ApiOptions {
+    /// Every endpoint but the health ones needs `Authorization: Bearer <token>` when set.
+    pub token: Option<String>,
+}
+
+/// Shoal's HTTP API over an engine.
+#[derive(Clone)]
+pub struct Api {
+    state: AppState,
+}
+
+impl Api {
+    /// The API over `engine`.
+    pub fn new(engine: shoal::Engine, options: ApiOptions) -> Api {
+        Api {
+            state: AppState {
+                engine,
+                token: options.token.map(Arc::from),
+                stopping: Arc::new(AtomicBool::new(false)),
+            },
+        }
+    }
+
+    /// The router, to serve or to mount on an app's own.
+    pub fn router(&self) -> axum::Router {
+        routes::router(self.state.clone())
+    }
+
+    /// A shutdown has begun: readiness answers 503 from now on.
+    pub fn begin_shutdown(&self) {
+        self.state.stopping.store(true, Ordering::SeqCst);
+    }
+}
