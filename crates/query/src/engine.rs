@@ -1,6 +1,7 @@
 //! Read-only SQL over the registered tables, under time, memory and result-size limits.
 
 use crate::functions::{aggregate_functions, scalar_functions};
+use crate::guard;
 use crate::provider::{ScanStats, ShoalTable, SnapshotSource};
 use crate::rewrite::{canonicalize, rewrite};
 use arrow::array::RecordBatch;
@@ -8,6 +9,7 @@ use arrow::datatypes::SchemaRef;
 use datafusion::common::DataFusionError;
 use datafusion::common::TableReference;
 use datafusion::execution::SendableRecordBatchStream;
+use datafusion::execution::memory_pool::{GreedyMemoryPool, MemoryPool};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use datafusion::sql::parser::{DFParser, Statement as DfStatement};
@@ -15,8 +17,10 @@ use futures::StreamExt;
 use shoal_segment::TableLayout;
 use std::collections::BTreeMap;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Limits every query runs under.
 #[derive(Debug, Clone)]
@@ -33,6 +37,22 @@ pub struct QueryOptions {
     /// benchmarks and diagnosis only: off, every segment is read, so the same query can be timed
     /// with and without pruning and its answers compared. Answers are the same either way.
     pub prune: bool,
+    /// Memory all running queries together may hold (default 4 GiB): one pool every query's
+    /// operators draw from; a query that needs more than is free fails with Pinot's 245.
+    pub total_memory: usize,
+    /// Most bytes a result may hold (default 64 MiB); more are cut and `partialResult` is set.
+    pub max_result_bytes: usize,
+    /// Most bytes one value may have when a function makes it from small arguments (`repeat`,
+    /// `lpad`, `array_repeat`, `range`...; default 16 MiB), also while planning folds constants.
+    pub max_value_bytes: usize,
+    /// Deepest expression nesting accepted (default 400), counted from the SQL's tokens before
+    /// it is parsed: a chain `1+1+...` counts each operator, nested parentheses each level.
+    pub max_expression_depth: usize,
+    /// Queries that run at once (default: twice the cores, at least 4).
+    pub max_concurrent_queries: usize,
+    /// Queries that may wait for one of those places (default 64); more are refused at once
+    /// with Pinot's 429.
+    pub max_queued_queries: usize,
 }
 
 impl Default for QueryOptions {
@@ -41,11 +61,26 @@ impl Default for QueryOptions {
             timeout: Duration::from_secs(30),
             memory_limit: 2 << 30,
             max_result_rows: 100_000,
-            target_partitions: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+            target_partitions: cores(),
             prune: true,
+            total_memory: 4 << 30,
+            max_result_bytes: 64 << 20,
+            max_value_bytes: 16 << 20,
+            max_expression_depth: 400,
+            max_concurrent_queries: (2 * cores()).max(4),
+            max_queued_queries: 64,
         }
     }
 }
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
+}
+
+/// The stack of a thread that parses and plans a query: deep enough for the deepest expression
+/// accepted (`max_expression_depth`), with DataFusion's and sqlparser's recursion guards
+/// growing it further where they recurse.
+const PLAN_STACK: usize = 64 << 20;
 
 /// What kind of failure a query met, with Pinot's error code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,15 +91,22 @@ pub enum ErrorKind {
     Execution,
     /// The time limit passed (250).
     Timeout,
+    /// The query needs more memory than it may have, or than is free (245).
+    ResourceLimit,
+    /// Too many queries run and wait already (429).
+    Overloaded,
 }
 
 impl ErrorKind {
-    /// Pinot's error code.
+    /// Pinot's error code (pinot-spi `QueryErrorCode.java`: SQL_PARSING 150, QUERY_EXECUTION
+    /// 200, EXECUTION_TIMEOUT 250, SERVER_RESOURCE_LIMIT_EXCEEDED 245, TOO_MANY_REQUESTS 429).
     pub fn pinot_code(self) -> i32 {
         match self {
             ErrorKind::Validation => 150,
             ErrorKind::Execution => 200,
             ErrorKind::Timeout => 250,
+            ErrorKind::ResourceLimit => 245,
+            ErrorKind::Overloaded => 429,
         }
     }
 }
@@ -90,9 +132,10 @@ impl QueryError {
             | DataFusionError::Plan(_)
             | DataFusionError::SchemaError(..)
             | DataFusionError::NotImplemented(_) => ErrorKind::Validation,
+            DataFusionError::ResourcesExhausted(_) => ErrorKind::ResourceLimit,
             _ => ErrorKind::Execution,
         };
-        QueryError { kind, message: e.to_string() }
+        QueryError { kind, message: e.strip_backtrace() }
     }
 }
 
@@ -105,7 +148,7 @@ pub struct QueryResult {
     pub batches: Vec<RecordBatch>,
     /// What the scans touched.
     pub stats: ScanStats,
-    /// True when rows were cut at the result limit.
+    /// True when rows were cut at the result limits (rows or bytes).
     pub truncated: bool,
 }
 
@@ -114,6 +157,8 @@ pub struct QueryStream {
     /// The rows.
     pub stream: SendableRecordBatchStream,
     stats: Arc<Mutex<ScanStats>>,
+    /// The query's place among those running, given back when the stream is dropped.
+    _admitted: OwnedSemaphorePermit,
 }
 
 impl QueryStream {
@@ -130,16 +175,73 @@ struct Registered {
 }
 
 /// Runs read-only SQL over the registered tables.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct QueryEngine {
     tables: RwLock<BTreeMap<String, Registered>>,
     options: QueryOptions,
+    /// The memory every query draws from.
+    memory: Arc<dyn MemoryPool>,
+    /// Places for running queries.
+    running: Arc<Semaphore>,
+    /// Queries waiting for a place.
+    waiting: AtomicUsize,
+}
+
+impl Default for QueryEngine {
+    fn default() -> Self {
+        QueryEngine::new(QueryOptions::default())
+    }
 }
 
 impl QueryEngine {
     /// An engine with `options`.
     pub fn new(options: QueryOptions) -> QueryEngine {
-        QueryEngine { tables: RwLock::default(), options }
+        QueryEngine {
+            tables: RwLock::default(),
+            memory: Arc::new(GreedyMemoryPool::new(options.total_memory.max(1))),
+            running: Arc::new(Semaphore::new(options.max_concurrent_queries.max(1))),
+            waiting: AtomicUsize::new(0),
+            options,
+        }
+    }
+
+    /// Queries running now.
+    pub fn running_queries(&self) -> usize {
+        self.options.max_concurrent_queries.max(1) - self.running.available_permits()
+    }
+
+    /// Queries waiting for a place to run.
+    pub fn waiting_queries(&self) -> usize {
+        self.waiting.load(Ordering::SeqCst)
+    }
+
+    /// Takes a place among the running queries, waiting until `deadline` in the bounded queue;
+    /// refused at once when the queue is full.
+    async fn admit(&self, deadline: tokio::time::Instant) -> Result<OwnedSemaphorePermit, QueryError> {
+        if let Ok(permit) = Arc::clone(&self.running).try_acquire_owned() {
+            return Ok(permit);
+        }
+        let overloaded = || QueryError {
+            kind: ErrorKind::Overloaded,
+            message: format!(
+                "too many queries: {} run and {} wait already; try again later",
+                self.options.max_concurrent_queries, self.options.max_queued_queries
+            ),
+        };
+        if self.waiting.fetch_add(1, Ordering::SeqCst) >= self.options.max_queued_queries {
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+            return Err(overloaded());
+        }
+        let waited = tokio::time::timeout_at(deadline, Arc::clone(&self.running).acquire_owned()).await;
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        match waited {
+            Ok(Ok(permit)) => Ok(permit),
+            Ok(Err(_)) => Err(overloaded()),
+            Err(_) => Err(QueryError {
+                kind: ErrorKind::Timeout,
+                message: format!("the query waited {:?} for a place to run", self.options.timeout),
+            }),
+        }
     }
 
     /// The limits.
@@ -160,55 +262,52 @@ impl QueryEngine {
 
     /// Plans `sql` and starts it; refuses anything but reads.
     pub async fn stream(&self, sql: &str) -> Result<QueryStream, QueryError> {
-        let stats = Arc::new(Mutex::new(ScanStats::default()));
-        let ctx = self.context(&stats)?;
-        let mut statements =
-            DFParser::parse_sql(sql).map_err(|e| QueryError::validation(format!("SQL parse error: {e}")))?;
-        if statements.len() != 1 {
+        let deadline = tokio::time::Instant::now() + self.options.timeout;
+        self.stream_until(sql, deadline).await
+    }
+
+    async fn stream_until(
+        &self,
+        sql: &str,
+        deadline: tokio::time::Instant,
+    ) -> Result<QueryStream, QueryError> {
+        let depth_limit = self.options.max_expression_depth;
+        if let Some(depth) = guard::expression_depth(sql)
+            && depth > depth_limit
+        {
             return Err(QueryError::validation(format!(
-                "expected one SQL statement, found {}",
-                statements.len()
+                "the query's expressions nest {depth} deep, deeper than the {depth_limit} allowed"
             )));
         }
-        let mut statement = statements.pop_front().expect("one statement");
+        let admitted = self.admit(deadline).await?;
+        let stats = Arc::new(Mutex::new(ScanStats::default()));
+        let ctx = self.context(&stats)?;
         let names = self.known_names();
-        match &mut statement {
-            DfStatement::Statement(s) => {
-                rewrite(s);
-                canonicalize(s, &names);
-            }
-            DfStatement::Explain(e) => {
-                if let DfStatement::Statement(s) = e.statement.as_mut() {
-                    rewrite(s);
-                    canonicalize(s, &names);
-                }
-            }
-            DfStatement::CreateExternalTable(_) => {
-                return Err(QueryError::validation(
-                    "CREATE EXTERNAL TABLE is not allowed: Shoal's SQL is read-only",
-                ));
-            }
-            DfStatement::CopyTo(_) => {
-                return Err(QueryError::validation("COPY is not allowed: Shoal's SQL is read-only"));
-            }
-            _ => {}
-        }
-        let state = ctx.state();
-        let plan = tokio::time::timeout(self.options.timeout, state.statement_to_plan(statement))
-            .await
-            .map_err(|_| QueryError { kind: ErrorKind::Timeout, message: "planning timed out".into() })?
-            .map_err(QueryError::from_datafusion)?;
-        SQLOptions::new()
-            .with_allow_ddl(false)
-            .with_allow_dml(false)
-            .with_allow_statements(false)
-            .verify_plan(&plan)
-            .map_err(|e| {
-                QueryError::validation(format!("{} (Shoal's SQL is read-only)", e.strip_backtrace()))
+        // Parsing and planning recurse over the query and fold its constants: they run on a
+        // thread of their own with a deep stack, and the caller waits for them only until the
+        // deadline.
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let runtime = tokio::runtime::Handle::current();
+        let sql = sql.to_string();
+        std::thread::Builder::new()
+            .name("shoal-plan".into())
+            .stack_size(PLAN_STACK)
+            .spawn(move || {
+                let _ = tx.send(runtime.block_on(plan_and_start(ctx, &sql, &names)));
+            })
+            .map_err(|e| QueryError {
+                kind: ErrorKind::ResourceLimit,
+                message: format!("cannot start a thread to plan the query: {e}"),
             })?;
-        let frame = ctx.execute_logical_plan(plan).await.map_err(QueryError::from_datafusion)?;
-        let stream = frame.execute_stream().await.map_err(QueryError::from_datafusion)?;
-        Ok(QueryStream { stream, stats })
+        let planned = tokio::time::timeout_at(deadline, rx).await.map_err(|_| QueryError {
+            kind: ErrorKind::Timeout,
+            message: format!("planning the query took longer than {:?}", self.options.timeout),
+        })?;
+        let stream = planned.map_err(|_| QueryError {
+            kind: ErrorKind::Execution,
+            message: "planning the query failed".into(),
+        })??;
+        Ok(QueryStream { stream, stats, _admitted: admitted })
     }
 
     /// Runs `sql` to the end (or the limits) and gathers the rows. The rows are gathered in
@@ -220,21 +319,29 @@ impl QueryEngine {
             kind: ErrorKind::Timeout,
             message: format!("the query did not finish within {:?}", self.options.timeout),
         };
-        let query = tokio::time::timeout_at(deadline, self.stream(sql)).await.map_err(|_| timed_out())??;
-        let QueryStream { mut stream, stats } = query;
+        let query = tokio::time::timeout_at(deadline, self.stream_until(sql, deadline))
+            .await
+            .map_err(|_| timed_out())??;
+        let QueryStream { mut stream, stats, _admitted } = query;
         let schema = stream.schema();
-        let max_rows = self.options.max_result_rows;
+        let (max_rows, max_bytes) = (self.options.max_result_rows, self.options.max_result_bytes);
         let gather = tokio::spawn(async move {
+            let _admitted = _admitted;
             let mut batches = Vec::new();
-            let mut rows = 0;
+            let (mut rows, mut bytes) = (0, 0);
             while let Some(batch) = stream.next().await {
                 let batch = batch.map_err(QueryError::from_datafusion)?;
                 let room = max_rows - rows;
-                if batch.num_rows() > room {
-                    batches.push(batch.slice(0, room));
+                let size = batch.get_array_memory_size();
+                if batch.num_rows() > room || bytes + size > max_bytes {
+                    // Cut at the row limit, and at the byte limit (rows kept whole).
+                    let per_row = size / batch.num_rows().max(1);
+                    let fit = (max_bytes - bytes.min(max_bytes)).checked_div(per_row).unwrap_or(room);
+                    batches.push(batch.slice(0, room.min(fit)));
                     return Ok((batches, true));
                 }
                 rows += batch.num_rows();
+                bytes += size;
                 batches.push(batch);
             }
             Ok::<_, QueryError>((batches, false))
@@ -278,12 +385,13 @@ impl QueryEngine {
             .with_target_partitions(self.options.target_partitions.max(1));
         // Names keep their case; `canonicalize` matches them without regard to case.
         config.options_mut().sql_parser.enable_ident_normalization = false;
+        let pool = guard::QueryPool::new(Arc::clone(&self.memory), self.options.memory_limit);
         let runtime = RuntimeEnvBuilder::new()
-            .with_memory_limit(self.options.memory_limit, 1.0)
+            .with_memory_pool(Arc::new(pool))
             .build_arc()
             .map_err(QueryError::from_datafusion)?;
         let ctx = SessionContext::new_with_config_rt(config, runtime);
-        for f in scalar_functions() {
+        for f in scalar_functions().into_iter().chain(guard::capped_functions(self.options.max_value_bytes)) {
             ctx.register_udf(f);
         }
         for f in aggregate_functions() {
@@ -301,4 +409,53 @@ impl QueryEngine {
         }
         Ok(ctx)
     }
+}
+
+/// Parses `sql`, rewrites Pinot's spellings, refuses anything but reads, plans and starts it.
+async fn plan_and_start(
+    ctx: SessionContext,
+    sql: &str,
+    names: &HashMap<String, String>,
+) -> Result<SendableRecordBatchStream, QueryError> {
+    let mut statements =
+        DFParser::parse_sql(sql).map_err(|e| QueryError::validation(format!("SQL parse error: {e}")))?;
+    if statements.len() != 1 {
+        return Err(QueryError::validation(format!(
+            "expected one SQL statement, found {}",
+            statements.len()
+        )));
+    }
+    let Some(mut statement) = statements.pop_front() else {
+        return Err(QueryError::validation("expected one SQL statement"));
+    };
+    match &mut statement {
+        DfStatement::Statement(s) => {
+            rewrite(s);
+            canonicalize(s, names);
+        }
+        DfStatement::Explain(e) => {
+            if let DfStatement::Statement(s) = e.statement.as_mut() {
+                rewrite(s);
+                canonicalize(s, names);
+            }
+        }
+        DfStatement::CreateExternalTable(_) => {
+            return Err(QueryError::validation(
+                "CREATE EXTERNAL TABLE is not allowed: Shoal's SQL is read-only",
+            ));
+        }
+        DfStatement::CopyTo(_) => {
+            return Err(QueryError::validation("COPY is not allowed: Shoal's SQL is read-only"));
+        }
+        _ => {}
+    }
+    let plan = ctx.state().statement_to_plan(statement).await.map_err(QueryError::from_datafusion)?;
+    SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false)
+        .verify_plan(&plan)
+        .map_err(|e| QueryError::validation(format!("{} (Shoal's SQL is read-only)", e.strip_backtrace())))?;
+    let frame = ctx.execute_logical_plan(plan).await.map_err(QueryError::from_datafusion)?;
+    frame.execute_stream().await.map_err(QueryError::from_datafusion)
 }

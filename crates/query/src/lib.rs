@@ -4,6 +4,7 @@
 
 pub mod engine;
 pub mod functions;
+mod guard;
 pub mod provider;
 pub mod rewrite;
 

@@ -138,7 +138,7 @@ async fn a_query_past_its_memory_limit_fails_cleanly() {
         .execute("SELECT event_id, count(*) FROM events GROUP BY event_id ORDER BY 2 DESC")
         .await
         .unwrap_err();
-    assert_eq!(err.kind, ErrorKind::Execution, "{err}");
+    assert_eq!(err.kind, ErrorKind::ResourceLimit, "{err}");
     assert!(
         err.message.to_lowercase().contains("resources exhausted") || err.message.contains("memory"),
         "{err}"
