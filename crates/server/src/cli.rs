@@ -51,6 +51,32 @@ struct Args {
     /// Most rows one result may hold (more are cut and `partialResult` is set).
     #[arg(long, value_name = "ROWS", default_value_t = 100_000)]
     max_result_rows: usize,
+    /// Most bytes one result may hold (more are cut and `partialResult` is set).
+    #[arg(long, value_name = "BYTES", default_value_t = 64 << 20)]
+    max_result_bytes: usize,
+    /// Memory all running queries together may hold, in MiB (a query that needs more than is
+    /// free answers Pinot code 245).
+    #[arg(long, value_name = "MIB", default_value_t = 4096)]
+    memory_mib: usize,
+    /// Queries that run at once (default: twice the cores, at least 4).
+    #[arg(long, value_name = "N")]
+    max_concurrent_queries: Option<usize>,
+    /// Queries that may wait for a place to run; more are refused at once (Pinot code 429).
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    max_queued_queries: usize,
+    /// Threads that run queries (default: the cores), apart from those that answer HTTP and
+    /// consume streams, so that health checks, metrics and the console answer under any load.
+    #[arg(long, value_name = "N")]
+    query_threads: Option<usize>,
+    /// Most connections open at once; more are closed as soon as they are accepted.
+    #[arg(long, value_name = "N", default_value_t = 512)]
+    max_connections: usize,
+    /// Longest a client may take to send a request's headers, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 10_000)]
+    header_timeout_ms: u64,
+    /// Longest a request may take, in milliseconds (default: the query time limit plus 15 s).
+    #[arg(long, value_name = "MS")]
+    request_timeout_ms: Option<u64>,
     /// Check the files, print the normalised table configs and exit.
     #[arg(long)]
     validate: bool,
@@ -107,15 +133,34 @@ pub fn main() -> ExitCode {
                 .unwrap_or_else(|_| "info,aws_config=warn,aws_smithy_runtime=warn".into()),
         )
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    if args.auth_token.is_some() {
+        tracing::warn!(
+            "--auth-token on the command line is visible to every user of this machine (ps, /proc); set {TOKEN_ENV} instead"
+        );
+    }
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    // One runtime answers HTTP and consumes streams; queries run on one of their own.
+    let runtimes = tokio::runtime::Builder::new_multi_thread().enable_all().build().and_then(|io| {
+        let queries = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(args.query_threads.unwrap_or(cores).max(1))
+            .thread_name("shoal-query")
+            .enable_all()
+            .build()?;
+        Ok((io, queries))
+    });
+    let (runtime, queries) = match runtimes {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
+            eprintln!("error: cannot start the runtimes: {e}");
             return ExitCode::FAILURE;
         }
     };
     let token = args.auth_token.clone().or_else(|| std::env::var(TOKEN_ENV).ok()).filter(|t| !t.is_empty());
-    match runtime.block_on(serve(args, definitions, token)) {
+    let query_runtime = queries.handle().clone();
+    let served = runtime.block_on(serve(args, definitions, token, query_runtime));
+    // Dropped outside the other runtime: a runtime cannot be dropped inside one.
+    queries.shutdown_timeout(Duration::from_secs(5));
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
@@ -154,13 +199,23 @@ async fn serve(
     args: Args,
     definitions: Vec<(TableDefinition, Value, Value)>,
     token: Option<String>,
+    query_runtime: tokio::runtime::Handle,
 ) -> Result<(), String> {
+    let defaults = shoal::QueryOptions::default();
+    let query_timeout = Duration::from_millis(args.query_timeout_ms.max(1));
     let options = EngineOptions {
         query: shoal::QueryOptions {
-            timeout: Duration::from_millis(args.query_timeout_ms.max(1)),
+            timeout: query_timeout,
             memory_limit: args.query_memory_mib.max(1) << 20,
+            total_memory: args.memory_mib.max(1) << 20,
             max_result_rows: args.max_result_rows.max(1),
-            ..shoal::QueryOptions::default()
+            max_result_bytes: args.max_result_bytes.max(1),
+            max_concurrent_queries: args
+                .max_concurrent_queries
+                .unwrap_or(defaults.max_concurrent_queries)
+                .max(1),
+            max_queued_queries: args.max_queued_queries,
+            ..defaults
         },
         ..EngineOptions::default()
     };
@@ -190,7 +245,18 @@ async fn serve(
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
-    let api = Api::new(engine.clone(), ApiOptions { token: token.clone() });
+    let loopback = local.ip().is_loopback();
+    let request_timeout =
+        args.request_timeout_ms.map(Duration::from_millis).unwrap_or(query_timeout + Duration::from_secs(15));
+    let api = Api::new(
+        engine.clone(),
+        ApiOptions {
+            token: token.clone(),
+            loopback_hosts_only: loopback,
+            request_timeout,
+            query_runtime: Some(query_runtime),
+        },
+    );
     tokio::spawn(progress(engine.clone()));
     println!(
         "Shoal is serving {} table(s) on http://{local}/ (console), Pinot broker API at http://{local}/query/sql",
@@ -198,13 +264,17 @@ async fn serve(
     );
     tracing::info!(%local, auth = token.is_some(), "serving");
     let stopping = api.clone();
-    axum::serve(listener, api.router())
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            stopping.begin_shutdown();
-        })
-        .await
-        .map_err(|e| format!("server failed: {e}"))?;
+    let limits = crate::http::ConnectionLimits {
+        max_connections: args.max_connections.max(1),
+        header_timeout: Duration::from_millis(args.header_timeout_ms.max(1)),
+        drain_timeout: request_timeout,
+    };
+    crate::http::serve(listener, api.router(), limits, async move {
+        shutdown_signal().await;
+        stopping.begin_shutdown();
+    })
+    .await
+    .map_err(|e| format!("server failed: {e}"))?;
     tracing::info!("shutting down: stopping the readers; committed data stays");
     engine.shutdown().await;
     tracing::info!("stopped");

@@ -7,6 +7,7 @@
 pub mod broker;
 pub mod cli;
 pub mod controller;
+pub mod http;
 mod routes;
 
 use routes::AppState;
@@ -14,10 +15,30 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// How the API answers.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ApiOptions {
     /// Every endpoint but the health ones needs `Authorization: Bearer <token>` when set.
     pub token: Option<String>,
+    /// Answer only requests whose `Host` is a loopback name or address (`localhost`,
+    /// `127.0.0.1`, `[::1]`, with any port): a web page the user visits cannot reach a Shoal
+    /// bound to loopback through DNS rebinding. Set it when the server listens on loopback.
+    pub loopback_hosts_only: bool,
+    /// Longest a request may take, reading its body included (default 60 s).
+    pub request_timeout: std::time::Duration,
+    /// Where queries run: a runtime of their own keeps health checks, metrics and the console
+    /// answering while queries use every core. None: the caller's runtime.
+    pub query_runtime: Option<tokio::runtime::Handle>,
+}
+
+impl Default for ApiOptions {
+    fn default() -> Self {
+        ApiOptions {
+            token: None,
+            loopback_hosts_only: true,
+            request_timeout: std::time::Duration::from_secs(60),
+            query_runtime: None,
+        }
+    }
 }
 
 /// Shoal's HTTP API over an engine.
@@ -34,6 +55,9 @@ impl Api {
                 engine,
                 token: options.token.map(Arc::from),
                 stopping: Arc::new(AtomicBool::new(false)),
+                loopback_hosts_only: options.loopback_hosts_only,
+                request_timeout: options.request_timeout,
+                query_runtime: options.query_runtime,
             },
         }
     }

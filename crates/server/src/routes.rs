@@ -26,6 +26,9 @@ pub(crate) struct AppState {
     pub token: Option<Arc<str>>,
     /// Set when a shutdown began: readiness answers 503 from then on.
     pub stopping: Arc<AtomicBool>,
+    pub loopback_hosts_only: bool,
+    pub request_timeout: std::time::Duration,
+    pub query_runtime: Option<tokio::runtime::Handle>,
 }
 
 pub(crate) fn router(state: AppState) -> Router {
@@ -46,7 +49,65 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(protected)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(middleware::from_fn_with_state(state.clone(), limit_time))
+        .layer(middleware::from_fn_with_state(state.clone(), check_host))
+        .layer(middleware::from_fn(security_headers))
         .with_state(state)
+}
+
+/// Refuses requests to a loopback-bound server whose `Host` is not loopback (DNS rebinding: a
+/// web page whose name resolves to 127.0.0.1 would otherwise read Shoal's answers).
+async fn check_host(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if state.loopback_hosts_only {
+        let host = request.headers().get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or_default();
+        if !is_loopback_host(host) {
+            return error(
+                StatusCode::FORBIDDEN,
+                "this server listens on loopback and answers only requests for localhost, 127.0.0.1 or [::1]",
+            );
+        }
+    }
+    next.run(request).await
+}
+
+/// `localhost`, an IPv4 loopback address or `[::1]`, with or without a port.
+fn is_loopback_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => host
+            .rsplit_once(':')
+            .map_or(host, |(name, port)| if port.chars().all(|c| c.is_ascii_digit()) { name } else { host }),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Bounds a whole request, reading its body included.
+async fn limit_time(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(state.request_timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the request took longer than {:?}", state.request_timeout),
+        ),
+    }
+}
+
+/// Headers that keep browsers from reading Shoal's answers in ways they were not meant for:
+/// no content sniffing, no framing, and (unless a handler set its own, as the console does) a
+/// policy that lets an answer load nothing.
+async fn security_headers(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, header::HeaderValue::from_static("nosniff"));
+    headers.insert(header::X_FRAME_OPTIONS, header::HeaderValue::from_static("DENY"));
+    if !headers.contains_key(header::CONTENT_SECURITY_POLICY) {
+        headers.insert(
+            header::CONTENT_SECURITY_POLICY,
+            header::HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+        );
+    }
+    response
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -110,19 +171,46 @@ async fn console() -> Html<&'static str> {
     Html(include_str!("console.html"))
 }
 
-async fn run_query(engine: &Engine, sql: &str) -> Response {
-    let response = broker::answer(engine, sql).await;
+async fn run_query(state: &AppState, sql: &str) -> Response {
+    let response = match &state.query_runtime {
+        // On the queries' own runtime: however hard they work, this one keeps answering.
+        Some(runtime) => {
+            let (engine, sql) = (state.engine.clone(), sql.to_string());
+            match runtime.spawn(async move { broker::answer(&engine, &sql).await }).await {
+                Ok(r) => r,
+                Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, format!("the query failed: {e}")),
+            }
+        }
+        None => broker::answer(&state.engine, sql).await,
+    };
     (StatusCode::OK, Json(response)).into_response()
 }
 
 async fn query_get(State(state): State<AppState>, Query(params): Query<HashMap<String, String>>) -> Response {
     match params.get("sql").filter(|s| !s.trim().is_empty()) {
-        Some(sql) => run_query(&state.engine, sql).await,
+        Some(sql) => run_query(&state, sql).await,
         None => error(StatusCode::BAD_REQUEST, "missing the sql parameter: /query/sql?sql=SELECT ..."),
     }
 }
 
-async fn query_post(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> Response {
+async fn query_post(
+    State(state): State<AppState>,
+    headers: header::HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    // JSON only, as Pinot's clients send it (pinotdb, the Java client): a web page can POST
+    // `text/plain` across origins without asking, but not `application/json`.
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"));
+    if !json {
+        return error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "send the query as JSON: Content-Type: application/json and {\"sql\": \"SELECT ...\"}",
+        );
+    }
     let body = match body {
         Ok(b) => b,
         Err(e) => return error(e.status(), format!("cannot read the request body: {}", e.body_text())),
@@ -137,7 +225,7 @@ async fn query_post(State(state): State<AppState>, body: Result<Bytes, BytesReje
         }
     };
     match value.get("sql").and_then(Value::as_str).filter(|s| !s.trim().is_empty()) {
-        Some(sql) => run_query(&state.engine, sql).await,
+        Some(sql) => run_query(&state, sql).await,
         None => error(StatusCode::BAD_REQUEST, "missing \"sql\": send {\"sql\": \"SELECT ...\"}"),
     }
 }
