@@ -40,6 +40,60 @@ fn valid_files_print_the_normalised_config_without_secrets() {
     }
 }
 
+/// Secrets off the stream map: in `metadata.customConfigs`, in a nested credentials object,
+/// in a list of objects, at the top; beside look-alike keys that are no secret.
+#[test]
+fn secrets_anywhere_in_the_config_are_masked_and_look_alikes_are_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut table: serde_json::Value =
+        serde_json::from_str(include_str!("../examples/config/events.table.json")).unwrap();
+    table["metadata"]["customConfigs"] = serde_json::json!({
+        "apiKey": "cc-apikey-5d1e",
+        "smtp_password": "cc-smtp-pwd-7a20",
+        "partitionKey": "visible-partition-key",
+    });
+    table["exports"] = serde_json::json!({
+        "db.credentials": {"user": "nested-user-31f0", "pass": "nested-pass-4be2"},
+        "targets": [{"name": "visible-warehouse", "apiKey": "array-apikey-8e6d"}],
+        "keyColumn": "visible-key-column",
+    });
+    table["apiKey"] = "top-apikey-66ab".into();
+    let table_path = dir.path().join("t.json");
+    std::fs::write(&table_path, table.to_string()).unwrap();
+    let out = run(&[
+        "--validate",
+        "--table-config",
+        table_path.to_str().unwrap(),
+        "--schema",
+        "examples/config/events.schema.json",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    let secrets = [
+        "cc-apikey-5d1e",
+        "cc-smtp-pwd-7a20",
+        "nested-user-31f0",
+        "nested-pass-4be2",
+        "array-apikey-8e6d",
+        "top-apikey-66ab",
+    ];
+    for secret in secrets.iter().chain(&SECRETS) {
+        assert!(!stdout.contains(secret) && !stderr.contains(secret), "{secret} leaked:\n{stdout}\n{stderr}");
+    }
+    let json: serde_json::Value = serde_json::from_str(&stdout).expect("stdout is JSON");
+    assert_eq!(json["exports"]["db.credentials"], serde_json::json!({"user": "***", "pass": "***"}));
+    assert_eq!(json["metadata"]["customConfigs"]["partitionKey"], "visible-partition-key");
+    assert_eq!(json["exports"]["targets"][0]["name"], "visible-warehouse");
+    assert_eq!(json["exports"]["keyColumn"], "visible-key-column");
+    let streams = &json["tableIndexConfig"]["streamConfigs"];
+    assert_eq!(streams["stream.kinesis.topic.name"], "events");
+    assert_eq!(
+        streams["stream.kinesis.consumer.factory.class.name"],
+        "org.apache.pinot.plugin.stream.kinesis.KinesisConsumerFactory"
+    );
+}
+
 #[test]
 fn several_tables_validate_together() {
     let out = run(&[

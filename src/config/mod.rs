@@ -2,6 +2,7 @@
 //! edge. Validation reports every problem at once, each with its key path, and cross-checks
 //! the config against its schema.
 
+mod secrets;
 pub mod stream;
 pub mod units;
 
@@ -10,7 +11,6 @@ use shoal_segment::Schema;
 use shoal_segment::datetime::TimeUnit;
 use shoal_segment::problem::{JsonReader, Problem, Problems, type_name};
 use shoal_segment::schema::FieldRole;
-use shoal_stream::secret::MASK;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -84,9 +84,10 @@ pub struct TableConfig {
     pub ingestion: IngestionConfig,
     /// `upsertConfig`.
     pub upsert: Option<UpsertConfig>,
-    /// `metadata`, kept as given (secret-looking values masked).
+    /// `metadata`, kept as given (secret values masked, see `secrets.rs`).
     pub metadata: Map<String, Value>,
-    /// The whole document with secret values replaced by `***` (unknown keys are kept).
+    /// The whole document with secret values replaced by `***`, at any depth (unknown keys are
+    /// kept).
     masked: Value,
     /// The document as given, secrets included: only for persisting it.
     original: Sensitive,
@@ -318,7 +319,8 @@ impl TableConfig {
                 UpsertConfig { mode, comparison_columns }
             })
         });
-        let masked = mask_document(doc);
+        // Masking keeps every object and list, so the shape checks below see the document's.
+        let masked = secrets::mask(doc);
         let metadata = match masked.get("metadata").filter(|v| !v.is_null()) {
             Some(Value::Object(m)) => {
                 // Pinot's customConfigs is a Map<String, String>.
@@ -567,27 +569,6 @@ fn pointer_mut<'a>(doc: &'a mut Value, path: &str) -> Option<&'a mut Value> {
             .get_mut("streamConfigMaps")?
             .get_mut(0),
         _ => None,
-    }
-}
-
-/// A copy of the document with every secret-looking key's value replaced by `***`, wherever
-/// it stands (the stream map, or a custom config someone put credentials in).
-fn mask_document(doc: &Value) -> Value {
-    match doc {
-        Value::Object(map) => Value::Object(
-            map.iter()
-                .map(|(key, value)| {
-                    let masked = if stream::is_secret_key(key) && !value.is_null() && !value.is_object() {
-                        Value::String(MASK.to_string())
-                    } else {
-                        mask_document(value)
-                    };
-                    (key.clone(), masked)
-                })
-                .collect(),
-        ),
-        Value::Array(items) => Value::Array(items.iter().map(mask_document).collect()),
-        other => other.clone(),
     }
 }
 

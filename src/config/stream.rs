@@ -1,6 +1,7 @@
 //! Pinot's `streamConfigs` map (string keys, string values) turned into typed settings: the
 //! Kinesis consumer's [`KinesisConfig`] and the segments' [`FlushThresholds`].
 
+use super::secrets::is_secret_key;
 use super::units::{format_duration, format_size, parse_duration, parse_size};
 use serde_json::{Map, Value};
 use shoal_segment::datetime::JavaDatePattern;
@@ -112,7 +113,7 @@ pub struct StreamSettings {
     pub consumer_factory_class: Option<String>,
     /// Add `__key`, `__metadata$sequenceNumber`, `__metadata$apprxArrivalTimestamp` columns.
     pub populate_metadata: bool,
-    /// Keys Shoal does not know, kept as Pinot keeps them (secret-looking ones masked).
+    /// Keys Shoal does not know, kept as Pinot keeps them (secret ones masked).
     pub other: BTreeMap<String, String>,
 }
 
@@ -171,13 +172,6 @@ const KNOWN_KEYS: &[(&str, Kind)] = &[
 
 fn known_kind(key: &str) -> Option<Kind> {
     KNOWN_KEYS.iter().find(|(k, _)| *k == key).map(|(_, kind)| *kind)
-}
-
-/// True for keys whose values must never be shown.
-pub fn is_secret_key(key: &str) -> bool {
-    let k = key.to_ascii_lowercase();
-    matches!(key, keys::ACCESS_KEY | keys::SECRET_KEY | keys::SESSION_TOKEN | keys::EXTERNAL_ID)
-        || ["secret", "password", "token", "credential", "accesskey"].iter().any(|w| k.contains(w))
 }
 
 /// The string values of the map, with a path per key. A number or boolean is taken as its
@@ -902,6 +896,13 @@ mod tests {
         );
         let paths: Vec<_> = problems.errors.iter().map(|p| p.path.as_str()).collect();
         assert_eq!(paths, ["s.shardIteratorSequenceNumbers"]);
+    }
+
+    /// The shared rule masks exactly the stream keys that hold credentials, and no other.
+    #[test]
+    fn of_the_known_keys_only_credentials_are_secrets() {
+        let secrets: Vec<_> = KNOWN_KEYS.iter().map(|(k, _)| *k).filter(|k| is_secret_key(k)).collect();
+        assert_eq!(secrets, [keys::ACCESS_KEY, keys::SECRET_KEY, keys::SESSION_TOKEN, keys::EXTERNAL_ID]);
     }
 
     #[test]

@@ -269,6 +269,89 @@ fn secrets_never_show() {
     assert_eq!(def.config.original_json()["metadata"]["customConfigs"]["db.password"], json!("hunter2"));
 }
 
+/// Secret values placed off the stream map, each where a review found one shown in clear.
+const SCATTERED_SECRETS: [&str; 9] = [
+    "cc-apikey-5d1e",
+    "cc-smtp-pwd-7a20",
+    "cc-bearer-9c44",
+    "nested-user-31f0",
+    "nested-pass-4be2",
+    "nested-port-5521",
+    "array-apikey-8e6d",
+    "array-sas-0f93",
+    "top-apikey-66ab",
+];
+
+/// The seed config with secrets in `metadata.customConfigs`, in a nested credentials object,
+/// in a list of objects and at the top, beside look-alike keys that are no secret.
+fn config_with_scattered_secrets() -> Value {
+    let mut t = seed_config_with_credentials();
+    t["tableIndexConfig"]["sortedColumn"] = json!(["country"]);
+    t["metadata"]["customConfigs"] = json!({
+        "apiKey": "cc-apikey-5d1e",
+        "smtp_password": "cc-smtp-pwd-7a20",
+        "auth.header": "cc-bearer-9c44",
+        "partitionKey": "visible-partition-key",
+        "owner": "visible-owner",
+    });
+    t["exports"] = json!({
+        "db.credentials": {"user": "nested-user-31f0", "pass": "nested-pass-4be2", "port": "nested-port-5521"},
+        "targets": [
+            {"name": "visible-warehouse", "apiKey": "array-apikey-8e6d"},
+            {"name": "visible-lake", "sasToken": "array-sas-0f93"},
+        ],
+        "keyColumn": "visible-key-column",
+    });
+    t["apiKey"] = json!("top-apikey-66ab");
+    t
+}
+
+/// A schema for [`config_with_scattered_secrets`]: the seed's, with a `country` column to sort on.
+fn schema_with_country() -> Value {
+    let mut s = seed_schema();
+    s["dimensionFieldSpecs"].as_array_mut().unwrap().push(json!({"name": "country", "dataType": "STRING"}));
+    s
+}
+
+#[test]
+fn secrets_anywhere_in_the_config_never_show() {
+    let table = config_with_scattered_secrets();
+    let def = TableDefinition::from_json(&table, &schema_with_country()).unwrap();
+    let out = def.config.normalised_json();
+    let shown = format!("{out}\n{def:?}\n{def:#?}\n{:?}", def.warnings);
+    for secret in SCATTERED_SECRETS.iter().chain(&["AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI"]) {
+        assert!(!shown.contains(secret), "{secret} leaked:\n{shown}");
+    }
+    // Look-alikes stay readable, in the output and in the typed config.
+    for visible in [
+        "visible-partition-key",
+        "visible-owner",
+        "visible-warehouse",
+        "visible-lake",
+        "visible-key-column",
+        "<your kinesis stream name>",
+        "org.apache.pinot.plugin.stream.kinesis.KinesisConsumerFactory",
+    ] {
+        assert!(out.to_string().contains(visible), "{visible} masked: {out}");
+    }
+    assert_eq!(out["tableIndexConfig"]["sortedColumn"], json!(["country"]));
+    assert_eq!(out["exports"]["db.credentials"], json!({"user": "***", "pass": "***", "port": "***"}));
+    assert_eq!(out["exports"]["targets"][1], json!({"name": "visible-lake", "sasToken": "***"}));
+    assert_eq!(def.config.sorted_column.as_deref(), Some("country"));
+    assert_eq!(def.config.metadata["customConfigs"]["partitionKey"], json!("visible-partition-key"));
+    // The persisted document keeps every value, so that the table can reconnect.
+    assert_eq!(def.config.original_json(), &table);
+
+    // A refused config does not show them either.
+    let mut broken = config_with_scattered_secrets();
+    streams(&mut broken).remove("region");
+    let err = TableDefinition::from_json(&broken, &schema_with_country()).unwrap_err();
+    let shown = format!("{err}\n{err:?}");
+    for secret in SCATTERED_SECRETS {
+        assert!(!shown.contains(secret), "{secret} leaked:\n{shown}");
+    }
+}
+
 /// Applies `edit` to the seed config and schema and returns the reported paths.
 fn problems_after(edit: impl FnOnce(&mut Value, &mut Value)) -> Vec<String> {
     let (mut table, mut schema) = (seed_config_with_credentials(), seed_schema());
