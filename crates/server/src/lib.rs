@@ -6,6 +6,7 @@
 
 pub mod broker;
 pub mod cli;
+mod console;
 pub mod controller;
 mod routes;
 
@@ -16,7 +17,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 /// How the API answers.
 #[derive(Debug, Clone, Default)]
 pub struct ApiOptions {
-    /// Every endpoint but the health ones needs `Authorization: Bearer <token>` when set.
+    /// Every endpoint but the health ones and the console page (which holds no data) needs
+    /// `Authorization: Bearer <token>` when set.
     pub token: Option<String>,
 }
 
@@ -27,13 +29,16 @@ pub struct Api {
 }
 
 impl Api {
-    /// The API over `engine`.
+    /// The API over `engine`. Called inside a Tokio runtime, it starts the console's lag
+    /// sampler there, which stops when the last clone of the API and its routers is dropped.
     pub fn new(engine: shoal::Engine, options: ApiOptions) -> Api {
+        let console = console::Console::start(&engine);
         Api {
             state: AppState {
                 engine,
                 token: options.token.map(Arc::from),
                 stopping: Arc::new(AtomicBool::new(false)),
+                console,
             },
         }
     }

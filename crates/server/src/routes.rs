@@ -2,13 +2,14 @@
 //! the console.
 
 use crate::broker;
+use crate::console::{self, Console};
 use crate::controller;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path as UrlPath, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{Value, json};
@@ -26,16 +27,18 @@ pub(crate) struct AppState {
     pub token: Option<Arc<str>>,
     /// Set when a shutdown began: readiness answers 503 from then on.
     pub stopping: Arc<AtomicBool>,
+    /// The console page's headers and the lag history it charts.
+    pub console: Arc<Console>,
 }
 
 pub(crate) fn router(state: AppState) -> Router {
     let protected = Router::new()
-        .route("/", get(console))
         .route("/query/sql", get(query_get).post(query_post))
         .route("/tables", get(list_tables))
         .route("/tables/{name}", get(table_config))
         .route("/tables/{name}/consumingSegmentsInfo", get(consuming_info))
         .route("/tables/{name}/status", get(table_status))
+        .route("/tables/{name}/lag", get(console::table_lag))
         .route("/schemas/{name}", get(table_schema))
         .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), authorize));
@@ -43,13 +46,15 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/health", get(readiness))
         .route("/health/readiness", get(readiness))
         .route("/health/liveness", get(liveness))
+        // The console page holds no data: it is served without a token, its API calls need one.
+        .route("/", get(console::page))
         .merge(protected)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
 }
 
-fn error(status: StatusCode, message: impl Into<String>) -> Response {
+pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({"code": status.as_u16(), "error": message.into()}))).into_response()
 }
 
@@ -104,10 +109,6 @@ async fn readiness(State(state): State<AppState>) -> Response {
 
 async fn not_found() -> Response {
     error(StatusCode::NOT_FOUND, "no such endpoint")
-}
-
-async fn console() -> Html<&'static str> {
-    Html(include_str!("console.html"))
 }
 
 async fn run_query(engine: &Engine, sql: &str) -> Response {
