@@ -6,6 +6,7 @@
 
 pub mod broker;
 pub mod cli;
+mod console;
 pub mod controller;
 pub mod http;
 mod routes;
@@ -17,7 +18,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 /// How the API answers.
 #[derive(Debug, Clone)]
 pub struct ApiOptions {
-    /// Every endpoint but the health ones needs `Authorization: Bearer <token>` when set.
+    /// Every endpoint but the health ones and the console page (which holds no data) needs
+    /// `Authorization: Bearer <token>` when set.
     pub token: Option<String>,
     /// Answer only requests whose `Host` is a loopback name or address (`localhost`,
     /// `127.0.0.1`, `[::1]`, with any port): a web page the user visits cannot reach a Shoal
@@ -48,8 +50,10 @@ pub struct Api {
 }
 
 impl Api {
-    /// The API over `engine`.
+    /// The API over `engine`. Called inside a Tokio runtime, it starts the console's lag
+    /// sampler there, which stops when the last clone of the API and its routers is dropped.
     pub fn new(engine: shoal::Engine, options: ApiOptions) -> Api {
+        let console = console::Console::start(&engine);
         Api {
             state: AppState {
                 engine,
@@ -58,6 +62,7 @@ impl Api {
                 loopback_hosts_only: options.loopback_hosts_only,
                 request_timeout: options.request_timeout,
                 query_runtime: options.query_runtime,
+                console,
             },
         }
     }

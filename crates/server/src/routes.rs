@@ -2,13 +2,14 @@
 //! the console.
 
 use crate::broker;
+use crate::console::{self, Console};
 use crate::controller;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path as UrlPath, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{Value, json};
@@ -29,16 +30,18 @@ pub(crate) struct AppState {
     pub loopback_hosts_only: bool,
     pub request_timeout: std::time::Duration,
     pub query_runtime: Option<tokio::runtime::Handle>,
+    /// The console page's headers and the lag history it charts.
+    pub console: Arc<Console>,
 }
 
 pub(crate) fn router(state: AppState) -> Router {
     let protected = Router::new()
-        .route("/", get(console))
         .route("/query/sql", get(query_get).post(query_post))
         .route("/tables", get(list_tables))
         .route("/tables/{name}", get(table_config))
         .route("/tables/{name}/consumingSegmentsInfo", get(consuming_info))
         .route("/tables/{name}/status", get(table_status))
+        .route("/tables/{name}/lag", get(console::table_lag))
         .route("/schemas/{name}", get(table_schema))
         .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), authorize));
@@ -46,6 +49,8 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/health", get(readiness))
         .route("/health/readiness", get(readiness))
         .route("/health/liveness", get(liveness))
+        // The console page holds no data: it is served without a token, its API calls need one.
+        .route("/", get(console::page))
         .merge(protected)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
@@ -110,7 +115,7 @@ async fn security_headers(request: Request, next: Next) -> Response {
     response
 }
 
-fn error(status: StatusCode, message: impl Into<String>) -> Response {
+pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({"code": status.as_u16(), "error": message.into()}))).into_response()
 }
 
@@ -165,10 +170,6 @@ async fn readiness(State(state): State<AppState>) -> Response {
 
 async fn not_found() -> Response {
     error(StatusCode::NOT_FOUND, "no such endpoint")
-}
-
-async fn console() -> Html<&'static str> {
-    Html(include_str!("console.html"))
 }
 
 async fn run_query(state: &AppState, sql: &str) -> Response {
