@@ -173,6 +173,9 @@ async fn the_broker_api_answers_as_pinot_does() {
     assert!(answers.iter().any(|a| a.status == 401) && answers.iter().any(|a| a.status == 413));
     let log = server.log_text();
     assert!(log.contains("serving") && log.contains("shutting down"), "{log}");
+    // The token came on the command line, where `ps` shows it: the log says so, and where to
+    // put it instead.
+    assert!(log.contains("--auth-token on the command line") && log.contains("SHOAL_AUTH_TOKEN"), "{log}");
     let table_path = dir.path().join("table.json");
     let validate = std::process::Command::new(serve_binary())
         .arg("--validate")
