@@ -11,6 +11,7 @@ use datafusion::common::TableReference;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::memory_pool::{GreedyMemoryPool, MemoryPool};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use datafusion::sql::parser::{DFParser, Statement as DfStatement};
 use futures::StreamExt;
@@ -53,6 +54,9 @@ pub struct QueryOptions {
     /// Queries that may wait for one of those places (default 64); more are refused at once
     /// with Pinot's 429.
     pub max_queued_queries: usize,
+    /// Most pairs of rows a join without a key (a cross or nested-loop join) may compare
+    /// (default 1e9); a query past it is refused before it runs, with Pinot's 245.
+    pub max_join_pairs: u64,
 }
 
 impl Default for QueryOptions {
@@ -69,6 +73,7 @@ impl Default for QueryOptions {
             max_expression_depth: 400,
             max_concurrent_queries: (2 * cores()).max(4),
             max_queued_queries: 64,
+            max_join_pairs: 1_000_000_000,
         }
     }
 }
@@ -288,12 +293,13 @@ impl QueryEngine {
         // deadline.
         let (tx, rx) = tokio::sync::oneshot::channel();
         let runtime = tokio::runtime::Handle::current();
+        let max_join_pairs = self.options.max_join_pairs;
         let sql = sql.to_string();
         std::thread::Builder::new()
             .name("shoal-plan".into())
             .stack_size(PLAN_STACK)
             .spawn(move || {
-                let _ = tx.send(runtime.block_on(plan_and_start(ctx, &sql, &names)));
+                let _ = tx.send(runtime.block_on(plan_and_start(ctx, &sql, &names, max_join_pairs)));
             })
             .map_err(|e| QueryError {
                 kind: ErrorKind::ResourceLimit,
@@ -390,7 +396,13 @@ impl QueryEngine {
             .with_memory_pool(Arc::new(pool))
             .build_arc()
             .map_err(QueryError::from_datafusion)?;
-        let ctx = SessionContext::new_with_config_rt(config, runtime);
+        let state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_runtime_env(runtime)
+            .with_default_features()
+            .with_physical_optimizer_rule(Arc::new(guard::YieldEverywhere))
+            .build();
+        let ctx = SessionContext::new_with_state(state);
         for f in scalar_functions().into_iter().chain(guard::capped_functions(self.options.max_value_bytes)) {
             ctx.register_udf(f);
         }
@@ -416,6 +428,7 @@ async fn plan_and_start(
     ctx: SessionContext,
     sql: &str,
     names: &HashMap<String, String>,
+    max_join_pairs: u64,
 ) -> Result<SendableRecordBatchStream, QueryError> {
     let mut statements =
         DFParser::parse_sql(sql).map_err(|e| QueryError::validation(format!("SQL parse error: {e}")))?;
@@ -457,5 +470,8 @@ async fn plan_and_start(
         .verify_plan(&plan)
         .map_err(|e| QueryError::validation(format!("{} (Shoal's SQL is read-only)", e.strip_backtrace())))?;
     let frame = ctx.execute_logical_plan(plan).await.map_err(QueryError::from_datafusion)?;
-    frame.execute_stream().await.map_err(QueryError::from_datafusion)
+    let task = frame.task_ctx();
+    let physical = frame.create_physical_plan().await.map_err(QueryError::from_datafusion)?;
+    guard::check_join_pairs(&physical, max_join_pairs).map_err(QueryError::from_datafusion)?;
+    datafusion::physical_plan::execute_stream(physical, Arc::new(task)).map_err(QueryError::from_datafusion)
 }

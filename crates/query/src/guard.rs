@@ -358,3 +358,75 @@ mod tests {
         assert_eq!(expression_depth("SELECT 'unterminated"), None);
     }
 }
+
+/// A physical optimizer rule that makes every operator of a plan give way to the scheduler
+/// now and then: each one's output stream takes from tokio's cooperative budget, so a task
+/// that polls a long pipeline yields every so many batches. DataFusion makes only the leaves
+/// cooperative; a join that produces batch after batch from memory (a cross join) would
+/// otherwise hold its thread until it ends, past its time limit (its task is aborted only at
+/// a yield) and in the way of every other query on that thread.
+#[derive(Debug, Default)]
+pub(crate) struct YieldEverywhere;
+
+impl datafusion::physical_optimizer::PhysicalOptimizerRule for YieldEverywhere {
+    fn optimize(
+        &self,
+        plan: Arc<dyn datafusion::physical_plan::ExecutionPlan>,
+        _config: &datafusion::config::ConfigOptions,
+    ) -> Result<Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
+        use datafusion::common::tree_node::{Transformed, TreeNode};
+        use datafusion::physical_plan::coop::CooperativeExec;
+        plan.transform_up(|node| {
+            if node.children().is_empty() || node.is::<CooperativeExec>() {
+                return Ok(Transformed::no(node));
+            }
+            Ok(Transformed::yes(Arc::new(CooperativeExec::new(node)) as _))
+        })
+        .map(|t| t.data)
+    }
+
+    fn name(&self) -> &str {
+        "shoal_yield_everywhere"
+    }
+
+    fn schema_check(&self) -> bool {
+        true
+    }
+}
+
+/// Refuses a plan whose nested-loop or cross joins would compare more than `max_pairs` pairs
+/// of rows. Such a join can scan for hours inside one step without producing a row, where no
+/// time limit can stop it (a task is cancelled only between steps); Pinot's single-stage engine
+/// has no joins at all. The pairs are the product of the joined inputs' row counts as the plan
+/// knows them (exactly, from in-memory segments); an input whose count is unknown is not
+/// limited.
+pub(crate) fn check_join_pairs(
+    plan: &Arc<dyn datafusion::physical_plan::ExecutionPlan>,
+    max_pairs: u64,
+) -> Result<()> {
+    use datafusion::physical_plan::{StatisticsArgs, StatisticsContext};
+    let statistics = StatisticsContext::new();
+    let args = StatisticsArgs::new();
+    let mut stack = vec![Arc::clone(plan)];
+    while let Some(node) = stack.pop() {
+        let children = node.children();
+        if matches!(node.name(), "NestedLoopJoinExec" | "CrossJoinExec") && children.len() == 2 {
+            let rows = |child: &Arc<dyn datafusion::physical_plan::ExecutionPlan>| {
+                statistics
+                    .compute(child.as_ref(), &args)
+                    .ok()
+                    .and_then(|s| s.num_rows.get_value().map(|n| *n as u128))
+            };
+            if let (Some(left), Some(right)) = (rows(children[0]), rows(children[1])) {
+                let pairs = left * right;
+                if pairs > u128::from(max_pairs) {
+                    return Err(DataFusionError::ResourcesExhausted(format!(
+                        "the query joins {left} rows with {right} rows without a key: {pairs} pairs to compare, over the limit of {max_pairs}"
+                    )));
+                }
+            }
+        }
+        stack.extend(children.into_iter().cloned());
+    }
+    Ok(())
+}

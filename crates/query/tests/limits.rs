@@ -135,3 +135,43 @@ async fn queries_past_the_running_and_waiting_places_are_refused_at_once() {
     }
     engine.execute("SELECT count(*) FROM events").await.unwrap();
 }
+
+/// On a runtime with one thread, a query that would run for hours must still give way: its
+/// time limit fires (the limit's timer runs on the same thread), and another query runs after
+/// it. Without operators that yield, the join below would hold the thread to its end.
+#[tokio::test(flavor = "current_thread")]
+async fn a_long_query_gives_way_on_a_single_thread() {
+    let options = QueryOptions { timeout: Duration::from_secs(1), ..QueryOptions::default() };
+    let (engine, _t, _events, _dir) = events_table(1, 4000, 0, options);
+    let e = engine
+        .execute("SELECT count(*) FROM events a JOIN generate_series(1, 100000000000) g ON a.duration_ms = g.value")
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Timeout, "{e}");
+    engine.execute("SELECT count(*) FROM events").await.unwrap();
+}
+
+/// A join without a key over too many pairs would scan inside one step for hours, where no
+/// time limit can stop it: it is refused before it runs. Within the limit it runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_join_without_a_key_over_too_many_pairs_is_refused() {
+    let options = QueryOptions { max_join_pairs: 10_000_000, ..QueryOptions::default() };
+    let (engine, _t, _events, _dir) = events_table(1, 4000, 0, options);
+    let e = engine
+        .execute("SELECT count(*) FROM events a CROSS JOIN events b CROSS JOIN events c WHERE a.duration_ms + b.duration_ms + c.duration_ms = -1")
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::ResourceLimit, "{e}");
+    assert!(e.message.contains("pairs"), "{e}");
+    let e = engine
+        .execute("SELECT count(*) FROM events a JOIN events b ON a.duration_ms < b.duration_ms")
+        .await
+        .unwrap_err();
+    assert!(e.message.contains("16000000 pairs"), "{e}");
+    let r = engine
+        .execute("SELECT count(*) FROM events a CROSS JOIN (SELECT * FROM events LIMIT 2000) b")
+        .await
+        .unwrap();
+    let n = arrow::compute::cast(r.batches[0].column(0), &arrow::datatypes::DataType::Int64).unwrap();
+    assert_eq!(arrow::array::AsArray::as_primitive::<arrow::datatypes::Int64Type>(&n).value(0), 8_000_000);
+}
