@@ -271,8 +271,10 @@ async fn date_patterns_refuse_what_they_cannot_read() {
         answer(&e, &format!("SELECT TODATETIME({MIN}, 'yyyy-MM-dd')")).await,
         Some("-292275055-05-16".into())
     );
-    // Text that does not match is NULL, as before.
+    // Text that does not match is NULL, as before; also a month name cut inside a character
+    // (this panicked slicing the text).
     assert_eq!(answer(&e, "SELECT FROMDATETIME('soon', 'yyyy-MM-dd')").await, None);
+    assert_eq!(answer(&e, "SELECT FROMDATETIME('2024 Ma\u{e9}', 'yyyy MMM')").await, None);
 }
 
 #[tokio::test]
