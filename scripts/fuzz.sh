@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Fuzzes each of Shoal's parsers for a bounded time with cargo-fuzz (libFuzzer + AddressSanitizer):
+# Fuzzes each of Shoal's parsers and its Pinot functions for a bounded time with cargo-fuzz
+# (libFuzzer + AddressSanitizer):
 #   json_decoder    schema-driven JSON decoding of one record (fuzz/src/lib.rs: json_decoder)
 #   kpl             the KPL de-aggregator, raw and framed with a valid MD5
 #   segment_loader  the sealed-segment loader, raw and with the checksums recomputed
 #   config          the table config + schema parser (the two separated by a NUL byte)
+#   functions       a SQL call of one of the Pinot functions, arguments as literals (extreme
+#                   integers, odd units, patterns, paths) and as columns, through QueryEngine
 # Usage: bash scripts/fuzz.sh [seconds per target, default 60] [target ...]
 # The seeds kept in the repo are fuzz/corpus/<target>/; inputs the fuzzer finds that grow
 # coverage go to fuzz/work/<target>/ (not kept). A failing input is written to
@@ -15,7 +18,7 @@ cd "$(dirname "$0")/.."
 seconds="${1:-60}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(json_decoder kpl segment_loader config)
+[ ${#targets[@]} -gt 0 ] || targets=(json_decoder kpl segment_loader config functions)
 
 if ! command -v cargo-fuzz >/dev/null 2>&1; then
   cargo install cargo-fuzz --locked --version 0.13.2

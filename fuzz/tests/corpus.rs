@@ -7,13 +7,14 @@ use std::path::{Path, PathBuf};
 /// A fuzz target's check.
 type Check = fn(&[u8]);
 
-const TARGETS: [(&str, Check); 4] = [
+const TARGETS: [(&str, Check); 5] = [
     ("json_decoder", |data| {
         shoal_fuzz::json_decoder(data);
     }),
     ("kpl", shoal_fuzz::kpl),
     ("segment_loader", shoal_fuzz::segment_loader),
     ("config", shoal_fuzz::config),
+    ("functions", shoal_fuzz::functions),
 ];
 
 fn fuzz_dir() -> PathBuf {
@@ -72,6 +73,81 @@ fn the_seeds_reach_past_the_first_checks() {
         shoal_stream::kpl::deaggregate(&bytes::Bytes::from(framed)),
         shoal_stream::kpl::Deaggregated::Aggregate(r) if r.len() == 3
     ));
+
+    // The function seeds decode to the calls they were written from: the security review's
+    // finding, folded while planning, and a valid call over a column, which is answered.
+    let finding = std::fs::read(fuzz_dir().join("corpus/functions/datetrunc-max-days")).unwrap();
+    assert_eq!(
+        shoal_fuzz::function_queries(&finding),
+        [
+            "SELECT DATETRUNC('day', 9223372036854775807, 'DAYS')",
+            "SELECT DATETRUNC('day', 9223372036854775807, 'DAYS') FROM t",
+        ]
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let engine = shoal_query::QueryEngine::new(Default::default());
+    let refused = runtime.block_on(engine.execute(&shoal_fuzz::function_queries(&finding)[0])).unwrap_err();
+    assert!(refused.message.contains("DATETRUNC: timeValue 9223372036854775807 DAYS"), "{refused}");
+    let valid = std::fs::read(fuzz_dir().join("corpus/functions/datetrunc-week-column")).unwrap();
+    assert_eq!(shoal_fuzz::function_queries(&valid), ["SELECT DATETRUNC('week', n) FROM t"]);
+}
+
+/// The calls the `functions` seeds hold: one per function, valid ones and the edges.
+fn function_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    use shoal_fuzz::{Arg, encode_call};
+    let text = |t: &str| Arg::Text(t.to_string());
+    let column = |c: &str| Arg::Column(shoal_fuzz::COLUMNS.iter().position(|x| *x == c).unwrap());
+    let other = |o: &str| Arg::Other(shoal_fuzz::OTHERS.iter().position(|x| *x == o).unwrap());
+    vec![
+        ("datetrunc-max-days", encode_call("DATETRUNC", &[text("day"), Arg::Int(i64::MAX), text("DAYS")])),
+        ("datetrunc-week-column", encode_call("DATETRUNC", &[text("week"), column("n")])),
+        (
+            "datetrunc-five-arguments",
+            encode_call(
+                "DATETRUNC",
+                &[
+                    text("day"),
+                    Arg::Int(1_706_704_496_789),
+                    text("MILLISECONDS"),
+                    text("UTC"),
+                    text("SECONDS"),
+                ],
+            ),
+        ),
+        (
+            "datetimeconvert-nanoseconds",
+            encode_call(
+                "DATETIMECONVERT",
+                &[column("n"), text("1:MILLISECONDS:EPOCH"), text("1:NANOSECONDS:EPOCH"), text("15:MINUTES")],
+            ),
+        ),
+        (
+            "datetimeconvert-simple-date",
+            encode_call(
+                "DATETIMECONVERT",
+                &[
+                    column("s"),
+                    text("1:DAYS:SIMPLE_DATE_FORMAT:yyyy-MM-dd HH:mm:ss"),
+                    text("1:DAYS:EPOCH"),
+                    text("1:DAYS"),
+                ],
+            ),
+        ),
+        ("todatetime-min", encode_call("TODATETIME", &[Arg::Int(i64::MIN), text("yyyy-MM-dd")])),
+        ("fromdatetime-long-year", encode_call("FROMDATETIME", &[column("s"), text("yyyyyyyyyyyyyyyyyyMM")])),
+        ("fromdatetime-month-name", encode_call("FROMDATETIME", &[column("s"), text("yyyy MMM")])),
+        ("ago-too-long", encode_call("ago", &[text("P99999999999999999999D")])),
+        ("now", encode_call("now", &[])),
+        (
+            "json-extract-scalar",
+            encode_call("JSON_EXTRACT_SCALAR", &[column("doc"), text("$.n"), text("INT"), other("NULL")]),
+        ),
+        ("fromepochdays-column", encode_call("FromEpochDays", &[column("n")])),
+        ("toepochseconds-timestamp", encode_call("ToEpochSeconds", &[column("CAST(n AS TIMESTAMP)")])),
+        ("percentile-101", encode_call("PERCENTILE", &[column("n"), Arg::Int(101)])),
+        ("lastwithtime", encode_call("LASTWITHTIME", &[column("n"), column("ts"), text("LONG")])),
+        ("empty", Vec::new()),
+    ]
 }
 
 #[test]
@@ -140,4 +216,8 @@ fn write_seeds() {
     );
     put("config", "empty-objects", b"{}\0{}");
     put("config", "not-json", b"tableName: x\0schemaName: y");
+
+    for (name, data) in function_seeds() {
+        put("functions", name, &data);
+    }
 }

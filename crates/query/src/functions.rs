@@ -2,8 +2,12 @@
 //! TODATETIME, FROMDATETIME, ToEpoch*/FromEpoch*, ago, now (epoch ms, as in Pinot),
 //! JSON_EXTRACT_SCALAR, and PERCENTILE with Pinot's exact definition. The aggregate spellings
 //! (DISTINCTCOUNT, ...) are rewritten in `rewrite.rs`.
+//!
+//! Arguments come from queries: every conversion is checked, and a value whose result does not
+//! fit in i64 is an execution error naming the function and the argument, where Pinot's Java
+//! would saturate or wrap (`TimeUnit.toMillis`, `epochTime * size`).
 
-use arrow::array::{Array, ArrayRef, AsArray, Float64Array, Int64Array, StringArray};
+use arrow::array::{Array, ArrayRef, AsArray, Int64Array, StringArray};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, FieldRef, Float64Type, Int64Type};
 use datafusion::common::{DataFusionError, Result, ScalarValue, exec_err, plan_err};
@@ -12,28 +16,31 @@ use datafusion::logical_expr::{
     Accumulator, AggregateUDF, AggregateUDFImpl, ColumnarValue, ReturnFieldArgs, ScalarFunctionArgs,
     ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
-use shoal_segment::datetime::{DateTimeFormat, JavaDatePattern, civil_from_days, days_from_civil};
+use shoal_segment::datetime::{
+    DateTimeFormat, Granularity, JavaDatePattern, TimeUnit, check_utc, civil_from_days, days_from_civil,
+};
+use shoal_segment::mutable::now_ms;
 use std::sync::Arc;
 
 /// Every scalar function Shoal adds.
 pub fn scalar_functions() -> Vec<ScalarUDF> {
     let mut out = vec![
-        ScalarUDF::from(PinotFn::new("datetrunc", Kind::DateTrunc, Volatility::Immutable)),
-        ScalarUDF::from(PinotFn::new("datetimeconvert", Kind::DateTimeConvert, Volatility::Immutable)),
-        ScalarUDF::from(PinotFn::new("todatetime", Kind::ToDateTime, Volatility::Immutable)),
-        ScalarUDF::from(PinotFn::new("fromdatetime", Kind::FromDateTime, Volatility::Immutable)),
+        ScalarUDF::from(PinotFn::new("DATETRUNC", Kind::DateTrunc, Volatility::Immutable)),
+        ScalarUDF::from(PinotFn::new("DATETIMECONVERT", Kind::DateTimeConvert, Volatility::Immutable)),
+        ScalarUDF::from(PinotFn::new("TODATETIME", Kind::ToDateTime, Volatility::Immutable)),
+        ScalarUDF::from(PinotFn::new("FROMDATETIME", Kind::FromDateTime, Volatility::Immutable)),
         ScalarUDF::from(PinotFn::new("ago", Kind::Ago, Volatility::Stable)),
         ScalarUDF::from(PinotFn::new("now", Kind::Now, Volatility::Stable)),
-        ScalarUDF::from(PinotFn::new("json_extract_scalar", Kind::JsonExtractScalar, Volatility::Immutable)),
+        ScalarUDF::from(PinotFn::new("JSON_EXTRACT_SCALAR", Kind::JsonExtractScalar, Volatility::Immutable)),
     ];
-    for (unit, ms) in [("seconds", 1_000), ("minutes", 60_000), ("hours", 3_600_000), ("days", 86_400_000)] {
+    for (unit, ms) in [("Seconds", 1_000), ("Minutes", 60_000), ("Hours", 3_600_000), ("Days", 86_400_000)] {
         out.push(ScalarUDF::from(PinotFn::new(
-            &format!("toepoch{unit}"),
+            &format!("ToEpoch{unit}"),
             Kind::ToEpoch(ms),
             Volatility::Immutable,
         )));
         out.push(ScalarUDF::from(PinotFn::new(
-            &format!("fromepoch{unit}"),
+            &format!("FromEpoch{unit}"),
             Kind::FromEpoch(ms),
             Volatility::Immutable,
         )));
@@ -61,19 +68,27 @@ enum Kind {
 
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct PinotFn {
+    /// The name SQL calls it by (lowercase).
     name: String,
+    /// Pinot's spelling, for messages.
+    title: String,
     kind: Kind,
     signature: Signature,
 }
 
 impl PinotFn {
-    fn new(name: &str, kind: Kind, volatility: Volatility) -> PinotFn {
+    fn new(title: &str, kind: Kind, volatility: Volatility) -> PinotFn {
         let signature = if kind == Kind::Now {
             Signature::nullary(volatility)
         } else {
             Signature::variadic_any(volatility)
         };
-        PinotFn { name: name.to_string(), kind, signature }
+        PinotFn { name: title.to_ascii_lowercase(), title: title.to_string(), kind, signature }
+    }
+
+    /// An execution error naming this function.
+    fn error(&self, message: impl std::fmt::Display) -> DataFusionError {
+        DataFusionError::Execution(format!("{}: {message}", self.title))
     }
 }
 
@@ -113,14 +128,14 @@ impl ScalarUDFImpl for PinotFn {
         let n = args.arg_fields.len();
         let arity = |lo: usize, hi: usize, usage: &str| {
             if n < lo || n > hi {
-                plan_err!("{}: wrong number of arguments: use {usage}", self.name)
+                plan_err!("{}: wrong number of arguments: use {usage}", self.title)
             } else {
                 Ok(())
             }
         };
         let t = match self.kind {
             Kind::DateTrunc => {
-                arity(2, 5, "DATETRUNC('unit', timeValue[, inputUnit])")?;
+                arity(2, 5, "DATETRUNC('unit', timeValue[, 'inputTimeUnit'[, 'UTC'[, 'outputTimeUnit']]])")?;
                 DataType::Int64
             }
             Kind::DateTimeConvert => {
@@ -135,11 +150,11 @@ impl ScalarUDFImpl for PinotFn {
                 }
             }
             Kind::ToDateTime => {
-                arity(2, 3, "TODATETIME(millis, 'pattern')")?;
+                arity(2, 3, "TODATETIME(millis, 'pattern'[, 'UTC'])")?;
                 DataType::Utf8
             }
             Kind::FromDateTime => {
-                arity(2, 3, "FROMDATETIME(text, 'pattern')")?;
+                arity(2, 3, "FROMDATETIME(text, 'pattern'[, 'UTC'])")?;
                 DataType::Int64
             }
             Kind::Ago => {
@@ -160,7 +175,7 @@ impl ScalarUDFImpl for PinotFn {
                 })?
             }
             Kind::ToEpoch(_) | Kind::FromEpoch(_) => {
-                arity(1, 1, &format!("{}(value)", self.name))?;
+                arity(1, 1, &format!("{}(value)", self.title))?;
                 DataType::Int64
             }
         };
@@ -168,180 +183,307 @@ impl ScalarUDFImpl for PinotFn {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let rows = args.number_rows;
-        let scalar_text = |i: usize| -> Result<String> {
-            match args.args.get(i) {
-                Some(ColumnarValue::Scalar(
-                    ScalarValue::Utf8(Some(s))
-                    | ScalarValue::LargeUtf8(Some(s))
-                    | ScalarValue::Utf8View(Some(s)),
-                )) => Ok(s.clone()),
-                _ => exec_err!("{}: argument {} must be a text literal", self.name, i + 1),
-            }
-        };
-        let longs = |i: usize| -> Result<Int64Array> {
-            let array = args.args[i].to_array(rows)?;
-            let array = match array.data_type() {
-                DataType::Timestamp(_, _) => cast(
-                    &cast(&array, &DataType::Timestamp(arrow::datatypes::TimeUnit::Millisecond, None))?,
-                    &DataType::Int64,
-                )?,
-                _ => cast(&array, &DataType::Int64)?,
-            };
-            Ok(array.as_primitive::<Int64Type>().clone())
-        };
+        let call = Call { function: self, args: &args.args, rows: args.number_rows };
         let out: ArrayRef = match self.kind {
-            Kind::DateTrunc => {
-                let unit = scalar_text(0)?;
-                let input_unit = if args.args.len() >= 3 { Some(scalar_text(2)?) } else { None };
-                let factor = match input_unit.as_deref().map(str::to_ascii_uppercase).as_deref() {
-                    None | Some("MILLISECONDS") => 1,
-                    Some("SECONDS") => 1_000,
-                    Some("MINUTES") => 60_000,
-                    Some("HOURS") => 3_600_000,
-                    Some("DAYS") => 86_400_000,
-                    Some(other) => return exec_err!("DATETRUNC: unknown input unit {other:?}"),
-                };
-                let values = longs(1)?;
-                let trunc = Truncation::parse(&unit).ok_or_else(|| {
-                    DataFusionError::Execution(format!("DATETRUNC: unknown unit {unit:?}: use millisecond, second, minute, hour, day, week, month, quarter or year"))
-                })?;
-                Arc::new(
-                    values
-                        .iter()
-                        .map(|v| v.map(|v| trunc.apply(v * factor) / factor))
-                        .collect::<Int64Array>(),
-                )
-            }
-            Kind::DateTimeConvert => {
-                let input = DateTimeFormat::parse(&scalar_text(1)?)
-                    .map_err(|e| DataFusionError::Execution(format!("DATETIMECONVERT: input format: {e}")))?;
-                let output = DateTimeFormat::parse(&scalar_text(2)?).map_err(|e| {
-                    DataFusionError::Execution(format!("DATETIMECONVERT: output format: {e}"))
-                })?;
-                let granularity = shoal_segment::Granularity::parse(&scalar_text(3)?)
-                    .map_err(|e| DataFusionError::Execution(format!("DATETIMECONVERT: granularity: {e}")))?;
-                let step_ms =
-                    (granularity.unit.nanos() / 1_000_000).max(1) as i64 * i64::from(granularity.size);
-                let millis: Vec<Option<i64>> = match &input {
-                    DateTimeFormat::SimpleDate(p) => {
-                        let text = cast(&args.args[0].to_array(rows)?, &DataType::Utf8)?;
-                        text.as_string::<i32>().iter().map(|v| v.and_then(|s| p.parse_millis(s))).collect()
-                    }
-                    f => longs(0)?.iter().map(|v| v.and_then(|v| f.epoch_to_millis(v))).collect(),
-                };
-                let bucketed = millis.into_iter().map(|m| m.map(|m| m.div_euclid(step_ms) * step_ms));
-                match &output {
-                    DateTimeFormat::SimpleDate(p) => {
-                        Arc::new(bucketed.map(|m| m.map(|m| p.format_millis(m))).collect::<StringArray>())
-                    }
-                    f => Arc::new(bucketed.map(|m| m.and_then(|m| f.epoch_value(m))).collect::<Int64Array>()),
-                }
-            }
+            Kind::DateTrunc => Arc::new(date_trunc(&call)?),
+            Kind::DateTimeConvert => date_time_convert(&call)?,
             Kind::ToDateTime => {
-                let pattern = pattern(&scalar_text(1)?, "TODATETIME")?;
+                let pattern = call.pattern(1)?;
+                call.utc(2)?;
                 Arc::new(
-                    longs(0)?.iter().map(|v| v.map(|v| pattern.format_millis(v))).collect::<StringArray>(),
+                    call.longs(0)?
+                        .iter()
+                        .map(|v| v.map(|v| pattern.format_millis(v)))
+                        .collect::<StringArray>(),
                 )
             }
             Kind::FromDateTime => {
-                let pattern = pattern(&scalar_text(1)?, "FROMDATETIME")?;
-                let text = cast(&args.args[0].to_array(rows)?, &DataType::Utf8)?;
+                let pattern = call.pattern(1)?;
+                call.utc(2)?;
                 Arc::new(
-                    text.as_string::<i32>()
+                    call.texts(0)?
                         .iter()
-                        .map(|v| v.and_then(|s| pattern.parse_millis(s)))
-                        .collect::<Int64Array>(),
+                        .map(|v| v.map(|s| pattern.try_parse_millis(s).map_err(|e| call.error(e))))
+                        .map(|v| v.transpose().map(Option::flatten))
+                        .collect::<Result<Int64Array>>()?,
                 )
             }
             Kind::Ago => {
-                let period = scalar_text(0)?;
-                let ms = iso_duration_ms(&period).ok_or_else(|| {
-                    DataFusionError::Execution(format!(
-                        "ago: {period:?} is not an ISO-8601 duration such as PT1H or P1D"
-                    ))
+                let period = call.text(0)?;
+                let ms = iso_duration_ms(&period).map_err(|e| call.error(e))?;
+                let at = now_ms().checked_sub(ms).ok_or_else(|| {
+                    call.error(format_args!("{period:?} before now is out of range of epoch milliseconds"))
                 })?;
-                return Ok(ColumnarValue::Scalar(ScalarValue::Int64(Some(now_ms() - ms))));
+                return Ok(ColumnarValue::Scalar(ScalarValue::Int64(Some(at))));
             }
             Kind::Now => return Ok(ColumnarValue::Scalar(ScalarValue::Int64(Some(now_ms())))),
-            Kind::JsonExtractScalar => {
-                let path = json_path(&scalar_text(1)?)?;
-                let ty = args.return_field.data_type().clone();
-                let default = args.args.get(3).map(|d| match d {
-                    ColumnarValue::Scalar(s) => Ok(s.clone()),
-                    _ => exec_err!("JSON_EXTRACT_SCALAR: the default must be a literal"),
-                });
-                let default = default.transpose()?;
-                let text = cast(&args.args[0].to_array(rows)?, &DataType::Utf8)?;
-                let extracted: StringArray =
-                    text.as_string::<i32>().iter().map(|doc| doc.and_then(|d| extract(d, &path))).collect();
-                let mut typed = cast(&extracted, &ty)?;
-                if let Some(default) = default.filter(|d| !d.is_null()) {
-                    let filled = default.cast_to(&ty)?.to_array_of_size(rows)?;
-                    typed = arrow::compute::kernels::zip::zip(
-                        &arrow::compute::is_not_null(&typed)?,
-                        &typed,
-                        &filled,
-                    )?;
-                } else if typed.null_count() > 0 && typed.null_count() != text.null_count() {
-                    return exec_err!(
-                        "JSON_EXTRACT_SCALAR: the path {} is missing in a document and no default was given",
-                        scalar_text(1)?
-                    );
-                }
-                typed
-            }
+            Kind::JsonExtractScalar => json_extract_scalar(&call, args.return_field.data_type())?,
+            // Truncated toward zero, as Java's TimeUnit.MILLISECONDS.toSeconds (pinot-common
+            // DateTimeFunctions.java); a division by a positive constant cannot overflow.
             Kind::ToEpoch(ms) => {
-                Arc::new(longs(0)?.iter().map(|v| v.map(|v| v / ms)).collect::<Int64Array>())
+                Arc::new(call.longs(0)?.iter().map(|v| v.map(|v| v / ms)).collect::<Int64Array>())
             }
-            Kind::FromEpoch(ms) => {
-                Arc::new(longs(0)?.iter().map(|v| v.and_then(|v| v.checked_mul(ms))).collect::<Int64Array>())
-            }
+            Kind::FromEpoch(ms) => Arc::new(
+                call.longs(0)?
+                    .iter()
+                    .map(|v| {
+                        v.map(|v| {
+                            v.checked_mul(ms).ok_or_else(|| {
+                                call.error(format_args!("{v} is out of range of epoch milliseconds"))
+                            })
+                        })
+                        .transpose()
+                    })
+                    .collect::<Result<Int64Array>>()?,
+            ),
         };
         Ok(ColumnarValue::Array(out))
     }
 }
 
-fn pattern(text: &str, function: &str) -> Result<JavaDatePattern> {
-    JavaDatePattern::parse(text).map_err(|e| DataFusionError::Execution(format!("{function}: {e}")))
+/// One call's arguments, read with errors that name the function and the argument.
+struct Call<'a> {
+    function: &'a PinotFn,
+    args: &'a [ColumnarValue],
+    rows: usize,
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
-/// ISO-8601 durations: `PT1H`, `P1D`, `PT30M`, `P1DT12H`, `PT0.5S`.
-fn iso_duration_ms(text: &str) -> Option<i64> {
-    let t = text.trim().to_ascii_uppercase();
-    let mut rest = t.strip_prefix('P')?;
-    let mut in_time = false;
-    let mut total = 0f64;
-    if rest.is_empty() {
-        return None;
+impl Call<'_> {
+    fn error(&self, message: impl std::fmt::Display) -> DataFusionError {
+        self.function.error(message)
     }
+
+    fn arg(&self, i: usize) -> Result<&ColumnarValue> {
+        self.args.get(i).ok_or_else(|| self.error(format_args!("argument {} is missing", i + 1)))
+    }
+
+    /// Argument `i`, which must be a text literal (a unit, a pattern, a format).
+    fn text(&self, i: usize) -> Result<String> {
+        match self.arg(i)? {
+            ColumnarValue::Scalar(
+                ScalarValue::Utf8(Some(s)) | ScalarValue::LargeUtf8(Some(s)) | ScalarValue::Utf8View(Some(s)),
+            ) => Ok(s.clone()),
+            _ => Err(self.error(format_args!("argument {} must be a text literal", i + 1))),
+        }
+    }
+
+    /// Argument `i` as an array of `to`; timestamps become epoch millis.
+    fn cast(&self, i: usize, to: &DataType) -> Result<ArrayRef> {
+        let array = self.arg(i)?.to_array(self.rows)?;
+        let array = match (array.data_type(), to) {
+            (DataType::Timestamp(_, _), DataType::Int64) => {
+                cast(&array, &DataType::Timestamp(arrow::datatypes::TimeUnit::Millisecond, None))
+                    .and_then(|ms| cast(&ms, to))
+            }
+            _ => cast(&array, to),
+        };
+        array.map_err(|e| self.error(format_args!("argument {}: {e}", i + 1)))
+    }
+
+    fn longs(&self, i: usize) -> Result<Int64Array> {
+        Ok(self.cast(i, &DataType::Int64)?.as_primitive::<Int64Type>().clone())
+    }
+
+    fn texts(&self, i: usize) -> Result<StringArray> {
+        Ok(self.cast(i, &DataType::Utf8)?.as_string::<i32>().clone())
+    }
+
+    fn pattern(&self, i: usize) -> Result<JavaDatePattern> {
+        JavaDatePattern::parse(&self.text(i)?).map_err(|e| self.error(e))
+    }
+
+    /// The optional time zone argument `i`: only UTC, as everywhere in Shoal.
+    fn utc(&self, i: usize) -> Result<()> {
+        if self.args.len() <= i {
+            return Ok(());
+        }
+        check_utc(&self.text(i)?).map_err(|e| self.error(format_args!("timeZone: {e}")))
+    }
+}
+
+/// DATETRUNC(unit, timeValue[, inputTimeUnit[, timeZone[, outputTimeUnit]]]) as in pinot-common
+/// DateTimeFunctions.java: the value is converted to millis (truncated toward zero), floored to
+/// the unit's start, and converted to the output unit (by default the input unit). Only UTC.
+fn date_trunc(call: &Call) -> Result<Int64Array> {
+    let unit = call.text(0)?;
+    let trunc = Truncation::parse(&unit).ok_or_else(|| {
+        call.error(format_args!(
+            "unknown unit {unit:?}: use millisecond, second, minute, hour, day, week, month, quarter or year"
+        ))
+    })?;
+    let time_unit = |i: usize, what: &str, default: TimeUnit| -> Result<TimeUnit> {
+        if call.args.len() <= i {
+            return Ok(default);
+        }
+        let text = call.text(i)?;
+        TimeUnit::parse(&text).ok_or_else(|| {
+            call.error(format_args!("unknown {what} {text:?}: use one of {}", TimeUnit::NAMES))
+        })
+    };
+    let input = time_unit(2, "inputTimeUnit", TimeUnit::Milliseconds)?;
+    call.utc(3)?;
+    let output = time_unit(4, "outputTimeUnit", input)?;
+    let one = |v: i64| -> Result<i64> {
+        let ms = input.convert(v, TimeUnit::Milliseconds).ok_or_else(|| {
+            call.error(format_args!("timeValue {v} {} is out of range of epoch milliseconds", input.name()))
+        })?;
+        let start = trunc.apply(ms).ok_or_else(|| {
+            call.error(format_args!(
+                "the start of the {unit} holding {ms} ms is out of range of epoch milliseconds"
+            ))
+        })?;
+        TimeUnit::Milliseconds.convert(start, output).ok_or_else(|| {
+            call.error(format_args!("{start} ms is out of range in outputTimeUnit {}", output.name()))
+        })
+    };
+    call.longs(1)?.iter().map(|v| v.map(one).transpose()).collect()
+}
+
+/// DATETIMECONVERT(value, inputFormat, outputFormat, granularity): the value read in the input
+/// format, bucketed by the granularity, written in the output format.
+fn date_time_convert(call: &Call) -> Result<ArrayRef> {
+    let (input_text, output_text, granularity_text) = (call.text(1)?, call.text(2)?, call.text(3)?);
+    let input =
+        DateTimeFormat::parse(&input_text).map_err(|e| call.error(format_args!("input format: {e}")))?;
+    let output =
+        DateTimeFormat::parse(&output_text).map_err(|e| call.error(format_args!("output format: {e}")))?;
+    let granularity =
+        Granularity::parse(&granularity_text).map_err(|e| call.error(format_args!("granularity: {e}")))?;
+    // A granularity under a millisecond leaves millis as they are (pinot-core
+    // BaseDateTimeTransformer.java); otherwise millis are bucketed by its length, which is at
+    // most u32::MAX days (3.7e17 ms).
+    let step_ms = (granularity.unit.nanos() / 1_000_000 * i128::from(granularity.size)).max(1);
+    let step_ms = i64::try_from(step_ms)
+        .map_err(|_| call.error(format_args!("granularity {granularity_text:?} is too long")))?;
+    let millis: Vec<Option<i64>> = match &input {
+        DateTimeFormat::SimpleDate(p) => call
+            .texts(0)?
+            .iter()
+            .map(|v| v.map(|s| p.try_parse_millis(s).map_err(|e| call.error(format_args!("input: {e}")))))
+            .map(|v| v.transpose().map(Option::flatten))
+            .collect::<Result<_>>()?,
+        f => call
+            .longs(0)?
+            .iter()
+            .map(|v| {
+                v.map(|v| {
+                    f.epoch_to_millis(v).ok_or_else(|| {
+                        call.error(format_args!(
+                            "{v} in the input format {input_text:?} is out of range of epoch milliseconds"
+                        ))
+                    })
+                })
+                .transpose()
+            })
+            .collect::<Result<_>>()?,
+    };
+    let bucket = |m: i64| {
+        m.div_euclid(step_ms).checked_mul(step_ms).ok_or_else(|| {
+            call.error(format_args!(
+                "the bucket of granularity {granularity_text:?} holding {m} ms starts out of range of epoch milliseconds"
+            ))
+        })
+    };
+    let bucketed = millis.into_iter().map(|m| m.map(bucket).transpose());
+    Ok(match &output {
+        DateTimeFormat::SimpleDate(p) => Arc::new(
+            bucketed.map(|m| m.map(|m| m.map(|m| p.format_millis(m)))).collect::<Result<StringArray>>()?,
+        ),
+        f => Arc::new(
+            bucketed
+                .map(|m| {
+                    m?.map(|m| {
+                        f.epoch_value(m).ok_or_else(|| {
+                            call.error(format_args!(
+                                "{m} ms is out of range in the output format {output_text:?}"
+                            ))
+                        })
+                    })
+                    .transpose()
+                })
+                .collect::<Result<Int64Array>>()?,
+        ),
+    })
+}
+
+/// JSON_EXTRACT_SCALAR(json, path, type[, default]): the value at the path as `ty`; a document
+/// without it (or with what is not of the type) takes the default, or is an error.
+fn json_extract_scalar(call: &Call, ty: &DataType) -> Result<ArrayRef> {
+    let path_text = call.text(1)?;
+    let path = json_path(&path_text).map_err(|e| call.error(e))?;
+    let type_name = call.text(2)?;
+    let default = match call.args.get(3) {
+        None => None,
+        Some(ColumnarValue::Scalar(s)) if s.is_null() => None,
+        Some(ColumnarValue::Scalar(s)) => Some(
+            s.cast_to(ty).map_err(|_| call.error(format_args!("the default {s} is not a {type_name}")))?,
+        ),
+        Some(_) => return Err(call.error("the default must be a literal")),
+    };
+    let text = call.texts(0)?;
+    let extracted: StringArray = text.iter().map(|doc| doc.and_then(|d| extract(d, &path))).collect();
+    let typed = cast(&extracted, ty).map_err(|e| call.error(e))?;
+    Ok(match default {
+        Some(default) => arrow::compute::kernels::zip::zip(
+            &arrow::compute::is_not_null(&typed)?,
+            &typed,
+            &default.to_array_of_size(call.rows)?,
+        )?,
+        None if (0..text.len()).any(|i| text.is_valid(i) && typed.is_null(i)) => {
+            return Err(call.error(format_args!(
+                "the path {path_text} is missing or not a {type_name} in a document, and no default was given"
+            )));
+        }
+        None => typed,
+    })
+}
+
+/// ISO-8601 durations, as Java's `Duration.parse` reads them for Pinot's `ago` (pinot-common
+/// DateTimeFunctions.java): `PT1H`, `P1D`, `PT30M`, `P1DT12H`, `PT0.5S` (a fraction on seconds
+/// only), plus weeks (`P1W`). Signs are not read. A duration past i64 milliseconds is an error,
+/// where Java's `toMillis` throws too.
+fn iso_duration_ms(text: &str) -> std::result::Result<i64, String> {
+    let bad = || format!("{text:?} is not an ISO-8601 duration such as PT1H or P1D");
+    let t = text.trim().to_ascii_uppercase();
+    let mut rest = t.strip_prefix('P').ok_or_else(bad)?;
+    let (mut in_time, mut date_parts, mut time_parts) = (false, 0, 0);
+    let mut total = 0f64;
     while !rest.is_empty() {
         if let Some(r) = rest.strip_prefix('T') {
+            if in_time {
+                return Err(bad());
+            }
             in_time = true;
             rest = r;
             continue;
         }
-        let end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
-        let n: f64 = rest[..end].parse().ok()?;
-        let unit = rest[end..].chars().next()?;
+        let end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(bad)?;
+        let number = &rest[..end];
+        let n: f64 = number.parse().map_err(|_| bad())?;
+        let unit = rest[end..].chars().next().ok_or_else(bad)?;
+        if number.contains('.') && unit != 'S' {
+            return Err(bad());
+        }
         total += n * match (unit, in_time) {
             ('W', false) => 604_800_000.0,
             ('D', false) => 86_400_000.0,
             ('H', true) => 3_600_000.0,
             ('M', true) => 60_000.0,
             ('S', true) => 1_000.0,
-            _ => return None,
+            _ => return Err(bad()),
         };
+        *(if in_time { &mut time_parts } else { &mut date_parts }) += 1;
+        // The unit is one of the ASCII letters above: one byte.
         rest = &rest[end + 1..];
     }
-    Some(total as i64)
+    if date_parts + time_parts == 0 || (in_time && time_parts == 0) {
+        return Err(bad());
+    }
+    // i64::MAX as f64 rounds up to 2^63, which is itself out of range.
+    if total >= i64::MAX as f64 {
+        return Err(format!("{text:?} is out of range: longer than i64 milliseconds"));
+    }
+    Ok(total as i64)
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -369,21 +511,23 @@ impl Truncation {
         })
     }
 
-    /// Truncates epoch ms (UTC); weeks start on Monday, as in Pinot.
-    fn apply(self, ms: i64) -> i64 {
+    /// Truncates epoch ms (UTC); weeks start on Monday, as in Pinot. None when the start is
+    /// before i64::MIN ms (near i64::MIN every start but the millisecond's is).
+    fn apply(self, ms: i64) -> Option<i64> {
         let day = ms.div_euclid(86_400_000);
         match self {
-            Truncation::Fixed(step) => ms.div_euclid(step) * step,
+            Truncation::Fixed(step) => ms.div_euclid(step).checked_mul(step),
             // 1970-01-01 was a Thursday: Monday-based week starts are 3 days earlier.
-            Truncation::Week => (day - (day + 3).rem_euclid(7)) * 86_400_000,
+            Truncation::Week => (day - (day + 3).rem_euclid(7)).checked_mul(86_400_000),
             Truncation::Month | Truncation::Quarter | Truncation::Year => {
+                // |day| < 2^47: the calendar arithmetic stays far inside i64.
                 let (y, m, _) = civil_from_days(day);
                 let month = match self {
                     Truncation::Month => m,
                     Truncation::Quarter => (m - 1) / 3 * 3 + 1,
                     _ => 1,
                 };
-                days_from_civil(y, month, 1) * 86_400_000
+                days_from_civil(y, month, 1).checked_mul(86_400_000)
             }
         }
     }
@@ -396,12 +540,8 @@ enum PathStep {
 }
 
 /// A simple JSONPath: `$.a.b[0].c` or `$['a']`.
-fn json_path(text: &str) -> Result<Vec<PathStep>> {
-    let bad = || {
-        DataFusionError::Execution(format!(
-            "JSON_EXTRACT_SCALAR: {text:?} is not a JSON path such as $.a.b[0]"
-        ))
-    };
+fn json_path(text: &str) -> std::result::Result<Vec<PathStep>, String> {
+    let bad = || format!("{text:?} is not a JSON path such as $.a.b[0]");
     let mut rest = text.trim().strip_prefix('$').ok_or_else(bad)?;
     let mut steps = Vec::new();
     while !rest.is_empty() {
@@ -482,10 +622,13 @@ struct PercentileAccumulator {
 
 impl Accumulator for PercentileAccumulator {
     fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
-        let v = cast(&values[0], &DataType::Float64)?;
+        let [v, p] = values else {
+            return plan_err!("PERCENTILE: use PERCENTILE(value, percentile)");
+        };
+        let v = cast(v, &DataType::Float64)?;
         self.values.extend(v.as_primitive::<Float64Type>().iter().flatten());
-        if self.percentile.is_none() && values.len() > 1 && !values[1].is_empty() {
-            let p = cast(&values[1], &DataType::Float64)?;
+        if self.percentile.is_none() && !p.is_empty() {
+            let p = cast(p, &DataType::Float64)?;
             self.percentile = p.as_primitive::<Float64Type>().iter().flatten().next();
         }
         Ok(())
@@ -514,12 +657,20 @@ impl Accumulator for PercentileAccumulator {
         Ok(vec![ScalarValue::List(list), ScalarValue::Float64(self.percentile)])
     }
     fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
-        let lists = states[0].as_list::<i32>();
+        // The states are what `state` made, as `state_fields` declares them.
+        let (Some(lists), Some(p)) = (
+            states.first().and_then(|s| s.as_list_opt::<i32>()),
+            states.get(1).and_then(|s| s.as_primitive_opt::<Float64Type>()),
+        ) else {
+            return datafusion::common::internal_err!("PERCENTILE: unexpected partial state {states:?}");
+        };
         for list in lists.iter().flatten() {
-            self.values.extend(list.as_primitive::<Float64Type>().iter().flatten());
+            let values = list.as_primitive_opt::<Float64Type>().ok_or_else(|| {
+                DataFusionError::Internal("PERCENTILE: a partial state holds no doubles".into())
+            })?;
+            self.values.extend(values.iter().flatten());
         }
         if self.percentile.is_none() {
-            let p: &Float64Array = states[1].as_primitive();
             self.percentile = p.iter().flatten().next();
         }
         Ok(())
@@ -533,19 +684,34 @@ mod tests {
     #[test]
     fn truncation_by_calendar() {
         let ms = 1_706_704_496_789; // 2024-01-31T12:34:56.789Z, a Wednesday
-        assert_eq!(Truncation::parse("hour").unwrap().apply(ms), 1_706_702_400_000);
-        assert_eq!(Truncation::parse("day").unwrap().apply(ms), 1_706_659_200_000);
-        assert_eq!(Truncation::parse("week").unwrap().apply(ms), 1_706_486_400_000); // Monday 29th
-        assert_eq!(Truncation::parse("month").unwrap().apply(ms), 1_704_067_200_000);
-        assert_eq!(Truncation::parse("quarter").unwrap().apply(1_715_000_000_000), 1_711_929_600_000); // 2024-04-01
-        assert_eq!(Truncation::parse("year").unwrap().apply(ms), 1_704_067_200_000);
+        let at = |unit: &str, ms: i64| Truncation::parse(unit).unwrap().apply(ms);
+        assert_eq!(at("hour", ms), Some(1_706_702_400_000));
+        assert_eq!(at("day", ms), Some(1_706_659_200_000));
+        assert_eq!(at("week", ms), Some(1_706_486_400_000)); // Monday 29th
+        assert_eq!(at("month", ms), Some(1_704_067_200_000));
+        assert_eq!(at("quarter", 1_715_000_000_000), Some(1_711_929_600_000)); // 2024-04-01
+        assert_eq!(at("year", ms), Some(1_704_067_200_000));
+        // i64::MIN ms is -292275055-05-16T16:47:04.192Z: every start but the millisecond's is
+        // before it; i64::MAX's starts are all after i64::MIN.
+        assert_eq!(at("millisecond", i64::MIN), Some(i64::MIN));
+        for unit in ["second", "minute", "hour", "day", "week", "month", "quarter", "year"] {
+            assert_eq!(at(unit, i64::MIN), None, "{unit}");
+            assert!(at(unit, i64::MAX).is_some(), "{unit}");
+        }
     }
 
     #[test]
     fn iso_durations_and_json_paths() {
-        assert_eq!(iso_duration_ms("PT1H"), Some(3_600_000));
-        assert_eq!(iso_duration_ms("P1DT30M"), Some(88_200_000));
-        assert_eq!(iso_duration_ms("1H"), None);
+        assert_eq!(iso_duration_ms("PT1H"), Ok(3_600_000));
+        assert_eq!(iso_duration_ms("P1DT30M"), Ok(88_200_000));
+        assert_eq!(iso_duration_ms("PT0.5S"), Ok(500));
+        for bad in ["1H", "P", "PT", "P1DT", "PTT1H", "PT0.5H", "P1H", "PT1D", "P1\u{e9}", ""] {
+            assert!(iso_duration_ms(bad).unwrap_err().contains("ISO-8601"), "{bad}");
+        }
+        // 106,751,991,167 days is just under i64::MAX ms; 106,751,991,168 is over.
+        assert_eq!(iso_duration_ms("P106751991167D"), Ok(9_223_372_036_828_800_000));
+        assert!(iso_duration_ms("P106751991168D").unwrap_err().contains("out of range"));
+        assert!(iso_duration_ms(&format!("PT{}S", "9".repeat(400))).unwrap_err().contains("out of range"));
         let path = json_path("$.a.b[1]['c d']").unwrap();
         assert_eq!(extract(r#"{"a": {"b": [0, {"c d": 7}]}}"#, &path), Some("7".into()));
         assert!(json_path("a.b").is_err());

@@ -122,14 +122,17 @@ fn rewrite_function(f: &mut Function) {
             }
         }
         _ => {
-            // PERCENTILE95(x) and PERCENTILEEST95(x): the percentile in the name.
+            // PERCENTILE95(x) and PERCENTILEEST95(x): the percentile in the name, digits only
+            // (pinot-core AggregationFunctionFactory.java: `\d+`), so that no NaN, inf or
+            // exponent reaches the SQL.
             for (prefix, target) in [
                 ("PERCENTILEEST", "approx_percentile_cont"),
                 ("PERCENTILETDIGEST", "approx_percentile_cont"),
                 ("PERCENTILE", "percentile"),
             ] {
-                if let Some(p) =
-                    name.strip_prefix(prefix).filter(|p| !p.is_empty() && p.parse::<f64>().is_ok())
+                if let Some(p) = name
+                    .strip_prefix(prefix)
+                    .filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
                 {
                     let p = p.to_string();
                     set_name(f, target);
@@ -170,6 +173,9 @@ mod tests {
             "SELECT approx_percentile_cont(a, (90) / 100.0) FROM t"
         );
         assert_eq!(rewritten("SELECT percentile95(a) FROM t"), "SELECT percentile(a, 95) FROM t");
+        for name in ["PERCENTILENAN", "PERCENTILEINF", "PERCENTILE1E2", "PERCENTILEESTNAN"] {
+            assert_eq!(rewritten(&format!("SELECT {name}(a) FROM t")), format!("SELECT {name}(a) FROM t"));
+        }
         assert_eq!(
             rewritten("SELECT LASTWITHTIME(v, ts, 'STRING') FROM t"),
             "SELECT last_value(v ORDER BY ts ASC NULLS FIRST) FROM t"

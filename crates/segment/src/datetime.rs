@@ -54,6 +54,12 @@ impl TimeUnit {
         }
     }
 
+    /// Converts `value` in this unit to `to`, truncating toward zero as Java's
+    /// `TimeUnit.convert` does; None when the result is outside i64 (where Java saturates).
+    pub fn convert(self, value: i64, to: TimeUnit) -> Option<i64> {
+        i64::try_from(i128::from(value) * self.nanos() / to.nanos()).ok()
+    }
+
     /// Nanoseconds in one unit.
     pub fn nanos(self) -> i128 {
         match self {
@@ -142,12 +148,13 @@ impl DateTimeFormat {
         }
     }
 
-    /// Converts epoch milliseconds into this format's number (EPOCH), or None for text formats.
+    /// Converts epoch milliseconds into this format's number (EPOCH); None for text formats and
+    /// when the number is outside i64 (i64::MAX ms in nanoseconds).
     pub fn epoch_value(&self, millis: i64) -> Option<i64> {
         match self {
             DateTimeFormat::Epoch { size, unit } => {
                 let step = unit.nanos() * i128::from(*size);
-                Some((i128::from(millis) * 1_000_000).div_euclid(step) as i64)
+                i64::try_from((i128::from(millis) * 1_000_000).div_euclid(step)).ok()
             }
             DateTimeFormat::Timestamp => Some(millis),
             DateTimeFormat::SimpleDate(_) => None,
@@ -167,10 +174,11 @@ impl DateTimeFormat {
     }
 }
 
-fn check_utc(zone: &str) -> Result<(), String> {
+/// Accepts the names of UTC, the only time zone Shoal reads and writes; an error names any other.
+pub fn check_utc(zone: &str) -> Result<(), String> {
     match zone.trim().to_ascii_uppercase().as_str() {
         "UTC" | "GMT" | "Z" | "ETC/UTC" => Ok(()),
-        other => Err(format!("time zone {other:?} is not supported: only UTC is")),
+        _ => Err(format!("time zone {:?} is not supported: only UTC is", zone.trim())),
     }
 }
 
@@ -277,6 +285,12 @@ impl JavaDatePattern {
                 n += 1;
             }
             tokens.push(match c {
+                // java.time's appendFraction takes at most 9 digits (nanoseconds).
+                'S' if n > 9 => {
+                    return Err(format!(
+                        "pattern {pattern:?} has {n} S: a fraction of a second has at most 9 digits"
+                    ));
+                }
                 'y' | 'u' | 'Y' => Token::Year(n),
                 'M' | 'L' if n >= 3 => Token::MonthName(n),
                 'M' | 'L' => Token::Month(n),
@@ -312,8 +326,33 @@ impl JavaDatePattern {
         self.parse_millis(&value.to_string())
     }
 
-    /// Parses text in this pattern to epoch milliseconds (UTC); None when it does not match.
+    /// Parses text in this pattern to epoch milliseconds (UTC); None when it does not match or
+    /// its time is outside the range of epoch milliseconds.
     pub fn parse_millis(&self, text: &str) -> Option<i64> {
+        self.try_parse_millis(text).ok().flatten()
+    }
+
+    /// Parses text in this pattern to epoch milliseconds (UTC): `Ok(None)` when it does not
+    /// match, an error when it matches a time outside the range of epoch milliseconds (about
+    /// 292 million years either side of 1970).
+    pub fn try_parse_millis(&self, text: &str) -> Result<Option<i64>, String> {
+        let out_of_range = || format!("{text:?} in {:?} is out of range of epoch milliseconds", self.text);
+        let Some(fields) = self.fields(text) else { return Ok(None) };
+        let Fields { year, month, day, hour, minute, second, nanos, offset_minutes } = fields;
+        if year.abs() > MAX_YEAR {
+            return Err(out_of_range());
+        }
+        let days = days_from_civil(year, month, day);
+        let secs = days * 86_400 + hour * 3600 + minute * 60 + second - offset_minutes * 60;
+        secs.checked_mul(1000)
+            .and_then(|ms| ms.checked_add(nanos / 1_000_000))
+            .map(Some)
+            .ok_or_else(out_of_range)
+    }
+
+    /// The fields of `text` in this pattern, checked to be a valid date and time; None when it
+    /// does not match.
+    fn fields(&self, text: &str) -> Option<Fields> {
         let bytes = text.trim().as_bytes();
         let mut pos = 0;
         let (mut year, mut month, mut day) = (1970i64, 1i64, 1i64);
@@ -343,11 +382,15 @@ impl JavaDatePattern {
                 }
                 Token::Month(n) => (month, pos) = number(bytes, pos, width(*n, 2))?,
                 Token::MonthName(_) => {
-                    let rest = std::str::from_utf8(&bytes[pos..]).ok()?;
+                    // Compared as bytes: the text may cut a multi-byte character where a name ends.
+                    let rest = &bytes[pos..];
+                    let starts = |prefix: &[u8]| {
+                        rest.get(..prefix.len()).is_some_and(|r| r.eq_ignore_ascii_case(prefix))
+                    };
                     let (m, used) = MONTHS.iter().enumerate().find_map(|(i, name)| {
-                        if rest.len() >= name.len() && rest[..name.len()].eq_ignore_ascii_case(name) {
+                        if starts(name.as_bytes()) {
                             Some((i as i64 + 1, name.len()))
-                        } else if rest.len() >= 3 && rest[..3].eq_ignore_ascii_case(&name[..3]) {
+                        } else if starts(&name.as_bytes()[..3]) {
                             Some((i as i64 + 1, 3))
                         } else {
                             None
@@ -417,9 +460,7 @@ impl JavaDatePattern {
         {
             return None;
         }
-        let days = days_from_civil(year, month, day);
-        let secs = days.checked_mul(86_400)? + hour * 3600 + minute * 60 + second - offset_minutes * 60;
-        secs.checked_mul(1000)?.checked_add(nanos / 1_000_000)
+        Some(Fields { year, month, day, hour, minute, second, nanos, offset_minutes })
     }
 
     /// Formats epoch milliseconds (UTC) in this pattern.
@@ -459,6 +500,22 @@ impl JavaDatePattern {
     }
 }
 
+/// The furthest year from 0 that epoch milliseconds reach (i64 ms is ±292,278,994 years from
+/// 1970); a parsed year beyond it is out of range before any calendar arithmetic.
+const MAX_YEAR: i64 = 292_278_994;
+
+/// A parsed date and time, each field in its range.
+struct Fields {
+    year: i64,
+    month: i64,
+    day: i64,
+    hour: i64,
+    minute: i64,
+    second: i64,
+    nanos: i64,
+    offset_minutes: i64,
+}
+
 const MONTHS: [&str; 12] = [
     "January",
     "February",
@@ -484,12 +541,13 @@ fn number(bytes: &[u8], pos: usize, max: usize) -> Option<(i64, usize)> {
     Some((v, pos + used))
 }
 
-/// Reads 1..=max ASCII digits.
+/// Reads 1..=max ASCII digits; a number past i64 reads as i64::MAX, which every field's range
+/// check refuses.
 fn digits(bytes: &[u8], max: usize) -> Option<(i64, usize)> {
     let mut value: i64 = 0;
     let mut used = 0;
     while used < max && used < bytes.len() && bytes[used].is_ascii_digit() {
-        value = value.checked_mul(10)?.checked_add(i64::from(bytes[used] - b'0'))?;
+        value = value.saturating_mul(10).saturating_add(i64::from(bytes[used] - b'0'));
         used += 1;
     }
     (used > 0).then_some((value, used))
@@ -580,6 +638,41 @@ mod tests {
             let (y, m, d) = civil_from_days(days);
             assert_eq!(days_from_civil(y, m, d), days);
         }
+    }
+
+    #[test]
+    fn patterns_refuse_what_they_cannot_hold() {
+        // Ten fraction digits: more than nanoseconds.
+        assert!(JavaDatePattern::parse("yyyySSSSSSSSSS").is_err());
+        let p = JavaDatePattern::parse("yyyySSSSSSSSSMM").unwrap();
+        assert_eq!(p.parse_millis("197012345678901"), Some(123));
+        // A year past the range of epoch milliseconds is an error, not a wrapped number.
+        let p = JavaDatePattern::parse("yyyyyyyyyyyyyyyyyyyyMM").unwrap();
+        assert!(p.try_parse_millis("9999999999999999999901").is_err());
+        let p = JavaDatePattern::parse("yyyy-MM").unwrap();
+        assert!(p.try_parse_millis("292278995-01").is_err());
+        assert_eq!(p.try_parse_millis("292278995-13"), Ok(None));
+        // i64::MAX ms is 292278994-08-17T07:12:55.807Z.
+        let p = JavaDatePattern::parse("yyyy-MM-dd HH:mm:ss.SSS").unwrap();
+        assert_eq!(p.try_parse_millis("292278994-08-17 07:12:55.807"), Ok(Some(i64::MAX)));
+        assert!(p.try_parse_millis("292278994-08-17 07:12:55.808").is_err());
+        // A month name cut inside a multi-byte character does not match.
+        let p = JavaDatePattern::parse("yyyy MMM").unwrap();
+        assert_eq!(p.parse_millis("2024 Ma\u{e9}"), None);
+        assert_eq!(p.parse_millis("2024 Janu\u{e9}"), None);
+    }
+
+    #[test]
+    fn units_convert_as_java_does() {
+        assert_eq!(TimeUnit::Days.convert(1, TimeUnit::Milliseconds), Some(86_400_000));
+        assert_eq!(TimeUnit::Milliseconds.convert(-1_500, TimeUnit::Seconds), Some(-1));
+        assert_eq!(TimeUnit::Days.convert(i64::MAX, TimeUnit::Milliseconds), None);
+        assert_eq!(TimeUnit::Nanoseconds.convert(i64::MIN, TimeUnit::Days), Some(-106_751));
+        let f = DateTimeFormat::parse("1:NANOSECONDS:EPOCH").unwrap();
+        assert_eq!(f.epoch_value(i64::MAX), None);
+        assert_eq!(f.epoch_value(-1), Some(-1_000_000));
+        assert!(check_utc("Etc/UTC").is_ok());
+        assert!(check_utc("Asia/Kolkata").is_err());
     }
 
     #[test]
