@@ -435,7 +435,7 @@ fn functions_engine() -> &'static (tokio::runtime::Runtime, QueryEngine) {
             memory_limit: 256 << 20,
             max_result_rows: 100,
             target_partitions: 1,
-            prune: true,
+            ..QueryOptions::default()
         });
         engine.register("t", layout, Arc::new(FixedRows(segment)));
         (runtime, engine)
