@@ -381,7 +381,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 impl FaultProxy {
     /// Starts a proxy on a free loopback port forwarding to `upstream_port`, injecting nothing.
     pub async fn start(upstream_port: u16) -> std::io::Result<FaultProxy> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let listener = bind_outside_ephemeral().await?;
         let port = listener.local_addr()?.port();
         let state = Arc::new(std::sync::Mutex::new(ProxyState {
             schedule: Schedule::new(Faults::default()),
@@ -470,6 +470,29 @@ async fn serve(
         };
         let _ = done.send(result);
     }
+}
+
+/// Binds a loopback port below the kernel's ephemeral range. While the proxy's port is closed,
+/// nothing else may take it: not another test asking for a free port (those come from the
+/// ephemeral range), and not a client's own end of a connection to it (a connection from an
+/// ephemeral port to the same port number would connect to itself).
+async fn bind_outside_ephemeral() -> std::io::Result<tokio::net::TcpListener> {
+    use rand::Rng;
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next().and_then(|v| v.parse::<u16>().ok()))
+        .unwrap_or(32768);
+    let floor = 10_000u16.min(low.saturating_sub(1));
+    let mut last = None;
+    for _ in 0..200 {
+        let port = rand::rng().random_range(floor..low.max(floor + 1));
+        match tokio::net::TcpListener::bind(("127.0.0.1", port)).await {
+            Ok(listener) => return Ok(listener),
+            Err(e) => last = Some(e),
+        }
+    }
+    // Any port rather than none.
+    tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| last.unwrap_or(e))
 }
 
 /// Binds `port` again, retrying for a while: a client's socket may hold it briefly (a
