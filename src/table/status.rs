@@ -1,13 +1,11 @@
 //! What a table tells its operators: per shard, per sealed segment, per quarantined segment.
 
 use parking_lot::Mutex;
-use serde::Serialize;
 use shoal_segment::DropStats;
 use std::collections::BTreeMap;
 
 /// What a shard's ingestion is doing.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum ShardState {
     /// Reading records into its consuming segment.
     #[default]
@@ -19,8 +17,7 @@ pub enum ShardState {
 }
 
 /// Where the rows of a quarantined segment are.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum QuarantineState {
     /// Not being read again yet (the source cannot, or the table stopped first); the manifest
     /// keeps the segment as lost and the next start tries again.
@@ -35,15 +32,13 @@ pub enum QuarantineState {
 }
 
 /// Per-shard progress, for the status.
-#[derive(Debug, Clone, Default, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Default)]
 pub struct ShardStatus {
     /// Shard id.
     pub shard: String,
     /// What its ingestion is doing.
     pub state: ShardState,
     /// Why the shard is paused.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// The committed checkpoint (sequence number, `:sub` inside a KPL aggregate).
     pub checkpoint: Option<String>,
@@ -54,20 +49,13 @@ pub struct ShardStatus {
     /// Rows ingested from the shard since the engine opened.
     pub rows_ingested: u64,
     /// Times its ingestion task panicked and was started again (from the last commit).
-    #[serde(skip_serializing_if = "is_zero")]
     pub restarts: u64,
     /// The last panic's message.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub last_panic: Option<String>,
 }
 
-fn is_zero(n: &u64) -> bool {
-    *n == 0
-}
-
 /// One sealed segment, for the status.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone)]
 pub struct SegmentStatus {
     /// Segment name.
     pub name: String,
@@ -82,8 +70,7 @@ pub struct SegmentStatus {
 }
 
 /// A segment whose file was refused, and what became of its rows.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone)]
 pub struct QuarantinedSegment {
     /// The refused file (now in the table's `quarantine/` directory).
     pub file: String,
@@ -100,8 +87,7 @@ pub struct QuarantinedSegment {
 }
 
 /// A table's state for operators.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone)]
 pub struct TableStatus {
     /// Table name.
     pub table: String,
@@ -116,7 +102,6 @@ pub struct TableStatus {
     /// Dropped records by reason, with samples.
     pub dropped: DropStats,
     /// Segments refused (at open, by the scrub or by a query), and what became of their rows.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub quarantined: Vec<QuarantinedSegment>,
 }
 

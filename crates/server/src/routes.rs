@@ -251,7 +251,7 @@ async fn table_schema(State(state): State<AppState>, UrlPath(name): UrlPath<Stri
 
 async fn table_status(State(state): State<AppState>, UrlPath(name): UrlPath<String>) -> Response {
     match state.engine.table_status(&name) {
-        Ok(s) => Json(s).into_response(),
+        Ok(s) => Json(controller::table_status(&s)).into_response(),
         Err(e) => error(StatusCode::NOT_FOUND, e.to_string()),
     }
 }
