@@ -246,3 +246,40 @@ fn prometheus_labels(text: &str) -> Option<(Labels, &str)> {
         rest = &after[end + 1..];
     }
 }
+
+/// Puts the records `ids` (`record(id, t)`, unique ids) into `stream` in batches of 250, each
+/// with the partition key `key(id)` and, when given, an explicit hash key (to pick a shard).
+pub async fn put_ids(
+    emulator: &shoal_stream::emulator::Emulator,
+    stream: &str,
+    ids: std::ops::Range<usize>,
+    t: i64,
+    key: impl Fn(usize) -> String,
+    explicit_hash_key: Option<&str>,
+) {
+    use aws_sdk_kinesis::primitives::Blob;
+    use aws_sdk_kinesis::types::PutRecordsRequestEntry;
+    let ids: Vec<usize> = ids.collect();
+    for chunk in ids.chunks(250) {
+        let entries = chunk
+            .iter()
+            .map(|i| {
+                PutRecordsRequestEntry::builder()
+                    .partition_key(key(*i))
+                    .set_explicit_hash_key(explicit_hash_key.map(str::to_string))
+                    .data(Blob::new(record(*i, t)))
+                    .build()
+                    .unwrap()
+            })
+            .collect();
+        let out = emulator
+            .client()
+            .put_records()
+            .stream_name(stream)
+            .set_records(Some(entries))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(out.failed_record_count(), Some(0), "every put succeeds");
+    }
+}

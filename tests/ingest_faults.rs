@@ -15,36 +15,6 @@ use shoal_stream::emulator::Emulator;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Puts records `ids` on the shard that owns `hash_key` (an explicit hash key).
-async fn put_on(emulator: &Emulator, stream: &str, hash_key: &str, ids: std::ops::Range<usize>) {
-    use aws_sdk_kinesis::primitives::Blob;
-    use aws_sdk_kinesis::types::PutRecordsRequestEntry;
-    let t = now_ms();
-    let ids: Vec<usize> = ids.collect();
-    for chunk in ids.chunks(250) {
-        let entries = chunk
-            .iter()
-            .map(|i| {
-                PutRecordsRequestEntry::builder()
-                    .partition_key("k")
-                    .explicit_hash_key(hash_key)
-                    .data(Blob::new(record(*i, t)))
-                    .build()
-                    .unwrap()
-            })
-            .collect();
-        let out = emulator
-            .client()
-            .put_records()
-            .stream_name(stream)
-            .set_records(Some(entries))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(out.failed_record_count(), Some(0));
-    }
-}
-
 /// The shards of `stream`, each with the first hash key it owns.
 async fn shards(emulator: &Emulator, stream: &str) -> Vec<(String, String)> {
     let out = emulator.client().list_shards().stream_name(stream).send().await.unwrap();
@@ -78,14 +48,14 @@ async fn over_the_memory_cap_the_largest_consuming_segment_seals() {
         .create_table(&table_config("capped", "capped", &emulator.endpoint(), 1_000_000), &schema("capped"))
         .await
         .unwrap();
-    put_on(&emulator, "capped", &big.1, 0..1000).await;
+    put_ids(&emulator, "capped", 0..1000, now_ms(), |_| "k".to_string(), Some(&big.1)).await;
     assert_eq!(wait_for_rows(&engine, "capped", 1000, Duration::from_secs(60)).await, (1000, 1000));
     assert!(engine.table_status("capped").unwrap().segments.is_empty(), "under the cap nothing seals");
     // The small shard's records arrive a few at a time, each batch taking the table further
     // over the cap.
     for n in 0..60 {
         let from = 1000 + n * 20;
-        put_on(&emulator, "capped", &small.1, from..from + 20).await;
+        put_ids(&emulator, "capped", from..from + 20, now_ms(), |_| "k".to_string(), Some(&small.1)).await;
         wait_for_rows(&engine, "capped", (from + 20) as i64, Duration::from_secs(30)).await;
         if !engine.table_status("capped").unwrap().segments.is_empty() {
             break;
@@ -123,14 +93,14 @@ async fn a_panicking_ingest_task_restarts_from_the_last_commit() {
         .await
         .unwrap();
     // Several segments commit after the engine started; then record 777 makes the task panic.
-    put_on(&emulator, "panicky", &shard.1, 0..750).await;
+    put_ids(&emulator, "panicky", 0..750, now_ms(), |_| "k".to_string(), Some(&shard.1)).await;
     assert_eq!(wait_for_rows(&engine, "panicky", 750, Duration::from_secs(60)).await, (750, 750));
     let engine_ref = &engine;
     wait_until("7 segments", Duration::from_secs(30), || {
         engine_ref.table_status("panicky").unwrap().sealed_rows == 700
     })
     .await;
-    put_on(&emulator, "panicky", &shard.1, 750..1000).await;
+    put_ids(&emulator, "panicky", 750..1000, now_ms(), |_| "k".to_string(), Some(&shard.1)).await;
     assert_eq!(wait_for_rows(&engine, "panicky", 1000, Duration::from_secs(60)).await, (1000, 1000));
     let status = engine.table_status("panicky").unwrap();
     let s = &status.shards[0];

@@ -249,7 +249,7 @@ async fn health_is_ready_once_every_table_consumes_and_live_before() {
     .unwrap();
 
     emulator.create_stream("late", 2).await.unwrap();
-    put_many(&emulator, "late", 10, now_ms()).await;
+    put_ids(&emulator, "late", 0..10, now_ms(), |i| format!("k{i}"), None).await;
     tokio::task::spawn_blocking(move || {
         let started = Instant::now();
         while server.get("/health", None).unwrap().0 != 200 {
@@ -291,7 +291,7 @@ async fn stop_and_restart(signal: i32, name: &'static str) {
     let emulator = Emulator::start().await.expect("kinesis-local must be installed and start");
     let stream = name.to_ascii_lowercase();
     emulator.create_stream(&stream, 1).await.unwrap();
-    put_many(&emulator, &stream, 250, now_ms()).await;
+    put_ids(&emulator, &stream, 0..250, now_ms(), |i| format!("k{i}"), None).await;
     let dir = tempfile::tempdir().unwrap();
     // A segment seals every 100 rows: 200 rows committed, 50 only in memory.
     let table = table_config(&stream, &stream, &emulator.endpoint(), 100);
@@ -360,7 +360,7 @@ async fn sql_abuse_is_refused_or_stopped_and_the_server_keeps_answering() {
     let emulator = Emulator::start().await.expect("kinesis-local must be installed and start");
     emulator.create_stream("abuse", 1).await.unwrap();
     let t = now_ms();
-    put_many(&emulator, "abuse", 4000, t).await;
+    put_ids(&emulator, "abuse", 0..4000, t, |i| format!("k{i}"), None).await;
     let dir = tempfile::tempdir().unwrap();
     let table = table_config("abuse", "abuse", &emulator.endpoint(), 100_000);
     let path = dir.path().to_path_buf();
@@ -437,22 +437,4 @@ fn table_scans(server: &Server, table: &str) -> u64 {
         .find_map(|l| l.strip_prefix(&prefix))
         .and_then(|n| n.trim().parse().ok())
         .unwrap_or_else(|| panic!("no {prefix} in {metrics}"))
-}
-
-async fn put_many(emulator: &Emulator, stream: &str, n: usize, t: i64) {
-    use aws_sdk_kinesis::primitives::Blob;
-    use aws_sdk_kinesis::types::PutRecordsRequestEntry;
-    for chunk in (0..n).collect::<Vec<_>>().chunks(250) {
-        let entries = chunk
-            .iter()
-            .map(|i| {
-                PutRecordsRequestEntry::builder()
-                    .partition_key(format!("k{i}"))
-                    .data(Blob::new(record(*i, t)))
-                    .build()
-                    .unwrap()
-            })
-            .collect::<Vec<_>>();
-        emulator.client().put_records().stream_name(stream).set_records(Some(entries)).send().await.unwrap();
-    }
 }

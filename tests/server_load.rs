@@ -37,21 +37,7 @@ async fn the_server_stays_up_bounded_and_answering_under_mixed_load() {
     let emulator = Emulator::start().await.expect("kinesis-local must be installed and start");
     emulator.create_stream("load", 2).await.unwrap();
     let t = now_ms();
-    for chunk in (0..4000).collect::<Vec<_>>().chunks(250) {
-        use aws_sdk_kinesis::primitives::Blob;
-        use aws_sdk_kinesis::types::PutRecordsRequestEntry;
-        let entries = chunk
-            .iter()
-            .map(|i| {
-                PutRecordsRequestEntry::builder()
-                    .partition_key(format!("k{i}"))
-                    .data(Blob::new(record(*i, t)))
-                    .build()
-                    .unwrap()
-            })
-            .collect();
-        emulator.client().put_records().stream_name("load").set_records(Some(entries)).send().await.unwrap();
-    }
+    put_ids(&emulator, "load", 0..4000, t, |i| format!("k{i}"), None).await;
     let dir = tempfile::tempdir().unwrap();
     let table = table_config("load", "load", &emulator.endpoint(), 1000);
     let report = tokio::task::spawn_blocking(move || {
