@@ -23,7 +23,20 @@ pub fn serve_binary() -> PathBuf {
             assert!(status.success(), "cargo build --example serve failed");
             let exe = std::env::current_exe().expect("test binary path");
             let target = exe.parent().and_then(Path::parent).expect("target/<profile>");
-            target.join("examples").join(format!("serve{}", std::env::consts::EXE_SUFFIX))
+            let built = target.join("examples").join(format!("serve{}", std::env::consts::EXE_SUFFIX));
+            // A copy of this test process's own: another checkout sharing the target directory
+            // may build `serve` again while these tests run. Copies of processes gone are removed.
+            let copies = target.join("serve-copies");
+            std::fs::create_dir_all(&copies).expect("a directory for serve copies");
+            for entry in std::fs::read_dir(&copies).into_iter().flatten().flatten() {
+                let pid = entry.file_name().to_string_lossy().into_owned();
+                if !Path::new("/proc").join(&pid).exists() {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+            let own = copies.join(std::process::id().to_string());
+            std::fs::copy(&built, &own).expect("copy the serve binary");
+            own
         })
         .clone()
 }
