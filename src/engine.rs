@@ -3,7 +3,7 @@
 use crate::config::TableDefinition;
 use crate::error::{Error, io_error};
 use crate::metrics::Metrics;
-use crate::table::{ScrubOptions, Table, TableOptions, TableStatus};
+use crate::table::{PauseStatus, ScrubOptions, Table, TableOptions, TableStatus};
 use arrow::array::RecordBatch;
 use serde_json::Value;
 use shoal_query::{QueryEngine, QueryOptions, QueryResult, QueryStream, SnapshotSource};
@@ -357,6 +357,30 @@ impl Engine {
     /// A table's definition (config and schema).
     pub fn definition(&self, name: &str) -> Result<TableDefinition, Error> {
         Ok(self.table(name)?.definition.clone())
+    }
+
+    /// Pauses a table's consumption: its consuming segments commit, nothing more is read, and
+    /// the pause lasts across restarts until `resume_consumption`.
+    pub async fn pause_consumption(&self, name: &str, comment: Option<String>) -> Result<PauseStatus, Error> {
+        let _admin = self.inner.admin.lock().await;
+        self.table(name)?.pause(comment).await
+    }
+
+    /// Resumes a paused table's consumption from its last commit.
+    pub async fn resume_consumption(&self, name: &str) -> Result<PauseStatus, Error> {
+        let _admin = self.inner.admin.lock().await;
+        self.table(name)?.resume().await
+    }
+
+    /// Whether a table's consumption is paused.
+    pub fn pause_status(&self, name: &str) -> Result<PauseStatus, Error> {
+        Ok(self.table(name)?.pause_status())
+    }
+
+    /// Commits every consuming segment of a table that holds rows, now; the names of the
+    /// segments committed.
+    pub async fn force_commit(&self, name: &str) -> Result<Vec<String>, Error> {
+        self.table(name)?.force_commit().await
     }
 
     /// A table's status: per shard state, checkpoint, lag and rows; its segments.

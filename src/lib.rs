@@ -28,5 +28,6 @@ pub use shoal_query::{QueryOptions, QueryResult};
 pub use shoal_segment::{Problem, Schema};
 pub use shoal_stream::Secret;
 pub use table::{
-    QuarantineState, QuarantinedSegment, ScrubOptions, SegmentStatus, ShardState, ShardStatus, TableStatus,
+    PauseStatus, QuarantineState, QuarantinedSegment, ScrubOptions, SegmentStatus, ShardState, ShardStatus,
+    TableStatus,
 };

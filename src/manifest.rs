@@ -71,6 +71,19 @@ pub struct Manifest {
     /// config says `LATEST` (see `ResumeState::created_ms`). Written by the table's first commit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_ms: Option<i64>,
+    /// Set while an operator has paused consumption; a restart stays paused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused: Option<Pause>,
+}
+
+/// An operator's pause of a table's consumption.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pause {
+    /// Why, as the operator said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+    /// When the pause began, epoch ms.
+    pub since_ms: i64,
 }
 
 impl Manifest {

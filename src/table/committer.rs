@@ -54,6 +54,8 @@ pub(crate) enum Edit {
     Expire { files: BTreeSet<String> },
     /// A sealed segment found damaged becomes lost, to be read again.
     Quarantine { file: String, reason: String },
+    /// Consumption is paused (with why and since when) or resumed.
+    Pause(Option<crate::manifest::Pause>),
 }
 
 /// What the commit lock guards.
@@ -174,6 +176,7 @@ impl CommitGuard<'_> {
                 next.segments.retain(|s| !files.contains(&s.file));
                 sealed.retain(|s| !files.contains(&s.entry.file));
             }
+            Edit::Pause(pause) => next.paused = pause,
             Edit::Quarantine { file, reason } => {
                 if let Some(at) = next.segments.iter().position(|s| s.file == file) {
                     let entry = next.segments.remove(at);

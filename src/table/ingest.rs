@@ -23,9 +23,8 @@ pub(crate) struct Span {
 
 impl Table {
     /// One shard's ingestion: records → decode → consuming segment → seal → commit.
-    pub(super) async fn ingest(self: Arc<Table>, mut reader: ShardReader) {
+    pub(super) async fn ingest(self: Arc<Table>, mut reader: ShardReader, mut stop: watch::Receiver<bool>) {
         let shard = reader.shard_id.clone();
-        let mut stop = self.stop.subscribe();
         let seal_request = Arc::new(Notify::new());
         self.seal_requests.lock().insert(shard.clone(), Arc::clone(&seal_request));
         let mut segment = self.new_consuming(&shard);
@@ -129,10 +128,19 @@ impl Table {
             self.metrics.dropped.lock().unwrap_or_else(|p| p.into_inner()).merge(&outcome.drops);
         }
         let rows = segment.rows() as u64;
+        let now = shoal_stream::now_ms();
+        let newest = records.last();
         self.board.update_shard(shard, |s| {
             s.millis_behind_latest = millis_behind_latest;
             s.consuming_rows = rows;
             s.rows_ingested += outcome.rows as u64;
+            s.last_consumed_ms = Some(now);
+            s.consumed = newest.map(|r| r.position().to_text());
+            s.availability_lag_ms = newest.map(|r| (now - r.arrival_ms).max(0));
+            s.latest_upstream = match millis_behind_latest {
+                Some(0) => newest.map(|r| r.position().to_text()),
+                _ => None,
+            };
         });
     }
 

@@ -6,10 +6,12 @@
 //! - `status.rs`: what operators see.
 
 mod committer;
+mod consumption;
 mod ingest;
 mod recovery;
 mod status;
 
+pub use consumption::PauseStatus;
 pub use recovery::ScrubOptions;
 pub use status::{QuarantineState, QuarantinedSegment, SegmentStatus, ShardState, ShardStatus, TableStatus};
 
@@ -22,7 +24,7 @@ use parking_lot::Mutex;
 use shoal_query::{SegmentData, SnapshotSource, TableSnapshot};
 use shoal_segment::mutable::now_ms;
 use shoal_segment::{LayoutOptions, SealedSegment, SegmentError, TableLayout};
-use shoal_stream::{Checkpoint, ShardReader, Source, SourceHandle};
+use shoal_stream::{Checkpoint, Source};
 use status::StatusBoard;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -72,7 +74,8 @@ pub struct Table {
     options: TableOptions,
     stop: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
-    source: Mutex<Option<SourceHandle>>,
+    /// The readers and ingest loops, while the table consumes.
+    consumption: Mutex<consumption::Consumption>,
     /// Per shard, how to ask its ingest loop to seal now (the table is over its memory cap).
     seal_requests: Mutex<BTreeMap<String, Arc<Notify>>>,
     /// Lost segments being read again.
@@ -156,7 +159,7 @@ impl Table {
             options,
             stop,
             tasks: Mutex::new(Vec::new()),
-            source: Mutex::new(None),
+            consumption: Mutex::new(consumption::Consumption::default()),
             seal_requests: Mutex::new(BTreeMap::new()),
             rereads: Mutex::new(BTreeSet::new()),
             unreadable,
@@ -164,15 +167,13 @@ impl Table {
         })
     }
 
-    /// Starts consuming from `source`, resuming after the manifest's checkpoints; reads the
-    /// lost segments' rows again, and starts retention and the scrub.
+    /// Starts consuming from `source` (unless the table is paused), resuming after the
+    /// manifest's checkpoints; reads the lost segments' rows again, and starts retention and
+    /// the scrub.
     pub fn start(self: &Arc<Table>, source: Box<dyn Source>) {
-        let resume = self.committer.current().manifest.resume_state();
-        let mut handle = source.start(resume);
-        *self.metrics.stream.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::clone(&handle.metrics));
-        let readers = std::mem::replace(&mut handle.readers, mpsc::channel(1).1);
-        *self.source.lock() = Some(handle);
-        self.spawn_until_stopped(Arc::clone(self).dispatch(readers));
+        if self.committer.current().manifest.paused.is_none() {
+            self.start_consuming(source);
+        }
         let table = Arc::clone(self);
         self.spawn_until_stopped(async move {
             loop {
@@ -214,40 +215,9 @@ impl Table {
         }));
     }
 
-    /// Hands each reader the source gives to an ingest loop of its own. An ingest loop that
-    /// panics is counted; its reader, dropped, is handed out again by the source from the
-    /// shard's last commit, and a new loop takes it.
-    async fn dispatch(self: Arc<Table>, mut readers: mpsc::Receiver<ShardReader>) {
-        while let Some(reader) = readers.recv().await {
-            if *self.stop.borrow() {
-                return;
-            }
-            let shard = reader.shard_id.clone();
-            let ingest = tokio::spawn(Arc::clone(&self).ingest(reader));
-            let table = Arc::clone(&self);
-            let watcher = tokio::spawn(async move {
-                if let Err(e) = ingest.await
-                    && e.is_panic()
-                {
-                    let message = panic_message(e.into_panic());
-                    table.metrics.ingest_panics.fetch_add(1, Ordering::Relaxed);
-                    tracing::error!(table = %table.name, shard, panic = %message, "the shard's ingest task panicked; it starts again from the last commit");
-                    table.board.update_shard(&shard, |s| {
-                        s.restarts += 1;
-                        s.last_panic = Some(message);
-                    });
-                }
-            });
-            self.tasks.lock().push(watcher);
-        }
-    }
-
     /// Stops the readers and ingestion tasks; what is committed stays committed.
     pub async fn stop(&self) {
-        // The source first, so that no reader is handed out while the tasks stop.
-        if let Some(handle) = self.source.lock().take() {
-            handle.stop();
-        }
+        self.stop_consuming().await;
         let _ = self.stop.send(true);
         // Tasks started while stopping are waited for too.
         loop {
@@ -266,9 +236,11 @@ impl Table {
 
     /// Tells the source and every task to stop, without waiting (for a drop).
     pub(crate) fn stop_now(&self) {
-        if let Some(handle) = self.source.lock().take() {
+        let consumption = std::mem::take(&mut *self.consumption.lock());
+        if let Some(handle) = consumption.source {
             handle.stop();
         }
+        let _ = consumption.stop.send(true);
         let _ = self.stop.send(true);
     }
 
@@ -327,6 +299,12 @@ impl Table {
                 s.consuming_rows = c.rows() as u64;
             }
         }
+        if state.manifest.paused.is_some() {
+            for s in shards.values_mut().filter(|s| s.state != ShardState::Ended) {
+                s.state = ShardState::Paused;
+                s.error = Some("consumption paused by an operator".into());
+            }
+        }
         let segments: Vec<SegmentStatus> = state
             .sealed
             .iter()
@@ -336,6 +314,7 @@ impl Table {
                 rows: s.entry.rows,
                 time_range: s.entry.time_range,
                 verified: s.segment.is_read(),
+                bytes: s.segment.file_bytes(),
             })
             .collect();
         TableStatus {
@@ -346,6 +325,7 @@ impl Table {
             shards: shards.into_values().collect(),
             dropped: self.metrics.dropped.lock().unwrap_or_else(|p| p.into_inner()).clone(),
             quarantined: self.board.quarantine_list(),
+            paused: state.manifest.paused.is_some(),
         }
     }
 
@@ -355,7 +335,7 @@ impl Table {
     }
 }
 
-fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+pub(super) fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
     match payload.downcast::<String>() {
         Ok(s) => *s,
         Err(payload) => {

@@ -10,7 +10,8 @@ pub enum ShardState {
     /// Reading records into its consuming segment.
     #[default]
     Consuming,
-    /// Sealing fails (a full disk, say): nothing more is read until a retry succeeds.
+    /// Nothing is read: sealing fails (a full disk, say) and is retried until it succeeds, or
+    /// an operator paused the table's consumption; `error` says which.
     Paused,
     /// Read to its end, and the end committed.
     Ended,
@@ -52,6 +53,17 @@ pub struct ShardStatus {
     pub restarts: u64,
     /// The last panic's message.
     pub last_panic: Option<String>,
+    /// The last record consumed (appended or dropped), committed or not: where the shard's
+    /// reading stands (Pinot's current offset).
+    pub consumed: Option<String>,
+    /// When records were last appended, epoch ms (Pinot's `lastConsumedTimestamp`).
+    pub last_consumed_ms: Option<i64>,
+    /// How long after their arrival in the stream the last records were appended, ms
+    /// (Pinot's availability lag).
+    pub availability_lag_ms: Option<i64>,
+    /// The stream's newest record in the shard, when the reader has caught up with it (its
+    /// last answer was 0 ms behind); None when unknown.
+    pub latest_upstream: Option<String>,
 }
 
 /// One sealed segment, for the status.
@@ -67,6 +79,8 @@ pub struct SegmentStatus {
     pub time_range: Option<(i64, i64)>,
     /// True once its row data has been read and found intact (by the scrub or a query).
     pub verified: bool,
+    /// The file's size in bytes.
+    pub bytes: u64,
 }
 
 /// A segment whose file was refused, and what became of its rows.
@@ -101,6 +115,8 @@ pub struct TableStatus {
     pub consuming_rows: u64,
     /// Dropped records by reason, with samples.
     pub dropped: DropStats,
+    /// True while an operator has paused the table's consumption.
+    pub paused: bool,
     /// Segments refused (at open, by the scrub or by a query), and what became of their rows.
     pub quarantined: Vec<QuarantinedSegment>,
 }
@@ -111,6 +127,11 @@ impl TableStatus {
     /// every shard is paused or ended.
     pub fn is_consuming(&self) -> bool {
         self.shards.iter().any(|s| s.state == ShardState::Consuming)
+    }
+
+    /// Whether the table does what it was told: it consumes, or an operator paused it.
+    pub fn is_ready(&self) -> bool {
+        self.paused || self.is_consuming()
     }
 }
 

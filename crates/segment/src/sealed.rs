@@ -527,6 +527,11 @@ impl SealedSegment {
         Ok(())
     }
 
+    /// The file's size in bytes.
+    pub fn file_bytes(&self) -> u64 {
+        self.buffer.len() as u64
+    }
+
     /// True once the row data has been read: its checksum checked, or its batches decoded.
     /// Opening reads no row data.
     pub fn is_read(&self) -> bool {

@@ -23,6 +23,8 @@ use std::time::Duration;
 
 /// The environment variable that holds the auth token when `--auth-token` is not given.
 const TOKEN_ENV: &str = "SHOAL_AUTH_TOKEN";
+/// The environment variable that holds Basic credentials when `--basic-auth` is not given.
+const BASIC_ENV: &str = "SHOAL_BASIC_AUTH";
 
 #[derive(Parser, Debug)]
 #[command(name = "serve", about = "Shoal's SQL server, speaking Pinot's broker API")]
@@ -39,9 +41,14 @@ struct Args {
     /// Address to serve HTTP on (loopback unless told otherwise).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8099")]
     listen: String,
-    /// Require `Authorization: Bearer TOKEN` on every endpoint but /health/* (or set SHOAL_AUTH_TOKEN).
+    /// Require `Authorization: Bearer TOKEN` on every endpoint but /health/* and the console
+    /// page (better: set SHOAL_AUTH_TOKEN, which `ps` does not show).
     #[arg(long, value_name = "TOKEN")]
     auth_token: Option<String>,
+    /// Accept Basic credentials `USER:PASSWORD` too, as pinotdb's username/password send them
+    /// (better: set SHOAL_BASIC_AUTH).
+    #[arg(long, value_name = "USER:PASSWORD")]
+    basic_auth: Option<String>,
     /// Longest a query may run, in milliseconds (a query past it answers Pinot code 250).
     #[arg(long, value_name = "MS", default_value_t = 30_000)]
     query_timeout_ms: u64,
@@ -136,6 +143,11 @@ pub fn main() -> ExitCode {
     if args.auth_token.is_some() {
         tracing::warn!(
             "--auth-token on the command line is visible to every user of this machine (ps, /proc); set {TOKEN_ENV} instead"
+        );
+    }
+    if args.basic_auth.is_some() {
+        tracing::warn!(
+            "--basic-auth on the command line is visible to every user of this machine (ps, /proc); set {BASIC_ENV} instead"
         );
     }
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
@@ -246,6 +258,14 @@ async fn serve(
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     let loopback = local.ip().is_loopback();
+    let basic =
+        match args.basic_auth.clone().or_else(|| std::env::var(BASIC_ENV).ok()).filter(|b| !b.is_empty()) {
+            None => None,
+            Some(pair) => match pair.split_once(':') {
+                Some((user, password)) if !user.is_empty() => Some((user.to_string(), password.to_string())),
+                _ => return Err(format!("--basic-auth ({BASIC_ENV}) must be USER:PASSWORD")),
+            },
+        };
     let request_timeout =
         args.request_timeout_ms.map(Duration::from_millis).unwrap_or(query_timeout + Duration::from_secs(15));
     let api = Api::new(
@@ -255,6 +275,7 @@ async fn serve(
             loopback_hosts_only: loopback,
             request_timeout,
             query_runtime: Some(query_runtime),
+            basic,
         },
     );
     tokio::spawn(progress(engine.clone()));

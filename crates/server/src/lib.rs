@@ -30,6 +30,9 @@ pub struct ApiOptions {
     /// Where queries run: a runtime of their own keeps health checks, metrics and the console
     /// answering while queries use every core. None: the caller's runtime.
     pub query_runtime: Option<tokio::runtime::Handle>,
+    /// Basic credentials (`user`, `password`) accepted beside the token, as pinotdb's
+    /// `username`/`password` send them.
+    pub basic: Option<(String, String)>,
 }
 
 impl Default for ApiOptions {
@@ -39,6 +42,7 @@ impl Default for ApiOptions {
             loopback_hosts_only: true,
             request_timeout: std::time::Duration::from_secs(60),
             query_runtime: None,
+            basic: None,
         }
     }
 }
@@ -62,6 +66,10 @@ impl Api {
                 loopback_hosts_only: options.loopback_hosts_only,
                 request_timeout: options.request_timeout,
                 query_runtime: options.query_runtime,
+                basic: options.basic.map(|(user, password)| {
+                    use base64::Engine as _;
+                    Arc::from(base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")))
+                }),
                 console,
             },
         }

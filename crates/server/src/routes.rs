@@ -10,7 +10,7 @@ use axum::extract::{DefaultBodyLimit, Path as UrlPath, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 use shoal::Engine;
@@ -30,6 +30,8 @@ pub(crate) struct AppState {
     pub loopback_hosts_only: bool,
     pub request_timeout: std::time::Duration,
     pub query_runtime: Option<tokio::runtime::Handle>,
+    /// Basic credentials, base64 of `user:password`, as a client sends them.
+    pub basic: Option<Arc<str>>,
     /// The console page's headers and the lag history it charts.
     pub console: Arc<Console>,
 }
@@ -43,6 +45,13 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/tables/{name}/status", get(table_status))
         .route("/tables/{name}/lag", get(console::table_lag))
         .route("/schemas/{name}", get(table_schema))
+        .route("/tables/{name}/schema", get(table_schema))
+        .route("/tables/{name}/pauseConsumption", post(pause_consumption))
+        .route("/tables/{name}/resumeConsumption", post(resume_consumption))
+        .route("/tables/{name}/pauseStatus", get(pause_status))
+        .route("/tables/{name}/forceCommit", post(force_commit))
+        .route("/tables/{name}/size", get(table_size))
+        .route("/segments/{name}", get(segment_list))
         .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), authorize));
     Router::new()
@@ -119,17 +128,24 @@ pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response 
     (status, Json(json!({"code": status.as_u16(), "error": message.into()}))).into_response()
 }
 
+/// With a token or Basic credentials set, a request must carry one of them:
+/// `Authorization: Bearer <token>`, or `Authorization: Basic <base64 user:password>` as
+/// pinotdb sends its `username`/`password` (and Pinot's `BasicAuthAccessControlFactory` reads).
 async fn authorize(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    if let Some(token) = &state.token {
-        let given = request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        let ok = given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes()));
-        if !ok {
-            return error(StatusCode::UNAUTHORIZED, "missing or wrong Authorization: Bearer token");
-        }
+    if state.token.is_none() && state.basic.is_none() {
+        return next.run(request).await;
+    }
+    let given =
+        request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let bearer = given.strip_prefix("Bearer ").zip(state.token.as_deref());
+    let basic = given.strip_prefix("Basic ").zip(state.basic.as_deref());
+    let ok = bearer.is_some_and(|(g, t)| constant_time_eq(g.as_bytes(), t.as_bytes()))
+        || basic.is_some_and(|(g, b)| constant_time_eq(g.trim().as_bytes(), b.as_bytes()));
+    if !ok {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong Authorization (Bearer token or Basic credentials)",
+        );
     }
     next.run(request).await
 }
@@ -153,8 +169,7 @@ async fn readiness(State(state): State<AppState>) -> Response {
         return error(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
     }
     let tables = state.engine.tables();
-    let waiting =
-        tables.iter().filter(|t| !state.engine.table_status(t).is_ok_and(|s| s.is_consuming())).count();
+    let waiting = tables.iter().filter(|t| !state.engine.table_status(t).is_ok_and(|s| s.is_ready())).count();
     if waiting == 0 {
         (StatusCode::OK, "OK").into_response()
     } else {
@@ -267,4 +282,91 @@ async fn consuming_info(State(state): State<AppState>, UrlPath(name): UrlPath<St
 async fn metrics(State(state): State<AppState>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.engine.metrics().prometheus())
         .into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct PauseParams {
+    comment: Option<String>,
+}
+
+/// Pinot's `pauseConsumption`: the consuming segments commit and nothing more is read until
+/// `resumeConsumption`, across restarts.
+async fn pause_consumption(
+    State(state): State<AppState>,
+    UrlPath(name): UrlPath<String>,
+    Query(params): Query<PauseParams>,
+) -> Response {
+    match state.engine.pause_consumption(&name, params.comment).await {
+        Ok(status) => Json(controller::pause_status(&name, &status)).into_response(),
+        Err(e) => engine_error(e),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct ResumeParams {
+    #[serde(rename = "consumeFrom")]
+    consume_from: Option<String>,
+}
+
+/// Pinot's `resumeConsumption`, from the last commit (Pinot's `consumeFrom=lastConsumed`).
+/// `smallest` and `largest` would read rows twice or skip them: refused.
+async fn resume_consumption(
+    State(state): State<AppState>,
+    UrlPath(name): UrlPath<String>,
+    Query(params): Query<ResumeParams>,
+) -> Response {
+    if let Some(from) = params.consume_from.as_deref().filter(|f| !f.eq_ignore_ascii_case("lastConsumed")) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "consumeFrom={from} is not offered: Shoal resumes from the last commit (lastConsumed), so that no row is read twice or skipped"
+            ),
+        );
+    }
+    match state.engine.resume_consumption(&name).await {
+        Ok(status) => Json(controller::pause_status(&name, &status)).into_response(),
+        Err(e) => engine_error(e),
+    }
+}
+
+async fn pause_status(State(state): State<AppState>, UrlPath(name): UrlPath<String>) -> Response {
+    match state.engine.pause_status(&name) {
+        Ok(status) => Json(controller::pause_status(&name, &status)).into_response(),
+        Err(e) => engine_error(e),
+    }
+}
+
+/// Pinot's `forceCommit`: every consuming segment that holds rows commits now.
+async fn force_commit(State(state): State<AppState>, UrlPath(name): UrlPath<String>) -> Response {
+    match state.engine.force_commit(&name).await {
+        Ok(segments) => Json(json!({
+            "forceCommitStatus": "SUCCESS",
+            "forceCommitJobId": format!("{name}-{}", shoal_segment::mutable::now_ms()),
+            "segmentsCommitted": segments,
+        }))
+        .into_response(),
+        Err(e) => engine_error(e),
+    }
+}
+
+async fn table_size(State(state): State<AppState>, UrlPath(name): UrlPath<String>) -> Response {
+    match state.engine.table_status(&name) {
+        Ok(status) => Json(controller::table_size(&status)).into_response(),
+        Err(e) => engine_error(e),
+    }
+}
+
+async fn segment_list(State(state): State<AppState>, UrlPath(name): UrlPath<String>) -> Response {
+    match state.engine.table_status(&name) {
+        Ok(status) => Json(controller::segment_list(&status)).into_response(),
+        Err(e) => engine_error(e),
+    }
+}
+
+/// An engine error as JSON: 404 for an unknown table, 500 otherwise.
+fn engine_error(e: shoal::Error) -> Response {
+    match e {
+        shoal::Error::NoSuchTable(_) => error(StatusCode::NOT_FOUND, e.to_string()),
+        other => error(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
+    }
 }
