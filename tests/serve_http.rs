@@ -65,9 +65,11 @@ async fn the_broker_api_answers_as_pinot_does() {
         let mut keys = keys;
         keys.sort();
         assert_eq!(keys, expected);
-        assert_eq!(v["resultTable"]["dataSchema"]["columnNames"], serde_json::json!(["key", "n", "max(web_REALTIME.id)"]));
-        assert_eq!(v["resultTable"]["dataSchema"]["columnDataTypes"], serde_json::json!(["STRING", "LONG", "LONG"]));
-        assert_eq!(v["resultTable"]["rows"][0], serde_json::json!(["key-0", 9, 296]));
+        // Pinot's name and type for MAX (pinot-core BaseSingleInputAggregationFunction.java,
+        // MaxAggregationFunction.java: DOUBLE).
+        assert_eq!(v["resultTable"]["dataSchema"]["columnNames"], serde_json::json!(["key", "n", "max(id)"]));
+        assert_eq!(v["resultTable"]["dataSchema"]["columnDataTypes"], serde_json::json!(["STRING", "LONG", "DOUBLE"]));
+        assert_eq!(v["resultTable"]["rows"][0], serde_json::json!(["key-0", 9, 296.0]));
         assert_eq!(v["numRowsResultSet"], 2);
         assert_eq!(v["totalDocs"], 300);
         assert_eq!(v["numServersQueried"], 1);
@@ -96,10 +98,10 @@ async fn the_broker_api_answers_as_pinot_does() {
         assert_eq!(status, 404);
         assert!(serde_json::from_str::<Value>(&body).is_ok());
 
-        // An unknown table is a Pinot exception; an unknown table path a 404.
+        // An unknown table is Pinot's TABLE_DOES_NOT_EXIST; an unknown table path a 404.
         let (_, body) = server.post("/query/sql", Some(TOKEN), br#"{"sql": "SELECT count(*) FROM nope"}"#).unwrap();
         let v: Value = serde_json::from_str(&body).unwrap();
-        assert_eq!(v["exceptions"][0]["errorCode"], 150);
+        assert_eq!(v["exceptions"][0]["errorCode"], 190);
         assert_eq!(server.get("/tables/nope", Some(TOKEN)).unwrap().0, 404);
 
         // Controller paths; secrets as ***.
