@@ -57,9 +57,11 @@ async fn the_broker_api_answers_as_pinot_does() {
         let v: Value = serde_json::from_str(&body).unwrap();
         let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
         let mut expected = vec![
-            "exceptions", "minConsumingFreshnessTimeMs", "numConsumingSegmentsQueried", "numDocsScanned", "numRowsResultSet",
-            "numSegmentsMatched", "numSegmentsProcessed", "numSegmentsQueried", "numServersQueried", "numServersResponded",
-            "partialResult", "resultTable", "timeUsedMs", "totalDocs",
+            "brokerId", "exceptions", "minConsumingFreshnessTimeMs", "numConsumingSegmentsMatched",
+            "numConsumingSegmentsProcessed", "numConsumingSegmentsQueried", "numDocsScanned", "numEntriesScannedInFilter",
+            "numEntriesScannedPostFilter", "numGroupsLimitReached", "numRowsResultSet", "numSegmentsMatched",
+            "numSegmentsProcessed", "numSegmentsQueried", "numServersQueried", "numServersResponded", "partialResult",
+            "requestId", "resultTable", "tablesQueried", "timeUsedMs", "totalDocs", "traceInfo",
         ];
         expected.sort();
         let mut keys = keys;
@@ -80,6 +82,21 @@ async fn the_broker_api_answers_as_pinot_does() {
         let (status, body) = server.get("/query/sql?sql=SELECT%20count(*)%20FROM%20web", Some(TOKEN)).unwrap();
         assert_eq!(status, 200);
         assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["resultTable"]["rows"][0][0], 300);
+        // The body's queryOptions and trace (pinot-common RequestUtils.setOptions); the
+        // server's default limit of 10 for a selection without LIMIT.
+        let request = br#"{"sql": "SELECT id FROM web WHERE id < 100", "queryOptions": "timeoutMs=5000;useMultistageEngine=true", "trace": true}"#;
+        let (status, body) = server.post("/query/sql", Some(TOKEN), request).unwrap();
+        assert_eq!(status, 200);
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["exceptions"], serde_json::json!([]), "{v}");
+        assert_eq!(v["resultTable"]["rows"].as_array().unwrap().len(), 10, "{v}");
+        assert_eq!(v["tablesQueried"], serde_json::json!(["web"]));
+        assert_eq!(v["traceInfo"].as_object().unwrap().len(), 1, "{v}");
+        let (_, body) = server.get("/query/sql?sql=SELECT%201&trace=true", Some(TOKEN)).unwrap();
+        assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["traceInfo"].as_object().unwrap().len(), 1);
+        let request = br#"{"sql": "SELECT 1", "queryOptions": "timeoutMs"}"#;
+        let (_, body) = server.post("/query/sql", Some(TOKEN), request).unwrap();
+        assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["exceptions"][0]["errorCode"], 150, "{body}");
 
         // Bad requests: JSON errors with a message.
         for (status, body) in [

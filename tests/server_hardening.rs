@@ -121,6 +121,9 @@ async fn one_memory_pool_admission_and_result_bytes_hold_for_the_whole_server() 
         "20000",
         "--query-timeout-ms",
         "20000",
+        // No default LIMIT: the queries below are meant to need their whole results.
+        "--default-limit",
+        "-1",
     ];
     let (_e, _dir, server) = server_with_rows("pool", &flags).await;
     tokio::task::spawn_blocking(move || {
