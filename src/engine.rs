@@ -6,7 +6,7 @@ use crate::metrics::Metrics;
 use crate::table::{PauseStatus, ScrubOptions, Table, TableOptions, TableStatus};
 use arrow::array::RecordBatch;
 use serde_json::Value;
-use shoal_query::{QueryEngine, QueryOptions, QueryResult, QueryStream, SnapshotSource};
+use shoal_query::{QueryEngine, QueryOptions, QueryResult, QueryStream, RequestOptions, SnapshotSource};
 use shoal_segment::durable;
 use shoal_stream::{KinesisSource, Source};
 use std::collections::BTreeMap;
@@ -395,8 +395,14 @@ impl Engine {
 
     /// Runs read-only SQL and returns the result with its scan statistics.
     pub async fn sql_result(&self, query: &str) -> Result<QueryResult, Error> {
+        self.sql_with(query, &RequestOptions::default()).await
+    }
+
+    /// Runs read-only SQL with the options of a Pinot request (its `queryOptions` and `trace`)
+    /// and returns the result with its scan statistics.
+    pub async fn sql_with(&self, query: &str, request: &RequestOptions) -> Result<QueryResult, Error> {
         let started = Instant::now();
-        let result = self.inner.query.execute(query).await;
+        let result = self.inner.query.execute_with(query, request).await;
         self.count_query(started, result.is_ok());
         Ok(result?)
     }

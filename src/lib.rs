@@ -24,7 +24,7 @@ pub use engine::Faults;
 pub use engine::{Engine, EngineOptions, KinesisSources, SourceFactory};
 pub use error::Error;
 pub use metrics::Metrics;
-pub use shoal_query::{QueryOptions, QueryResult};
+pub use shoal_query::{QueryOptions, QueryResult, RequestOptions};
 pub use shoal_segment::{Problem, Schema};
 pub use shoal_stream::Secret;
 pub use table::{

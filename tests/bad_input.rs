@@ -98,16 +98,8 @@ async fn a_bad_record_corpus_is_counted_by_reason_and_good_rows_kept() {
         assert!(metrics.contains(&line), "{line} missing");
     }
     // The coerced record reads back as its column types.
-    let batches = engine.sql("SELECT i, f, b, bd, raw, d FROM corpus WHERE id = 777").await.unwrap();
-    let r = shoal_server::broker::BrokerResponse::from_result(
-        &shoal::QueryResult {
-            schema: batches[0].schema(),
-            batches,
-            stats: Default::default(),
-            truncated: false,
-        },
-        Duration::ZERO,
-    );
+    let result = engine.sql_result("SELECT i, f, b, bd, raw, d FROM corpus WHERE id = 777").await.unwrap();
+    let r = shoal_server::broker::BrokerResponse::from_result(&result, Duration::ZERO);
     assert_eq!(
         r.result_table.unwrap().rows[0],
         vec![json!(42), json!(2.5), json!(true), json!("3.250000000000000000"), json!("00ff"), json!(1000.0)]

@@ -1,7 +1,8 @@
 //! The real `pinotdb` client (PyPI, pinned in tests/clients/requirements.txt, installed by
 //! scripts/test.sh) against the server: a count, a group-by and string filters through
-//! `pinotdb.connect(...)`, with the auth token as an extra header, give the values computed
-//! here from the rows written.
+//! `pinotdb.connect(...)`, with the auth token as an extra header, with `preserve_types=True`
+//! (an OPTION clause on every query) and `use_multistage_engine=True` (`queryOptions` in the
+//! body), give the values computed here from the rows written.
 
 mod common;
 mod server;
@@ -84,4 +85,19 @@ async fn pinotdb_queries_give_the_rows_written() {
     let like = rows.iter().filter(|(_, k)| k.starts_with("key-1")).count();
     assert_eq!(out["like"], json!({"columns": ["n"], "rows": [[like]]}));
     assert_eq!(out["unknown_table"], "DatabaseError", "{out}");
+    // Pinot's default limit (pinot.broker.default.query.limit, 10) for a selection without one.
+    assert_eq!(out["no_limit"], 10, "{out}");
+    // preserve_types=True and use_multistage_engine=True: their OPTION(...) and queryOptions
+    // are read. SUM is DOUBLE (pinot-core SumAggregationFunction.java): ids 0..199 sum to 19,900.
+    assert_eq!(out["preserve_types"]["columns"], json!(["n", "total"]), "{out}");
+    assert_eq!(out["preserve_types"]["rows"][0][0], ROWS, "{out}");
+    assert_eq!(out["preserve_types"]["rows"][0][1].as_f64(), Some(19_900.0), "{out}");
+    // COUNT is named count(*) (pinot-core CountAggregationFunction.java); key-0 has ids 0, 37,
+    // ..., 185 (6 rows), key-1 ids 1, ..., 186 (6 rows).
+    assert_eq!(
+        out["preserve_types_group_by"],
+        json!({"columns": ["key", "count(*)"], "rows": [["key-0", 6], ["key-1", 6]]}),
+        "{out}"
+    );
+    assert_eq!(out["multistage"], json!({"columns": ["n"], "rows": [[ROWS]]}), "{out}");
 }

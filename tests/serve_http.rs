@@ -57,17 +57,21 @@ async fn the_broker_api_answers_as_pinot_does() {
         let v: Value = serde_json::from_str(&body).unwrap();
         let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
         let mut expected = vec![
-            "exceptions", "minConsumingFreshnessTimeMs", "numConsumingSegmentsQueried", "numDocsScanned", "numRowsResultSet",
-            "numSegmentsMatched", "numSegmentsProcessed", "numSegmentsQueried", "numServersQueried", "numServersResponded",
-            "partialResult", "resultTable", "timeUsedMs", "totalDocs",
+            "brokerId", "exceptions", "minConsumingFreshnessTimeMs", "numConsumingSegmentsMatched",
+            "numConsumingSegmentsProcessed", "numConsumingSegmentsQueried", "numDocsScanned", "numEntriesScannedInFilter",
+            "numEntriesScannedPostFilter", "numGroupsLimitReached", "numRowsResultSet", "numSegmentsMatched",
+            "numSegmentsProcessed", "numSegmentsQueried", "numServersQueried", "numServersResponded", "partialResult",
+            "requestId", "resultTable", "tablesQueried", "timeUsedMs", "totalDocs", "traceInfo",
         ];
         expected.sort();
         let mut keys = keys;
         keys.sort();
         assert_eq!(keys, expected);
-        assert_eq!(v["resultTable"]["dataSchema"]["columnNames"], serde_json::json!(["key", "n", "max(web_REALTIME.id)"]));
-        assert_eq!(v["resultTable"]["dataSchema"]["columnDataTypes"], serde_json::json!(["STRING", "LONG", "LONG"]));
-        assert_eq!(v["resultTable"]["rows"][0], serde_json::json!(["key-0", 9, 296]));
+        // Pinot's name and type for MAX (pinot-core BaseSingleInputAggregationFunction.java,
+        // MaxAggregationFunction.java: DOUBLE).
+        assert_eq!(v["resultTable"]["dataSchema"]["columnNames"], serde_json::json!(["key", "n", "max(id)"]));
+        assert_eq!(v["resultTable"]["dataSchema"]["columnDataTypes"], serde_json::json!(["STRING", "LONG", "DOUBLE"]));
+        assert_eq!(v["resultTable"]["rows"][0], serde_json::json!(["key-0", 9, 296.0]));
         assert_eq!(v["numRowsResultSet"], 2);
         assert_eq!(v["totalDocs"], 300);
         assert_eq!(v["numServersQueried"], 1);
@@ -78,6 +82,21 @@ async fn the_broker_api_answers_as_pinot_does() {
         let (status, body) = server.get("/query/sql?sql=SELECT%20count(*)%20FROM%20web", Some(TOKEN)).unwrap();
         assert_eq!(status, 200);
         assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["resultTable"]["rows"][0][0], 300);
+        // The body's queryOptions and trace (pinot-common RequestUtils.setOptions); the
+        // server's default limit of 10 for a selection without LIMIT.
+        let request = br#"{"sql": "SELECT id FROM web WHERE id < 100", "queryOptions": "timeoutMs=5000;useMultistageEngine=true", "trace": true}"#;
+        let (status, body) = server.post("/query/sql", Some(TOKEN), request).unwrap();
+        assert_eq!(status, 200);
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["exceptions"], serde_json::json!([]), "{v}");
+        assert_eq!(v["resultTable"]["rows"].as_array().unwrap().len(), 10, "{v}");
+        assert_eq!(v["tablesQueried"], serde_json::json!(["web"]));
+        assert_eq!(v["traceInfo"].as_object().unwrap().len(), 1, "{v}");
+        let (_, body) = server.get("/query/sql?sql=SELECT%201&trace=true", Some(TOKEN)).unwrap();
+        assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["traceInfo"].as_object().unwrap().len(), 1);
+        let request = br#"{"sql": "SELECT 1", "queryOptions": "timeoutMs"}"#;
+        let (_, body) = server.post("/query/sql", Some(TOKEN), request).unwrap();
+        assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["exceptions"][0]["errorCode"], 150, "{body}");
 
         // Bad requests: JSON errors with a message.
         for (status, body) in [
@@ -96,10 +115,10 @@ async fn the_broker_api_answers_as_pinot_does() {
         assert_eq!(status, 404);
         assert!(serde_json::from_str::<Value>(&body).is_ok());
 
-        // An unknown table is a Pinot exception; an unknown table path a 404.
+        // An unknown table is Pinot's TABLE_DOES_NOT_EXIST; an unknown table path a 404.
         let (_, body) = server.post("/query/sql", Some(TOKEN), br#"{"sql": "SELECT count(*) FROM nope"}"#).unwrap();
         let v: Value = serde_json::from_str(&body).unwrap();
-        assert_eq!(v["exceptions"][0]["errorCode"], 150);
+        assert_eq!(v["exceptions"][0]["errorCode"], 190);
         assert_eq!(server.get("/tables/nope", Some(TOKEN)).unwrap().0, 404);
 
         // Controller paths; secrets as ***.

@@ -1,26 +1,30 @@
 //! Read-only SQL over the registered tables, under time, memory and result-size limits.
 
+use crate::dialect::{self, PinotOptions, RequestOptions, ResultShape};
 use crate::functions::{aggregate_functions, scalar_functions};
 use crate::guard;
-use crate::provider::{ScanStats, ShoalTable, SnapshotSource};
+use crate::provider::{ScanRecorder, ScanStats, ShoalTable, SnapshotSource};
 use crate::rewrite::{canonicalize, rewrite};
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
-use datafusion::common::DataFusionError;
-use datafusion::common::TableReference;
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::{DataFusionError, SchemaError, TableReference};
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::memory_pool::{GreedyMemoryPool, MemoryPool};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
-use datafusion::sql::parser::{DFParser, Statement as DfStatement};
+use datafusion::sql::parser::Statement as DfStatement;
+use datafusion::sql::sqlparser::ast::Statement;
 use futures::StreamExt;
 use shoal_segment::TableLayout;
-use std::collections::BTreeMap;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Limits every query runs under.
@@ -52,11 +56,14 @@ pub struct QueryOptions {
     /// Queries that run at once (default: twice the cores, at least 4).
     pub max_concurrent_queries: usize,
     /// Queries that may wait for one of those places (default 64); more are refused at once
-    /// with Pinot's 429.
+    /// with Pinot's 211 (ServerOutOfCapacity).
     pub max_queued_queries: usize,
     /// Most pairs of rows a join without a key (a cross or nested-loop join) may compare
     /// (default 1e9); a query past it is refused before it runs, with Pinot's 245.
     pub max_join_pairs: u64,
+    /// The LIMIT a query without one gets (default none: every row). Pinot's broker gives 10
+    /// (`pinot.broker.default.query.limit`); the server sets that.
+    pub default_limit: Option<usize>,
 }
 
 impl Default for QueryOptions {
@@ -74,6 +81,7 @@ impl Default for QueryOptions {
             max_concurrent_queries: (2 * cores()).max(4),
             max_queued_queries: 64,
             max_join_pairs: 1_000_000_000,
+            default_limit: None,
         }
     }
 }
@@ -89,29 +97,63 @@ const PLAN_STACK: usize = 64 << 20;
 
 /// What kind of failure a query met, with Pinot's error code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ErrorKind {
-    /// The SQL does not parse, names what does not exist, or is not allowed (150).
+    /// The SQL or its options do not parse, or the statement is not allowed (150).
     Validation,
-    /// Execution failed, including the memory limit (200).
+    /// The query names a table that does not exist (190).
+    TableNotFound,
+    /// The query names a column its tables do not have (710).
+    UnknownColumn,
+    /// Execution failed (200).
     Execution,
-    /// The time limit passed (250).
+    /// The time limit passed while the query ran (250).
     Timeout,
+    /// The time limit passed while the query waited for a place to run (240).
+    SchedulingTimeout,
     /// The query needs more memory than it may have, or than is free (245).
     ResourceLimit,
-    /// Too many queries run and wait already (429).
+    /// Too many queries run and wait already (211).
     Overloaded,
+    /// The query was cancelled before it finished: the server is stopping (503).
+    Cancelled,
 }
 
 impl ErrorKind {
-    /// Pinot's error code (pinot-spi `QueryErrorCode.java`: SQL_PARSING 150, QUERY_EXECUTION
-    /// 200, EXECUTION_TIMEOUT 250, SERVER_RESOURCE_LIMIT_EXCEEDED 245, TOO_MANY_REQUESTS 429).
+    /// Pinot's error code (pinot-spi `QueryErrorCode.java`: SQL_PARSING 150,
+    /// TABLE_DOES_NOT_EXIST 190, UNKNOWN_COLUMN 710, QUERY_EXECUTION 200, EXECUTION_TIMEOUT 250,
+    /// QUERY_SCHEDULING_TIMEOUT 240, SERVER_RESOURCE_LIMIT_EXCEEDED 245, SERVER_OUT_OF_CAPACITY
+    /// 211, QUERY_CANCELLATION 503). A full admission queue is Pinot's 211, what its server's
+    /// scheduler answers when its queue is full (pinot-core `PriorityScheduler.java`,
+    /// `QueryScheduler.outOfCapacity`); Pinot's 429 is the broker's per-table query quota,
+    /// which Shoal has not.
     pub fn pinot_code(self) -> i32 {
         match self {
             ErrorKind::Validation => 150,
+            ErrorKind::TableNotFound => 190,
+            ErrorKind::UnknownColumn => 710,
             ErrorKind::Execution => 200,
             ErrorKind::Timeout => 250,
+            ErrorKind::SchedulingTimeout => 240,
             ErrorKind::ResourceLimit => 245,
-            ErrorKind::Overloaded => 429,
+            ErrorKind::Overloaded => 211,
+            ErrorKind::Cancelled => 503,
+        }
+    }
+
+    /// Pinot's name for the code, which starts its messages (`QueryErrorCode.getDefaultMessage`;
+    /// pinot-common `BrokerResponseNative.java` writes `name: detail`).
+    pub fn pinot_name(self) -> &'static str {
+        match self {
+            ErrorKind::Validation => "SQLParsingError",
+            ErrorKind::TableNotFound => "TableDoesNotExistError",
+            ErrorKind::UnknownColumn => "UnknownColumnError",
+            ErrorKind::Execution => "QueryExecutionError",
+            ErrorKind::Timeout => "ExecutionTimeoutError",
+            ErrorKind::SchedulingTimeout => "QuerySchedulingTimeoutError",
+            ErrorKind::ResourceLimit => "ServerResourceLimitExceededError",
+            ErrorKind::Overloaded => "ServerOutOfCapacity",
+            ErrorKind::Cancelled => "QueryCancellationError",
         }
     }
 }
@@ -127,27 +169,50 @@ pub struct QueryError {
 }
 
 impl QueryError {
-    fn validation(message: impl Into<String>) -> Self {
+    pub(crate) fn validation(message: impl Into<String>) -> Self {
         QueryError { kind: ErrorKind::Validation, message: message.into() }
     }
 
     fn from_datafusion(e: DataFusionError) -> Self {
-        let kind = match e.find_root() {
+        let message = e.strip_backtrace();
+        match e.find_root() {
+            // pinot-broker BaseSingleStageBrokerRequestHandler.java: "Unknown columnName '...'
+            // found in the query".
+            DataFusionError::SchemaError(inner, _)
+                if matches!(inner.as_ref(), SchemaError::FieldNotFound { .. }) =>
+            {
+                let SchemaError::FieldNotFound { field, .. } = inner.as_ref() else { unreachable!() };
+                QueryError {
+                    kind: ErrorKind::UnknownColumn,
+                    message: format!("Unknown columnName '{}' found in the query ({message})", field.name()),
+                }
+            }
+            DataFusionError::Plan(m) if missing_table(m).is_some() => QueryError {
+                kind: ErrorKind::TableNotFound,
+                message: format!("table '{}' does not exist", missing_table(m).unwrap_or_default()),
+            },
             DataFusionError::SQL(..)
             | DataFusionError::Plan(_)
             | DataFusionError::SchemaError(..)
-            | DataFusionError::NotImplemented(_) => ErrorKind::Validation,
-            DataFusionError::ResourcesExhausted(_) => ErrorKind::ResourceLimit,
-            _ => ErrorKind::Execution,
-        };
-        QueryError { kind, message: e.strip_backtrace() }
+            | DataFusionError::NotImplemented(_) => QueryError { kind: ErrorKind::Validation, message },
+            DataFusionError::ResourcesExhausted(_) => QueryError { kind: ErrorKind::ResourceLimit, message },
+            _ => QueryError { kind: ErrorKind::Execution, message },
+        }
     }
+}
+
+/// The table named by DataFusion's "table 'x' not found" (datafusion `session_state.rs`).
+fn missing_table(message: &str) -> Option<&str> {
+    let name = message.strip_prefix("table '")?.strip_suffix("' not found")?;
+    // Only a table name: a quoted path such as `FROM '/etc/passwd'` is refused as SQL.
+    let bare = name.strip_prefix("datafusion.public.").unwrap_or(name);
+    (!bare.is_empty() && bare.chars().all(|c| c.is_alphanumeric() || c == '_')).then_some(bare)
 }
 
 /// A finished query.
 #[derive(Debug, Clone)]
 pub struct QueryResult {
-    /// The result's schema.
+    /// The result's schema, with Pinot's column names and types.
     pub schema: SchemaRef,
     /// The rows.
     pub batches: Vec<RecordBatch>,
@@ -155,22 +220,46 @@ pub struct QueryResult {
     pub stats: ScanStats,
     /// True when rows were cut at the result limits (rows or bytes).
     pub truncated: bool,
+    /// The query options it ran with.
+    pub options: PinotOptions,
+    /// The tables it read (Pinot's `tablesQueried`): names without `_REALTIME`.
+    pub tables: Vec<String>,
+    /// With the `trace` option: what each phase took and the plan with its operators' metrics,
+    /// as a JSON document.
+    pub trace: Option<String>,
 }
 
 /// A query whose rows arrive as a stream.
 pub struct QueryStream {
-    /// The rows.
+    /// The rows, with Pinot's column names and types.
     pub stream: SendableRecordBatchStream,
-    stats: Arc<Mutex<ScanStats>>,
+    recorder: Arc<ScanRecorder>,
+    /// The query options it runs with.
+    pub options: PinotOptions,
+    /// The tables it reads.
+    pub tables: Vec<String>,
+    plan: Arc<dyn ExecutionPlan>,
+    /// When it was handed over, and what parsing and planning took.
+    phases: Phases,
     /// The query's place among those running, given back when the stream is dropped.
     _admitted: OwnedSemaphorePermit,
 }
 
 impl QueryStream {
-    /// What the scans touched (complete once planning is done, which it is).
+    /// What the scans touched (complete once the stream has ended).
     pub fn stats(&self) -> ScanStats {
-        self.stats.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.recorder.stats()
     }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Phases {
+    parse: Duration,
+    /// Waiting for a place to run.
+    queued: Duration,
+    plan: Duration,
+    /// When execution began.
+    started: Instant,
 }
 
 #[derive(Debug, Clone)]
@@ -222,7 +311,11 @@ impl QueryEngine {
 
     /// Takes a place among the running queries, waiting until `deadline` in the bounded queue;
     /// refused at once when the queue is full.
-    async fn admit(&self, deadline: tokio::time::Instant) -> Result<OwnedSemaphorePermit, QueryError> {
+    async fn admit(
+        &self,
+        deadline: tokio::time::Instant,
+        timeout: Duration,
+    ) -> Result<OwnedSemaphorePermit, QueryError> {
         if let Ok(permit) = Arc::clone(&self.running).try_acquire_owned() {
             return Ok(permit);
         }
@@ -242,9 +335,15 @@ impl QueryEngine {
         match waited {
             Ok(Ok(permit)) => Ok(permit),
             Ok(Err(_)) => Err(overloaded()),
+            // pinot-core ServerQueryExecutorV1Impl.java: a query that waited in the scheduler for
+            // all of its time is QUERY_SCHEDULING_TIMEOUT.
             Err(_) => Err(QueryError {
-                kind: ErrorKind::Timeout,
-                message: format!("the query waited {:?} for a place to run", self.options.timeout),
+                kind: ErrorKind::SchedulingTimeout,
+                message: format!(
+                    "Query scheduling took longer than the query timeout of {} ms: {} queries ran meanwhile",
+                    timeout.as_millis(),
+                    self.options.max_concurrent_queries
+                ),
             }),
         }
     }
@@ -267,15 +366,34 @@ impl QueryEngine {
 
     /// Plans `sql` and starts it; refuses anything but reads.
     pub async fn stream(&self, sql: &str) -> Result<QueryStream, QueryError> {
-        let deadline = tokio::time::Instant::now() + self.options.timeout;
-        self.stream_until(sql, deadline).await
+        self.stream_with(sql, &RequestOptions::default()).await
     }
 
-    async fn stream_until(
-        &self,
-        sql: &str,
-        deadline: tokio::time::Instant,
-    ) -> Result<QueryStream, QueryError> {
+    /// Plans `sql` with the options of its request and starts it; refuses anything but reads.
+    pub async fn stream_with(&self, sql: &str, request: &RequestOptions) -> Result<QueryStream, QueryError> {
+        let prepared = self.prepare(sql, request)?;
+        let (deadline, timeout) = (prepared.deadline, prepared.timeout);
+        let mut query = tokio::time::timeout_at(deadline, self.start(prepared))
+            .await
+            .map_err(|_| timed_out(timeout))??;
+        let shape = std::mem::take(&mut query.shape);
+        let schema = shape.schema(&query.stream.stream.schema());
+        let shaped = Arc::clone(&schema);
+        let rows = std::mem::replace(
+            &mut query.stream.stream,
+            Box::pin(RecordBatchStreamAdapter::new(Arc::clone(&schema), futures::stream::empty())),
+        );
+        query.stream.stream = Box::pin(RecordBatchStreamAdapter::new(
+            schema,
+            rows.map(move |b| b.and_then(|b| shape.apply(b, &shaped).map_err(DataFusionError::from))),
+        ));
+        Ok(query.stream)
+    }
+
+    /// Parses `sql` and its options, and the deadline they give: the query's `timeoutMs` up to
+    /// the engine's time limit, which caps it.
+    fn prepare(&self, sql: &str, request: &RequestOptions) -> Result<Prepared, QueryError> {
+        let now = tokio::time::Instant::now();
         let depth_limit = self.options.max_expression_depth;
         if let Some(depth) = guard::expression_depth(sql)
             && depth > depth_limit
@@ -284,22 +402,41 @@ impl QueryEngine {
                 "the query's expressions nest {depth} deep, deeper than the {depth_limit} allowed"
             )));
         }
-        let admitted = self.admit(deadline).await?;
-        let stats = Arc::new(Mutex::new(ScanStats::default()));
-        let ctx = self.context(&stats)?;
+        // sqlparser's recursion guard grows the stack where it recurses, and the depth checked
+        // above bounds how far.
+        let parsed = dialect::parse(sql, request)?;
+        let timeout = parsed.options.timeout.unwrap_or(self.options.timeout).min(self.options.timeout);
+        Ok(Prepared { parsed, deadline: now + timeout, timeout, parse: now.elapsed() })
+    }
+
+    /// Admits the query, plans it and starts it.
+    async fn start(&self, prepared: Prepared) -> Result<Started, QueryError> {
+        let Prepared { parsed, deadline, timeout, parse } = prepared;
+        let queued = Instant::now();
+        let admitted = self.admit(deadline, timeout).await?;
+        let queued = queued.elapsed();
+        let planning_started = Instant::now();
+        let recorder = Arc::new(ScanRecorder::default());
+        let ctx = self.context(&recorder)?;
         let names = self.known_names();
-        // Parsing and planning recurse over the query and fold its constants: they run on a
-        // thread of their own with a deep stack, and the caller waits for them only until the
-        // deadline.
+        let tables: Vec<String> =
+            self.tables.read().unwrap_or_else(|p| p.into_inner()).keys().cloned().collect();
+        // Planning recurses over the query and folds its constants: it runs on a thread of its
+        // own with a deep stack, and the caller waits for it only until the deadline.
         let (tx, rx) = tokio::sync::oneshot::channel();
         let runtime = tokio::runtime::Handle::current();
-        let max_join_pairs = self.options.max_join_pairs;
-        let sql = sql.to_string();
+        let planning = Planning {
+            statement: parsed.statement,
+            names,
+            tables,
+            max_join_pairs: self.options.max_join_pairs,
+            default_limit: self.options.default_limit,
+        };
         std::thread::Builder::new()
             .name("shoal-plan".into())
             .stack_size(PLAN_STACK)
             .spawn(move || {
-                let _ = tx.send(runtime.block_on(plan_and_start(ctx, &sql, &names, max_join_pairs)));
+                let _ = tx.send(runtime.block_on(plan_and_start(ctx, planning)));
             })
             .map_err(|e| QueryError {
                 kind: ErrorKind::ResourceLimit,
@@ -307,36 +444,57 @@ impl QueryEngine {
             })?;
         let planned = tokio::time::timeout_at(deadline, rx).await.map_err(|_| QueryError {
             kind: ErrorKind::Timeout,
-            message: format!("planning the query took longer than {:?}", self.options.timeout),
+            message: format!("planning the query took longer than {timeout:?}"),
         })?;
-        let stream = planned.map_err(|_| QueryError {
+        let planned = planned.map_err(|_| QueryError {
             kind: ErrorKind::Execution,
             message: "planning the query failed".into(),
         })??;
-        Ok(QueryStream { stream, stats, _admitted: admitted })
+        let phases = Phases { parse, queued, plan: planning_started.elapsed(), started: Instant::now() };
+        Ok(Started {
+            stream: QueryStream {
+                stream: planned.stream,
+                recorder,
+                options: parsed.options,
+                tables: planned.tables,
+                plan: planned.plan,
+                phases,
+                _admitted: admitted,
+            },
+            shape: planned.shape,
+        })
     }
 
-    /// Runs `sql` to the end (or the limits) and gathers the rows. The rows are gathered in
-    /// a task of their own, so that the time limit is kept even while an operator computes a
-    /// large batch without yielding (the task is aborted at its next yield).
+    /// Runs `sql` to the end (or the limits) and gathers the rows.
     pub async fn execute(&self, sql: &str) -> Result<QueryResult, QueryError> {
-        let deadline = tokio::time::Instant::now() + self.options.timeout;
-        let timed_out = || QueryError {
-            kind: ErrorKind::Timeout,
-            message: format!("the query did not finish within {:?}", self.options.timeout),
-        };
-        let query = tokio::time::timeout_at(deadline, self.stream_until(sql, deadline))
+        self.execute_with(sql, &RequestOptions::default()).await
+    }
+
+    /// Runs `sql` with the options of its request (Pinot's `queryOptions` and `trace`) to the
+    /// end (or the limits) and gathers the rows. The rows are gathered in a task of their own,
+    /// so that the time limit is kept even while an operator computes a large batch without
+    /// yielding (the task is aborted at its next yield).
+    pub async fn execute_with(&self, sql: &str, request: &RequestOptions) -> Result<QueryResult, QueryError> {
+        let prepared = self.prepare(sql, request)?;
+        let (deadline, timeout) = (prepared.deadline, prepared.timeout);
+        let started = tokio::time::timeout_at(deadline, self.start(prepared))
             .await
-            .map_err(|_| timed_out())??;
-        let QueryStream { mut stream, stats, _admitted } = query;
-        let schema = stream.schema();
+            .map_err(|_| timed_out(timeout))??;
+        let Started { stream: query, shape } = started;
+        let QueryStream { mut stream, recorder, options, tables, plan, phases, _admitted } = query;
+        let schema = shape.schema(&stream.schema());
         let (max_rows, max_bytes) = (self.options.max_result_rows, self.options.max_result_bytes);
+        let shaped = Arc::clone(&schema);
         let gather = tokio::spawn(async move {
             let _admitted = _admitted;
             let mut batches = Vec::new();
             let (mut rows, mut bytes) = (0, 0);
             while let Some(batch) = stream.next().await {
                 let batch = batch.map_err(QueryError::from_datafusion)?;
+                let batch = shape.apply(batch, &shaped).map_err(|e| QueryError {
+                    kind: ErrorKind::Execution,
+                    message: format!("cannot convert the result to Pinot's types: {e}"),
+                })?;
                 let room = max_rows - rows;
                 let size = batch.get_array_memory_size();
                 if batch.num_rows() > room || bytes + size > max_bytes {
@@ -356,7 +514,13 @@ impl QueryEngine {
         let (batches, truncated) = match tokio::time::timeout_at(deadline, gather).await {
             Err(_) => {
                 abort.abort();
-                return Err(timed_out());
+                return Err(timed_out(timeout));
+            }
+            Ok(Err(join)) if join.is_cancelled() => {
+                return Err(QueryError {
+                    kind: ErrorKind::Cancelled,
+                    message: "the query was cancelled: the server is stopping".into(),
+                });
             }
             Ok(Err(join)) => {
                 return Err(QueryError {
@@ -366,8 +530,9 @@ impl QueryEngine {
             }
             Ok(Ok(result)) => result?,
         };
-        let stats = stats.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        Ok(QueryResult { schema, batches, stats, truncated })
+        let stats = recorder.stats();
+        let trace = options.trace.then(|| trace(&phases, &plan, &stats));
+        Ok(QueryResult { schema, batches, stats, truncated, options, tables, trace })
     }
 
     /// Lowercase spelling → spelling of every table (both names) and column.
@@ -385,7 +550,7 @@ impl QueryEngine {
         names
     }
 
-    fn context(&self, stats: &Arc<Mutex<ScanStats>>) -> Result<SessionContext, QueryError> {
+    fn context(&self, recorder: &Arc<ScanRecorder>) -> Result<SessionContext, QueryError> {
         let mut config = SessionConfig::new()
             .with_information_schema(true)
             .with_target_partitions(self.options.target_partitions.max(1));
@@ -413,7 +578,7 @@ impl QueryEngine {
         for (name, t) in tables.iter() {
             for alias in [name.clone(), format!("{name}_REALTIME")] {
                 let provider =
-                    ShoalTable::new(Arc::clone(&t.layout), Arc::clone(&t.source), Arc::clone(stats))
+                    ShoalTable::new(Arc::clone(&t.layout), Arc::clone(&t.source), Arc::clone(recorder))
                         .with_pruning(self.options.prune);
                 ctx.register_table(TableReference::bare(alias.as_str()), Arc::new(provider))
                     .map_err(QueryError::from_datafusion)?;
@@ -423,33 +588,84 @@ impl QueryEngine {
     }
 }
 
-/// Parses `sql`, rewrites Pinot's spellings, refuses anything but reads, plans and starts it.
-async fn plan_and_start(
-    ctx: SessionContext,
-    sql: &str,
-    names: &HashMap<String, String>,
+/// A parsed query with its deadline.
+struct Prepared {
+    parsed: dialect::ParsedQuery,
+    deadline: tokio::time::Instant,
+    /// The query's time limit: its `timeoutMs` up to the engine's.
+    timeout: Duration,
+    /// What parsing took.
+    parse: Duration,
+}
+
+/// A started query and how its result columns are reshaped.
+struct Started {
+    stream: QueryStream,
+    shape: ResultShape,
+}
+
+/// What planning needs, moved to the planning thread.
+struct Planning {
+    statement: DfStatement,
+    /// Lowercase spelling → spelling of every table and column.
+    names: HashMap<String, String>,
+    /// The registered tables.
+    tables: Vec<String>,
     max_join_pairs: u64,
-) -> Result<SendableRecordBatchStream, QueryError> {
-    let mut statements =
-        DFParser::parse_sql(sql).map_err(|e| QueryError::validation(format!("SQL parse error: {e}")))?;
-    if statements.len() != 1 {
-        return Err(QueryError::validation(format!(
-            "expected one SQL statement, found {}",
-            statements.len()
-        )));
-    }
-    let Some(mut statement) = statements.pop_front() else {
-        return Err(QueryError::validation("expected one SQL statement"));
-    };
+    default_limit: Option<usize>,
+}
+
+/// A planned and started query.
+struct Planned {
+    stream: SendableRecordBatchStream,
+    plan: Arc<dyn ExecutionPlan>,
+    shape: ResultShape,
+    tables: Vec<String>,
+}
+
+fn timed_out(timeout: Duration) -> QueryError {
+    QueryError { kind: ErrorKind::Timeout, message: format!("the query did not finish within {timeout:?}") }
+}
+
+/// The `trace` option's answer: what each phase took and the physical plan with its operators'
+/// metrics (rows, time), as JSON. Pinot's servers answer a per-operator timing list
+/// (pinot-core `TraceContext.java`); Shoal's operators are DataFusion's, so their own metrics.
+fn trace(phases: &Phases, plan: &Arc<dyn ExecutionPlan>, stats: &ScanStats) -> String {
+    let plan = datafusion::physical_plan::display::DisplayableExecutionPlan::with_metrics(plan.as_ref())
+        .indent(true)
+        .to_string();
+    serde_json::json!({
+        "parseMs": phases.parse.as_secs_f64() * 1000.0,
+        "queuedMs": phases.queued.as_secs_f64() * 1000.0,
+        "planMs": phases.plan.as_secs_f64() * 1000.0,
+        "executeMs": phases.started.elapsed().as_secs_f64() * 1000.0,
+        "docsScanned": stats.docs_scanned,
+        "plan": plan.lines().map(str::trim_end).collect::<Vec<_>>(),
+    })
+    .to_string()
+}
+
+/// Rewrites Pinot's spellings, applies the default limit, refuses anything but reads, plans and
+/// starts the statement.
+async fn plan_and_start(ctx: SessionContext, planning: Planning) -> Result<Planned, QueryError> {
+    let Planning { mut statement, names, tables, max_join_pairs, default_limit } = planning;
+    let mut shape = ResultShape::default();
     match &mut statement {
         DfStatement::Statement(s) => {
+            canonicalize(s, &names);
+            if let Statement::Query(q) = s.as_mut() {
+                if let Some(limit) = default_limit {
+                    dialect::apply_default_limit(q, limit);
+                }
+                // Named from Pinot's spellings, before they become DataFusion's.
+                shape = ResultShape::of(q);
+            }
             rewrite(s);
-            canonicalize(s, names);
         }
         DfStatement::Explain(e) => {
             if let DfStatement::Statement(s) = e.statement.as_mut() {
+                canonicalize(s, &names);
                 rewrite(s);
-                canonicalize(s, names);
             }
         }
         DfStatement::CreateExternalTable(_) => {
@@ -469,9 +685,29 @@ async fn plan_and_start(
         .with_allow_statements(false)
         .verify_plan(&plan)
         .map_err(|e| QueryError::validation(format!("{} (Shoal's SQL is read-only)", e.strip_backtrace())))?;
+    let read = tables_read(&plan, &tables);
     let frame = ctx.execute_logical_plan(plan).await.map_err(QueryError::from_datafusion)?;
     let task = frame.task_ctx();
     let physical = frame.create_physical_plan().await.map_err(QueryError::from_datafusion)?;
     guard::check_join_pairs(&physical, max_join_pairs).map_err(QueryError::from_datafusion)?;
-    datafusion::physical_plan::execute_stream(physical, Arc::new(task)).map_err(QueryError::from_datafusion)
+    let stream = datafusion::physical_plan::execute_stream(Arc::clone(&physical), Arc::new(task))
+        .map_err(QueryError::from_datafusion)?;
+    Ok(Planned { stream, plan: physical, shape, tables: read })
+}
+
+/// The registered tables `plan` scans, subqueries included, by their names without
+/// `_REALTIME` (Pinot's `tablesQueried` holds raw table names).
+fn tables_read(plan: &LogicalPlan, tables: &[String]) -> Vec<String> {
+    let mut read = BTreeSet::new();
+    let _ = plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::TableScan(scan) = node {
+            let name = scan.table_name.table();
+            let raw = name.strip_suffix("_REALTIME").unwrap_or(name);
+            if tables.iter().any(|t| t == raw) {
+                read.insert(raw.to_string());
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    read.into_iter().collect()
 }

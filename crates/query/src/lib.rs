@@ -1,12 +1,16 @@
 //! Shoal's SQL: DataFusion over sealed and consuming segments, read-only, under limits, with
-//! Pinot's functions. Pinot's wire formats live in `shoal-server`.
+//! Pinot's functions and dialect (query options, default LIMIT, result names and types). Pinot's
+//! wire formats live in `shoal-server`.
 #![warn(missing_docs)]
 
+pub mod dialect;
 pub mod engine;
 pub mod functions;
 mod guard;
 pub mod provider;
 pub mod rewrite;
+mod scan;
 
+pub use dialect::{PinotOptions, RequestOptions};
 pub use engine::{ErrorKind, QueryEngine, QueryError, QueryOptions, QueryResult, QueryStream};
-pub use provider::{ScanStats, SegmentData, ShoalTable, SnapshotSource, TableSnapshot};
+pub use provider::{ScanRecorder, ScanStats, SegmentData, ShoalTable, SnapshotSource, TableSnapshot};

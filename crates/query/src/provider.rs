@@ -1,23 +1,25 @@
 //! The DataFusion TableProvider of a table: one snapshot of its sealed and consuming segments,
-//! pruned by segment statistics, one partition per segment (large ones split).
+//! pruned by segment statistics, one partition per segment (large ones split), scanned with
+//! the query's filters by [`SegmentScanExec`], which counts what each segment gave.
 
+use crate::scan::{ScanCounters, SegmentCount, SegmentScanExec};
 use arrow::array::{ArrayRef, RecordBatch, UInt64Array, new_null_array};
 use arrow::datatypes::{DataType, SchemaRef};
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::pruning::PruningStatistics;
+use datafusion::common::tree_node::TreeNode;
 use datafusion::common::{Column, DFSchema, Result, ScalarValue};
 use datafusion::datasource::TableType;
-use datafusion::datasource::memory::MemorySourceConfig;
-use datafusion::datasource::source::DataSourceExec;
 use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_optimizer::pruning::PruningPredicateBuilder;
-use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::{ExecutionPlan, PhysicalExpr};
 use shoal_segment::columns::{DECIMAL_PRECISION, DECIMAL_SCALE};
 use shoal_segment::{ColumnStats, SealedSegment, SegmentError, SegmentSnapshot, StatValue, TableLayout};
 use std::collections::HashSet;
 use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Rows per partition of a large segment.
@@ -76,25 +78,100 @@ pub trait SnapshotSource: Send + Sync + fmt::Debug {
     }
 }
 
-/// What the scans of one query touched, for the Pinot response.
+/// What the scans of one query touched, for the Pinot response: the fields of pinot-common
+/// `BrokerResponseNative.java` that Shoal can compute, each as pinot-core's combine operator
+/// (`BaseCombineOperator.attachExecutionStats`) sums them over segments.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ScanStats {
     /// Rows in every segment of the snapshots.
     pub total_docs: u64,
-    /// Rows of the segments read (after pruning).
+    /// Rows that passed the query's filters and were read on (Pinot's `numDocsScanned`): counted
+    /// as the scans emit them, so a LIMIT that ends a scan early counts only what was read. A
+    /// scan DataFusion answered from the segments' row counts alone (`count(*)` without a
+    /// filter) counts every row of its segments, as Pinot's non-scan operators do.
     pub docs_scanned: u64,
+    /// Values read to evaluate the filters (Pinot's `numEntriesScannedInFilter`): Shoal has no
+    /// index, so every row a filtered scan reads is tested on every column its filters name.
+    pub entries_scanned_in_filter: u64,
+    /// Values read after filtering (Pinot's `numEntriesScannedPostFilter`): the rows that passed
+    /// times the columns the scan hands on.
+    pub entries_scanned_post_filter: u64,
     /// Segments in the snapshots.
     pub segments_queried: u64,
     /// Segments read after pruning.
     pub segments_processed: u64,
-    /// Segments read that hold rows.
+    /// Segments read that had at least one row pass the filters.
     pub segments_matched: u64,
     /// Consuming segments in the snapshots.
     pub consuming_queried: u64,
+    /// Consuming segments read after pruning.
+    pub consuming_processed: u64,
+    /// Consuming segments read that had at least one row pass the filters.
+    pub consuming_matched: u64,
     /// Oldest last-append time among the consuming segments queried, epoch ms.
     pub min_consuming_freshness_ms: Option<i64>,
     /// Sealed segments left out because their data could not be read, with why.
     pub unreadable: Vec<String>,
+}
+
+/// Where the scans of one query record what they read; [`ScanRecorder::stats`] sums it up.
+#[derive(Debug, Default)]
+pub struct ScanRecorder {
+    inner: Mutex<RecorderInner>,
+}
+
+#[derive(Debug, Default)]
+struct RecorderInner {
+    /// What planning the scans found (snapshots, pruning, unreadable segments).
+    planned: ScanStats,
+    scans: Vec<Arc<ScanCounters>>,
+}
+
+impl ScanRecorder {
+    /// The statistics so far; complete once the query's stream has ended.
+    pub fn stats(&self) -> ScanStats {
+        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let mut stats = inner.planned.clone();
+        for scan in &inner.scans {
+            let executed = scan.executed.load(Ordering::Relaxed);
+            for segment in &scan.segments {
+                let (docs, evaluated) = if executed {
+                    (segment.passed.load(Ordering::Relaxed), segment.evaluated.load(Ordering::Relaxed))
+                } else {
+                    // pinot-core NonScanBasedAggregationOperator.java: numDocsScanned is the
+                    // segment's rows, no entries scanned.
+                    (segment.rows, 0)
+                };
+                stats.docs_scanned += docs;
+                stats.entries_scanned_in_filter += evaluated * scan.filter_columns;
+                if executed {
+                    stats.entries_scanned_post_filter += docs * scan.output_columns;
+                }
+                if docs > 0 {
+                    stats.segments_matched += 1;
+                    if segment.consuming {
+                        stats.consuming_matched += 1;
+                    }
+                }
+            }
+        }
+        stats
+    }
+
+    fn record(&self, planned: ScanStats, counters: Arc<ScanCounters>) {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let total = &mut inner.planned;
+        total.total_docs += planned.total_docs;
+        total.segments_queried += planned.segments_queried;
+        total.segments_processed += planned.segments_processed;
+        total.consuming_queried += planned.consuming_queried;
+        total.consuming_processed += planned.consuming_processed;
+        if let Some(t) = planned.min_consuming_freshness_ms {
+            total.min_consuming_freshness_ms = Some(total.min_consuming_freshness_ms.map_or(t, |m| m.min(t)));
+        }
+        total.unreadable.extend(planned.unreadable);
+        inner.scans.push(counters);
+    }
 }
 
 /// A table as DataFusion sees it.
@@ -102,26 +179,44 @@ pub struct ScanStats {
 pub struct ShoalTable {
     layout: Arc<TableLayout>,
     source: Arc<dyn SnapshotSource>,
-    stats: Arc<Mutex<ScanStats>>,
+    recorder: Arc<ScanRecorder>,
     prune: bool,
 }
 
 impl ShoalTable {
-    /// A provider over `source`, recording what its scans touch into `stats`.
+    /// A provider over `source`, recording what its scans touch into `recorder`.
     pub fn new(
         layout: Arc<TableLayout>,
         source: Arc<dyn SnapshotSource>,
-        stats: Arc<Mutex<ScanStats>>,
+        recorder: Arc<ScanRecorder>,
     ) -> Self {
-        ShoalTable { layout, source, stats, prune: true }
+        ShoalTable { layout, source, recorder, prune: true }
     }
 
     /// Whether scans skip segments by their statistics (on by default). Off is for benchmarks
-    /// and diagnosis: every segment is read, and DataFusion's filter still gives the same rows.
+    /// and diagnosis: every segment is read, and the filters still give the same rows.
     pub fn with_pruning(mut self, on: bool) -> Self {
         self.prune = on;
         self
     }
+}
+
+/// Whether the scan can evaluate `filter` itself: anything but subqueries, outer references,
+/// placeholders and volatile functions, which DataFusion keeps above the scan.
+fn evaluable(filter: &Expr) -> bool {
+    !filter.is_volatile()
+        && !filter
+            .exists(|e| {
+                Ok(matches!(
+                    e,
+                    Expr::ScalarSubquery(_)
+                        | Expr::Exists(_)
+                        | Expr::InSubquery(_)
+                        | Expr::OuterReferenceColumn(..)
+                        | Expr::Placeholder(_)
+                ))
+            })
+            .unwrap_or(true)
 }
 
 #[async_trait]
@@ -135,8 +230,19 @@ impl TableProvider for ShoalTable {
     }
 
     fn supports_filters_pushdown(&self, filters: &[&Expr]) -> Result<Vec<TableProviderFilterPushDown>> {
-        // Filters prune whole segments; DataFusion still applies them to the rows.
-        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+        // The scan applies the filters itself, segment by segment, so that it can count the rows
+        // that pass in each (Pinot's numDocsScanned and numSegmentsMatched); they also prune
+        // whole segments by their statistics.
+        Ok(filters
+            .iter()
+            .map(|f| {
+                if evaluable(f) {
+                    TableProviderFilterPushDown::Exact
+                } else {
+                    TableProviderFilterPushDown::Unsupported
+                }
+            })
+            .collect())
     }
 
     async fn scan(
@@ -147,11 +253,23 @@ impl TableProvider for ShoalTable {
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let snapshot = self.source.snapshot();
-        let keep = self.prune(state, filters, &snapshot.segments);
+        let filter = conjunction(filters.iter().cloned());
+        let filter_columns = filter.as_ref().map_or(0, |f| f.column_refs().len() as u64);
+        let predicate = match &filter {
+            Some(f) => {
+                let df = DFSchema::try_from(self.schema().as_ref().clone())?;
+                Some(state.create_physical_expr(f.clone(), &df)?)
+            }
+            None => None,
+        };
+        let keep = self.prune(predicate.as_ref(), &snapshot.segments);
         let mut partitions = Vec::new();
+        let mut partition_segment = Vec::new();
+        let mut counted = Vec::new();
         let mut stats = ScanStats::default();
         for (segment, keep) in snapshot.segments.iter().zip(&keep) {
             let rows = segment.rows() as u64;
+            let consuming = matches!(segment, SegmentData::Consuming(_));
             stats.total_docs += rows;
             stats.segments_queried += 1;
             if let SegmentData::Consuming(c) = segment {
@@ -165,21 +283,30 @@ impl TableProvider for ShoalTable {
                 continue;
             }
             stats.segments_processed += 1;
-            stats.docs_scanned += rows;
-            if rows == 0 {
-                continue;
+            if consuming {
+                stats.consuming_processed += 1;
             }
-            let batches = match segment.batches() {
-                Ok(b) => b,
-                Err((sealed, e)) => {
-                    // One damaged segment does not fail the query: it is left out and named.
-                    tracing::error!(segment = %sealed.path().display(), error = %e, "a segment could not be read; the query goes on without it");
-                    stats.unreadable.push(e.to_string());
-                    self.source.unreadable(&sealed, &e);
-                    continue;
+            let batches = if rows == 0 {
+                Vec::new()
+            } else {
+                match segment.batches() {
+                    Ok(b) => b,
+                    Err((sealed, e)) => {
+                        // One damaged segment does not fail the query: it is left out and named.
+                        tracing::error!(segment = %sealed.path().display(), error = %e, "a segment could not be read; the query goes on without it");
+                        stats.unreadable.push(e.to_string());
+                        self.source.unreadable(&sealed, &e);
+                        continue;
+                    }
                 }
             };
-            stats.segments_matched += 1;
+            let index = counted.len();
+            counted.push(SegmentCount {
+                consuming,
+                rows,
+                evaluated: AtomicU64::new(0),
+                passed: AtomicU64::new(0),
+            });
             let mut part = Vec::new();
             let mut part_rows = 0;
             for batch in batches {
@@ -187,50 +314,45 @@ impl TableProvider for ShoalTable {
                 part.push(batch);
                 if part_rows >= PARTITION_ROWS {
                     partitions.push(std::mem::take(&mut part));
+                    partition_segment.push(index);
                     part_rows = 0;
                 }
             }
             if !part.is_empty() {
                 partitions.push(part);
+                partition_segment.push(index);
             }
         }
-        {
-            let mut total = self.stats.lock().unwrap_or_else(|p| p.into_inner());
-            total.total_docs += stats.total_docs;
-            total.docs_scanned += stats.docs_scanned;
-            total.segments_queried += stats.segments_queried;
-            total.segments_processed += stats.segments_processed;
-            total.segments_matched += stats.segments_matched;
-            total.consuming_queried += stats.consuming_queried;
-            if let Some(t) = stats.min_consuming_freshness_ms {
-                total.min_consuming_freshness_ms =
-                    Some(total.min_consuming_freshness_ms.map_or(t, |m| m.min(t)));
-            }
-            total.unreadable.append(&mut stats.unreadable);
-        }
-        if partitions.is_empty() {
-            partitions.push(Vec::new());
-        }
-        let source =
-            MemorySourceConfig::try_new(&partitions, self.schema(), projection.cloned())?.with_limit(limit);
-        Ok(DataSourceExec::from_data_source(source))
+        let output_columns = projection.map_or(self.schema().fields().len(), Vec::len) as u64;
+        let counters = Arc::new(ScanCounters {
+            segments: counted,
+            filter_columns,
+            output_columns,
+            executed: AtomicBool::new(false),
+        });
+        self.recorder.record(stats, Arc::clone(&counters));
+        Ok(Arc::new(SegmentScanExec::new(
+            self.schema(),
+            partitions,
+            partition_segment,
+            projection.cloned(),
+            predicate,
+            limit,
+            counters,
+        )?))
     }
 }
 
 impl ShoalTable {
-    /// Which segments may hold rows matching `filters`.
-    fn prune(&self, state: &dyn Session, filters: &[Expr], segments: &[SegmentData]) -> Vec<bool> {
+    /// Which segments may hold rows matching `predicate`.
+    fn prune(&self, predicate: Option<&Arc<dyn PhysicalExpr>>, segments: &[SegmentData]) -> Vec<bool> {
         let all = vec![true; segments.len()];
         if !self.prune {
             return all;
         }
-        let Some(filter) = conjunction(filters.iter().cloned()) else { return all };
-        let Ok(expr) = DFSchema::try_from(self.schema().as_ref().clone())
-            .and_then(|df| state.create_physical_expr(filter, &df))
-        else {
-            return all;
-        };
-        let Some(predicate) = PruningPredicateBuilder::new().with_file_schema(self.schema()).build(expr)
+        let Some(expr) = predicate else { return all };
+        let Some(predicate) =
+            PruningPredicateBuilder::new().with_file_schema(self.schema()).build(Arc::clone(expr))
         else {
             return all;
         };

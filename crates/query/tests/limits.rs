@@ -121,13 +121,14 @@ async fn queries_past_the_running_and_waiting_places_are_refused_at_once() {
     }
     let refused = engine.execute("SELECT 1").await.unwrap_err();
     assert_eq!(refused.kind, ErrorKind::Overloaded, "{refused}");
-    assert_eq!(refused.kind.pinot_code(), 429);
+    // Pinot's SERVER_OUT_OF_CAPACITY: what its server's scheduler answers when its queue is full.
+    assert_eq!(refused.kind.pinot_code(), 211);
     assert_eq!(running.await.unwrap().unwrap_err().kind, ErrorKind::Timeout);
     // The waiting one was queued, not refused: it ran once the place was free, or its own time
-    // ran out while it waited behind the join.
+    // ran out while it waited behind the join (Pinot's QUERY_SCHEDULING_TIMEOUT, 240) or after.
     match waiting.await.unwrap() {
         Ok(_) => {}
-        Err(e) => assert_eq!(e.kind, ErrorKind::Timeout, "{e}"),
+        Err(e) => assert!(matches!(e.kind, ErrorKind::SchedulingTimeout | ErrorKind::Timeout), "{e}"),
     }
     // With the places free again, queries run.
     while engine.running_queries() > 0 {

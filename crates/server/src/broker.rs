@@ -6,8 +6,11 @@ use arrow::array::{Array, ArrayRef, AsArray};
 use arrow::datatypes::{DataType, Field};
 use serde::Serialize;
 use serde_json::{Number, Value};
-use shoal_query::{QueryError, QueryResult};
+use shoal_query::{QueryError, QueryResult, RequestOptions};
 use shoal_segment::columns::PINOT_TYPE_KEY;
+use std::collections::BTreeMap;
+use std::sync::LazyLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// The column names and Pinot types of a result.
@@ -34,49 +37,117 @@ pub struct ResultTable {
 #[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct QueryException {
-    /// 150 parse/validation, 200 execution, 250 timeout.
+    /// Pinot's code (pinot-spi `QueryErrorCode.java`).
     pub error_code: i32,
-    /// What went wrong.
+    /// `Name: detail`, as pinot-common `BrokerResponseNative.java` writes it.
     pub message: String,
 }
 
 /// Pinot's error code for a segment that could not be read (`SERVER_SEGMENT_MISSING`).
 pub const SEGMENT_MISSING: i32 = 235;
 
-/// The broker's answer.
+/// The broker's answer, field by field and in the order of pinot-common
+/// `BrokerResponseNative.java` (`@JsonPropertyOrder`), for the fields Shoal computes. Where a
+/// field comes from, [`ScanStats`](shoal_query::ScanStats) says.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct BrokerResponse {
     /// The result, absent on error.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub result_table: Option<ResultTable>,
+    /// Rows in the result.
+    pub num_rows_result_set: u64,
+    /// True when the answer is not the whole answer: rows cut at the result limits, a segment
+    /// that could not be read, or an error (Pinot: any exception makes a result partial).
+    pub partial_result: bool,
     /// Errors.
     pub exceptions: Vec<QueryException>,
-    /// Rows read by the scans (rows of the segments not pruned).
+    /// Always false: Shoal groups without a limit on the number of groups (Pinot trims groups
+    /// past `numGroupsLimit`, 100,000, and sets this).
+    pub num_groups_limit_reached: bool,
+    /// Wall time of the query.
+    pub time_used_ms: u64,
+    /// This answer's id: a random number per process times 10^9 plus a counter, as pinot-broker
+    /// `BrokerRequestIdGenerator.java` makes them.
+    pub request_id: String,
+    /// Who answered: `Broker_<host>`, like Pinot's broker instance ids.
+    pub broker_id: String,
+    /// Rows that passed the filters and were read on.
     pub num_docs_scanned: u64,
     /// Rows in every segment queried.
     pub total_docs: u64,
-    /// Segments in the snapshot.
-    pub num_segments_queried: u64,
-    /// Segments read after pruning.
-    pub num_segments_processed: u64,
-    /// Segments read that hold rows.
-    pub num_segments_matched: u64,
-    /// Consuming segments queried.
-    pub num_consuming_segments_queried: u64,
-    /// Oldest last-append time among the consuming segments, epoch ms (0 when none).
-    pub min_consuming_freshness_time_ms: i64,
-    /// Rows in the result.
-    pub num_rows_result_set: u64,
-    /// Wall time of the query.
-    pub time_used_ms: u64,
-    /// True when the result was cut at the row limit or a segment could not be read.
-    pub partial_result: bool,
+    /// Values read to evaluate the filters.
+    pub num_entries_scanned_in_filter: u64,
+    /// Values read after filtering.
+    pub num_entries_scanned_post_filter: u64,
     /// Always 1: one process is the whole cluster.
     pub num_servers_queried: u32,
     /// Always 1.
     pub num_servers_responded: u32,
+    /// Segments in the snapshot.
+    pub num_segments_queried: u64,
+    /// Segments read after pruning.
+    pub num_segments_processed: u64,
+    /// Segments with at least one row that passed the filters.
+    pub num_segments_matched: u64,
+    /// Consuming segments queried.
+    pub num_consuming_segments_queried: u64,
+    /// Consuming segments read after pruning.
+    pub num_consuming_segments_processed: u64,
+    /// Consuming segments with at least one row that passed the filters.
+    pub num_consuming_segments_matched: u64,
+    /// Oldest last-append time among the consuming segments, epoch ms (0 when none).
+    pub min_consuming_freshness_time_ms: i64,
+    /// With the `trace` option: per server (Shoal's one, by its broker id), a JSON document of
+    /// what each phase took and the plan with its operators' metrics. Empty otherwise.
+    pub trace_info: BTreeMap<String, String>,
+    /// The tables the query read, without `_REALTIME`.
+    pub tables_queried: Vec<String>,
 }
+
+/// Who answers queries: the broker id and the source of request ids.
+#[derive(Debug)]
+pub struct BrokerIdentity {
+    id: String,
+    base: u64,
+    next: AtomicU64,
+}
+
+impl BrokerIdentity {
+    /// An identity named `id`, its request ids starting at a random base.
+    pub fn new(id: impl Into<String>) -> BrokerIdentity {
+        use std::hash::{BuildHasher, Hasher};
+        // pinot-broker BrokerRequestIdGenerator.java: a random int times 10^9, plus a counter
+        // modulo 10^9.
+        let random = std::collections::hash_map::RandomState::new().build_hasher().finish();
+        BrokerIdentity {
+            id: id.into(),
+            base: (random % i32::MAX as u64) * REQUEST_ID_OFFSET,
+            next: AtomicU64::new(0),
+        }
+    }
+
+    /// The broker id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn request_id(&self) -> String {
+        (self.base + self.next.fetch_add(1, Ordering::Relaxed) % REQUEST_ID_OFFSET).to_string()
+    }
+}
+
+const REQUEST_ID_OFFSET: u64 = 1_000_000_000;
+
+/// The process's identity: `Broker_<host name>`.
+pub static BROKER: LazyLock<BrokerIdentity> = LazyLock::new(|| {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_string());
+    BrokerIdentity::new(format!("Broker_{host}"))
+});
 
 impl BrokerResponse {
     /// The answer for a finished query.
@@ -89,6 +160,20 @@ impl BrokerResponse {
             }
         }
         let s = &result.stats;
+        // Pinot's SERVER_SEGMENT_MISSING (pinot-spi/.../exception/QueryErrorCode.java): the
+        // answer is computed without the segment, and says so.
+        let exceptions: Vec<QueryException> = s
+            .unreadable
+            .iter()
+            .map(|why| QueryException {
+                error_code: SEGMENT_MISSING,
+                message: format!("ServerSegmentMissing: {why}"),
+            })
+            .collect();
+        let mut trace_info = BTreeMap::new();
+        if let Some(trace) = &result.trace {
+            trace_info.insert(BROKER.id().to_string(), trace.clone());
+        }
         BrokerResponse {
             result_table: Some(ResultTable {
                 data_schema: DataSchema {
@@ -97,53 +182,76 @@ impl BrokerResponse {
                 },
                 rows,
             }),
-            // Pinot's SERVER_SEGMENT_MISSING (pinot-spi/.../exception/QueryErrorCode.java): the
-            // answer is computed without the segment, and says so.
-            exceptions: s
-                .unreadable
-                .iter()
-                .map(|why| QueryException { error_code: SEGMENT_MISSING, message: why.clone() })
-                .collect(),
+            num_rows_result_set: result.batches.iter().map(|b| b.num_rows() as u64).sum(),
+            partial_result: result.truncated || !exceptions.is_empty(),
+            exceptions,
+            num_groups_limit_reached: false,
+            time_used_ms: took.as_millis() as u64,
+            request_id: BROKER.request_id(),
+            broker_id: BROKER.id().to_string(),
             num_docs_scanned: s.docs_scanned,
             total_docs: s.total_docs,
+            num_entries_scanned_in_filter: s.entries_scanned_in_filter,
+            num_entries_scanned_post_filter: s.entries_scanned_post_filter,
+            num_servers_queried: 1,
+            num_servers_responded: 1,
             num_segments_queried: s.segments_queried,
             num_segments_processed: s.segments_processed,
             num_segments_matched: s.segments_matched,
             num_consuming_segments_queried: s.consuming_queried,
+            num_consuming_segments_processed: s.consuming_processed,
+            num_consuming_segments_matched: s.consuming_matched,
             min_consuming_freshness_time_ms: s.min_consuming_freshness_ms.unwrap_or(0),
-            num_rows_result_set: result.batches.iter().map(|b| b.num_rows() as u64).sum(),
-            time_used_ms: took.as_millis() as u64,
-            partial_result: result.truncated || !s.unreadable.is_empty(),
-            num_servers_queried: 1,
-            num_servers_responded: 1,
+            trace_info,
+            tables_queried: result.tables.clone(),
         }
     }
 
-    /// The answer for a failed query.
+    /// The answer for a failed query: one exception, `Name: detail`.
     pub fn from_error(e: &QueryError, took: Duration) -> BrokerResponse {
         BrokerResponse {
             result_table: None,
-            exceptions: vec![QueryException { error_code: e.kind.pinot_code(), message: e.message.clone() }],
+            num_rows_result_set: 0,
+            // pinot-common BrokerResponseNative.isPartialResult: true whenever there are
+            // exceptions.
+            partial_result: true,
+            exceptions: vec![QueryException {
+                error_code: e.kind.pinot_code(),
+                message: format!("{}: {}", e.kind.pinot_name(), e.message),
+            }],
+            num_groups_limit_reached: false,
+            time_used_ms: took.as_millis() as u64,
+            request_id: BROKER.request_id(),
+            broker_id: BROKER.id().to_string(),
             num_docs_scanned: 0,
             total_docs: 0,
+            num_entries_scanned_in_filter: 0,
+            num_entries_scanned_post_filter: 0,
+            num_servers_queried: 1,
+            num_servers_responded: 1,
             num_segments_queried: 0,
             num_segments_processed: 0,
             num_segments_matched: 0,
             num_consuming_segments_queried: 0,
+            num_consuming_segments_processed: 0,
+            num_consuming_segments_matched: 0,
             min_consuming_freshness_time_ms: 0,
-            num_rows_result_set: 0,
-            time_used_ms: took.as_millis() as u64,
-            partial_result: false,
-            num_servers_queried: 1,
-            num_servers_responded: 1,
+            trace_info: BTreeMap::new(),
+            tables_queried: Vec::new(),
         }
     }
 }
 
 /// Runs `sql` on `engine` and answers as Pinot's broker does.
 pub async fn answer(engine: &shoal::Engine, sql: &str) -> BrokerResponse {
+    answer_with(engine, sql, &RequestOptions::default()).await
+}
+
+/// Runs `sql` with its request's options (`queryOptions`, `trace`) on `engine` and answers as
+/// Pinot's broker does.
+pub async fn answer_with(engine: &shoal::Engine, sql: &str, request: &RequestOptions) -> BrokerResponse {
     let started = Instant::now();
-    match engine.sql_result(sql).await {
+    match engine.sql_with(sql, request).await {
         Ok(result) => BrokerResponse::from_result(&result, started.elapsed()),
         Err(shoal::Error::Query(e)) => BrokerResponse::from_error(&e, started.elapsed()),
         Err(e) => BrokerResponse::from_error(
@@ -155,8 +263,18 @@ pub async fn answer(engine: &shoal::Engine, sql: &str) -> BrokerResponse {
 
 /// Runs `sql` on a bare query engine (tests and benchmarks) and answers as Pinot's broker does.
 pub async fn answer_query(engine: &shoal_query::QueryEngine, sql: &str) -> BrokerResponse {
+    answer_query_with(engine, sql, &RequestOptions::default()).await
+}
+
+/// Runs `sql` with its request's options on a bare query engine and answers as Pinot's broker
+/// does.
+pub async fn answer_query_with(
+    engine: &shoal_query::QueryEngine,
+    sql: &str,
+    request: &RequestOptions,
+) -> BrokerResponse {
     let started = Instant::now();
-    match engine.execute(sql).await {
+    match engine.execute_with(sql, request).await {
         Ok(result) => BrokerResponse::from_result(&result, started.elapsed()),
         Err(e) => BrokerResponse::from_error(&e, started.elapsed()),
     }

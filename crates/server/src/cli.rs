@@ -68,9 +68,13 @@ struct Args {
     /// Queries that run at once (default: twice the cores, at least 4).
     #[arg(long, value_name = "N")]
     max_concurrent_queries: Option<usize>,
-    /// Queries that may wait for a place to run; more are refused at once (Pinot code 429).
+    /// Queries that may wait for a place to run; more are refused at once (Pinot code 211).
     #[arg(long, value_name = "N", default_value_t = 64)]
     max_queued_queries: usize,
+    /// The LIMIT a query without one gets, as Pinot's broker (`pinot.broker.default.query.limit`);
+    /// -1: no limit.
+    #[arg(long, value_name = "ROWS", default_value_t = 10, allow_negative_numbers = true)]
+    default_limit: i64,
     /// Threads that run queries (default: the cores), apart from those that answer HTTP and
     /// consume streams, so that health checks, metrics and the console answer under any load.
     #[arg(long, value_name = "N")]
@@ -227,6 +231,7 @@ async fn serve(
                 .unwrap_or(defaults.max_concurrent_queries)
                 .max(1),
             max_queued_queries: args.max_queued_queries,
+            default_limit: usize::try_from(args.default_limit).ok(),
             ..defaults
         },
         ..EngineOptions::default()

@@ -187,24 +187,48 @@ async fn not_found() -> Response {
     error(StatusCode::NOT_FOUND, "no such endpoint")
 }
 
-async fn run_query(state: &AppState, sql: &str) -> Response {
+async fn run_query(state: &AppState, sql: &str, request: shoal::RequestOptions) -> Response {
     let response = match &state.query_runtime {
         // On the queries' own runtime: however hard they work, this one keeps answering.
         Some(runtime) => {
             let (engine, sql) = (state.engine.clone(), sql.to_string());
-            match runtime.spawn(async move { broker::answer(&engine, &sql).await }).await {
+            match runtime.spawn(async move { broker::answer_with(&engine, &sql, &request).await }).await {
                 Ok(r) => r,
+                Err(e) if e.is_cancelled() => broker::BrokerResponse::from_error(
+                    &shoal_query::QueryError {
+                        kind: shoal_query::ErrorKind::Cancelled,
+                        message: "the query was cancelled: the server is stopping".into(),
+                    },
+                    std::time::Duration::ZERO,
+                ),
                 Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, format!("the query failed: {e}")),
             }
         }
-        None => broker::answer(&state.engine, sql).await,
+        None => broker::answer_with(&state.engine, sql, &request).await,
     };
     (StatusCode::OK, Json(response)).into_response()
 }
 
+/// Jackson's `asBoolean` of the body's `trace`, as pinot-common `RequestUtils.setOptions` reads
+/// it: a boolean, or the text `true`.
+fn trace_flag(value: Option<&Value>) -> bool {
+    match value {
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) => s.trim().eq_ignore_ascii_case("true"),
+        Some(Value::Number(n)) => n.as_f64().is_some_and(|n| n != 0.0),
+        _ => false,
+    }
+}
+
 async fn query_get(State(state): State<AppState>, Query(params): Query<HashMap<String, String>>) -> Response {
+    // pinot-broker PinotClientRequest.processSqlQueryGet reads `sql` and `trace`; Shoal reads
+    // `queryOptions` as well, as the POST body has it.
+    let request = shoal::RequestOptions {
+        query_options: params.get("queryOptions").cloned(),
+        trace: params.get("trace").is_some_and(|t| t.trim().eq_ignore_ascii_case("true")),
+    };
     match params.get("sql").filter(|s| !s.trim().is_empty()) {
-        Some(sql) => run_query(&state, sql).await,
+        Some(sql) => run_query(&state, sql, request).await,
         None => error(StatusCode::BAD_REQUEST, "missing the sql parameter: /query/sql?sql=SELECT ..."),
     }
 }
@@ -240,8 +264,17 @@ async fn query_post(
             );
         }
     };
+    // pinot-common RequestUtils.setOptions: the body's `queryOptions` ("k1=v1;k2=v2") and
+    // `trace`.
+    let request = shoal::RequestOptions {
+        query_options: value.get("queryOptions").map(|o| match o {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        }),
+        trace: trace_flag(value.get("trace")),
+    };
     match value.get("sql").and_then(Value::as_str).filter(|s| !s.trim().is_empty()) {
-        Some(sql) => run_query(&state, sql).await,
+        Some(sql) => run_query(&state, sql, request).await,
         None => error(StatusCode::BAD_REQUEST, "missing \"sql\": send {\"sql\": \"SELECT ...\"}"),
     }
 }

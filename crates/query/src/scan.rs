@@ -1,0 +1,289 @@
+//! The scan of one table snapshot: its segments' batches, one partition per segment (large ones
+//! split), filtered by the query's filters and cut at its LIMIT partition by partition, counting
+//! per segment the rows the filters were evaluated on and the rows that passed. The counts are
+//! Pinot's numDocsScanned, numEntriesScannedInFilter/PostFilter and numSegmentsMatched.
+
+use arrow::array::{AsArray, RecordBatch};
+use arrow::compute::filter_record_batch;
+use arrow::datatypes::SchemaRef;
+use datafusion::common::stats::Precision;
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::{DataFusionError, Result, Statistics};
+use datafusion::execution::TaskContext;
+use datafusion::physical_expr::EquivalenceProperties;
+use datafusion::physical_plan::coop::cooperative;
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType, SchedulingType};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{
+    ChildrenPropertiesMode, DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PhysicalExpr,
+    PlanProperties, ReplaceChildrenOptions, SendableRecordBatchStream, StatisticsArgs,
+};
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+/// One segment a scan reads, and what the scan found in it while it ran.
+#[derive(Debug)]
+pub(crate) struct SegmentCount {
+    pub consuming: bool,
+    pub rows: u64,
+    /// Rows the filters were evaluated on.
+    pub evaluated: AtomicU64,
+    /// Rows that passed the filters and were emitted.
+    pub passed: AtomicU64,
+}
+
+/// What one scan reads, counted while it runs.
+#[derive(Debug)]
+pub(crate) struct ScanCounters {
+    pub segments: Vec<SegmentCount>,
+    /// Columns the scan's filters name (0 without filters).
+    pub filter_columns: u64,
+    /// Columns the scan emits.
+    pub output_columns: u64,
+    /// Set when any partition of the scan ran; a scan that never ran was answered from
+    /// statistics (DataFusion's `count(*)` from row counts) or was not needed.
+    pub executed: AtomicBool,
+}
+
+/// The leaf operator of a table scan.
+#[derive(Debug)]
+pub(crate) struct SegmentScanExec {
+    /// The table's schema: the batches' and the predicate's.
+    table_schema: SchemaRef,
+    /// Per partition, the batches of one segment (or part of a large one).
+    partitions: Vec<Vec<RecordBatch>>,
+    /// Per partition, its segment's index in `counters.segments`.
+    partition_segment: Vec<usize>,
+    projection: Option<Vec<usize>>,
+    predicate: Option<Arc<dyn PhysicalExpr>>,
+    /// Most rows each partition emits.
+    limit: Option<usize>,
+    counters: Arc<ScanCounters>,
+    properties: Arc<PlanProperties>,
+}
+
+impl SegmentScanExec {
+    pub(crate) fn new(
+        table_schema: SchemaRef,
+        partitions: Vec<Vec<RecordBatch>>,
+        partition_segment: Vec<usize>,
+        projection: Option<Vec<usize>>,
+        predicate: Option<Arc<dyn PhysicalExpr>>,
+        limit: Option<usize>,
+        counters: Arc<ScanCounters>,
+    ) -> Result<SegmentScanExec> {
+        let schema = match &projection {
+            Some(p) => Arc::new(table_schema.project(p)?),
+            None => Arc::clone(&table_schema),
+        };
+        // DataFusion expects at least one partition, even of nothing.
+        let count = partitions.len().max(1);
+        let properties = PlanProperties::new(
+            EquivalenceProperties::new(schema),
+            Partitioning::UnknownPartitioning(count),
+            EmissionType::Incremental,
+            Boundedness::Bounded,
+        )
+        .with_scheduling_type(SchedulingType::Cooperative);
+        Ok(SegmentScanExec {
+            table_schema,
+            partitions,
+            partition_segment,
+            projection,
+            predicate,
+            limit,
+            counters,
+            properties: Arc::new(properties),
+        })
+    }
+
+    fn partition_rows(&self, partition: usize) -> usize {
+        let rows: usize =
+            self.partitions.get(partition).map_or(0, |p| p.iter().map(RecordBatch::num_rows).sum());
+        self.limit.map_or(rows, |l| rows.min(l))
+    }
+}
+
+impl DisplayAs for SegmentScanExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(
+            f,
+            "SegmentScanExec: segments={}, partitions={}",
+            self.counters.segments.len(),
+            self.partitions.len()
+        )?;
+        if let Some(p) = &self.projection {
+            let names: Vec<&str> = p.iter().map(|&i| self.table_schema.field(i).name().as_str()).collect();
+            write!(f, ", projection=[{}]", names.join(", "))?;
+        }
+        if let Some(p) = &self.predicate {
+            write!(f, ", predicate={p}")?;
+        }
+        if let Some(l) = self.limit {
+            write!(f, ", limit={l}")?;
+        }
+        Ok(())
+    }
+}
+
+impl ExecutionPlan for SegmentScanExec {
+    fn name(&self) -> &str {
+        "SegmentScanExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        Vec::new()
+    }
+
+    fn apply_expressions(
+        &self,
+        f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        match &self.predicate {
+            Some(p) => f(p),
+            None => Ok(TreeNodeRecursion::Continue),
+        }
+    }
+
+    fn replace_children(
+        self: Arc<Self>,
+        _children: Vec<Arc<dyn ExecutionPlan>>,
+        _options: ReplaceChildrenOptions,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        Ok(self)
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        self.replace_children(children, ReplaceChildrenOptions::new(ChildrenPropertiesMode::Recompute))
+    }
+
+    fn execute(&self, partition: usize, context: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
+        self.counters.executed.store(true, Ordering::Relaxed);
+        let schema = self.schema();
+        let batch_size = context.session_config().batch_size().max(1);
+        let batches: VecDeque<RecordBatch> = match self.partitions.get(partition) {
+            Some(p) => p.iter().cloned().collect(),
+            None if partition == 0 => VecDeque::new(),
+            None => {
+                return Err(DataFusionError::Internal(format!(
+                    "SegmentScanExec has {} partitions, not {partition}",
+                    self.partitions.len()
+                )));
+            }
+        };
+        let rows = PartitionRows {
+            batches,
+            offset: 0,
+            batch_size,
+            projection: self.projection.clone(),
+            predicate: self.predicate.clone(),
+            remaining: self.limit.unwrap_or(usize::MAX),
+            counters: Arc::clone(&self.counters),
+            segment: self.partition_segment.get(partition).copied(),
+        };
+        Ok(Box::pin(cooperative(RecordBatchStreamAdapter::new(schema, futures::stream::iter(rows)))))
+    }
+
+    fn statistics_from_inputs(
+        &self,
+        _input_stats: &[Arc<Statistics>],
+        args: &StatisticsArgs,
+    ) -> Result<Arc<Statistics>> {
+        let rows = match args.partition() {
+            Some(p) => self.partition_rows(p),
+            None => (0..self.partitions.len()).map(|p| self.partition_rows(p)).sum(),
+        };
+        // Without a filter the count is exact (and DataFusion may answer `count(*)` from it);
+        // with one it is what the filter may let through at most.
+        let rows = if self.predicate.is_none() { Precision::Exact(rows) } else { Precision::Inexact(rows) };
+        Ok(Arc::new(Statistics::new_unknown(&self.schema()).with_num_rows(rows)))
+    }
+}
+
+/// The rows of one partition: its batches in slices of the session's batch size, filtered,
+/// projected and cut at the limit, counted into the segment's counters.
+struct PartitionRows {
+    batches: VecDeque<RecordBatch>,
+    /// Rows of the first batch already taken.
+    offset: usize,
+    batch_size: usize,
+    projection: Option<Vec<usize>>,
+    predicate: Option<Arc<dyn PhysicalExpr>>,
+    remaining: usize,
+    counters: Arc<ScanCounters>,
+    segment: Option<usize>,
+}
+
+impl PartitionRows {
+    fn next_slice(&mut self) -> Option<RecordBatch> {
+        loop {
+            let batch = self.batches.front()?;
+            if self.offset >= batch.num_rows() {
+                self.batches.pop_front();
+                self.offset = 0;
+                continue;
+            }
+            let len = self.batch_size.min(batch.num_rows() - self.offset);
+            let slice = batch.slice(self.offset, len);
+            self.offset += len;
+            return Some(slice);
+        }
+    }
+
+    fn record(&self, evaluated: usize, passed: usize) {
+        if let Some(s) = self.segment.and_then(|s| self.counters.segments.get(s)) {
+            s.evaluated.fetch_add(evaluated as u64, Ordering::Relaxed);
+            s.passed.fetch_add(passed as u64, Ordering::Relaxed);
+        }
+    }
+
+    fn filtered(&self, slice: RecordBatch) -> Result<RecordBatch> {
+        let Some(predicate) = &self.predicate else { return Ok(slice) };
+        let mask = predicate.evaluate(&slice)?.into_array(slice.num_rows())?;
+        let Some(mask) = mask.as_boolean_opt() else {
+            return Err(DataFusionError::Internal(format!(
+                "a filter gave {} values, not booleans",
+                mask.data_type()
+            )));
+        };
+        // Nulls do not pass, as in DataFusion's FilterExec.
+        Ok(filter_record_batch(&slice, mask)?)
+    }
+}
+
+impl Iterator for PartitionRows {
+    type Item = Result<RecordBatch>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while self.remaining > 0 {
+            let slice = self.next_slice()?;
+            let evaluated = if self.predicate.is_some() { slice.num_rows() } else { 0 };
+            let passed = match self.filtered(slice) {
+                Ok(b) => b,
+                Err(e) => return Some(Err(e)),
+            };
+            let passed =
+                if passed.num_rows() > self.remaining { passed.slice(0, self.remaining) } else { passed };
+            self.remaining -= passed.num_rows();
+            self.record(evaluated, passed.num_rows());
+            if passed.num_rows() == 0 {
+                continue;
+            }
+            let projected = match &self.projection {
+                Some(p) => passed.project(p).map_err(DataFusionError::from),
+                None => Ok(passed),
+            };
+            return Some(projected);
+        }
+        None
+    }
+}
