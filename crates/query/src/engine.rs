@@ -1,6 +1,5 @@
 //! Read-only SQL over the registered tables, under time, memory and result-size limits.
 
-use crate::functions::{aggregate_functions, scalar_functions};
 use crate::guard;
 use crate::provider::{ScanStats, ShoalTable, SnapshotSource};
 use crate::rewrite::{canonicalize, rewrite};
@@ -15,6 +14,7 @@ use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use datafusion::sql::parser::{DFParser, Statement as DfStatement};
 use futures::StreamExt;
+use shoal_functions::{aggregate_functions, scalar_functions};
 use shoal_segment::TableLayout;
 use std::collections::BTreeMap;
 use std::collections::HashMap;

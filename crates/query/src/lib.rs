@@ -1,9 +1,8 @@
 //! Shoal's SQL: DataFusion over sealed and consuming segments, read-only, under limits, with
-//! Pinot's functions. Pinot's wire formats live in `shoal-server`.
+//! Pinot's functions (from `shoal-functions`). Pinot's wire formats live in `shoal-server`.
 #![warn(missing_docs)]
 
 pub mod engine;
-pub mod functions;
 mod guard;
 pub mod provider;
 pub mod rewrite;

@@ -1,11 +1,19 @@
-//! Pinot functions that DataFusion lacks or names differently: DATETRUNC, DATETIMECONVERT,
-//! TODATETIME, FROMDATETIME, ToEpoch*/FromEpoch*, ago, now (epoch ms, as in Pinot),
-//! JSON_EXTRACT_SCALAR, and PERCENTILE with Pinot's exact definition. The aggregate spellings
-//! (DISTINCTCOUNT, ...) are rewritten in `rewrite.rs`.
+//! Pinot's functions with Pinot's semantics, as DataFusion scalar and aggregate UDFs: the one
+//! library Shoal's queries and its ingestion transforms share.
+//!
+//! Queries register [`scalar_functions`] and [`aggregate_functions`] in their DataFusion session
+//! (`shoal-query`). Ingestion transforms (`transformConfigs`, `filterConfig`) will evaluate the
+//! same functions over decoded batches: a transform is a DataFusion expression planned against
+//! the decoded batch's schema and evaluated over the `RecordBatch` before it is appended. So a
+//! function means the same at ingest and at query time, down to its edge cases and its errors.
+//!
+//! What Pinot defines, Shoal copies, and each behaviour names the Pinot source file it comes
+//! from. A function or argument Shoal cannot honour is an error, never silently ignored.
 //!
 //! Arguments come from queries: every conversion is checked, and a value whose result does not
 //! fit in i64 is an execution error naming the function and the argument, where Pinot's Java
 //! would saturate or wrap (`TimeUnit.toMillis`, `epochTime * size`).
+#![warn(missing_docs)]
 
 use arrow::array::{Array, ArrayRef, AsArray, Int64Array, StringArray};
 use arrow::compute::cast;
