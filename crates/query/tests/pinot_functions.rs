@@ -1,0 +1,150 @@
+//! Pinot's functions and rules through SQL, on a small table with multi-value columns. Every
+//! expected value is computed by hand (the arithmetic is in the comments) or taken from
+//! Pinot's docs and source, named beside it.
+
+mod common;
+
+use serde_json::{Value, json};
+use shoal_query::QueryEngine;
+
+fn schema() -> Value {
+    json!({
+        "schemaName": "t",
+        "dimensionFieldSpecs": [
+            {"name": "name", "dataType": "STRING"},
+            {"name": "tags", "dataType": "STRING", "singleValueField": false},
+            {"name": "nums", "dataType": "INT", "singleValueField": false},
+            {"name": "doc", "dataType": "JSON"},
+            {"name": "created", "dataType": "TIMESTAMP"}
+        ],
+        "metricFieldSpecs": [{"name": "v", "dataType": "LONG"}, {"name": "d", "dataType": "DOUBLE"}],
+        "dateTimeFieldSpecs": [{"name": "ts", "dataType": "LONG", "format": "1:MILLISECONDS:EPOCH", "granularity": "1:MILLISECONDS"}]
+    })
+}
+
+/// Four rows. ts: 2024-01-31T12:34:56.789Z (a Wednesday), 2024-01-31T12:35:00Z,
+/// 2024-03-10T12:00:00Z (New York's first day of daylight saving time), 2024-11-03T06:00:00Z.
+fn engine() -> QueryEngine {
+    let rows = [
+        json!({"name": "a", "tags": ["x", "y"], "nums": [1, 2, 3], "v": 1, "d": 0.1, "ts": 1_706_704_496_789i64,
+               "created": 1_706_704_496_789i64,
+               "doc": {"addresses": [{"country": "us", "number": 1}, {"country": "ca", "number": 2}], "age": 30, "name": "adam"}}),
+        json!({"name": "b", "tags": ["y"], "nums": [5], "v": 2, "d": 0.2, "ts": 1_706_704_500_000i64,
+               "created": 1_706_704_500_000i64,
+               "doc": {"addresses": [{"country": "us", "number": 3}], "age": 17, "name": "bob"}}),
+        json!({"name": "c", "tags": ["z", "x", "x"], "nums": [2, 2], "v": 2, "d": 0.3, "ts": 1_710_072_000_000i64,
+               "created": 1_710_072_000_000i64, "doc": {"name": "carl", "phone": "123"}}),
+        json!({"name": "d", "tags": ["w"], "nums": [7, 1], "v": 3, "d": 0.4, "ts": 1_730_613_600_000i64,
+               "created": 1_730_613_600_000i64, "doc": {"x": {"y": 4}}}),
+    ];
+    let rows: Vec<String> = rows.iter().map(Value::to_string).collect();
+    common::table_of("t", schema(), "ts", &rows)
+}
+
+async fn one(engine: &QueryEngine, sql: &str) -> Value {
+    let r = shoal_server::broker::answer_query(engine, sql).await;
+    assert!(r.exceptions.is_empty(), "{sql}: {:?}", r.exceptions);
+    r.result_table.unwrap().rows[0][0].clone()
+}
+
+async fn check(engine: &QueryEngine, cases: &[(&str, Value)]) {
+    for (sql, want) in cases {
+        let got = one(engine, sql).await;
+        let same = match (got.as_f64(), want.as_f64()) {
+            (Some(a), Some(b)) => a == b,
+            _ => got == *want,
+        };
+        assert!(same, "{sql}: got {got}, want {want}");
+    }
+}
+
+/// The Pinot error code and message of a query that must fail.
+async fn refused(engine: &QueryEngine, sql: &str, words: &str) -> i32 {
+    let r = shoal_server::broker::answer_query(engine, sql).await;
+    let e = r.exceptions.first().unwrap_or_else(|| panic!("{sql} was not refused"));
+    assert!(e.message.contains(words), "{sql}: {}", e.message);
+    e.error_code
+}
+
+#[tokio::test]
+async fn time_functions_in_time_zones() {
+    let e = engine();
+    check(
+        &e,
+        &[
+            // 2024-01-31T12:34:56.789Z: Wednesday (3), ISO week 5, day 31, Q1.
+            ("SELECT YEAR(ts) FROM t WHERE name = 'a'", json!(2024)),
+            ("SELECT QUARTER(ts) FROM t WHERE name = 'a'", json!(1)),
+            ("SELECT MONTH(ts) FROM t WHERE name = 'a'", json!(1)),
+            ("SELECT WEEK(ts) FROM t WHERE name = 'a'", json!(5)),
+            ("SELECT DAYOFWEEK(ts) FROM t WHERE name = 'a'", json!(3)),
+            ("SELECT DAYOFYEAR(ts) FROM t WHERE name = 'a'", json!(31)),
+            ("SELECT HOUR(ts) FROM t WHERE name = 'a'", json!(12)),
+            ("SELECT MINUTE(ts) FROM t WHERE name = 'a'", json!(34)),
+            ("SELECT SECOND(ts) FROM t WHERE name = 'a'", json!(56)),
+            // On a TIMESTAMP column, and in a zone: 18:04 in Kolkata (+05:30).
+            ("SELECT HOUR(created) FROM t WHERE name = 'a'", json!(12)),
+            ("SELECT HOUR(created, 'Asia/Kolkata') FROM t WHERE name = 'a'", json!(18)),
+            ("SELECT MINUTE(ts, 'Asia/Kolkata') FROM t WHERE name = 'a'", json!(4)),
+            // 2024-03-10T12:00Z is 08:00 EDT (-04:00); 2024-11-03T06:00Z is 01:00 EST (-05:00).
+            ("SELECT HOUR(ts, 'America/New_York') FROM t WHERE name = 'c'", json!(8)),
+            ("SELECT HOUR(ts, 'America/New_York') FROM t WHERE name = 'd'", json!(1)),
+            ("SELECT DAYOFWEEK(ts, '-14:00') FROM t WHERE name = 'c'", json!(6)), // Sat 22:00
+            // toEpoch*Rounded / *Bucket (DateTimeFunctions.java): 1706704496 s, 28445074 min,
+            // 474084 h, 19753 d.
+            ("SELECT toEpochSecondsRounded(ts, 10) FROM t WHERE name = 'a'", json!(1_706_704_490i64)),
+            ("SELECT toEpochMinutesRounded(ts, 15) FROM t WHERE name = 'a'", json!(28_445_070)),
+            ("SELECT toEpochHoursRounded(ts, 6) FROM t WHERE name = 'a'", json!(474_084)),
+            ("SELECT toEpochDaysRounded(ts, 7) FROM t WHERE name = 'a'", json!(19_747)),
+            ("SELECT toEpochSecondsBucket(ts, 10) FROM t WHERE name = 'a'", json!(170_670_449)),
+            ("SELECT toEpochMinutesBucket(ts, 5) FROM t WHERE name = 'a'", json!(5_689_014)),
+            ("SELECT toEpochHoursBucket(ts, 24) FROM t WHERE name = 'a'", json!(19_753)),
+            ("SELECT toEpochDaysBucket(ts, 7) FROM t WHERE name = 'a'", json!(2_821)),
+            ("SELECT fromEpochMinutesBucket(5689014, 5) FROM t WHERE name = 'a'", json!(1_706_704_200_000i64)),
+            // DATETRUNC in a zone: Kolkata's day began 2024-01-30T18:30Z; New York's 10 March,
+            // 23 hours long, at 05:00Z (hour 475013 since 1970).
+            (
+                "SELECT DATETRUNC('day', ts, 'MILLISECONDS', 'Asia/Kolkata') FROM t WHERE name = 'a'",
+                json!(1_706_639_400_000i64),
+            ),
+            (
+                "SELECT DATETRUNC('day', ts, 'MILLISECONDS', 'America/New_York', 'HOURS') FROM t WHERE name = 'c'",
+                json!(475_013),
+            ),
+            ("SELECT DATETRUNC('hour', ts, 'MILLISECONDS', 'UTC', 'SECONDS') FROM t WHERE name = 'a'", json!(1_706_702_400)),
+            ("SELECT DATETRUNC('week', ts, 'MILLISECONDS', '+05:30') FROM t WHERE name = 'a'", json!(1_706_466_600_000i64)),
+            // TODATETIME / FROMDATETIME with zones (DateTimePatternHandler.java).
+            ("SELECT TODATETIME(ts, 'yyyy-MM-dd HH:mm', 'Asia/Kolkata') FROM t WHERE name = 'a'", json!("2024-01-31 18:04")),
+            (
+                "SELECT TODATETIME(ts, 'yyyy-MM-dd HH:mm Z', 'America/New_York') FROM t WHERE name = 'c'",
+                json!("2024-03-10 08:00 -0400"),
+            ),
+            (
+                "SELECT FROMDATETIME('2024-01-31 18:04', 'yyyy-MM-dd HH:mm', 'Asia/Kolkata') FROM t WHERE name = 'a'",
+                json!(1_706_704_440_000i64),
+            ),
+            // 02:30 on 10 March does not exist in New York: moved forward to 03:30 EDT, 07:30Z.
+            (
+                "SELECT FROMDATETIME('2024-03-10 02:30', 'yyyy-MM-dd HH:mm', 'America/New_York') FROM t WHERE name = 'a'",
+                json!(1_710_055_800_000i64),
+            ),
+            ("SELECT FROMDATETIME('nope', 'yyyy-MM-dd', 'UTC', -1) FROM t WHERE name = 'a'", json!(-1)),
+            // SIMPLE_DATE_FORMAT with zones, both spellings (DateTimeFormatSpec.java): 00:00Z on the
+            // 31st is still the 30th in New York; 12:34Z is hour 18 in Kolkata.
+            (
+                "SELECT DATETIMECONVERT(1706659200000, '1:MILLISECONDS:EPOCH', '1:DAYS:SIMPLE_DATE_FORMAT:yyyy-MM-dd tz(America/New_York)', '1:DAYS') FROM t WHERE name = 'a'",
+                json!("2024-01-30"),
+            ),
+            (
+                "SELECT DATETIMECONVERT(ts, '1:MILLISECONDS:EPOCH', 'SIMPLE_DATE_FORMAT|yyyy-MM-dd HH|Asia/Kolkata', '1:HOURS') FROM t WHERE name = 'a'",
+                json!("2024-01-31 18"),
+            ),
+            (
+                "SELECT DATETIMECONVERT('2024-01-31 18', 'SIMPLE_DATE_FORMAT|yyyy-MM-dd HH|Asia/Kolkata', '1:MILLISECONDS:EPOCH', '1:MILLISECONDS') FROM t WHERE name = 'a'",
+                json!(1_706_704_200_000i64),
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(refused(&e, "SELECT HOUR(ts, 'Mars/Olympus') FROM t", "unknown time zone").await, 200);
+}
