@@ -1,5 +1,6 @@
-//! Pinot's JSON functions: JSON_EXTRACT_SCALAR (pinot-core
-//! JsonExtractScalarTransformFunction.java).
+//! Pinot's JSON functions: JSON_EXTRACT_SCALAR, jsonPathString, jsonPathLong, jsonPathDouble
+//! and jsonExtractKey (pinot-common JsonFunctions.java, pinot-core
+//! JsonExtractScalarTransformFunction.java and JsonExtractKeyTransformFunction.java).
 //!
 //! Documents are read keeping their keys in document order, as Jackson does, so that keys,
 //! wildcard matches and objects written back as text come out in the order Pinot gives. Paths are
@@ -8,13 +9,14 @@
 //! error naming the path.
 
 use crate::scalar::Call;
-use arrow::array::{Array, ArrayRef, StringArray};
+use arrow::array::{Array, ArrayRef, Float64Array, Int64Array, ListBuilder, StringArray, StringBuilder};
 use arrow::compute::cast;
 use arrow::datatypes::DataType;
-use datafusion::common::Result;
+use datafusion::common::{Result, ScalarValue};
 use datafusion::logical_expr::ColumnarValue;
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use std::fmt::{self, Write};
+use std::sync::Arc;
 
 /// A JSON value whose objects keep their keys in document order.
 #[derive(Debug, Clone, PartialEq)]
@@ -314,6 +316,256 @@ pub(crate) fn json_extract_scalar(call: &Call, ty: &DataType) -> Result<ArrayRef
     })
 }
 
+/// The default argument `i` of a jsonPath* function, cast to `ty`.
+fn default_arg(call: &Call, i: usize, ty: &DataType) -> Result<Option<ScalarValue>> {
+    match call.args.get(i) {
+        None => Ok(None),
+        Some(ColumnarValue::Scalar(s)) => {
+            s.cast_to(ty).map(Some).map_err(|_| call.error(format_args!("the default {s} is not a {ty}")))
+        }
+        Some(_) => Err(call.error("the default must be a literal")),
+    }
+}
+
+/// jsonPathString(json, path[, default]) (JsonFunctions.java): a string leaf as it is, any other
+/// value as its JSON text, an indefinite path as the JSON array of its matches. Without a default
+/// a missing value is null and a document that is not JSON an error; with one, both give the
+/// default (a null document too).
+pub(crate) fn json_path_string(call: &Call) -> Result<ArrayRef> {
+    let path = path_arg(call, 1)?;
+    let default = default_arg(call, 2, &DataType::Utf8)?;
+    let default = default.as_ref().map(|d| match d {
+        ScalarValue::Utf8(v) => v.clone(),
+        _ => None,
+    });
+    let docs = call.texts(0)?;
+    let mut out = StringBuilder::new();
+    for doc in docs.iter() {
+        let value = match (doc, &default) {
+            (None, None) => None,
+            (None, Some(d)) => d.clone(),
+            (Some(text), default) => match (Json::parse(text), default) {
+                (Some(json), None) => path.read(&json).map(|v| v.as_text()),
+                (Some(json), Some(d)) => path.read(&json).map(|v| v.as_text()).or_else(|| d.clone()),
+                (None, Some(d)) => d.clone(),
+                (None, None) => return Err(call.error(format_args!("{text:?} is not JSON"))),
+            },
+        };
+        out.append_option(value);
+    }
+    Ok(Arc::new(out.finish()))
+}
+
+/// jsonPathLong(json, path[, default]): a number's `longValue` (a fraction is cut toward zero),
+/// true/false as 1/0, a string read as a Java long; anything else, a missing value or a
+/// document that is not JSON gives the default, Long.MIN_VALUE when none is given.
+pub(crate) fn json_path_long(call: &Call) -> Result<ArrayRef> {
+    let path = path_arg(call, 1)?;
+    let default = match default_arg(call, 2, &DataType::Int64)? {
+        Some(ScalarValue::Int64(d)) => d,
+        _ => Some(i64::MIN),
+    };
+    let explicit_default = call.args.len() > 2;
+    let docs = call.texts(0)?;
+    let values: Int64Array = docs
+        .iter()
+        .map(|doc| match doc {
+            None if explicit_default => default,
+            None => None,
+            Some(text) => {
+                Json::parse(text).and_then(|j| path.read(&j)).and_then(|v| java_long(&v)).or(default)
+            }
+        })
+        .collect();
+    Ok(Arc::new(values))
+}
+
+/// jsonPathDouble(json, path[, default]): as jsonPathLong, with doubles; NaN when no default is
+/// given.
+pub(crate) fn json_path_double(call: &Call) -> Result<ArrayRef> {
+    let path = path_arg(call, 1)?;
+    let default = match default_arg(call, 2, &DataType::Float64)? {
+        Some(ScalarValue::Float64(d)) => d,
+        _ => Some(f64::NAN),
+    };
+    let explicit_default = call.args.len() > 2;
+    let docs = call.texts(0)?;
+    let values: Float64Array = docs
+        .iter()
+        .map(|doc| match doc {
+            None if explicit_default => default,
+            None => None,
+            Some(text) => {
+                Json::parse(text).and_then(|j| path.read(&j)).and_then(|v| java_double_value(&v)).or(default)
+            }
+        })
+        .collect();
+    Ok(Arc::new(values))
+}
+
+/// JsonFunctions.jsonValueToLong: `Number.longValue()`, Boolean 1/0, else `Long.parseLong`.
+fn java_long(v: &Json) -> Option<i64> {
+    match v {
+        Json::Int(i) => Some(*i),
+        // BigInteger.longValue keeps the low 64 bits.
+        Json::UInt(u) => Some(*u as i64),
+        // Java's (long) cast of a double: toward zero, saturating, NaN as 0 (Rust's `as` too).
+        Json::Float(f) => Some(*f as i64),
+        Json::Bool(b) => Some(i64::from(*b)),
+        // Long.parseLong: an optional sign, then digits (Rust's parse reads the same).
+        Json::Str(s) => s.parse().ok(),
+        _ => None,
+    }
+}
+
+/// JsonFunctions.jsonValueToDouble: `Number.doubleValue()`, Boolean 1/0, else
+/// `Double.parseDouble` (which allows surrounding whitespace).
+fn java_double_value(v: &Json) -> Option<f64> {
+    match v {
+        Json::Int(i) => Some(*i as f64),
+        Json::UInt(u) => Some(*u as f64),
+        Json::Float(f) => Some(*f),
+        Json::Bool(b) => Some(if *b { 1.0 } else { 0.0 }),
+        Json::Str(s) => {
+            let t = s.trim();
+            match t {
+                "NaN" => Some(f64::NAN),
+                "Infinity" | "+Infinity" => Some(f64::INFINITY),
+                "-Infinity" => Some(f64::NEG_INFINITY),
+                _ if t
+                    .chars()
+                    .any(|c| c.is_ascii_alphabetic() && !matches!(c, 'e' | 'E' | 'd' | 'D' | 'f' | 'F')) =>
+                {
+                    None
+                }
+                _ => t.trim_end_matches(['d', 'D', 'f', 'F']).parse().ok(),
+            }
+        }
+        _ => None,
+    }
+}
+
+/// jsonExtractKey(json, path[, 'maxDepth=n;dotNotation=true']) (JsonFunctions.java,
+/// JsonExtractKeyTransformFunction.java): the paths of the keys the path matches, as Jayway's
+/// AS_PATH_LIST writes them (`$['a']['b']`) or in dot notation (`a.b`); `''`, `'$..**'` and
+/// `'$..'` list every key at every depth.
+pub(crate) fn json_extract_key(call: &Call) -> Result<ArrayRef> {
+    let path_text = call.text(1)?;
+    let all_keys = matches!(path_text.as_str(), "" | "$..**" | "$..");
+    let path = if all_keys { None } else { Some(path_arg(call, 1)?) };
+    let (max_depth, dot) = match call.args.get(2) {
+        None => (usize::MAX, false),
+        Some(_) => key_params(&call.text(2)?).map_err(|e| call.error(e))?,
+    };
+    let docs = call.texts(0)?;
+    let mut out = ListBuilder::new(StringBuilder::new());
+    for doc in docs.iter() {
+        let Some(text) = doc else {
+            out.append_null();
+            continue;
+        };
+        let keys = match (&path, Json::parse(text)) {
+            (_, _) if max_depth == 0 => Vec::new(),
+            (None, Some(json)) => {
+                let mut keys = Vec::new();
+                all_key_paths(&json, if dot { "" } else { "$" }, dot, 1, max_depth, &mut keys);
+                keys
+            }
+            // The recursive form returns no keys for what is not JSON.
+            (None, None) => Vec::new(),
+            (Some(_), None) => return Err(call.error(format_args!("{text:?} is not JSON"))),
+            (Some(path), Some(json)) => path
+                .matches(&json)
+                .into_iter()
+                .map(|(p, _)| p)
+                .filter(|p| p.matches('[').count() <= max_depth)
+                .map(|p| if dot { dot_notation(&p) } else { p })
+                .collect(),
+        };
+        for key in keys {
+            out.values().append_value(key);
+        }
+        out.append(true);
+    }
+    Ok(Arc::new(out.finish()))
+}
+
+/// JsonExtractFunctionParameters: `maxDepth=n;dotNotation=true`, keys in any case; a negative
+/// depth is no limit.
+fn key_params(text: &str) -> std::result::Result<(usize, bool), String> {
+    let (mut depth, mut dot) = (usize::MAX, false);
+    for pair in text.split(';').map(str::trim).filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').ok_or_else(|| format!("invalid parameter: {pair}"))?;
+        match key.trim().to_ascii_uppercase().as_str() {
+            "MAXDEPTH" => {
+                let n: i32 =
+                    value.trim().parse().map_err(|_| format!("maxDepth {value:?} is not an integer"))?;
+                depth = usize::try_from(n).unwrap_or(usize::MAX);
+            }
+            "DOTNOTATION" => dot = value.trim().eq_ignore_ascii_case("true"),
+            other => return Err(format!("invalid parameter key: {other}: use maxDepth or dotNotation")),
+        }
+    }
+    Ok((depth, dot))
+}
+
+/// JsonFunctions.extractKeysFromNode: every key and index, depth first, in document order.
+fn all_key_paths(node: &Json, at: &str, dot: bool, depth: usize, max: usize, out: &mut Vec<String>) {
+    if depth > max {
+        return;
+    }
+    let children: Vec<(String, &Json)> = match node {
+        Json::Object(fields) => fields
+            .iter()
+            .map(|(k, v)| {
+                let p = match (dot, at.is_empty()) {
+                    (true, true) => k.clone(),
+                    (true, false) => format!("{at}.{k}"),
+                    (false, _) => format!("{at}['{k}']"),
+                };
+                (p, v)
+            })
+            .collect(),
+        Json::Array(items) => items
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let p = match (dot, at.is_empty()) {
+                    (true, true) => i.to_string(),
+                    (true, false) => format!("{at}.{i}"),
+                    (false, _) => format!("{at}[{i}]"),
+                };
+                (p, v)
+            })
+            .collect(),
+        _ => return,
+    };
+    for (path, child) in children {
+        out.push(path.clone());
+        if depth < max && matches!(child, Json::Object(_) | Json::Array(_)) {
+            all_key_paths(child, &path, dot, depth + 1, max, out);
+        }
+    }
+}
+
+/// `$['a'][0]['b']` → `a.0.b` (JsonFunctions.convertToDotNotation).
+fn dot_notation(path: &str) -> String {
+    let mut parts = Vec::new();
+    let mut rest = path.strip_prefix('$').unwrap_or(path);
+    while let Some(r) = rest.strip_prefix('[') {
+        let (part, after) = if let Some(quoted) = r.strip_prefix('\'') {
+            let end = quoted.find("']").unwrap_or(quoted.len());
+            (&quoted[..end], quoted.get(end + 2..).unwrap_or(""))
+        } else {
+            let end = r.find(']').unwrap_or(r.len());
+            (&r[..end], r.get(end + 1..).unwrap_or(""))
+        };
+        parts.push(part);
+        rest = after;
+    }
+    parts.join(".")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -342,5 +594,31 @@ mod tests {
         for bad in ["a.b", "$..a", "$[?(@.a)]", "$[0:2]", "$.a[x]"] {
             assert!(Path::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn keys_at_every_depth() {
+        // JsonFunctions.java's examples: jsonExtractKey('{"a": 1, "b": {"c": 2}}', '$..**').
+        let doc = Json::parse(r#"{"a": 1, "b": {"c": 2}}"#).unwrap();
+        let mut keys = Vec::new();
+        all_key_paths(&doc, "$", false, 1, usize::MAX, &mut keys);
+        assert_eq!(keys, ["$['a']", "$['b']", "$['b']['c']"]);
+        let mut keys = Vec::new();
+        all_key_paths(&doc, "", true, 1, 1, &mut keys);
+        assert_eq!(keys, ["a", "b"]);
+        assert_eq!(dot_notation("$[0]['name']"), "0.name");
+        assert_eq!(key_params("maxDepth=2; dotNotation=true"), Ok((2, true)));
+        assert!(key_params("depth=2").is_err());
+    }
+
+    #[test]
+    fn java_conversions() {
+        assert_eq!(java_long(&Json::Float(-1.9)), Some(-1));
+        assert_eq!(java_long(&Json::Str("+12".into())), Some(12));
+        assert_eq!(java_long(&Json::Str("1.5".into())), None);
+        assert_eq!(java_long(&Json::Bool(true)), Some(1));
+        assert_eq!(java_double_value(&Json::Str(" 2.5 ".into())), Some(2.5));
+        assert_eq!(java_double_value(&Json::Str("abc".into())), None);
+        assert_eq!(java_double_value(&Json::Array(vec![])), None);
     }
 }

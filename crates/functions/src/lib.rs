@@ -18,13 +18,16 @@
 mod aggregate;
 mod datetime;
 mod json;
+mod json_match;
 mod scalar;
+mod string;
 
 use datafusion::logical_expr::{AggregateUDF, ScalarUDF, Signature, Volatility};
 use datetime::DatePart;
 use scalar::{Kind, PinotFn};
 
-/// Every scalar function Shoal adds, registered under Pinot's names.
+/// Every scalar function Shoal adds, registered under Pinot's names (and over DataFusion's
+/// `substr` and `substring`, whose positions mean other things).
 pub fn scalar_functions() -> Vec<ScalarUDF> {
     let mut fns = vec![
         PinotFn::new("DATETRUNC", Kind::DateTrunc),
@@ -34,6 +37,14 @@ pub fn scalar_functions() -> Vec<ScalarUDF> {
         PinotFn::new("ago", Kind::Ago),
         PinotFn::new("now", Kind::Now),
         PinotFn::new("JSON_EXTRACT_SCALAR", Kind::JsonExtractScalar),
+        PinotFn::new("jsonPathString", Kind::JsonPathString),
+        PinotFn::new("jsonPathLong", Kind::JsonPathLong),
+        PinotFn::new("jsonPathDouble", Kind::JsonPathDouble),
+        PinotFn::new("jsonExtractKey", Kind::JsonExtractKey),
+        PinotFn::new("JSON_MATCH", Kind::JsonMatch),
+        PinotFn::new("SUBSTR", Kind::Substr),
+        PinotFn::new("SUBSTRING", Kind::Substring),
+        PinotFn::new("REGEXP_EXTRACT", Kind::RegexpExtract),
     ];
     for (unit, ms) in [("Seconds", 1_000), ("Minutes", 60_000), ("Hours", 3_600_000), ("Days", 86_400_000)] {
         fns.push(PinotFn::new(&format!("ToEpoch{unit}"), Kind::ToEpoch(ms)));

@@ -2,7 +2,7 @@
 //! and the result type, and [`Call`], which reads one call's arguments with errors naming the
 //! function and the argument.
 
-use crate::{datetime, json};
+use crate::{datetime, json, json_match, string};
 use arrow::array::{Array, ArrayRef, AsArray, Int64Array, StringArray};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, FieldRef, Int64Type};
@@ -36,6 +36,14 @@ pub(crate) enum Kind {
     /// YEAR, MONTH, HOUR...
     DatePart(datetime::DatePart),
     JsonExtractScalar,
+    JsonPathString,
+    JsonPathLong,
+    JsonPathDouble,
+    JsonExtractKey,
+    JsonMatch,
+    Substr,
+    Substring,
+    RegexpExtract,
 }
 
 /// One Pinot scalar function.
@@ -169,6 +177,38 @@ impl ScalarUDFImpl for PinotFn {
                     ))
                 })?
             }
+            Kind::JsonPathString => {
+                arity(2, 3, "jsonPathString(json, '$.path'[, default])")?;
+                DataType::Utf8
+            }
+            Kind::JsonPathLong => {
+                arity(2, 3, "jsonPathLong(json, '$.path'[, default])")?;
+                DataType::Int64
+            }
+            Kind::JsonPathDouble => {
+                arity(2, 3, "jsonPathDouble(json, '$.path'[, default])")?;
+                DataType::Float64
+            }
+            Kind::JsonExtractKey => {
+                arity(2, 3, "jsonExtractKey(json, '$.path'[, 'maxDepth=n;dotNotation=true'])")?;
+                DataType::List(Arc::new(Field::new("item", DataType::Utf8, true)))
+            }
+            Kind::JsonMatch => {
+                arity(2, 2, "JSON_MATCH(json, '\"$.path\" = ''value''')")?;
+                DataType::Boolean
+            }
+            Kind::Substr => {
+                arity(2, 3, "SUBSTR(text, beginIndex[, endIndex])")?;
+                DataType::Utf8
+            }
+            Kind::Substring => {
+                arity(2, 3, "SUBSTRING(text, start[, length])")?;
+                DataType::Utf8
+            }
+            Kind::RegexpExtract => {
+                arity(2, 4, "REGEXP_EXTRACT(text, 'regexp'[, group[, 'default']])")?;
+                DataType::Utf8
+            }
         };
         Ok(Arc::new(Field::new(&self.name, t, true)))
     }
@@ -189,6 +229,14 @@ impl ScalarUDFImpl for PinotFn {
             Kind::FromEpochBucket(ms) => datetime::from_epoch(&call, ms, true)?,
             Kind::DatePart(part) => datetime::date_part(&call, part)?,
             Kind::JsonExtractScalar => json::json_extract_scalar(&call, args.return_field.data_type())?,
+            Kind::JsonPathString => json::json_path_string(&call)?,
+            Kind::JsonPathLong => json::json_path_long(&call)?,
+            Kind::JsonPathDouble => json::json_path_double(&call)?,
+            Kind::JsonExtractKey => json::json_extract_key(&call)?,
+            Kind::JsonMatch => json_match::json_match(&call)?,
+            Kind::Substr => string::substr(&call)?,
+            Kind::Substring => string::substring(&call)?,
+            Kind::RegexpExtract => string::regexp_extract(&call)?,
         };
         Ok(ColumnarValue::Array(out))
     }

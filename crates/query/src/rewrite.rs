@@ -2,12 +2,15 @@
 //! `DISTINCTCOUNT(x)` → `COUNT(DISTINCT x)`, `DISTINCTCOUNTHLL(x)` → `approx_distinct(x)`,
 //! `PERCENTILEEST(x, p)` / `PERCENTILEESTp(x)` → `approx_percentile_cont(x, p / 100)`,
 //! `PERCENTILEp(x)` → `PERCENTILE(x, p)`, `LASTWITHTIME(v, t, 'type')` → `last_value(v ORDER BY t)`,
-//! `FIRSTWITHTIME(v, t, 'type')` → `first_value(v ORDER BY t)`.
+//! `FIRSTWITHTIME(v, t, 'type')` → `first_value(v ORDER BY t)`. `SUBSTR(...)` and
+//! `SUBSTRING(...)`, which the SQL parser reads as its own syntax and DataFusion would plan with
+//! its 1-based `substr`, become calls of Pinot's functions of those names (`shoal-functions`):
+//! SUBSTR is 0-based with an exclusive end.
 
 use datafusion::sql::sqlparser::ast::{
     DuplicateTreatment, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentClause,
-    FunctionArguments, Ident, ObjectName, ObjectNamePart, OrderByExpr, OrderByOptions, Statement, Value,
-    visit_expressions_mut, visit_relations_mut,
+    FunctionArgumentList, FunctionArguments, Ident, ObjectName, ObjectNamePart, OrderByExpr, OrderByOptions,
+    Statement, Value, visit_expressions_mut, visit_relations_mut,
 };
 use std::collections::HashMap;
 use std::ops::ControlFlow;
@@ -47,8 +50,40 @@ pub fn rewrite(statement: &mut Statement) {
         if let Expr::Function(f) = expr {
             rewrite_function(f);
         }
+        if let Some(call) = substring_call(expr) {
+            *expr = call;
+        }
         ControlFlow::<()>::Continue(())
     });
+}
+
+fn call(name: &str, args: Vec<Expr>) -> Expr {
+    Expr::Function(Function {
+        name: ObjectName::from(vec![Ident::new(name)]),
+        uses_odbc_syntax: false,
+        parameters: FunctionArguments::None,
+        args: FunctionArguments::List(FunctionArgumentList {
+            duplicate_treatment: None,
+            args: args.into_iter().map(|e| FunctionArg::Unnamed(FunctionArgExpr::Expr(e))).collect(),
+            clauses: Vec::new(),
+        }),
+        filter: None,
+        null_treatment: None,
+        over: None,
+        within_group: Vec::new(),
+    })
+}
+
+/// `SUBSTR(s, a[, b])` → Pinot's `substr(s, a[, b])`; `SUBSTRING(s, a[, n])` and
+/// `SUBSTRING(s FROM a FOR n)` → Pinot's `substring(s, a[, n])` (1 when FROM is left out).
+fn substring_call(expr: &Expr) -> Option<Expr> {
+    let Expr::Substring { expr: s, substring_from, substring_for, shorthand, .. } = expr else {
+        return None;
+    };
+    let from = substring_from.as_deref().cloned().unwrap_or_else(|| number("1"));
+    let mut args = vec![(**s).clone(), from];
+    args.extend(substring_for.as_deref().cloned());
+    Some(call(if *shorthand { "substr" } else { "substring" }, args))
 }
 
 fn set_name(f: &mut Function, name: &str) {
@@ -180,5 +215,14 @@ mod tests {
             rewritten("SELECT LASTWITHTIME(v, ts, 'STRING') FROM t"),
             "SELECT last_value(v ORDER BY ts ASC NULLS FIRST) FROM t"
         );
+    }
+
+    #[test]
+    fn substrings_call_pinot_functions() {
+        assert_eq!(rewritten("SELECT SUBSTR(s, 1, 3) FROM t"), "SELECT substr(s, 1, 3) FROM t");
+        assert_eq!(rewritten("SELECT substr(s, 2) FROM t"), "SELECT substr(s, 2) FROM t");
+        assert_eq!(rewritten("SELECT SUBSTRING(s, 2, 3) FROM t"), "SELECT substring(s, 2, 3) FROM t");
+        assert_eq!(rewritten("SELECT SUBSTRING(s FROM 2 FOR 3) FROM t"), "SELECT substring(s, 2, 3) FROM t");
+        assert_eq!(rewritten("SELECT SUBSTRING(s FOR 3) FROM t"), "SELECT substring(s, 1, 3) FROM t");
     }
 }

@@ -148,3 +148,77 @@ async fn time_functions_in_time_zones() {
     .await;
     assert_eq!(refused(&e, "SELECT HOUR(ts, 'Mars/Olympus') FROM t", "unknown time zone").await, 200);
 }
+
+#[tokio::test]
+async fn pinot_substr_is_zero_based() {
+    let e = engine();
+    check(
+        &e,
+        &[
+            // StringFunctions.substr: 0-based begin, exclusive end; -1 means to the end.
+            // DataFusion's own substr would give "pin".
+            ("SELECT SUBSTR('pinot', 1, 3) FROM t WHERE name = 'a'", json!("in")),
+            ("SELECT substr('pinot', 2) FROM t WHERE name = 'a'", json!("not")),
+            ("SELECT SUBSTR('pinot', 1, -1) FROM t WHERE name = 'a'", json!("inot")),
+            ("SELECT SUBSTR('pinot', -3, 5) FROM t WHERE name = 'a'", json!("not")),
+            ("SELECT SUBSTR(name, 0, 1) FROM t WHERE v = 3", json!("d")),
+            // StringFunctions.substring: 1-based, with a length.
+            ("SELECT SUBSTRING('pinot', 2, 3) FROM t WHERE name = 'a'", json!("ino")),
+            ("SELECT SUBSTRING('pinot' FROM 2 FOR 3) FROM t WHERE name = 'a'", json!("ino")),
+            // REGEXP_EXTRACT (RegexpExtractTransformFunction.java): group 0 by default, "" or the
+            // default when nothing matches.
+            ("SELECT REGEXP_EXTRACT('foo123bar', '[0-9]+') FROM t WHERE name = 'a'", json!("123")),
+            (
+                "SELECT REGEXP_EXTRACT('foo123bar', '([a-z]+)([0-9]+)', 2) FROM t WHERE name = 'a'",
+                json!("123"),
+            ),
+            ("SELECT REGEXP_EXTRACT('foo', '[0-9]+') FROM t WHERE name = 'a'", json!("")),
+            ("SELECT REGEXP_EXTRACT('foo', '[0-9]+', 0, 'none') FROM t WHERE name = 'a'", json!("none")),
+        ],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn json_functions_and_json_match() {
+    let e = engine();
+    check(
+        &e,
+        &[
+            ("SELECT jsonPathString(doc, '$.name') FROM t WHERE name = 'a'", json!("adam")),
+            ("SELECT jsonPathString(doc, '$.missing', 'none') FROM t WHERE name = 'a'", json!("none")),
+            ("SELECT jsonPathString(doc, '$.addresses[*].country') FROM t WHERE name = 'a'", json!("[\"us\",\"ca\"]")),
+            ("SELECT jsonPathLong(doc, '$.age') FROM t WHERE name = 'a'", json!(30)),
+            // Long.MIN_VALUE when missing and no default; the default when not a number.
+            ("SELECT jsonPathLong(doc, '$.missing') FROM t WHERE name = 'a'", json!(i64::MIN)),
+            ("SELECT jsonPathLong(doc, '$.name', 7) FROM t WHERE name = 'a'", json!(7)),
+            ("SELECT jsonPathDouble(doc, '$.addresses[1].number') FROM t WHERE name = 'a'", json!(2.0)),
+            ("SELECT jsonPathDouble(doc, '$.missing', 1.5) FROM t WHERE name = 'a'", json!(1.5)),
+            // JsonFunctions.java's examples: '$.*' lists the top keys, '$..**' every key.
+            ("SELECT jsonExtractKey(doc, '$.*') FROM t WHERE name = 'd'", json!(["$['x']"])),
+            ("SELECT jsonExtractKey(doc, '$..**') FROM t WHERE name = 'd'", json!(["$['x']", "$['x']['y']"])),
+            ("SELECT jsonExtractKey(doc, '$..**', 'maxDepth=1;dotNotation=true') FROM t WHERE name = 'd'", json!(["x"])),
+            // JSON_MATCH's predicates as Pinot's docs write them.
+            ("SELECT COUNT(*) FROM t WHERE JSON_MATCH(doc, '\"$.name\" = ''adam''')", json!(1)),
+            ("SELECT COUNT(*) FROM t WHERE JSON_MATCH(doc, '\"$.addresses[*].country\" = ''us''')", json!(2)),
+            // Both conditions on one array element: a's "ca" address has number 2.
+            (
+                "SELECT COUNT(*) FROM t WHERE JSON_MATCH(doc, '\"$.addresses[*].country\" = ''ca'' AND \"$.addresses[*].number\" = 1')",
+                json!(0),
+            ),
+            ("SELECT COUNT(*) FROM t WHERE JSON_MATCH(doc, '\"$.addresses[0].number\" = 3')", json!(1)),
+            ("SELECT COUNT(*) FROM t WHERE JSON_MATCH(doc, '\"$.age\" > 18')", json!(1)),
+            ("SELECT COUNT(*) FROM t WHERE JSON_MATCH(doc, '\"$.name\" IN (''bob'', ''carl'')')", json!(2)),
+            ("SELECT COUNT(*) FROM t WHERE JSON_MATCH(doc, '\"$.phone\" IS NULL')", json!(3)),
+            ("SELECT COUNT(*) FROM t WHERE JSON_MATCH(doc, 'REGEXP_LIKE(\"$.name\", ''a.*'')')", json!(1)),
+            ("SELECT COUNT(*) FROM t WHERE JSON_MATCH(doc, '\"$.x.y\" BETWEEN 3 AND 5')", json!(1)),
+        ],
+    )
+    .await;
+    refused(
+        &e,
+        "SELECT COUNT(*) FROM t WHERE JSON_MATCH(doc, 'NOT \"$.age\" = 1')",
+        "JSON_MATCH does not support",
+    )
+    .await;
+}
