@@ -19,12 +19,21 @@ mod aggregate;
 mod datetime;
 mod json;
 mod json_match;
+mod multivalue;
+mod mv_aggregate;
 mod scalar;
 mod string;
 
 use datafusion::logical_expr::{AggregateUDF, ScalarUDF, Signature, Volatility};
 use datetime::DatePart;
+use mv_aggregate::{MvAggregate, MvOp};
 use scalar::{Kind, PinotFn};
+
+/// The name of the scalar function behind Pinot's predicates on multi-value columns:
+/// `mv_match(column, op, value...)` is true when one of the row's values satisfies
+/// `value op ...` (`=`, `<`, `<=`, `>`, `>=`, `between`, `in`, `like`, `regexp_like`).
+/// `shoal-query` rewrites `tags = 'x'` into it.
+pub const MV_MATCH: &str = "mv_match";
 
 /// Every scalar function Shoal adds, registered under Pinot's names (and over DataFusion's
 /// `substr` and `substring`, whose positions mean other things).
@@ -45,6 +54,9 @@ pub fn scalar_functions() -> Vec<ScalarUDF> {
         PinotFn::new("SUBSTR", Kind::Substr),
         PinotFn::new("SUBSTRING", Kind::Substring),
         PinotFn::new("REGEXP_EXTRACT", Kind::RegexpExtract),
+        PinotFn::new("arrayLength", Kind::ArrayLength),
+        PinotFn::new("VALUEIN", Kind::ValueIn),
+        PinotFn::new(MV_MATCH, Kind::MvMatch),
     ];
     for (unit, ms) in [("Seconds", 1_000), ("Minutes", 60_000), ("Hours", 3_600_000), ("Days", 86_400_000)] {
         fns.push(PinotFn::new(&format!("ToEpoch{unit}"), Kind::ToEpoch(ms)));
@@ -62,5 +74,11 @@ pub fn scalar_functions() -> Vec<ScalarUDF> {
 /// Every aggregate function Shoal adds. Pinot's other aggregate spellings (DISTINCTCOUNT,
 /// PERCENTILE95, LASTWITHTIME...) are rewritten into DataFusion's in `shoal-query`.
 pub fn aggregate_functions() -> Vec<AggregateUDF> {
-    vec![AggregateUDF::from(aggregate::Percentile { signature: Signature::any(2, Volatility::Immutable) })]
+    let mut out = vec![AggregateUDF::from(aggregate::Percentile {
+        signature: Signature::any(2, Volatility::Immutable),
+    })];
+    for op in [MvOp::Count, MvOp::Sum, MvOp::Min, MvOp::Max, MvOp::Avg, MvOp::DistinctCount] {
+        out.push(AggregateUDF::from(MvAggregate::new(op)));
+    }
+    out
 }

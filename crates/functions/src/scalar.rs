@@ -2,7 +2,7 @@
 //! and the result type, and [`Call`], which reads one call's arguments with errors naming the
 //! function and the argument.
 
-use crate::{datetime, json, json_match, string};
+use crate::{datetime, json, json_match, multivalue, string};
 use arrow::array::{Array, ArrayRef, AsArray, Int64Array, StringArray};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, FieldRef, Int64Type};
@@ -44,6 +44,11 @@ pub(crate) enum Kind {
     Substr,
     Substring,
     RegexpExtract,
+    ArrayLength,
+    ValueIn,
+    /// The any/all comparison of a multi-value column that `rewrite.rs` writes for Pinot's
+    /// multi-value predicates.
+    MvMatch,
 }
 
 /// One Pinot scalar function.
@@ -209,6 +214,21 @@ impl ScalarUDFImpl for PinotFn {
                 arity(2, 4, "REGEXP_EXTRACT(text, 'regexp'[, group[, 'default']])")?;
                 DataType::Utf8
             }
+            Kind::ArrayLength => {
+                arity(1, 1, "arrayLength(mvColumn)")?;
+                multivalue::element_type(args.arg_fields[0].data_type()).map_err(|e| self.plan_error(e))?;
+                DataType::Int32
+            }
+            Kind::ValueIn => {
+                arity(2, usize::MAX, "VALUEIN(mvColumn, 'value1', 'value2', ...)")?;
+                let t = args.arg_fields[0].data_type();
+                multivalue::element_type(t).map_err(|e| self.plan_error(e))?;
+                t.clone()
+            }
+            Kind::MvMatch => {
+                arity(3, usize::MAX, "an any/all match of a multi-value column")?;
+                DataType::Boolean
+            }
         };
         Ok(Arc::new(Field::new(&self.name, t, true)))
     }
@@ -237,6 +257,9 @@ impl ScalarUDFImpl for PinotFn {
             Kind::Substr => string::substr(&call)?,
             Kind::Substring => string::substring(&call)?,
             Kind::RegexpExtract => string::regexp_extract(&call)?,
+            Kind::ArrayLength => multivalue::array_length(&call)?,
+            Kind::ValueIn => multivalue::value_in(&call)?,
+            Kind::MvMatch => multivalue::mv_match(&call)?,
         };
         Ok(ColumnarValue::Array(out))
     }

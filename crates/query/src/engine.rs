@@ -4,7 +4,7 @@ use crate::guard;
 use crate::provider::{ScanStats, ShoalTable, SnapshotSource};
 use crate::rewrite::{canonicalize, rewrite};
 use arrow::array::RecordBatch;
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{DataType, SchemaRef};
 use datafusion::common::DataFusionError;
 use datafusion::common::TableReference;
 use datafusion::execution::SendableRecordBatchStream;
@@ -17,7 +17,7 @@ use futures::StreamExt;
 use shoal_functions::{aggregate_functions, scalar_functions};
 use shoal_segment::TableLayout;
 use std::collections::BTreeMap;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -287,7 +287,7 @@ impl QueryEngine {
         let admitted = self.admit(deadline).await?;
         let stats = Arc::new(Mutex::new(ScanStats::default()));
         let ctx = self.context(&stats)?;
-        let names = self.known_names();
+        let (names, multi_value) = self.known_names();
         // Parsing and planning recurse over the query and fold its constants: they run on a
         // thread of their own with a deep stack, and the caller waits for them only until the
         // deadline.
@@ -299,7 +299,8 @@ impl QueryEngine {
             .name("shoal-plan".into())
             .stack_size(PLAN_STACK)
             .spawn(move || {
-                let _ = tx.send(runtime.block_on(plan_and_start(ctx, &sql, &names, max_join_pairs)));
+                let planned = plan_and_start(ctx, &sql, &names, &multi_value, max_join_pairs);
+                let _ = tx.send(runtime.block_on(planned));
             })
             .map_err(|e| QueryError {
                 kind: ErrorKind::ResourceLimit,
@@ -370,19 +371,24 @@ impl QueryEngine {
         Ok(QueryResult { schema, batches, stats, truncated })
     }
 
-    /// Lowercase spelling → spelling of every table (both names) and column.
-    fn known_names(&self) -> HashMap<String, String> {
+    /// Lowercase spelling → spelling of every table (both names) and column, and the lowercase
+    /// names of the multi-value columns.
+    fn known_names(&self) -> (HashMap<String, String>, HashSet<String>) {
         let tables = self.tables.read().unwrap_or_else(|p| p.into_inner());
         let mut names = HashMap::new();
+        let mut multi_value = HashSet::new();
         for (name, t) in tables.iter() {
             for field in t.layout.arrow.fields() {
                 names.insert(field.name().to_lowercase(), field.name().clone());
+                if matches!(field.data_type(), DataType::List(_) | DataType::LargeList(_)) {
+                    multi_value.insert(field.name().to_lowercase());
+                }
             }
             for alias in [name.clone(), format!("{name}_REALTIME")] {
                 names.insert(alias.to_lowercase(), alias);
             }
         }
-        names
+        (names, multi_value)
     }
 
     fn context(&self, stats: &Arc<Mutex<ScanStats>>) -> Result<SessionContext, QueryError> {
@@ -428,6 +434,7 @@ async fn plan_and_start(
     ctx: SessionContext,
     sql: &str,
     names: &HashMap<String, String>,
+    multi_value: &HashSet<String>,
     max_join_pairs: u64,
 ) -> Result<SendableRecordBatchStream, QueryError> {
     let mut statements =
@@ -443,12 +450,12 @@ async fn plan_and_start(
     };
     match &mut statement {
         DfStatement::Statement(s) => {
-            rewrite(s);
+            rewrite(s, multi_value).map_err(QueryError::validation)?;
             canonicalize(s, names);
         }
         DfStatement::Explain(e) => {
             if let DfStatement::Statement(s) = e.statement.as_mut() {
-                rewrite(s);
+                rewrite(s, multi_value).map_err(QueryError::validation)?;
                 canonicalize(s, names);
             }
         }

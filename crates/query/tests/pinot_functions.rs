@@ -67,6 +67,53 @@ async fn refused(engine: &QueryEngine, sql: &str, words: &str) -> i32 {
 }
 
 #[tokio::test]
+async fn multi_value_predicates_match_when_any_value_matches() {
+    let e = engine();
+    // Pinot (BaseDictionaryBasedPredicateEvaluator.applyMV): =, IN, ranges, LIKE match a row
+    // when one value does; != and NOT IN when every value differs.
+    check(
+        &e,
+        &[
+            ("SELECT COUNT(*) FROM t WHERE tags = 'x'", json!(2)), // a, c
+            ("SELECT COUNT(*) FROM t WHERE 'x' = tags", json!(2)),
+            ("SELECT COUNT(*) FROM t WHERE tags != 'x'", json!(2)), // b, d
+            ("SELECT COUNT(*) FROM t WHERE tags <> 'y'", json!(2)), // c, d
+            ("SELECT COUNT(*) FROM t WHERE tags IN ('y', 'w')", json!(3)), // a, b, d
+            ("SELECT COUNT(*) FROM t WHERE tags NOT IN ('x', 'y')", json!(1)), // d
+            ("SELECT COUNT(*) FROM t WHERE nums > 4", json!(2)),    // b (5), d (7)
+            ("SELECT COUNT(*) FROM t WHERE nums BETWEEN 3 AND 4", json!(1)), // a (3)
+            ("SELECT COUNT(*) FROM t WHERE tags LIKE 'z%'", json!(1)), // c
+            ("SELECT COUNT(*) FROM t WHERE REGEXP_LIKE(tags, '^[wz]')", json!(2)), // c, d
+            ("SELECT COUNT(*) FROM t WHERE nums = 2 AND tags = 'x'", json!(2)), // a, c
+            ("SELECT name FROM t WHERE nums = 7", json!("d")),
+        ],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn multi_value_functions_and_aggregations() {
+    let e = engine();
+    check(
+        &e,
+        &[
+            ("SELECT arrayLength(tags) FROM t WHERE name = 'c'", json!(3)),
+            ("SELECT VALUEIN(tags, 'x', 'w') FROM t WHERE name = 'c'", json!(["x", "x"])),
+            ("SELECT arrayLength(VALUEIN(nums, 2)) FROM t WHERE name = 'a'", json!(1)),
+            // Values: tags 2 + 1 + 3 + 1; nums 1+2+3, 5, 2+2, 7+1.
+            ("SELECT COUNTMV(tags) FROM t", json!(7)),
+            ("SELECT SUMMV(nums) FROM t", json!(23.0)),
+            ("SELECT MINMV(nums) FROM t", json!(1.0)),
+            ("SELECT MAXMV(nums) FROM t", json!(7.0)),
+            ("SELECT AVGMV(nums) FROM t", json!(2.875)), // 23 / 8
+            ("SELECT DISTINCTCOUNTMV(tags) FROM t", json!(4)), // x, y, z, w
+            ("SELECT SUMMV(nums) FROM t WHERE tags = 'x'", json!(10.0)), // a 6 + c 4
+        ],
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn time_functions_in_time_zones() {
     let e = engine();
     check(
