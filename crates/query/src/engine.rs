@@ -1,12 +1,11 @@
 //! Read-only SQL over the registered tables, under time, memory and result-size limits.
 
 use crate::dialect::{self, PinotOptions, RequestOptions, ResultShape};
-use crate::functions::{aggregate_functions, scalar_functions};
 use crate::guard;
 use crate::provider::{ScanRecorder, ScanStats, ShoalTable, SnapshotSource};
 use crate::rewrite::{canonicalize, rewrite};
 use arrow::array::RecordBatch;
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{DataType, SchemaRef};
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{DataFusionError, SchemaError, TableReference};
 use datafusion::execution::SendableRecordBatchStream;
@@ -20,8 +19,9 @@ use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::Statement;
 use futures::StreamExt;
+use shoal_functions::{aggregate_functions, scalar_functions};
 use shoal_segment::TableLayout;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -418,7 +418,7 @@ impl QueryEngine {
         let planning_started = Instant::now();
         let recorder = Arc::new(ScanRecorder::default());
         let ctx = self.context(&recorder)?;
-        let names = self.known_names();
+        let (names, multi_value) = self.known_names();
         let tables: Vec<String> =
             self.tables.read().unwrap_or_else(|p| p.into_inner()).keys().cloned().collect();
         // Planning recurses over the query and folds its constants: it runs on a thread of its
@@ -428,6 +428,7 @@ impl QueryEngine {
         let planning = Planning {
             statement: parsed.statement,
             names,
+            multi_value,
             tables,
             max_join_pairs: self.options.max_join_pairs,
             default_limit: self.options.default_limit,
@@ -535,19 +536,24 @@ impl QueryEngine {
         Ok(QueryResult { schema, batches, stats, truncated, options, tables, trace })
     }
 
-    /// Lowercase spelling → spelling of every table (both names) and column.
-    fn known_names(&self) -> HashMap<String, String> {
+    /// Lowercase spelling → spelling of every table (both names) and column, and the lowercase
+    /// names of the multi-value columns.
+    fn known_names(&self) -> (HashMap<String, String>, HashSet<String>) {
         let tables = self.tables.read().unwrap_or_else(|p| p.into_inner());
         let mut names = HashMap::new();
+        let mut multi_value = HashSet::new();
         for (name, t) in tables.iter() {
             for field in t.layout.arrow.fields() {
                 names.insert(field.name().to_lowercase(), field.name().clone());
+                if matches!(field.data_type(), DataType::List(_) | DataType::LargeList(_)) {
+                    multi_value.insert(field.name().to_lowercase());
+                }
             }
             for alias in [name.clone(), format!("{name}_REALTIME")] {
                 names.insert(alias.to_lowercase(), alias);
             }
         }
-        names
+        (names, multi_value)
     }
 
     fn context(&self, recorder: &Arc<ScanRecorder>) -> Result<SessionContext, QueryError> {
@@ -611,6 +617,8 @@ struct Planning {
     names: HashMap<String, String>,
     /// The registered tables.
     tables: Vec<String>,
+    /// The lowercase names of the multi-value columns.
+    multi_value: HashSet<String>,
     max_join_pairs: u64,
     default_limit: Option<usize>,
 }
@@ -648,7 +656,7 @@ fn trace(phases: &Phases, plan: &Arc<dyn ExecutionPlan>, stats: &ScanStats) -> S
 /// Rewrites Pinot's spellings, applies the default limit, refuses anything but reads, plans and
 /// starts the statement.
 async fn plan_and_start(ctx: SessionContext, planning: Planning) -> Result<Planned, QueryError> {
-    let Planning { mut statement, names, tables, max_join_pairs, default_limit } = planning;
+    let Planning { mut statement, names, multi_value, tables, max_join_pairs, default_limit } = planning;
     let mut shape = ResultShape::default();
     match &mut statement {
         DfStatement::Statement(s) => {
@@ -660,12 +668,12 @@ async fn plan_and_start(ctx: SessionContext, planning: Planning) -> Result<Plann
                 // Named from Pinot's spellings, before they become DataFusion's.
                 shape = ResultShape::of(q);
             }
-            rewrite(s);
+            rewrite(s, &multi_value).map_err(QueryError::validation)?;
         }
         DfStatement::Explain(e) => {
             if let DfStatement::Statement(s) = e.statement.as_mut() {
                 canonicalize(s, &names);
-                rewrite(s);
+                rewrite(s, &multi_value).map_err(QueryError::validation)?;
             }
         }
         DfStatement::CreateExternalTable(_) => {

@@ -1,11 +1,10 @@
 //! Shoal's SQL: DataFusion over sealed and consuming segments, read-only, under limits, with
-//! Pinot's functions and dialect (query options, default LIMIT, result names and types). Pinot's
-//! wire formats live in `shoal-server`.
+//! Pinot's functions (from `shoal-functions`) and dialect (query options, default LIMIT, result
+//! names and types). Pinot's wire formats live in `shoal-server`.
 #![warn(missing_docs)]
 
 pub mod dialect;
 pub mod engine;
-pub mod functions;
 mod guard;
 pub mod provider;
 pub mod rewrite;

@@ -1,15 +1,26 @@
-//! Pinot aggregate spellings rewritten into DataFusion's, on the parsed SQL:
-//! `DISTINCTCOUNT(x)` → `COUNT(DISTINCT x)`, `DISTINCTCOUNTHLL(x)` → `approx_distinct(x)`,
-//! `PERCENTILEEST(x, p)` / `PERCENTILEESTp(x)` → `approx_percentile_cont(x, p / 100)`,
-//! `PERCENTILEp(x)` → `PERCENTILE(x, p)`, `LASTWITHTIME(v, t, 'type')` → `last_value(v ORDER BY t)`,
-//! `FIRSTWITHTIME(v, t, 'type')` → `first_value(v ORDER BY t)`.
+//! Pinot's dialect rewritten into DataFusion's, on the parsed SQL:
+//! - aggregate spellings: `DISTINCTCOUNT(x)` → `COUNT(DISTINCT x)`, `DISTINCTCOUNTHLL(x)` →
+//!   `approx_distinct(x)`, `PERCENTILEEST(x, p)` / `PERCENTILEESTp(x)` →
+//!   `approx_percentile_cont(x, p / 100)`, `PERCENTILEp(x)` → `PERCENTILE(x, p)`,
+//!   `LASTWITHTIME(v, t, 'type')` → `last_value(v ORDER BY t)`, `FIRSTWITHTIME(v, t, 'type')` →
+//!   `first_value(v ORDER BY t)`;
+//! - `SUBSTR(...)` and `SUBSTRING(...)`, which the SQL parser reads as its own syntax and
+//!   DataFusion would plan with its 1-based `substr`, become calls of Pinot's functions of those
+//!   names (`shoal-functions`): SUBSTR is 0-based with an exclusive end;
+//! - predicates on multi-value columns match a row when one of its values matches, as in Pinot
+//!   (pinot-core BaseDictionaryBasedPredicateEvaluator.applyMV): `tags = 'x'`, `<`, `<=`, `>`,
+//!   `>=`, `BETWEEN`, `IN`, `LIKE`, `REGEXP_LIKE(tags, 'r')` become `mv_match(tags, op, ...)`;
+//!   the exclusive ones, `!=`/`<>` and `NOT IN`, hold when no value matches (every value
+//!   differs): `NOT mv_match(...)`. `NOT BETWEEN` and `NOT LIKE` are the NOT of the inclusive
+//!   predicate, as Pinot plans them.
 
 use datafusion::sql::sqlparser::ast::{
-    DuplicateTreatment, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentClause,
-    FunctionArguments, Ident, ObjectName, ObjectNamePart, OrderByExpr, OrderByOptions, Statement, Value,
-    visit_expressions_mut, visit_relations_mut,
+    BinaryOperator, DuplicateTreatment, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentClause,
+    FunctionArgumentList, FunctionArguments, Ident, ObjectName, ObjectNamePart, OrderByExpr, OrderByOptions,
+    Statement, UnaryOperator, Value, visit_expressions_mut, visit_relations_mut,
 };
-use std::collections::HashMap;
+use shoal_functions::MV_MATCH;
+use std::collections::{HashMap, HashSet};
 use std::ops::ControlFlow;
 
 /// Table and column names matched without regard to case, as Pinot does by default: every
@@ -41,14 +52,138 @@ pub fn canonicalize(statement: &mut Statement, names: &HashMap<String, String>) 
     });
 }
 
-/// Rewrites the Pinot functions in `statement`.
-pub fn rewrite(statement: &mut Statement) {
-    let _ = visit_expressions_mut(statement, |expr| {
-        if let Expr::Function(f) = expr {
-            rewrite_function(f);
+/// Rewrites Pinot's dialect in `statement`. `multi_value` holds the lowercase names of the
+/// multi-value columns. An error says what Shoal cannot honour (a function argument it would
+/// otherwise drop).
+pub fn rewrite(statement: &mut Statement, multi_value: &HashSet<String>) -> Result<(), String> {
+    let flow = visit_expressions_mut(statement, |expr| {
+        if let Expr::Function(f) = expr
+            && let Err(e) = rewrite_function(f)
+        {
+            return ControlFlow::Break(e);
         }
-        ControlFlow::<()>::Continue(())
+        if let Some(call) = substring_call(expr) {
+            *expr = call;
+        }
+        if let Some(matched) = multi_value_predicate(expr, multi_value) {
+            *expr = matched;
+        }
+        ControlFlow::Continue(())
     });
+    match flow {
+        ControlFlow::Break(e) => Err(e),
+        ControlFlow::Continue(()) => Ok(()),
+    }
+}
+
+fn unnamed(e: Expr) -> FunctionArg {
+    FunctionArg::Unnamed(FunctionArgExpr::Expr(e))
+}
+
+fn call(name: &str, args: Vec<Expr>) -> Expr {
+    Expr::Function(Function {
+        name: ObjectName::from(vec![Ident::new(name)]),
+        uses_odbc_syntax: false,
+        parameters: FunctionArguments::None,
+        args: FunctionArguments::List(FunctionArgumentList {
+            duplicate_treatment: None,
+            args: args.into_iter().map(unnamed).collect(),
+            clauses: Vec::new(),
+        }),
+        filter: None,
+        null_treatment: None,
+        over: None,
+        within_group: Vec::new(),
+    })
+}
+
+fn text(s: &str) -> Expr {
+    Expr::Value(Value::SingleQuotedString(s.to_string()).into())
+}
+
+/// `SUBSTR(s, a[, b])` → Pinot's `substr(s, a[, b])`; `SUBSTRING(s, a[, n])` and
+/// `SUBSTRING(s FROM a FOR n)` → Pinot's `substring(s, a[, n])` (1 when FROM is left out).
+fn substring_call(expr: &Expr) -> Option<Expr> {
+    let Expr::Substring { expr: s, substring_from, substring_for, shorthand, .. } = expr else {
+        return None;
+    };
+    let from = substring_from.as_deref().cloned().unwrap_or_else(|| number("1"));
+    let mut args = vec![(**s).clone(), from];
+    args.extend(substring_for.as_deref().cloned());
+    Some(call(if *shorthand { "substr" } else { "substring" }, args))
+}
+
+/// The multi-value column `e` names, if it names one.
+fn is_multi_value(e: &Expr, multi_value: &HashSet<String>) -> bool {
+    let name = match e {
+        Expr::Identifier(id) => &id.value,
+        Expr::CompoundIdentifier(parts) => match parts.last() {
+            Some(id) => &id.value,
+            None => return false,
+        },
+        Expr::Nested(inner) => return is_multi_value(inner, multi_value),
+        _ => return false,
+    };
+    multi_value.contains(&name.to_lowercase())
+}
+
+/// A predicate on a multi-value column, as an `mv_match` call (negated for the exclusive ones).
+fn multi_value_predicate(expr: &Expr, multi_value: &HashSet<String>) -> Option<Expr> {
+    let mv = |e: &Expr| is_multi_value(e, multi_value);
+    let not = |e: Expr| Expr::UnaryOp { op: UnaryOperator::Not, expr: Box::new(e) };
+    let matched = |column: &Expr, op: &str, rest: Vec<Expr>| {
+        let mut args = vec![column.clone(), text(op)];
+        args.extend(rest);
+        call(MV_MATCH, args)
+    };
+    Some(match expr {
+        Expr::BinaryOp { left, op, right } if mv(left) != mv(right) => {
+            let (column, value, op) =
+                if mv(left) { (left, right, op.clone()) } else { (right, left, flip(op)) };
+            let inclusive = |name: &str| matched(column, name, vec![(**value).clone()]);
+            match op {
+                BinaryOperator::Eq => inclusive("="),
+                BinaryOperator::NotEq => not(inclusive("=")),
+                BinaryOperator::Lt => inclusive("<"),
+                BinaryOperator::LtEq => inclusive("<="),
+                BinaryOperator::Gt => inclusive(">"),
+                BinaryOperator::GtEq => inclusive(">="),
+                _ => return None,
+            }
+        }
+        Expr::InList { expr: column, list, negated } if mv(column) => {
+            let m = matched(column, "in", list.clone());
+            if *negated { not(m) } else { m }
+        }
+        Expr::Between { expr: column, negated, low, high } if mv(column) => {
+            let m = matched(column, "between", vec![(**low).clone(), (**high).clone()]);
+            if *negated { not(m) } else { m }
+        }
+        Expr::Like { negated, any: false, expr: column, pattern, escape_char: None } if mv(column) => {
+            let m = matched(column, "like", vec![(**pattern).clone()]);
+            if *negated { not(m) } else { m }
+        }
+        Expr::Function(f) if f.name.to_string().eq_ignore_ascii_case("REGEXP_LIKE") => {
+            let FunctionArguments::List(list) = &f.args else { return None };
+            let [column, pattern] = list.args.as_slice() else { return None };
+            let (Some(column), Some(pattern)) = (arg_expr(column), arg_expr(pattern)) else { return None };
+            if !mv(column) {
+                return None;
+            }
+            matched(column, "regexp_like", vec![pattern.clone()])
+        }
+        _ => return None,
+    })
+}
+
+fn flip(op: &BinaryOperator) -> BinaryOperator {
+    match op {
+        BinaryOperator::Lt => BinaryOperator::Gt,
+        BinaryOperator::LtEq => BinaryOperator::GtEq,
+        BinaryOperator::Gt => BinaryOperator::Lt,
+        BinaryOperator::GtEq => BinaryOperator::LtEq,
+        other => other.clone(),
+    }
 }
 
 fn set_name(f: &mut Function, name: &str) {
@@ -83,7 +218,7 @@ fn fraction(p: Expr) -> FunctionArg {
     }))
 }
 
-fn rewrite_function(f: &mut Function) {
+fn rewrite_function(f: &mut Function) -> Result<(), String> {
     let name = f.name.to_string().to_ascii_uppercase();
     match name.as_str() {
         "DISTINCTCOUNT" => {
@@ -145,11 +280,12 @@ fn rewrite_function(f: &mut Function) {
                             a.push(fraction(number(&p)));
                         }
                     }
-                    return;
+                    return Ok(());
                 }
             }
         }
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -160,7 +296,8 @@ mod tests {
     fn rewritten(sql: &str) -> String {
         let mut statements = DFParser::parse_sql(sql).unwrap();
         let DfStatement::Statement(s) = &mut statements[0] else { panic!() };
-        rewrite(s);
+        let mv = HashSet::from(["tags".to_string()]);
+        rewrite(s, &mv).unwrap();
         s.to_string()
     }
 
@@ -180,5 +317,38 @@ mod tests {
             rewritten("SELECT LASTWITHTIME(v, ts, 'STRING') FROM t"),
             "SELECT last_value(v ORDER BY ts ASC NULLS FIRST) FROM t"
         );
+    }
+
+    #[test]
+    fn substrings_call_pinot_functions() {
+        assert_eq!(rewritten("SELECT SUBSTR(s, 1, 3) FROM t"), "SELECT substr(s, 1, 3) FROM t");
+        assert_eq!(rewritten("SELECT substr(s, 2) FROM t"), "SELECT substr(s, 2) FROM t");
+        assert_eq!(rewritten("SELECT SUBSTRING(s, 2, 3) FROM t"), "SELECT substring(s, 2, 3) FROM t");
+        assert_eq!(rewritten("SELECT SUBSTRING(s FROM 2 FOR 3) FROM t"), "SELECT substring(s, 2, 3) FROM t");
+        assert_eq!(rewritten("SELECT SUBSTRING(s FOR 3) FROM t"), "SELECT substring(s, 1, 3) FROM t");
+    }
+
+    #[test]
+    fn multi_value_predicates_match_any_value() {
+        let cases = [
+            ("tags = 'x'", "mv_match(tags, '=', 'x')"),
+            ("'x' = TAGS", "mv_match(TAGS, '=', 'x')"),
+            ("t.tags <> 'x'", "NOT mv_match(t.tags, '=', 'x')"),
+            ("tags != 'x'", "NOT mv_match(tags, '=', 'x')"),
+            ("tags IN ('x', 'y')", "mv_match(tags, 'in', 'x', 'y')"),
+            ("tags NOT IN ('x', 'y')", "NOT mv_match(tags, 'in', 'x', 'y')"),
+            ("3 < tags", "mv_match(tags, '>', 3)"),
+            ("tags BETWEEN 'a' AND 'c'", "mv_match(tags, 'between', 'a', 'c')"),
+            ("tags LIKE 'a%'", "mv_match(tags, 'like', 'a%')"),
+            ("REGEXP_LIKE(tags, '^a')", "mv_match(tags, 'regexp_like', '^a')"),
+            ("name = 'x'", "name = 'x'"),
+        ];
+        for (predicate, want) in cases {
+            assert_eq!(
+                rewritten(&format!("SELECT 1 FROM t WHERE {predicate}")),
+                format!("SELECT 1 FROM t WHERE {want}"),
+                "{predicate}"
+            );
+        }
     }
 }

@@ -71,3 +71,20 @@ pub fn events_table(
     engine.register("events", layout, Arc::clone(&table) as Arc<dyn SnapshotSource>);
     (engine, table, all, dir)
 }
+
+/// A table `name` of one consuming segment holding `rows` (JSON records) under the Pinot schema
+/// `schema`, with `time_column` as its time column.
+pub fn table_of(name: &str, schema: serde_json::Value, time_column: &str, rows: &[String]) -> QueryEngine {
+    let (schema, _) = Schema::from_json(&schema).unwrap();
+    let layout = Arc::new(TableLayout::new(
+        Arc::new(schema),
+        &LayoutOptions { time_column: Some(time_column.into()), ..Default::default() },
+    ));
+    let segment = MutableSegment::new(Arc::clone(&layout));
+    segment.append(rows.iter().map(|r| (r.as_bytes(), RecordMeta::default())));
+    let table = Arc::new(TestTable::default());
+    table.consuming.write().unwrap().push(Arc::new(segment));
+    let engine = QueryEngine::new(QueryOptions::default());
+    engine.register(name, layout, table as Arc<dyn SnapshotSource>);
+    engine
+}

@@ -1,7 +1,8 @@
 //! Pinot dateTime formats: `EPOCH` with a unit and size, `TIMESTAMP`, and `SIMPLE_DATE_FORMAT`
 //! with a Java date pattern (`yyyyMMdd`, `yyyy-MM-dd HH:mm:ss`, ...). Values are converted to and
-//! from epoch milliseconds, UTC.
+//! from epoch milliseconds, in UTC or in a pattern's time zone.
 
+use crate::zone::TimeZone;
 use std::fmt;
 
 /// A unit of time as Pinot names it (`java.util.concurrent.TimeUnit`).
@@ -86,14 +87,16 @@ pub enum DateTimeFormat {
     },
     /// Epoch milliseconds, or a `yyyy-MM-dd HH:mm:ss[.SSS]` / ISO-8601 string.
     Timestamp,
-    /// Text in a Java date pattern, UTC.
+    /// Text in a Java date pattern, in the pattern's time zone (UTC unless one is given).
     SimpleDate(JavaDatePattern),
 }
 
 impl DateTimeFormat {
     /// Parses the colon form (`1:MILLISECONDS:EPOCH`, `1:DAYS:SIMPLE_DATE_FORMAT:yyyyMMdd`,
-    /// `1:MILLISECONDS:TIMESTAMP`) and the pipe form (`EPOCH|MILLISECONDS|1`,
-    /// `SIMPLE_DATE_FORMAT|yyyy-MM-dd`, `TIMESTAMP`).
+    /// `1:DAYS:SIMPLE_DATE_FORMAT:yyyyMMdd tz(America/Chicago)`, `1:MILLISECONDS:TIMESTAMP`) and
+    /// the pipe form (`EPOCH|MILLISECONDS|1`, `SIMPLE_DATE_FORMAT|yyyy-MM-dd`,
+    /// `SIMPLE_DATE_FORMAT|yyyy-MM-dd|America/Chicago`, `TIMESTAMP`), as pinot-spi
+    /// DateTimeFormatSpec.java and DateTimeFormatPatternSpec.java do.
     pub fn parse(text: &str) -> Result<DateTimeFormat, String> {
         let text = text.trim();
         if text.contains('|') || !text.contains(':') {
@@ -116,10 +119,11 @@ impl DateTimeFormat {
                     let pattern = parts
                         .next()
                         .ok_or("SIMPLE_DATE_FORMAT needs a pattern, as in SIMPLE_DATE_FORMAT|yyyyMMdd")?;
-                    if let Some(zone) = parts.next() {
-                        check_utc(zone)?;
-                    }
-                    Ok(DateTimeFormat::SimpleDate(JavaDatePattern::parse(pattern)?))
+                    let pattern = JavaDatePattern::parse(pattern)?;
+                    Ok(DateTimeFormat::SimpleDate(match parts.next() {
+                        Some(zone) => pattern.with_zone(TimeZone::parse(zone)?),
+                        None => pattern,
+                    }))
                 }
                 _ => Err(format!(
                     "unknown format {text:?}: use EPOCH|<unit>|<size>, TIMESTAMP, SIMPLE_DATE_FORMAT|<pattern>, \
@@ -140,7 +144,12 @@ impl DateTimeFormat {
                 let pattern = parts
                     .next()
                     .ok_or("SIMPLE_DATE_FORMAT needs a pattern, as in 1:DAYS:SIMPLE_DATE_FORMAT:yyyyMMdd")?;
-                Ok(DateTimeFormat::SimpleDate(JavaDatePattern::parse(pattern)?))
+                let (pattern, zone) = split_tz(pattern);
+                let pattern = JavaDatePattern::parse(pattern)?;
+                Ok(DateTimeFormat::SimpleDate(match zone {
+                    Some(zone) => pattern.with_zone(TimeZone::parse(zone)?),
+                    None => pattern,
+                }))
             }
             _ => Err(format!(
                 "unknown time format {kind:?}: use EPOCH, TIMESTAMP or SIMPLE_DATE_FORMAT (as in 1:MILLISECONDS:EPOCH)"
@@ -174,12 +183,19 @@ impl DateTimeFormat {
     }
 }
 
-/// Accepts the names of UTC, the only time zone Shoal reads and writes; an error names any other.
-pub fn check_utc(zone: &str) -> Result<(), String> {
-    match zone.trim().to_ascii_uppercase().as_str() {
-        "UTC" | "GMT" | "Z" | "ETC/UTC" => Ok(()),
-        _ => Err(format!("time zone {:?} is not supported: only UTC is", zone.trim())),
+/// Splits `pattern tz(zone)` (DateTimeFormatPatternSpec.java's `^(.+)( tz[ ]*\((.+)\))[ ]*`)
+/// into the pattern and the zone.
+fn split_tz(text: &str) -> (&str, Option<&str>) {
+    let trimmed = text.trim_end();
+    if let Some(body) = trimmed.strip_suffix(')')
+        && let Some(at) = body.rfind(" tz")
+        && let Some(zone) = body[at + 3..].trim_start_matches(' ').strip_prefix('(')
+        && at > 0
+        && !zone.trim().is_empty()
+    {
+        return (body[..at].trim(), Some(zone.trim()));
     }
+    (text, None)
 }
 
 fn parse_size(text: &str) -> Result<u32, String> {
@@ -228,11 +244,13 @@ enum Token {
     Literal(String),
 }
 
-/// A parsed Java `SimpleDateFormat`/`DateTimeFormatter` pattern, read and written in UTC.
+/// A parsed Java `SimpleDateFormat`/`DateTimeFormatter` pattern, read and written in a time
+/// zone (UTC unless [`JavaDatePattern::with_zone`] says otherwise).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JavaDatePattern {
     text: String,
     tokens: Vec<Token>,
+    zone: TimeZone,
 }
 
 impl fmt::Display for JavaDatePattern {
@@ -313,7 +331,7 @@ impl JavaDatePattern {
         if !tokens.iter().any(|t| matches!(t, Token::Year(_))) {
             return Err(format!("pattern {pattern:?} has no year (y)"));
         }
-        Ok(JavaDatePattern { text: pattern.to_string(), tokens })
+        Ok(JavaDatePattern { text: pattern.to_string(), tokens, zone: TimeZone::UTC })
     }
 
     /// The pattern as written.
@@ -321,20 +339,33 @@ impl JavaDatePattern {
         &self.text
     }
 
+    /// The same pattern read and written in `zone`: text without an offset is wall-clock time
+    /// there (Joda's `DateTimeFormatter.withZone`).
+    pub fn with_zone(mut self, zone: TimeZone) -> JavaDatePattern {
+        self.zone = zone;
+        self
+    }
+
+    /// The zone the pattern reads and writes in.
+    pub fn zone(&self) -> TimeZone {
+        self.zone
+    }
+
     /// A numeric value such as 20240131 for `yyyyMMdd`, read as text.
     fn parse_number(&self, value: i64) -> Option<i64> {
         self.parse_millis(&value.to_string())
     }
 
-    /// Parses text in this pattern to epoch milliseconds (UTC); None when it does not match or
-    /// its time is outside the range of epoch milliseconds.
+    /// Parses text in this pattern to epoch milliseconds; None when it does not match or its
+    /// time is outside the range of epoch milliseconds.
     pub fn parse_millis(&self, text: &str) -> Option<i64> {
         self.try_parse_millis(text).ok().flatten()
     }
 
-    /// Parses text in this pattern to epoch milliseconds (UTC): `Ok(None)` when it does not
-    /// match, an error when it matches a time outside the range of epoch milliseconds (about
-    /// 292 million years either side of 1970).
+    /// Parses text in this pattern to epoch milliseconds: `Ok(None)` when it does not match, an
+    /// error when it matches a time outside the range of epoch milliseconds (about 292 million
+    /// years either side of 1970). Text without an offset is wall-clock time in the pattern's
+    /// zone (a time in a daylight-saving gap moves forward, an ambiguous one is the earlier).
     pub fn try_parse_millis(&self, text: &str) -> Result<Option<i64>, String> {
         let out_of_range = || format!("{text:?} in {:?} is out of range of epoch milliseconds", self.text);
         let Some(fields) = self.fields(text) else { return Ok(None) };
@@ -343,11 +374,13 @@ impl JavaDatePattern {
             return Err(out_of_range());
         }
         let days = days_from_civil(year, month, day);
-        let secs = days * 86_400 + hour * 3600 + minute * 60 + second - offset_minutes * 60;
-        secs.checked_mul(1000)
-            .and_then(|ms| ms.checked_add(nanos / 1_000_000))
-            .map(Some)
-            .ok_or_else(out_of_range)
+        let secs = days * 86_400 + hour * 3600 + minute * 60 + second;
+        let local = secs.checked_mul(1000).and_then(|ms| ms.checked_add(nanos / 1_000_000));
+        let utc = match offset_minutes {
+            Some(offset) => local.and_then(|ms| ms.checked_sub(offset * 60_000)),
+            None => local.and_then(|ms| self.zone.from_local(ms)),
+        };
+        utc.map(Some).ok_or_else(out_of_range)
     }
 
     /// The fields of `text` in this pattern, checked to be a valid date and time; None when it
@@ -358,7 +391,7 @@ impl JavaDatePattern {
         let (mut year, mut month, mut day) = (1970i64, 1i64, 1i64);
         let (mut hour, mut minute, mut second, mut nanos) = (0i64, 0i64, 0i64, 0i64);
         let mut pm: Option<bool> = None;
-        let mut offset_minutes = 0i64;
+        let mut offset_minutes = None;
         for (index, token) in self.tokens.iter().enumerate() {
             // A fixed-width field when the next token is also a number (yyyyMMdd), else greedy.
             let next_is_number = matches!(
@@ -420,6 +453,7 @@ impl JavaDatePattern {
                 Token::Offset(letter, _) => {
                     let rest = &bytes[pos..];
                     if rest.first() == Some(&b'Z') && *letter != 'x' {
+                        offset_minutes = Some(0);
                         pos += 1;
                     } else {
                         let sign = match rest.first()? {
@@ -437,7 +471,7 @@ impl JavaDatePattern {
                             m = mm;
                             used += used_m;
                         }
-                        offset_minutes = sign * (h * 60 + m);
+                        offset_minutes = Some(sign * (h * 60 + m));
                         pos += used;
                     }
                 }
@@ -463,8 +497,23 @@ impl JavaDatePattern {
         Some(Fields { year, month, day, hour, minute, second, nanos, offset_minutes })
     }
 
-    /// Formats epoch milliseconds (UTC) in this pattern.
+    /// Formats epoch milliseconds in this pattern, as wall-clock time in its zone; None when
+    /// the zone's offset cannot be known that far from 1970 (a region, past ±262,000 years).
+    pub fn try_format_millis(&self, millis: i64) -> Option<String> {
+        let offset = self.zone.offset_ms(millis)?;
+        Some(self.format_local(millis.checked_add(offset)?, offset))
+    }
+
+    /// Formats epoch milliseconds in this pattern, as wall-clock time in its zone (in UTC when
+    /// the zone's offset cannot be known that far from 1970).
     pub fn format_millis(&self, millis: i64) -> String {
+        self.try_format_millis(millis).unwrap_or_else(|| self.format_local(millis, 0))
+    }
+
+    /// Formats the wall-clock time `local` (millis since 1970-01-01T00:00 local), whose offset
+    /// from UTC is `offset_ms`.
+    pub fn format_local(&self, local: i64, offset_ms: i64) -> String {
+        let millis = local;
         let secs = millis.div_euclid(1000);
         let ms = millis.rem_euclid(1000);
         let days = secs.div_euclid(86_400);
@@ -492,8 +541,7 @@ impl JavaDatePattern {
                     let text = format!("{ms:03}000000");
                     out.push_str(&text[..(*n).min(9)]);
                 }
-                Token::Offset('x', _) => out.push_str("+00"),
-                Token::Offset(..) => out.push('Z'),
+                Token::Offset(letter, n) => push_offset(&mut out, *letter, *n, offset_ms, self.zone),
             }
         }
         out
@@ -513,7 +561,8 @@ struct Fields {
     minute: i64,
     second: i64,
     nanos: i64,
-    offset_minutes: i64,
+    /// The offset the text gives, if it gives one.
+    offset_minutes: Option<i64>,
 }
 
 const MONTHS: [&str; 12] = [
@@ -530,6 +579,25 @@ const MONTHS: [&str; 12] = [
     "November",
     "December",
 ];
+
+/// An offset as Joda prints `Z` (`+0530`), `ZZ` (`+05:30`) and `ZZZ` (the zone's id), and
+/// java.time prints `X` (`Z` at zero, else `+05`/`+0530`), `XX` (`+0530`), `XXX` (`+05:30`)
+/// and `x`... (the same, with `+00` for zero).
+fn push_offset(out: &mut String, letter: char, n: usize, offset_ms: i64, zone: TimeZone) {
+    use std::fmt::Write;
+    let secs = offset_ms / 1000;
+    let sign = if secs < 0 { '-' } else { '+' };
+    let (h, m) = (secs.abs() / 3600, secs.abs() / 60 % 60);
+    let _ = match (letter, n) {
+        ('Z', 1) => write!(out, "{sign}{h:02}{m:02}"),
+        ('Z', 2) => write!(out, "{sign}{h:02}:{m:02}"),
+        ('Z', _) => write!(out, "{zone}"),
+        ('X', _) if secs == 0 => write!(out, "Z"),
+        (_, 1) if m == 0 => write!(out, "{sign}{h:02}"),
+        (_, 1 | 2) => write!(out, "{sign}{h:02}{m:02}"),
+        _ => write!(out, "{sign}{h:02}:{m:02}"),
+    };
+}
 
 fn push_num(out: &mut String, value: i64, width: usize) {
     use std::fmt::Write;
@@ -671,8 +739,6 @@ mod tests {
         let f = DateTimeFormat::parse("1:NANOSECONDS:EPOCH").unwrap();
         assert_eq!(f.epoch_value(i64::MAX), None);
         assert_eq!(f.epoch_value(-1), Some(-1_000_000));
-        assert!(check_utc("Etc/UTC").is_ok());
-        assert!(check_utc("Asia/Kolkata").is_err());
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod schema;
 pub mod sealed;
 pub mod stats;
 pub mod threshold;
+pub mod zone;
 
 pub use columns::{LayoutOptions, TableLayout};
 pub use datetime::{DateTimeFormat, Granularity, JavaDatePattern, TimeUnit};
@@ -24,3 +25,4 @@ pub use schema::{DataType, DateTimeSpec, DefaultValue, FieldRole, FieldSpec, Sch
 pub use sealed::{SealRequest, SealedSegment, SegmentError, SegmentMeta, write_segment};
 pub use stats::{ColumnStats, StatValue};
 pub use threshold::{FlushLimit, FlushThresholds};
+pub use zone::TimeZone;
