@@ -17,12 +17,16 @@
 
 mod aggregate;
 mod datetime;
+mod hll;
 mod json;
 mod json_match;
+mod literal_args;
+mod mode;
 mod multivalue;
 mod mv_aggregate;
 mod scalar;
 mod string;
+mod sum_precision;
 
 use datafusion::logical_expr::{AggregateUDF, ScalarUDF, Signature, Volatility};
 use datetime::DatePart;
@@ -71,12 +75,16 @@ pub fn scalar_functions() -> Vec<ScalarUDF> {
     fns.into_iter().map(ScalarUDF::from).collect()
 }
 
-/// Every aggregate function Shoal adds. Pinot's other aggregate spellings (DISTINCTCOUNT,
-/// PERCENTILE95, LASTWITHTIME...) are rewritten into DataFusion's in `shoal-query`.
+/// Every aggregate function Shoal adds: PERCENTILE, MODE, SUMPRECISION, DISTINCTCOUNTHLL and the
+/// multi-value aggregations. Pinot's other aggregate spellings (DISTINCTCOUNT, PERCENTILE95,
+/// LASTWITHTIME...) are rewritten into DataFusion's in `shoal-query`.
 pub fn aggregate_functions() -> Vec<AggregateUDF> {
     let mut out = vec![AggregateUDF::from(aggregate::Percentile {
         signature: Signature::any(2, Volatility::Immutable),
     })];
+    out.push(AggregateUDF::from(mode::Mode::new()));
+    out.push(AggregateUDF::from(sum_precision::SumPrecision::new()));
+    out.push(AggregateUDF::from(hll::DistinctCountHll::new()));
     for op in [MvOp::Count, MvOp::Sum, MvOp::Min, MvOp::Max, MvOp::Avg, MvOp::DistinctCount] {
         out.push(AggregateUDF::from(MvAggregate::new(op)));
     }

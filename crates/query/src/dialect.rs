@@ -584,6 +584,14 @@ fn aggregation(f: &Function) -> Option<String> {
             | "percentile"
             | "percentileest"
             | "percentiletdigest"
+            | "mode"
+            | "sumprecision"
+            | "countmv"
+            | "summv"
+            | "minmv"
+            | "maxmv"
+            | "avgmv"
+            | "distinctcountmv"
     );
     // Digits belong in the name of the percentiles only (PERCENTILE95).
     let digits_ok = base == name || base.starts_with("percentile");
@@ -596,18 +604,25 @@ fn aggregation(f: &Function) -> Option<String> {
 /// `PercentileAggregationFunction.java`, `PercentileTDigestAggregationFunction.java`,
 /// `MinMaxRangeAggregationFunction.java`: DOUBLE; `CountAggregationFunction.java`,
 /// `DistinctCountHLLAggregationFunction.java`, `PercentileEstAggregationFunction.java`: LONG;
-/// `DistinctCountAggregationFunction.java`: INT). LASTWITHTIME's type is its third argument's.
+/// `DistinctCountAggregationFunction.java`: INT; `ModeAggregationFunction.java`, the
+/// `Sum/Min/Max/AvgMVAggregationFunction.java`: DOUBLE; `CountMVAggregationFunction.java`:
+/// LONG; `DistinctCountMVAggregationFunction.java`: INT). LASTWITHTIME's type is its third
+/// argument's.
 fn result_kind(expr: &Expr) -> Option<ResultKind> {
     let expr = unnest(expr);
     let Expr::Function(f) = expr else { return None };
     let name = aggregation(f)?;
     let base = name.trim_end_matches(|c: char| c.is_ascii_digit());
     Some(match base {
-        "count" | "distinctcounthll" | "distinctcounthllplus" | "distinctcountsmarthll" | "percentileest" => {
-            ResultKind::Long
-        }
-        "distinctcount" => ResultKind::Int,
-        "lastwithtime" | "firstwithtime" => return None,
+        "count"
+        | "distinctcounthll"
+        | "distinctcounthllplus"
+        | "distinctcountsmarthll"
+        | "percentileest"
+        | "countmv" => ResultKind::Long,
+        "distinctcount" | "distinctcountmv" => ResultKind::Int,
+        // SUMPRECISION is STRING (`SumPrecisionAggregationFunction.getFinalResultColumnType`).
+        "lastwithtime" | "firstwithtime" | "sumprecision" => return None,
         _ => ResultKind::Double,
     })
 }

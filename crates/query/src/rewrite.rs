@@ -1,5 +1,5 @@
 //! Pinot's dialect rewritten into DataFusion's, on the parsed SQL:
-//! - aggregate spellings: `DISTINCTCOUNT(x)` → `COUNT(DISTINCT x)`, `DISTINCTCOUNTHLL(x)` →
+//! - aggregate spellings: `DISTINCTCOUNT(x)` → `COUNT(DISTINCT x)`, `DISTINCTCOUNTHLLPLUS(x)` →
 //!   `approx_distinct(x)`, `PERCENTILEEST(x, p)` / `PERCENTILEESTp(x)` →
 //!   `approx_percentile_cont(x, p / 100)`, `PERCENTILEp(x)` → `PERCENTILE(x, p)`,
 //!   `LASTWITHTIME(v, t, 'type')` → `last_value(v ORDER BY t)`, `FIRSTWITHTIME(v, t, 'type')` →
@@ -227,11 +227,17 @@ fn rewrite_function(f: &mut Function) -> Result<(), String> {
                 list.duplicate_treatment = Some(DuplicateTreatment::Distinct);
             }
         }
-        "DISTINCTCOUNTHLL" | "DISTINCTCOUNTHLLPLUS" | "DISTINCTCOUNTSMARTHLL" => {
-            set_name(f, "approx_distinct");
-            if let Some(a) = args(f) {
-                a.truncate(1);
+        // DISTINCTCOUNTHLL is shoal-functions' own, with its log2m. HLLPLUS's default sketch
+        // (HyperLogLogPlus, p 14) is DataFusion's approx_distinct's size; its other arguments,
+        // and SMARTHLL's parameters, would be dropped: refused.
+        "DISTINCTCOUNTHLLPLUS" | "DISTINCTCOUNTSMARTHLL" => {
+            if args(f).is_some_and(|a| a.len() > 1) {
+                return Err(format!(
+                    "{name} takes one argument in Shoal (its sketch parameters are not supported); \
+                     DISTINCTCOUNTHLL(x, log2m) takes a precision"
+                ));
             }
+            set_name(f, "approx_distinct");
         }
         "PERCENTILEEST" | "PERCENTILETDIGEST" => {
             set_name(f, "approx_percentile_cont");
@@ -304,7 +310,11 @@ mod tests {
     #[test]
     fn pinot_spellings_become_datafusion_ones() {
         assert_eq!(rewritten("SELECT DISTINCTCOUNT(a) FROM t"), "SELECT count(DISTINCT a) FROM t");
-        assert_eq!(rewritten("SELECT distinctCountHLL(a, 12) FROM t"), "SELECT approx_distinct(a) FROM t");
+        assert_eq!(
+            rewritten("SELECT distinctCountHLL(a, 12) FROM t"),
+            "SELECT distinctCountHLL(a, 12) FROM t"
+        );
+        assert_eq!(rewritten("SELECT distinctCountHLLPlus(a) FROM t"), "SELECT approx_distinct(a) FROM t");
         assert_eq!(
             rewritten("SELECT PERCENTILEEST(a, 90) FROM t"),
             "SELECT approx_percentile_cont(a, (90) / 100.0) FROM t"

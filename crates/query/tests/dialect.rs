@@ -137,7 +137,15 @@ async fn query_options_are_read_from_set_option_and_the_request() {
     let sql = "SET colour = 'blue'; SELECT count(*) FROM t";
     let result = engine.execute(sql).await.unwrap();
     assert_eq!(result.options.ignored, ["colour"]);
-    ok(&engine, sql).await;
+    // Pinot only logs it; Shoal also tells the client, in a `warnings` field of its own that
+    // is left out when nothing was ignored.
+    let r = ok(&engine, sql).await;
+    assert_eq!(r.warnings, ["Unsupported query option 'colour': ignored"]);
+    let json = serde_json::to_value(&r).unwrap();
+    assert_eq!(json["warnings"], serde_json::json!(["Unsupported query option 'colour': ignored"]));
+    let plain =
+        serde_json::to_value(ok(&engine, "SET timeoutMs = 5000; SELECT count(*) FROM t").await).unwrap();
+    assert!(plain.get("warnings").is_none(), "{plain}");
     // Malformed options are SQL errors (150).
     for sql in ["SELECT 1 OPTION(timeoutMs)", "SET timeoutMs = 'soon'; SELECT 1", "SET timeoutMs = 5"] {
         let r = answer_query(&engine, sql).await;

@@ -269,3 +269,66 @@ async fn json_functions_and_json_match() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn mode_sumprecision_and_distinctcounthll_with_log2m() {
+    let e = engine();
+    check(
+        &e,
+        &[
+            // v: 1, 2, 2, 3 → 2 twice. nums' rows as numbers are lists: MODE is over v and d.
+            ("SELECT MODE(v) FROM t", json!(2.0)),
+            // d: 0.1, 0.2, 0.3, 0.4 all once: MIN (the default) 0.1, MAX 0.4.
+            ("SELECT MODE(d) FROM t", json!(0.1)),
+            ("SELECT MODE(d, 'MAX') FROM t", json!(0.4)),
+            // v of a and d: 1 and 3 once each: MIN 1, MAX 3, AVG 2.
+            ("SELECT MODE(v) FROM t WHERE name IN ('a', 'd')", json!(1.0)),
+            ("SELECT MODE(v, 'MAX') FROM t WHERE name IN ('a', 'd')", json!(3.0)),
+            ("SELECT MODE(v, 'AVG') FROM t WHERE name IN ('a', 'd')", json!(2.0)),
+            ("SELECT MODE(v) FROM t WHERE name = 'nobody'", json!("-Infinity")),
+            // Exact decimals: 1 + 2 + 2 + 3 = 8; 0.1 + 0.2 + 0.3 + 0.4 = 1.0 (not 1.0000000000000002).
+            ("SELECT SUMPRECISION(v) FROM t", json!("8")),
+            ("SELECT SUMPRECISION(d) FROM t", json!("1.0")),
+            // 0.1 + 0.2 = 0.3; precision 1 of 0.3 is 0.3, with scale 3 → 0.300.
+            ("SELECT SUMPRECISION(d, 1, 3) FROM t WHERE name IN ('a', 'b')", json!("0.300")),
+            // 1 + 2 + 2 + 3 = 8 at precision 1 stays 8; 8 with scale 2 → 8.00.
+            ("SELECT SUMPRECISION(v, 1, 2) FROM t", json!("8.00")),
+            ("SELECT SUMPRECISION(v) FROM t WHERE name = 'nobody'", json!("0")),
+            // Names a, b, c, d and v's 1, 2, 3: linear counting on 2^log2m registers gives
+            // m ln(m / (m - n)), 256 ln(256/252) = 4.03 → 4, 1024 ln(1024/1020) = 4.01 → 4.
+            ("SELECT DISTINCTCOUNTHLL(name) FROM t", json!(4)),
+            ("SELECT DISTINCTCOUNTHLL(name, 10) FROM t", json!(4)),
+            ("SELECT DISTINCTCOUNTHLL(v, 12) FROM t", json!(3)),
+        ],
+    )
+    .await;
+    // Pinot's types and names: MODE DOUBLE, SUMPRECISION STRING, DISTINCTCOUNTHLL LONG.
+    let r = shoal_server::broker::answer_query(
+        &e,
+        "SELECT MODE(v), SUMPRECISION(v), DISTINCTCOUNTHLL(v, 12) FROM t",
+    )
+    .await;
+    let schema = r.result_table.unwrap().data_schema;
+    assert_eq!(schema.column_names, ["mode(v)", "sumprecision(v)", "distinctcounthll(v)"]);
+    assert_eq!(schema.column_data_types, ["DOUBLE", "STRING", "LONG"]);
+    // Arguments Shoal cannot honour are errors, never ignored.
+    refused(&e, "SELECT DISTINCTCOUNTHLL(v, 40) FROM t", "between 1 and 20").await;
+    refused(&e, "SELECT DISTINCTCOUNTHLL(v, v) FROM t", "must be a literal").await;
+    refused(&e, "SELECT DISTINCTCOUNTHLLPLUS(v, 12) FROM t", "one argument").await;
+    refused(&e, "SELECT MODE(v, 'MEDIAN') FROM t", "MIN, MAX or AVG").await;
+}
+
+#[tokio::test]
+async fn hll_estimates_follow_log2m() {
+    // 5,000 distinct values: HyperLogLog's standard error is 1.04 / sqrt(2^log2m), 6.5% at
+    // log2m 8 and 1.6% at 12; each estimate must be within three of those.
+    let rows: Vec<String> = (0..5_000)
+        .map(|i| json!({"name": format!("n{i}"), "v": i, "ts": 1_706_704_496_789i64 + i}).to_string())
+        .collect();
+    let e = common::table_of("t", schema(), "ts", &rows);
+    for (log2m, error) in [(8, 0.065), (12, 0.0163)] {
+        let got = one(&e, &format!("SELECT DISTINCTCOUNTHLL(name, {log2m}) FROM t")).await.as_i64().unwrap();
+        let off = (got - 5_000).abs() as f64 / 5_000.0;
+        assert!(off < 3.0 * error, "log2m {log2m}: {got}");
+    }
+}

@@ -103,6 +103,13 @@ pub struct BrokerResponse {
     pub trace_info: BTreeMap<String, String>,
     /// The tables the query read, without `_REALTIME`.
     pub tables_queried: Vec<String>,
+    /// Query options Shoal ignored because no Pinot version knows them, one sentence each.
+    /// Pinot only logs these (pinot-common `QueryOptionsUtils.validateSqlQueryOptions`, WARN
+    /// mode); Shoal logs them too and tells the client here, in a field of its own that Pinot's
+    /// clients skip (pinot-common's `BrokerResponseNative` reads with `ignoreUnknown`). Left out
+    /// of the JSON when empty, so Pinot's shape stays as it is.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// Who answers queries: the broker id and the source of request ids.
@@ -204,6 +211,12 @@ impl BrokerResponse {
             min_consuming_freshness_time_ms: s.min_consuming_freshness_ms.unwrap_or(0),
             trace_info,
             tables_queried: result.tables.clone(),
+            warnings: result
+                .options
+                .ignored
+                .iter()
+                .map(|key| format!("Unsupported query option '{key}': ignored"))
+                .collect(),
         }
     }
 
@@ -238,6 +251,7 @@ impl BrokerResponse {
             min_consuming_freshness_time_ms: 0,
             trace_info: BTreeMap::new(),
             tables_queried: Vec::new(),
+            warnings: Vec::new(),
         }
     }
 }
