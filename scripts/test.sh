@@ -36,6 +36,10 @@ if [ -n "$missing" ]; then
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq $missing >/dev/null
 fi
 
+# A clean clone builds once: incremental compilation would only add gigabytes of session data
+# to the target directory (set CARGO_INCREMENTAL=1 to keep it while iterating).
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 
