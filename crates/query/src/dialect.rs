@@ -9,7 +9,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::sql::parser::{DFParser, Statement as DfStatement};
 use datafusion::sql::sqlparser::ast::{
     BinaryOperator, DuplicateTreatment, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments,
-    LimitClause, Query, SelectItem, Set, SetExpr, Statement, Value,
+    LimitClause, Query, SelectItem, Set, SetExpr, Statement, UnaryOperator, Value,
 };
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, LazyLock, Mutex};
@@ -684,8 +684,25 @@ pub(crate) fn pinot_name(expr: &Expr) -> Option<String> {
             };
             format!("{name}({},{})", pinot_name(left)?, pinot_name(right)?)
         }
+        // A negative number is one literal in Pinot (CalciteSqlParser folds the minus into it).
+        Expr::UnaryOp { op: UnaryOperator::Minus, expr } => match expr.as_ref() {
+            Expr::Value(v) => match &v.value {
+                Value::Number(n, _) => format!("'-{n}'"),
+                _ => return None,
+            },
+            _ => return None,
+        },
         Expr::Cast { expr, data_type, .. } => {
             format!("cast({},'{}')", pinot_name(expr)?, data_type.to_string().to_uppercase())
+        }
+        // SUBSTR(s, a, b) and SUBSTRING(s, a, n), which the SQL parser reads as its own syntax:
+        // named as the functions they are in Pinot.
+        Expr::Substring { expr, substring_from, substring_for, shorthand, .. } => {
+            let mut args = vec![pinot_name(expr)?];
+            for arg in [substring_from, substring_for].into_iter().flatten() {
+                args.push(pinot_name(arg)?);
+            }
+            format!("{}({})", if *shorthand { "substr" } else { "substring" }, args.join(","))
         }
         Expr::Function(f) => {
             let args = function_args(f);
@@ -811,6 +828,21 @@ mod tests {
                 Some("upper(k)".into()),
                 Some("times(v,'2')".into()),
                 None,
+            ]
+        );
+        // SUBSTR/SUBSTRING, which the parser reads as syntax, and negative literals; an
+        // aggregation is named after its first argument only (DISTINCTCOUNTHLL's log2m,
+        // MODE's reducer: BaseSingleInputAggregationFunction.getResultColumnName).
+        assert_eq!(
+            names(
+                "SELECT SUBSTR(k, 1, 4), SUBSTRING(k, 2), jsonPathLong(d, '$.n', -1), DISTINCTCOUNTHLL(k, 8), MODE(v, 'MAX') FROM t"
+            ),
+            [
+                Some("substr(k,'1','4')".into()),
+                Some("substring(k,'2')".into()),
+                Some("jsonpathlong(d,'$.n','-1')".into()),
+                Some("distinctcounthll(k)".into()),
+                Some("mode(v)".into()),
             ]
         );
     }
