@@ -333,11 +333,13 @@ impl QueryEngine {
         let waited = tokio::time::timeout_at(deadline, Arc::clone(&self.running).acquire_owned()).await;
         self.waiting.fetch_sub(1, Ordering::SeqCst);
         match waited {
-            Ok(Ok(permit)) => Ok(permit),
+            // A place that came free only after the deadline (the timer fired late on a busy
+            // machine) is as late as no place: the query waited all of its time.
+            Ok(Ok(permit)) if tokio::time::Instant::now() < deadline => Ok(permit),
             Ok(Err(_)) => Err(overloaded()),
             // pinot-core ServerQueryExecutorV1Impl.java: a query that waited in the scheduler for
             // all of its time is QUERY_SCHEDULING_TIMEOUT.
-            Err(_) => Err(QueryError {
+            Ok(Ok(_)) | Err(_) => Err(QueryError {
                 kind: ErrorKind::SchedulingTimeout,
                 message: format!(
                     "Query scheduling took longer than the query timeout of {} ms: {} queries ran meanwhile",
