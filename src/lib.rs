@@ -17,6 +17,7 @@ pub mod error;
 pub mod manifest;
 pub mod metrics;
 pub mod table;
+pub mod transform;
 
 pub use config::{ConfigError, TableConfig, TableDefinition};
 #[cfg(feature = "fault-injection")]

@@ -16,6 +16,11 @@ pub struct TableMetrics {
     pub bytes_ingested: AtomicU64,
     /// Records dropped, by reason.
     pub dropped: Mutex<DropStats>,
+    /// Rows the table's filter (`ingestionConfig.filterConfig`) dropped: not errors.
+    pub rows_filtered: AtomicU64,
+    /// Rows kept with defaults in place of values a transform or conversion failed on
+    /// (`continueOnError`).
+    pub rows_incomplete: AtomicU64,
     /// Segments sealed.
     pub segments_sealed: AtomicU64,
     /// Time spent sealing, in microseconds.
@@ -92,6 +97,30 @@ impl Metrics {
                     reason.name()
                 );
             }
+        }
+        family(
+            &mut out,
+            "shoal_rows_filtered_total",
+            "counter",
+            "Rows the table's ingestion filter dropped.",
+        );
+        for (t, m) in &tables {
+            let _ =
+                writeln!(out, "shoal_rows_filtered_total{{table=\"{}\"}} {}", esc(t), load(&m.rows_filtered));
+        }
+        family(
+            &mut out,
+            "shoal_rows_incomplete_total",
+            "counter",
+            "Rows kept with defaults where a transform or conversion failed (continueOnError).",
+        );
+        for (t, m) in &tables {
+            let _ = writeln!(
+                out,
+                "shoal_rows_incomplete_total{{table=\"{}\"}} {}",
+                esc(t),
+                load(&m.rows_incomplete)
+            );
         }
         family(&mut out, "shoal_segments_sealed_total", "counter", "Segments sealed.");
         for (t, m) in &tables {

@@ -36,10 +36,10 @@ async fn a_bad_record_corpus_is_counted_by_reason_and_good_rows_kept() {
     let sources = MemorySources::default();
     let stream = sources.stream("corpus", 1);
     let engine = Engine::open_with(dir.path(), options(sources.clone())).await.unwrap();
-    engine
-        .create_table(&table_config("corpus", "corpus", "http://unused", 1000), &all_types_schema())
-        .await
-        .unwrap();
+    // rowTimeValueCheck on: times outside 1971..2071 are dropped (Pinot's default is off).
+    let mut config = table_config("corpus", "corpus", "http://unused", 1000);
+    config["ingestionConfig"]["rowTimeValueCheck"] = json!(true);
+    engine.create_table(&config, &all_types_schema()).await.unwrap();
     let shard = stream.open_shards()[0].clone();
     let t = now_ms();
     let deep = format!(r#"{{"id": 1, "ts": {t}, "key": {}"x"{}}}"#, "[".repeat(10_000), "]".repeat(10_000));

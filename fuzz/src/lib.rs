@@ -49,6 +49,8 @@ fn decoder_layout() -> &'static Arc<TableLayout> {
                 time_column: Some("ts".into()),
                 flatten_delimiter: Some(".".into()),
                 populate_metadata: true,
+                row_time_check: true,
+                ..Default::default()
             },
         ))
     })

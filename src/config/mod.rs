@@ -43,8 +43,11 @@ pub struct ComplexTypeConfig {
     pub fields_to_unnest: Vec<String>,
     /// `delimiter` between the parts of a flattened name (default `.`).
     pub delimiter: String,
-    /// `collectionNotUnnestedToJson` (Pinot's default `NON_PRIMITIVE`).
+    /// `collectionNotUnnestedToJson`: NONE, NON_PRIMITIVE (Pinot's default) or ALL.
     pub collection_not_unnested_to_json: String,
+    /// `prefixesToRename`: a field starting with the prefix is renamed to the replacement
+    /// followed by the rest of its name.
+    pub prefixes_to_rename: Vec<(String, String)>,
 }
 
 /// `ingestionConfig`.
@@ -56,8 +59,12 @@ pub struct IngestionConfig {
     pub filter_function: Option<String>,
     /// `complexTypeConfig`.
     pub complex_type: Option<ComplexTypeConfig>,
-    /// `continueOnError`. Shoal always counts and skips a bad record; this is kept as given.
+    /// `continueOnError`: a transform, filter or conversion that fails gives null (then the
+    /// column's default) and the row is kept, counted incomplete; without it the record is
+    /// dropped and counted.
     pub continue_on_error: bool,
+    /// `rowTimeValueCheck`: drop rows whose time is outside 1971..2071 (Pinot's default: off).
+    pub row_time_check: bool,
 }
 
 /// `upsertConfig`, kept for the upsert feature to come.
@@ -137,6 +144,9 @@ pub struct TableDefinition {
     pub schema: Arc<Schema>,
     /// Accepted settings worth a word to the user.
     pub warnings: Vec<Problem>,
+    /// The ingestion transforms (`ingestionConfig` and the schema's `transformFunction`s),
+    /// parsed and checked; None when there is nothing to transform.
+    pub transform: Option<Arc<crate::transform::IngestTransform>>,
 }
 
 impl TableDefinition {
@@ -158,11 +168,25 @@ impl TableDefinition {
         if let Some(schema) = &parsed_schema {
             refs.check_against(schema, &mut problems);
         }
+        let transform = match (&config, &parsed_schema) {
+            (Some(config), Some(schema)) => {
+                match crate::transform::IngestTransform::new(&config.ingestion, schema) {
+                    Ok(t) => t.map(Arc::new),
+                    Err(found) => {
+                        for p in found {
+                            problems.error(p.path, p.message);
+                        }
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
         match (config, parsed_schema) {
             (Some(config), Some(schema)) if problems.is_ok() && schema_problems.is_ok() => {
                 let mut warnings = problems.warnings;
                 warnings.extend(schema_problems.warnings);
-                Ok(TableDefinition { config, schema: Arc::new(schema), warnings })
+                Ok(TableDefinition { config, schema: Arc::new(schema), warnings, transform })
             }
             _ => Err(ConfigError { table: problems.errors, schema: schema_problems.errors }),
         }
@@ -356,7 +380,6 @@ impl TableConfig {
             time_column: segments.as_ref().map(|s| s.time_column.clone()),
             sorted_column: sorted_column.clone(),
             upsert: upsert.is_some(),
-            transform_columns: ingestion.transforms.iter().map(|t| t.column_name.clone()).collect(),
         };
         let config = match (name, stream, segments) {
             (Some(name), Some(stream), Some(segments)) => Some(TableConfig {
@@ -398,7 +421,6 @@ struct SchemaRefs {
     time_column: Option<String>,
     sorted_column: Option<String>,
     upsert: bool,
-    transform_columns: Vec<String>,
 }
 
 impl SchemaRefs {
@@ -442,14 +464,6 @@ impl SchemaRefs {
         }
         if self.upsert && schema.primary_key_columns.is_empty() {
             problems.error("upsertConfig", "upsert needs primaryKeyColumns in the schema");
-        }
-        for (i, column) in self.transform_columns.iter().enumerate() {
-            if schema.field(column).is_none() {
-                problems.error(
-                    format!("ingestionConfig.transformConfigs[{i}].columnName"),
-                    format!("column {column:?} is not in the schema"),
-                );
-            }
         }
     }
 }
@@ -522,34 +536,49 @@ fn read_ingestion(i: &JsonReader<'_>, problems: &mut Problems) -> IngestionConfi
         let t = JsonReader::of(path, item, problems)?;
         let column_name = t.required_string("columnName", problems);
         let transform_function = t.required_string("transformFunction", problems);
-        problems.warn(
-            t.path(),
-            "transform functions are not applied yet: the column is read from the record as is",
-        );
         Some(TransformConfig { column_name: column_name?, transform_function: transform_function? })
     });
-    let filter_function = i.object_field("filterConfig", problems).and_then(|f| {
-        let function = f.string("filterFunction", problems);
-        if function.is_some() {
-            problems.warn(
-                f.path_of("filterFunction"),
-                "filter functions are not applied yet: no record is filtered out",
+    let filter_function = i
+        .object_field("filterConfig", problems)
+        .and_then(|f| f.string("filterFunction", problems))
+        .filter(|f| !f.trim().is_empty());
+    let complex_type = i.object_field("complexTypeConfig", problems).map(|c| {
+        let mode =
+            c.string("collectionNotUnnestedToJson", problems).unwrap_or_else(|| "NON_PRIMITIVE".to_string());
+        if !["NONE", "NON_PRIMITIVE", "ALL"].contains(&mode.as_str()) {
+            problems.error(
+                c.path_of("collectionNotUnnestedToJson"),
+                format!("{mode:?} is not a mode: use NONE, NON_PRIMITIVE or ALL"),
             );
         }
-        function
-    });
-    let complex_type = i.object_field("complexTypeConfig", problems).map(|c| ComplexTypeConfig {
-        fields_to_unnest: c.string_array("fieldsToUnnest", problems).unwrap_or_default(),
-        delimiter: c.string("delimiter", problems).unwrap_or_else(|| ".".to_string()),
-        collection_not_unnested_to_json: c
-            .string("collectionNotUnnestedToJson", problems)
-            .unwrap_or_else(|| "NON_PRIMITIVE".to_string()),
+        let prefixes_to_rename = c
+            .object_field("prefixesToRename", problems)
+            .map(|p| {
+                p.object()
+                    .iter()
+                    .filter_map(|(prefix, value)| match value.as_str() {
+                        Some(to) => Some((prefix.to_string(), to.to_string())),
+                        None => {
+                            problems.error(p.path_of(prefix), "must be the replacement text");
+                            None
+                        }
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        ComplexTypeConfig {
+            fields_to_unnest: c.string_array("fieldsToUnnest", problems).unwrap_or_default(),
+            delimiter: c.string("delimiter", problems).unwrap_or_else(|| ".".to_string()),
+            collection_not_unnested_to_json: mode,
+            prefixes_to_rename,
+        }
     });
     IngestionConfig {
         transforms,
         filter_function,
         complex_type,
         continue_on_error: i.bool("continueOnError", problems).unwrap_or(false),
+        row_time_check: i.bool("rowTimeValueCheck", problems).unwrap_or(false),
     }
 }
 

@@ -127,6 +127,8 @@ impl Table {
         if outcome.dropped > 0 {
             self.metrics.dropped.lock().unwrap_or_else(|p| p.into_inner()).merge(&outcome.drops);
         }
+        self.metrics.rows_filtered.fetch_add(outcome.filtered as u64, Ordering::Relaxed);
+        self.metrics.rows_incomplete.fetch_add(outcome.incomplete as u64, Ordering::Relaxed);
         let rows = segment.rows() as u64;
         let now = shoal_stream::now_ms();
         let newest = records.last();

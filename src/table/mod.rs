@@ -117,6 +117,9 @@ pub fn layout_of(definition: &TableDefinition) -> Arc<TableLayout> {
             time_column: Some(config.segments.time_column.clone()),
             flatten_delimiter: config.ingestion.complex_type.as_ref().map(|c| c.delimiter.clone()),
             populate_metadata: config.stream.populate_metadata,
+            continue_on_error: config.ingestion.continue_on_error,
+            row_time_check: config.ingestion.row_time_check,
+            transform: definition.transform.clone().map(|t| t as Arc<dyn shoal_segment::RecordTransform>),
         },
     ))
 }
@@ -324,6 +327,8 @@ impl Table {
             segments,
             shards: shards.into_values().collect(),
             dropped: self.metrics.dropped.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            filtered: self.metrics.rows_filtered.load(std::sync::atomic::Ordering::Relaxed),
+            incomplete: self.metrics.rows_incomplete.load(std::sync::atomic::Ordering::Relaxed),
             quarantined: self.board.quarantine_list(),
             paused: state.manifest.paused.is_some(),
         }

@@ -115,6 +115,10 @@ pub struct TableStatus {
     pub consuming_rows: u64,
     /// Dropped records by reason, with samples.
     pub dropped: DropStats,
+    /// Rows the ingestion filter dropped (not errors).
+    pub filtered: u64,
+    /// Rows kept with defaults where a transform or conversion failed (`continueOnError`).
+    pub incomplete: u64,
     /// True while an operator has paused the table's consumption.
     pub paused: bool,
     /// Segments refused (at open, by the scrub or by a query), and what became of their rows.

@@ -566,6 +566,23 @@ fn dot_notation(path: &str) -> String {
     parts.join(".")
 }
 
+/// jsonFormat(value) / json_format (pinot-common JsonFunctions.java `jsonFormat`): the value as
+/// JSON text. An object or array (which ingestion hands over as its JSON text) is written
+/// compact; any other text is a JSON string.
+pub(crate) fn json_format(call: &crate::scalar::Call) -> datafusion::common::Result<arrow::array::ArrayRef> {
+    let texts = call.texts(0)?;
+    let out: arrow::array::StringArray = texts
+        .iter()
+        .map(|t| {
+            t.map(|t| match serde_json::from_str::<serde_json::Value>(t) {
+                Ok(v @ (serde_json::Value::Object(_) | serde_json::Value::Array(_))) => v.to_string(),
+                _ => serde_json::Value::String(t.to_string()).to_string(),
+            })
+        })
+        .collect();
+    Ok(std::sync::Arc::new(out))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

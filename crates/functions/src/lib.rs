@@ -58,6 +58,8 @@ pub fn scalar_functions() -> Vec<ScalarUDF> {
         PinotFn::new("SUBSTR", Kind::Substr),
         PinotFn::new("SUBSTRING", Kind::Substring),
         PinotFn::new("REGEXP_EXTRACT", Kind::RegexpExtract),
+        PinotFn::new("strcmp", Kind::Strcmp),
+        PinotFn::new("jsonFormat", Kind::JsonFormat).with_aliases(&["json_format"]),
         PinotFn::new("arrayLength", Kind::ArrayLength),
         PinotFn::new("VALUEIN", Kind::ValueIn),
         PinotFn::new(MV_MATCH, Kind::MvMatch),

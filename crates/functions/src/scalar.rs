@@ -44,6 +44,8 @@ pub(crate) enum Kind {
     Substr,
     Substring,
     RegexpExtract,
+    Strcmp,
+    JsonFormat,
     ArrayLength,
     ValueIn,
     /// The any/all comparison of a multi-value column that `rewrite.rs` writes for Pinot's
@@ -210,6 +212,14 @@ impl ScalarUDFImpl for PinotFn {
                 arity(2, 3, "SUBSTRING(text, start[, length])")?;
                 DataType::Utf8
             }
+            Kind::Strcmp => {
+                arity(2, 2, "strcmp(text1, text2)")?;
+                DataType::Int32
+            }
+            Kind::JsonFormat => {
+                arity(1, 1, "jsonFormat(value)")?;
+                DataType::Utf8
+            }
             Kind::RegexpExtract => {
                 arity(2, 4, "REGEXP_EXTRACT(text, 'regexp'[, group[, 'default']])")?;
                 DataType::Utf8
@@ -257,6 +267,8 @@ impl ScalarUDFImpl for PinotFn {
             Kind::Substr => string::substr(&call)?,
             Kind::Substring => string::substring(&call)?,
             Kind::RegexpExtract => string::regexp_extract(&call)?,
+            Kind::Strcmp => string::strcmp(&call)?,
+            Kind::JsonFormat => json::json_format(&call)?,
             Kind::ArrayLength => multivalue::array_length(&call)?,
             Kind::ValueIn => multivalue::value_in(&call)?,
             Kind::MvMatch => multivalue::mv_match(&call)?,

@@ -110,6 +110,24 @@ pub(crate) fn regexp_extract(call: &Call) -> Result<ArrayRef> {
     Ok(Arc::new(out.finish()))
 }
 
+/// STRCMP(a, b) (pinot-common StringFunctions.java `strcmp`, Java's `String.compareTo`): the
+/// difference of the first UTF-16 units that differ, else of the lengths; 0 when equal.
+pub(crate) fn strcmp(call: &Call) -> Result<ArrayRef> {
+    let (a, b) = (call.texts(0)?, call.texts(1)?);
+    let out: arrow::array::Int32Array = (0..a.len())
+        .map(|row| {
+            if a.is_null(row) || b.is_null(row) {
+                return None;
+            }
+            let (x, y): (Vec<u16>, Vec<u16>) =
+                (a.value(row).encode_utf16().collect(), b.value(row).encode_utf16().collect());
+            let differ = x.iter().zip(&y).find(|(p, q)| p != q).map(|(p, q)| i32::from(*p) - i32::from(*q));
+            Some(differ.unwrap_or(x.len() as i32 - y.len() as i32))
+        })
+        .collect();
+    Ok(Arc::new(out))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,6 +2,7 @@
 
 use crate::datetime::DateTimeFormat;
 use crate::schema::{DataType, DefaultValue, FieldRole, FieldSpec, Schema};
+use crate::transform::RecordTransform;
 use arrow::datatypes::{
     DataType as ArrowType, Field, Schema as ArrowSchema, SchemaRef, TimeUnit as ArrowUnit,
 };
@@ -89,6 +90,14 @@ pub struct TableLayout {
     pub time_column: Option<usize>,
     /// The delimiter that flattens nested objects into `a.b` columns, when flattening is on.
     pub flatten_delimiter: Option<String>,
+    /// `ingestionConfig.continueOnError`: a value that cannot be converted becomes its
+    /// column's default and the row is kept (counted incomplete), as in Pinot.
+    pub continue_on_error: bool,
+    /// `ingestionConfig.rowTimeValueCheck`: rows whose time is outside 1971..2071 are dropped
+    /// (Pinot's default is off: no range check).
+    pub row_time_check: bool,
+    /// The table's ingestion transforms, which turn each record into the rows to decode.
+    pub transform: Option<Arc<dyn RecordTransform>>,
     index: HashMap<String, usize>,
 }
 
@@ -101,6 +110,12 @@ pub struct LayoutOptions {
     pub flatten_delimiter: Option<String>,
     /// `metadata.populate`: add the record metadata columns.
     pub populate_metadata: bool,
+    /// `ingestionConfig.continueOnError`.
+    pub continue_on_error: bool,
+    /// `ingestionConfig.rowTimeValueCheck`.
+    pub row_time_check: bool,
+    /// The table's ingestion transforms.
+    pub transform: Option<Arc<dyn RecordTransform>>,
 }
 
 impl TableLayout {
@@ -127,6 +142,7 @@ impl TableLayout {
                             not_null: false,
                             max_length: usize::MAX,
                             date_time: None,
+                            transform_function: None,
                         },
                         source,
                     });
@@ -155,6 +171,9 @@ impl TableLayout {
             columns,
             time_column,
             flatten_delimiter: options.flatten_delimiter.clone(),
+            continue_on_error: options.continue_on_error,
+            row_time_check: options.row_time_check,
+            transform: options.transform.clone(),
             index,
         }
     }

@@ -79,13 +79,16 @@ pub enum DropReason {
     MissingTime,
     /// The time column's value does not match its dateTime format.
     BadTime,
-    /// The time column's value is outside 1971..2071, as Pinot checks.
+    /// The time column's value is outside 1971..2071 (with `rowTimeValueCheck`, as Pinot).
     TimeOutOfRange,
+    /// A transform or the filter of the table's `ingestionConfig` failed on the record
+    /// (without `continueOnError`).
+    TransformFailed,
 }
 
 impl DropReason {
     /// Every reason.
-    pub const ALL: [DropReason; 11] = [
+    pub const ALL: [DropReason; 12] = [
         DropReason::MalformedJson,
         DropReason::Truncated,
         DropReason::NotUtf8,
@@ -97,6 +100,7 @@ impl DropReason {
         DropReason::MissingTime,
         DropReason::BadTime,
         DropReason::TimeOutOfRange,
+        DropReason::TransformFailed,
     ];
 
     /// The snake_case name used in metrics and statuses.
@@ -113,6 +117,7 @@ impl DropReason {
             DropReason::MissingTime => "missing_time",
             DropReason::BadTime => "bad_time",
             DropReason::TimeOutOfRange => "time_out_of_range",
+            DropReason::TransformFailed => "transform_failed",
         }
     }
 }
@@ -257,6 +262,9 @@ pub struct Decoder {
     row: Vec<Value<'static>>,
     list_values: Vec<Value<'static>>,
     list_bounds: Vec<(usize, usize)>,
+    /// The last record decoded was kept with defaults in place of bad values
+    /// (`continueOnError`).
+    incomplete: bool,
 }
 
 impl Decoder {
@@ -288,7 +296,14 @@ impl Decoder {
             row: Vec::new(),
             list_values: Vec::new(),
             list_bounds: Vec::new(),
+            incomplete: false,
         }
+    }
+
+    /// True when the last record decoded was kept with default values in place of values that
+    /// could not be converted (`continueOnError`; Pinot counts such rows as incomplete).
+    pub fn last_was_incomplete(&self) -> bool {
+        self.incomplete
     }
 
     /// The layout decoded into.
@@ -306,6 +321,7 @@ impl Decoder {
         builders: &mut [ColumnBuilder],
     ) -> Result<Option<i64>, Dropped> {
         let n = self.layout.columns.len();
+        self.incomplete = false;
         let mut cells: Vec<Cell<'_>> = recycle(std::mem::take(&mut self.cells));
         let mut items: Vec<Cell<'_>> = recycle(std::mem::take(&mut self.items));
         cells.resize_with(n, || Cell::Absent);
@@ -372,13 +388,31 @@ impl Decoder {
                     Cell::List(start, end) if end == start => Ok(self.null_value(i)),
                     other => convert(&other, spec.data_type, spec),
                 };
-                value.and_then(|v| {
+                let format = spec.date_time.as_ref().map(|d| &d.format);
+                let value = value.and_then(|v| {
                     if is_time {
-                        time = Some(time_millis(&v, spec.date_time.as_ref().map(|d| &d.format), &spec.name)?);
+                        time = Some(time_millis(&v, format, &spec.name, layout.row_time_check)?);
                     }
-                    row.push(v);
-                    Ok(())
-                })
+                    Ok(v)
+                });
+                match value {
+                    Ok(v) => {
+                        row.push(v);
+                        Ok(())
+                    }
+                    // pinot-segment-local DataTypeTransformer / TimeValidationTransformer with
+                    // continueOnError: the value becomes null, then its default; the row is kept.
+                    Err(_) if layout.continue_on_error => {
+                        self.incomplete = true;
+                        let v = if is_time { self.time_default(i, meta) } else { self.null_value(i) };
+                        if is_time {
+                            time = time_millis(&v, format, &spec.name, false).ok();
+                        }
+                        row.push(v);
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
+                }
             } else {
                 let start = list_values.len();
                 let converted = match cell {
@@ -388,6 +422,16 @@ impl Decoder {
                         item => convert(item, spec.data_type, spec).map(|v| list_values.push(v)),
                     }),
                     other => convert(&other, spec.data_type, spec).map(|v| list_values.push(v)),
+                };
+                let converted = match converted {
+                    Err(_) if layout.continue_on_error => {
+                        // The whole value becomes null, then its default (Pinot's
+                        // DataTypeTransformer with continueOnError).
+                        self.incomplete = true;
+                        list_values.truncate(start);
+                        Ok(())
+                    }
+                    other => other,
                 };
                 converted.map(|()| {
                     // An empty or missing multi-value field holds the default, as in Pinot
@@ -423,6 +467,32 @@ impl Decoder {
         self.row = recycle_values(row);
         self.list_values = recycle_values(list_values);
         outcome
+    }
+
+    /// The time column's value in place of a missing or bad one (`continueOnError`): its
+    /// default when that is a valid time, else the record's arrival time. Pinot takes the
+    /// current time there (pinot-segment-local `NullValueTransformerUtils`); the arrival time
+    /// is as recent and gives the same row when the record is read again.
+    fn time_default(&self, column: usize, meta: &RecordMeta<'_>) -> Value<'static> {
+        let spec = &self.layout.columns[column].spec;
+        let format = spec.date_time.as_ref().map(|d| &d.format);
+        let default = default_value(&spec.default_null_value);
+        if time_millis(&default, format, &spec.name, true).is_ok() {
+            return default;
+        }
+        let arrival = meta.arrival_millis;
+        match (spec.data_type, format) {
+            (DataType::Timestamp, _) => Value::Timestamp(arrival),
+            (DataType::String, Some(DateTimeFormat::SimpleDate(p))) => {
+                p.try_format_millis(arrival).map(|t| Value::Str(Cow::Owned(t))).unwrap_or(default)
+            }
+            (DataType::Int, Some(f)) => {
+                f.epoch_value(arrival).and_then(|v| i32::try_from(v).ok()).map(Value::Int).unwrap_or(default)
+            }
+            (DataType::Long, Some(f)) => f.epoch_value(arrival).map(Value::Long).unwrap_or(default),
+            (DataType::Long, None) => Value::Long(arrival),
+            _ => default,
+        }
     }
 
     fn null_value(&self, column: usize) -> Value<'static> {
@@ -1062,8 +1132,14 @@ fn convert<'de>(
     })
 }
 
-/// The epoch ms of a time column's converted value, checked against Pinot's valid range.
-fn time_millis(value: &Value<'_>, format: Option<&DateTimeFormat>, column: &str) -> Result<i64, Dropped> {
+/// The epoch ms of a time column's converted value, checked against Pinot's valid range when
+/// `check_range` (`ingestionConfig.rowTimeValueCheck`).
+fn time_millis(
+    value: &Value<'_>,
+    format: Option<&DateTimeFormat>,
+    column: &str,
+    check_range: bool,
+) -> Result<i64, Dropped> {
     let bad = |what: String| Dropped {
         reason: DropReason::BadTime,
         message: format!("time column {column:?}: {what} does not match its format"),
@@ -1081,7 +1157,8 @@ fn time_millis(value: &Value<'_>, format: Option<&DateTimeFormat>, column: &str)
         (other, _) => return Err(bad(format!("{other:?}"))),
     };
     let millis = millis.ok_or_else(|| bad(format!("{value:?}")))?;
-    if !(MIN_VALID_TIME_MS..MAX_VALID_TIME_MS).contains(&millis) {
+    // pinot-spi TimeUtils.timeValueInValidRange: both ends included.
+    if check_range && !(MIN_VALID_TIME_MS..=MAX_VALID_TIME_MS).contains(&millis) {
         return Err(Dropped {
             reason: DropReason::TimeOutOfRange,
             message: format!("time column {column:?}: {millis} ms is outside 1971-01-01..2071-01-01"),

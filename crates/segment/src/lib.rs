@@ -14,6 +14,7 @@ pub mod schema;
 pub mod sealed;
 pub mod stats;
 pub mod threshold;
+pub mod transform;
 pub mod zone;
 
 pub use columns::{LayoutOptions, TableLayout};
@@ -25,4 +26,5 @@ pub use schema::{DataType, DateTimeSpec, DefaultValue, FieldRole, FieldSpec, Sch
 pub use sealed::{SealRequest, SealedSegment, SegmentError, SegmentMeta, write_segment};
 pub use stats::{ColumnStats, StatValue};
 pub use threshold::{FlushLimit, FlushThresholds};
+pub use transform::{RecordTransform, Transformed, TransformedRow};
 pub use zone::TimeZone;

@@ -41,9 +41,16 @@ pub struct AppendOutcome {
     pub bytes: usize,
     /// The records this call dropped, by reason.
     pub drops: DropStats,
+    /// Records the table's filter dropped (not errors: Pinot's `REALTIME_ROWS_FILTERED`).
+    pub filtered: usize,
+    /// Rows kept with defaults in place of values that failed (`continueOnError`; Pinot's
+    /// `INCOMPLETE_REALTIME_ROWS_CONSUMED`).
+    pub incomplete: usize,
 }
 
 struct Inner {
+    /// Records the filter dropped.
+    filtered: u64,
     decoder: Decoder,
     builders: Vec<ColumnBuilder>,
     frozen: Vec<RecordBatch>,
@@ -115,6 +122,7 @@ impl MutableSegment {
                 active_record_bytes: 0,
                 time_range: None,
                 drops: DropStats::default(),
+                filtered: 0,
                 first_sequence: None,
                 last_sequence: None,
                 last_append_ms: None,
@@ -139,7 +147,9 @@ impl MutableSegment {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Decodes and appends records. Bad records are counted by reason and skipped.
+    /// Decodes and appends records, through the table's transforms when it has them (each
+    /// record's rows are appended together, under one lock). Bad records are counted by
+    /// reason and skipped; records the filter drops are counted apart.
     pub fn append<'a, I>(&self, records: I) -> AppendOutcome
     where
         I: IntoIterator<Item = (&'a [u8], RecordMeta<'a>)>,
@@ -147,40 +157,40 @@ impl MutableSegment {
         let mut outcome = AppendOutcome::default();
         let mut records = records.into_iter().peekable();
         while records.peek().is_some() {
+            let chunk: Vec<(&[u8], RecordMeta<'_>)> = records.by_ref().take(CHUNK).collect();
+            // Transforms run outside the lock: snapshots do not wait for them.
+            let transformed = self.layout.transform.as_ref().map(|t| t.apply(&chunk));
             let mut guard = self.lock();
             let inner = &mut *guard;
-            let mut last_sequence: Option<&str> = None;
-            for (bytes, meta) in records.by_ref().take(CHUNK) {
+            for (bytes, meta) in &chunk {
                 outcome.bytes += bytes.len();
                 if inner.first_sequence.is_none() {
                     inner.first_sequence = Some(meta.sequence_number.to_string());
                 }
-                match inner.decoder.decode(bytes, &meta, &mut inner.builders) {
-                    Ok(time) => {
-                        outcome.rows += 1;
-                        inner.active_rows += 1;
-                        inner.active_record_bytes += bytes.len();
-                        if let Some(t) = time {
-                            inner.time_range = Some(match inner.time_range {
-                                None => (t, t),
-                                Some((lo, hi)) => (lo.min(t), hi.max(t)),
-                            });
-                        }
-                        if inner.active_rows >= BATCH_ROWS {
-                            inner.freeze(&self.layout);
-                        }
-                    }
-                    Err(dropped) => {
-                        outcome.dropped += 1;
-                        inner.drops.record(&dropped, bytes);
-                        outcome.drops.record(&dropped, bytes);
+            }
+            match transformed {
+                None => {
+                    for (bytes, meta) in &chunk {
+                        inner.decode_row(&self.layout, bytes, bytes, meta, &mut outcome);
                     }
                 }
-                if !meta.sequence_number.is_empty() {
-                    last_sequence = Some(meta.sequence_number);
+                Some(t) => {
+                    outcome.filtered += t.filtered.len();
+                    inner.filtered += t.filtered.len() as u64;
+                    outcome.incomplete += t.incomplete.len();
+                    for (record, dropped) in &t.failed {
+                        outcome.dropped += 1;
+                        inner.drops.record(dropped, chunk[*record].0);
+                        outcome.drops.record(dropped, chunk[*record].0);
+                    }
+                    for row in &t.rows {
+                        let (original, meta) = &chunk[row.record];
+                        let bytes = row.json.as_deref().unwrap_or(original);
+                        inner.decode_row(&self.layout, bytes, original, meta, &mut outcome);
+                    }
                 }
             }
-            if let Some(s) = last_sequence {
+            if let Some(s) = chunk.iter().rev().map(|(_, m)| m.sequence_number).find(|s| !s.is_empty()) {
                 inner.last_sequence = Some(s.to_string());
             }
             if outcome.rows > 0 {
@@ -224,6 +234,11 @@ impl MutableSegment {
         self.lock().drops.clone()
     }
 
+    /// Records the table's filter dropped so far.
+    pub fn filtered(&self) -> u64 {
+        self.lock().filtered
+    }
+
     /// Estimated bytes of the sealed file: the frozen batches' exact data bytes plus the tail
     /// at the frozen batches' bytes per row (or half its JSON bytes before anything froze).
     pub fn estimated_bytes(&self) -> usize {
@@ -263,6 +278,41 @@ impl MutableSegment {
 }
 
 impl Inner {
+    /// Decodes one row (`bytes`, made from the record `original`) and appends it.
+    fn decode_row(
+        &mut self,
+        layout: &TableLayout,
+        bytes: &[u8],
+        original: &[u8],
+        meta: &RecordMeta<'_>,
+        outcome: &mut AppendOutcome,
+    ) {
+        match self.decoder.decode(bytes, meta, &mut self.builders) {
+            Ok(time) => {
+                outcome.rows += 1;
+                if self.decoder.last_was_incomplete() {
+                    outcome.incomplete += 1;
+                }
+                self.active_rows += 1;
+                self.active_record_bytes += bytes.len();
+                if let Some(t) = time {
+                    self.time_range = Some(match self.time_range {
+                        None => (t, t),
+                        Some((lo, hi)) => (lo.min(t), hi.max(t)),
+                    });
+                }
+                if self.active_rows >= BATCH_ROWS {
+                    self.freeze(layout);
+                }
+            }
+            Err(dropped) => {
+                outcome.dropped += 1;
+                self.drops.record(&dropped, original);
+                outcome.drops.record(&dropped, original);
+            }
+        }
+    }
+
     fn freeze(&mut self, layout: &TableLayout) {
         let columns: Vec<ArrayRef> = self.builders.iter_mut().map(|b| b.finish()).collect();
         let frozen = batch(layout, columns);

@@ -243,6 +243,9 @@ pub struct FieldSpec {
     pub max_length: usize,
     /// Set for dateTime fields.
     pub date_time: Option<DateTimeSpec>,
+    /// The field's own `transformFunction` (Pinot's older form of an ingestion transform; a
+    /// `transformConfigs` entry for the same column wins).
+    pub transform_function: Option<String>,
 }
 
 /// A Pinot schema.
@@ -406,6 +409,7 @@ fn read_field(path: String, item: &Value, role: FieldRole, problems: &mut Proble
         not_null,
         max_length,
         date_time,
+        transform_function: r.string("transformFunction", problems).filter(|t| !t.trim().is_empty()),
     })
 }
 

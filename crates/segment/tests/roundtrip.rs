@@ -262,7 +262,8 @@ fn bad_records_are_counted_by_reason_and_never_half_appended() {
             "metricFieldSpecs": [{"name": "d", "dataType": "DOUBLE"}],
             "dateTimeFieldSpecs": [{"name": "ts", "dataType": "LONG", "format": "1:MILLISECONDS:EPOCH", "granularity": "1:MILLISECONDS"}]
         }),
-        LayoutOptions { time_column: Some("ts".into()), ..Default::default() },
+        // rowTimeValueCheck on: times outside 1971..2071 are dropped.
+        LayoutOptions { time_column: Some("ts".into()), row_time_check: true, ..Default::default() },
     );
     let deep = format!("{}1{}", "[".repeat(10_000), "]".repeat(10_000));
     let deep_field =

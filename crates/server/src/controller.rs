@@ -178,6 +178,8 @@ pub fn table_status(status: &TableStatus) -> Value {
         "sealedRows": status.sealed_rows,
         "consumingRows": status.consuming_rows,
         "dropped": status.dropped,
+        "filtered": status.filtered,
+        "incomplete": status.incomplete,
         "paused": status.paused,
     });
     if !status.quarantined.is_empty() {

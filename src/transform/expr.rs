@@ -1,0 +1,317 @@
+//! One ingestion expression (a transform function or the filter): Pinot's SQL text parsed once
+//! into an AST with Pinot's spellings rewritten (`shoal_query::rewrite`, the same rewrites as
+//! queries) and every field name quoted as written, planned into a DataFusion physical
+//! expression for the types a chunk of records has, and evaluated over the whole chunk.
+
+use arrow::array::{
+    Array, ArrayRef, BooleanBuilder, Float64Builder, Int64Builder, RecordBatch, StringBuilder, new_null_array,
+};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::common::DFSchema;
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::prelude::SessionContext;
+use datafusion::sql::parser::{DFParser, Statement as DfStatement};
+use datafusion::sql::sqlparser::ast::{Expr, Ident, SelectItem, SetExpr, Statement, visit_expressions_mut};
+use serde_json::Value;
+use std::collections::HashSet;
+use std::ops::ControlFlow;
+use std::sync::Arc;
+
+/// A parsed ingestion expression.
+#[derive(Debug, Clone)]
+pub struct Expression {
+    /// The text as configured.
+    pub text: String,
+    /// DataFusion SQL for it: Pinot's spellings rewritten, field names quoted.
+    sql: String,
+    /// The fields it reads, in order of first use.
+    pub fields: Vec<String>,
+}
+
+impl Expression {
+    /// Parses Pinot's expression text. Groovy is refused: Shoal runs no scripts (Pinot also
+    /// refuses it unless `controller.disable.ingestion.groovy` is false).
+    pub fn parse(text: &str) -> Result<Expression, String> {
+        let trimmed = text.trim();
+        if trimmed.starts_with("Groovy") {
+            return Err("Groovy functions are refused: Shoal runs no scripts (Pinot disables them too, \
+                 controller.disable.ingestion.groovy); write the expression with Pinot's built-in functions"
+                .to_string());
+        }
+        if trimmed.is_empty() {
+            return Err("the expression is empty".to_string());
+        }
+        let mut statements = DFParser::parse_sql(&format!("SELECT {trimmed}"))
+            .map_err(|e| format!("not an expression: {e}"))?;
+        let (Some(DfStatement::Statement(statement)), true) = (statements.pop_front(), statements.is_empty())
+        else {
+            return Err("not one expression".to_string());
+        };
+        let mut statement = *statement;
+        shoal_query::rewrite::rewrite(&mut statement, &HashSet::new())?;
+        let Statement::Query(query) = &mut statement else { return Err("not an expression".to_string()) };
+        let SetExpr::Select(select) = query.body.as_mut() else {
+            return Err("not one expression".to_string());
+        };
+        let single = select.from.is_empty()
+            && select.selection.is_none()
+            && select.having.is_none()
+            && query.limit_clause.is_none()
+            && query.order_by.is_none()
+            && select.projection.len() == 1;
+        let Some(SelectItem::UnnamedExpr(expr)) = select.projection.first_mut().filter(|_| single) else {
+            return Err("not one expression (a comma, FROM, WHERE or an alias?)".to_string());
+        };
+        let mut fields = Vec::new();
+        let _ = visit_expressions_mut(expr, |e| {
+            let name = match e {
+                Expr::Identifier(id) => Some(id.value.clone()),
+                // `a.b` names the flattened field "a.b".
+                Expr::CompoundIdentifier(parts) => {
+                    Some(parts.iter().map(|p| p.value.as_str()).collect::<Vec<_>>().join("."))
+                }
+                _ => None,
+            };
+            if let Some(name) = name {
+                if !fields.contains(&name) {
+                    fields.push(name.clone());
+                }
+                *e = Expr::Identifier(Ident::with_quote('"', name));
+            }
+            ControlFlow::<()>::Continue(())
+        });
+        Ok(Expression { text: text.to_string(), sql: expr.to_string(), fields })
+    }
+
+    /// The physical expression for inputs of `schema`.
+    pub(crate) fn plan(
+        &self,
+        ctx: &SessionContext,
+        schema: &SchemaRef,
+    ) -> Result<Arc<dyn PhysicalExpr>, String> {
+        let df_schema = DFSchema::try_from(schema.as_ref().clone()).map_err(|e| e.to_string())?;
+        let logical = ctx.parse_sql_expr(&self.sql, &df_schema).map_err(clean)?;
+        ctx.create_physical_expr(logical, &df_schema).map_err(clean)
+    }
+}
+
+/// DataFusion's error text without its nested "Error during planning:" prefixes.
+fn clean(e: datafusion::error::DataFusionError) -> String {
+    let text = e.to_string();
+    text.replace("Error during planning: ", "").replace("Execution error: ", "")
+}
+
+/// A session that knows Pinot's functions.
+pub(crate) fn session() -> SessionContext {
+    let ctx = SessionContext::new();
+    for f in shoal_functions::scalar_functions() {
+        ctx.register_udf(f);
+    }
+    ctx
+}
+
+/// Evaluates `expr` on every row of `batch`. When the whole batch fails, each row is tried
+/// alone: the rows that fail come back with their errors (and null in the result), except
+/// rows in `skip`, whose result is not needed (their column already has a value).
+pub(crate) fn evaluate(
+    expr: &Arc<dyn PhysicalExpr>,
+    batch: &RecordBatch,
+    skip: &dyn Fn(usize) -> bool,
+) -> (ArrayRef, Vec<(usize, String)>) {
+    let rows = batch.num_rows();
+    let whole = expr.evaluate(batch).and_then(|v| v.into_array(rows));
+    if let Ok(array) = whole {
+        return (array, Vec::new());
+    }
+    let mut parts: Vec<Option<ArrayRef>> = Vec::with_capacity(rows);
+    let mut failed = Vec::new();
+    let mut data_type = None;
+    for row in 0..rows {
+        if skip(row) {
+            parts.push(None);
+            continue;
+        }
+        let one = batch.slice(row, 1);
+        match expr.evaluate(&one).and_then(|v| v.into_array(1)) {
+            Ok(a) => {
+                data_type.get_or_insert_with(|| a.data_type().clone());
+                parts.push(Some(a));
+            }
+            Err(e) => {
+                failed.push((row, clean(e)));
+                parts.push(None);
+            }
+        }
+    }
+    let data_type = data_type.unwrap_or(DataType::Utf8);
+    let arrays: Vec<ArrayRef> = parts
+        .into_iter()
+        .map(|p| match p {
+            Some(a) if a.data_type() == &data_type => a,
+            Some(a) => arrow::compute::cast(&a, &data_type).unwrap_or_else(|_| new_null_array(&data_type, 1)),
+            None => new_null_array(&data_type, 1),
+        })
+        .collect();
+    let refs: Vec<&dyn Array> = arrays.iter().map(|a| a.as_ref()).collect();
+    let array = if refs.is_empty() {
+        new_null_array(&data_type, 0)
+    } else {
+        arrow::compute::concat(&refs).unwrap_or_else(|_| new_null_array(&data_type, rows))
+    };
+    (array, failed)
+}
+
+/// What one field holds across a chunk, for its column type.
+#[derive(Default)]
+struct Kinds {
+    int: bool,
+    float: bool,
+    boolean: bool,
+    text: bool,
+    nested: bool,
+}
+
+/// The Arrow column of one field's values (None: absent or null). Its type follows the values,
+/// as Pinot's functions see the record's own Java values: all integers INT64, numbers FLOAT64,
+/// all booleans BOOLEAN, otherwise text, with an object or array as its JSON text (Pinot hands a
+/// JSON function a nested value as JSON).
+pub(crate) fn column(values: &[Option<&Value>]) -> (DataType, ArrayRef) {
+    let mut k = Kinds::default();
+    for v in values.iter().flatten() {
+        match v {
+            Value::Number(n) if n.is_i64() => k.int = true,
+            Value::Number(_) => k.float = true,
+            Value::Bool(_) => k.boolean = true,
+            Value::String(_) => k.text = true,
+            Value::Array(_) | Value::Object(_) => k.nested = true,
+            Value::Null => {}
+        }
+    }
+    let numbers = k.int || k.float;
+    if !k.text && !k.nested && !k.boolean && numbers {
+        if !k.float {
+            let mut b = Int64Builder::with_capacity(values.len());
+            for v in values {
+                b.append_option(v.and_then(Value::as_i64));
+            }
+            return (DataType::Int64, Arc::new(b.finish()));
+        }
+        let mut b = Float64Builder::with_capacity(values.len());
+        for v in values {
+            b.append_option(v.and_then(Value::as_f64));
+        }
+        return (DataType::Float64, Arc::new(b.finish()));
+    }
+    if k.boolean && !k.text && !k.nested && !numbers {
+        let mut b = BooleanBuilder::with_capacity(values.len());
+        for v in values {
+            b.append_option(v.and_then(Value::as_bool));
+        }
+        return (DataType::Boolean, Arc::new(b.finish()));
+    }
+    let mut b = StringBuilder::with_capacity(values.len(), values.len() * 16);
+    for v in values {
+        match v {
+            None | Some(Value::Null) => b.append_null(),
+            Some(Value::String(s)) => b.append_value(s),
+            Some(other) => b.append_value(other.to_string()),
+        }
+    }
+    (DataType::Utf8, Arc::new(b.finish()))
+}
+
+/// A batch of `columns` named `names`.
+pub(crate) fn batch(names: &[String], columns: Vec<ArrayRef>, rows: usize) -> Result<RecordBatch, String> {
+    let fields: Vec<Field> =
+        names.iter().zip(&columns).map(|(n, c)| Field::new(n, c.data_type().clone(), true)).collect();
+    let options = arrow::array::RecordBatchOptions::new().with_row_count(Some(rows));
+    RecordBatch::try_new_with_options(Arc::new(Schema::new(fields)), columns, &options)
+        .map_err(|e| e.to_string())
+}
+
+/// One value of a result column as JSON, for the row handed to the decoder.
+pub(crate) fn json_value(array: &ArrayRef, row: usize) -> Value {
+    use arrow::array::AsArray;
+    use arrow::datatypes::*;
+    if array.is_null(row) {
+        return Value::Null;
+    }
+    let number = |f: f64| serde_json::Number::from_f64(f).map(Value::Number).unwrap_or(Value::Null);
+    match array.data_type() {
+        DataType::Boolean => Value::Bool(array.as_boolean().value(row)),
+        DataType::Int8 => Value::from(array.as_primitive::<Int8Type>().value(row)),
+        DataType::Int16 => Value::from(array.as_primitive::<Int16Type>().value(row)),
+        DataType::Int32 => Value::from(array.as_primitive::<Int32Type>().value(row)),
+        DataType::Int64 => Value::from(array.as_primitive::<Int64Type>().value(row)),
+        DataType::UInt8 => Value::from(array.as_primitive::<UInt8Type>().value(row)),
+        DataType::UInt16 => Value::from(array.as_primitive::<UInt16Type>().value(row)),
+        DataType::UInt32 => Value::from(array.as_primitive::<UInt32Type>().value(row)),
+        DataType::UInt64 => Value::from(array.as_primitive::<UInt64Type>().value(row)),
+        DataType::Float32 => number(f64::from(array.as_primitive::<Float32Type>().value(row))),
+        DataType::Float64 => number(array.as_primitive::<Float64Type>().value(row)),
+        // A TIMESTAMP as epoch milliseconds.
+        DataType::Timestamp(_, _) => {
+            arrow::compute::cast(&array.slice(row, 1), &DataType::Timestamp(TimeUnit::Millisecond, None))
+                .and_then(|t| arrow::compute::cast(&t, &DataType::Int64))
+                .map(|v| Value::from(v.as_primitive::<Int64Type>().value(0)))
+                .unwrap_or(Value::Null)
+        }
+        DataType::List(_) | DataType::LargeList(_) => {
+            let list = match arrow::compute::cast(
+                &array.slice(row, 1),
+                &DataType::List(Arc::new(Field::new_list_field(
+                    match array.data_type() {
+                        DataType::List(f) | DataType::LargeList(f) => f.data_type().clone(),
+                        _ => DataType::Utf8,
+                    },
+                    true,
+                ))),
+            ) {
+                Ok(l) => l,
+                Err(_) => return Value::Null,
+            };
+            let values = list.as_list::<i32>().value(0);
+            Value::Array((0..values.len()).map(|i| json_value(&values, i)).collect())
+        }
+        _ => match arrow::compute::cast(&array.slice(row, 1), &DataType::Utf8) {
+            Ok(text) => Value::String(text.as_string::<i32>().value(0).to_string()),
+            Err(_) => Value::Null,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_are_quoted_as_written_and_pinot_spellings_rewritten() {
+        let e = Expression::parse("jsonPathString(payload, '$.user.id')").unwrap();
+        assert_eq!(e.fields, ["payload"]);
+        let e = Expression::parse("toEpochHours(fromEpochSeconds(tsSec)) + group.size").unwrap();
+        assert_eq!(e.fields, ["tsSec", "group.size"]);
+        assert!(e.sql.contains("\"tsSec\"") && e.sql.contains("\"group.size\""), "{}", e.sql);
+        let e = Expression::parse("SUBSTR(city, 0, 2)").unwrap();
+        assert!(e.sql.starts_with("substr("), "{}", e.sql);
+    }
+
+    #[test]
+    fn groovy_and_statements_are_refused() {
+        assert!(Expression::parse("Groovy({a + b}, a, b)").unwrap_err().contains("Groovy"));
+        assert!(Expression::parse("a FROM t").is_err());
+        assert!(Expression::parse("1; DROP TABLE t").is_err());
+        assert!(Expression::parse("a, b").is_err());
+        assert!(Expression::parse("").is_err());
+    }
+
+    #[test]
+    fn columns_take_the_type_of_their_values() {
+        let (i, f, s, o) = (Value::from(3), Value::from(1.5), Value::from("x"), serde_json::json!({"a": 1}));
+        assert_eq!(column(&[Some(&i), None]).0, DataType::Int64);
+        assert_eq!(column(&[Some(&i), Some(&f)]).0, DataType::Float64);
+        assert_eq!(column(&[Some(&i), Some(&s)]).0, DataType::Utf8);
+        let (t, a) = column(&[Some(&o)]);
+        assert_eq!(t, DataType::Utf8);
+        assert_eq!(json_value(&a, 0), Value::from(r#"{"a":1}"#));
+    }
+}

@@ -1,0 +1,578 @@
+//! Pinot's `ingestionConfig` applied at ingest time, in Pinot's order (pinot-segment-local
+//! `RecordTransformerUtils.getTransformers`): the complex-type restructuring
+//! (`ComplexTypeTransformer`), the transform functions (`ExpressionTransformer`: the table
+//! config's `transformConfigs` and the schema's own `transformFunction`s, dependencies first,
+//! a value already in the record kept), then the filter (`FilterTransformer`: a record for which
+//! it is true is dropped and counted as filtered). Type conversion, defaults and the time check
+//! are the decoder's, after this.
+//!
+//! Every expression is parsed and checked once, when the table is defined; a chunk of records
+//! is read into one Arrow batch of the fields the expressions need and each expression is
+//! evaluated over the whole batch by DataFusion with the query functions (`shoal-functions`).
+//! The rows then go to the decoder as JSON: the record's own bytes with the transformed columns
+//! added, or, for tables that unnest or rename, the restructured row.
+
+mod complex;
+mod expr;
+
+pub use expr::Expression;
+
+use crate::config::IngestionConfig;
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use arrow::datatypes::{DataType, Field, Schema as ArrowSchema, SchemaRef};
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::prelude::SessionContext;
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+use shoal_segment::{
+    DataType as PinotType, DropReason, Dropped, Problem, RecordMeta, RecordTransform, Schema, Transformed,
+    TransformedRow,
+};
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+
+/// One column's transform.
+#[derive(Debug)]
+struct ColumnTransform {
+    column: String,
+    expression: Expression,
+    /// Written into the row for the decoder (a schema column); else an intermediate value
+    /// that only later transforms read.
+    in_schema: bool,
+}
+
+/// The physical expressions for one set of input types.
+struct Plans {
+    transforms: Vec<Result<Arc<dyn PhysicalExpr>, String>>,
+    filter: Option<Result<Arc<dyn PhysicalExpr>, String>>,
+}
+
+/// A table's ingestion transforms.
+pub struct IngestTransform {
+    complex: Option<complex::ComplexType>,
+    /// Dependencies first.
+    transforms: Vec<ColumnTransform>,
+    filter: Option<Expression>,
+    /// Every field the expressions read and every column they fill, in a fixed order.
+    inputs: Vec<String>,
+    /// Where a name not in the record is looked for inside nested objects (`a.b`).
+    delimiter: Option<String>,
+    continue_on_error: bool,
+    session: SessionContext,
+    plans: Mutex<HashMap<Vec<DataType>, Arc<Plans>>>,
+}
+
+impl std::fmt::Debug for IngestTransform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IngestTransform")
+            .field("transforms", &self.transforms)
+            .field("filter", &self.filter.as_ref().map(|e| &e.text))
+            .field("inputs", &self.inputs)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The Arrow type a schema column's values have, for planning against it.
+fn arrow_type(t: PinotType) -> DataType {
+    match t {
+        PinotType::Int => DataType::Int32,
+        PinotType::Long | PinotType::Timestamp => DataType::Int64,
+        PinotType::Float => DataType::Float32,
+        PinotType::Double | PinotType::BigDecimal => DataType::Float64,
+        PinotType::Boolean => DataType::Boolean,
+        PinotType::Bytes => DataType::Binary,
+        _ => DataType::Utf8,
+    }
+}
+
+/// Whether a transform's result type can fill a column of type `column` (the decoder converts
+/// it as Pinot's DataTypeTransformer would).
+fn fits(result: &DataType, column: PinotType, single_value: bool) -> bool {
+    let result = match result {
+        DataType::List(f) | DataType::LargeList(f) if !single_value => f.data_type(),
+        DataType::List(_) | DataType::LargeList(_) => {
+            return matches!(column, PinotType::String | PinotType::Json);
+        }
+        t => t,
+    };
+    let numeric = result.is_numeric()
+        || matches!(result, DataType::Timestamp(..) | DataType::Date32 | DataType::Date64);
+    let text = matches!(result, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Null);
+    match column {
+        PinotType::String | PinotType::Json => true,
+        PinotType::Bytes => {
+            text || matches!(result, DataType::Binary | DataType::LargeBinary | DataType::BinaryView)
+        }
+        PinotType::Boolean => text || numeric || matches!(result, DataType::Boolean),
+        _ => text || numeric || matches!(result, DataType::Boolean),
+    }
+}
+
+impl IngestTransform {
+    /// The transforms `ingestion` and `schema` ask for, checked: every expression parses, names
+    /// known functions with the right arguments, reads fields that exist or that a transform
+    /// makes, and gives a type its column can take. None when there is nothing to transform.
+    /// Problems name their key path.
+    pub fn new(
+        ingestion: &IngestionConfig,
+        schema: &Schema,
+    ) -> Result<Option<IngestTransform>, Vec<Problem>> {
+        let mut problems = Vec::new();
+        let mut problem = |path: String, message: String| problems.push(Problem { path, message });
+        // The table config's transforms, then the schema's own for other columns (Pinot's
+        // ExpressionTransformer: the table config wins).
+        let mut entries: Vec<(String, String, String)> = Vec::new();
+        for (i, t) in ingestion.transforms.iter().enumerate() {
+            let path = format!("ingestionConfig.transformConfigs[{i}]");
+            if entries.iter().any(|(c, _, _)| *c == t.column_name) {
+                problem(
+                    format!("{path}.columnName"),
+                    format!("a second transform for column {:?}: Pinot allows one", t.column_name),
+                );
+                continue;
+            }
+            entries.push((
+                t.column_name.clone(),
+                t.transform_function.clone(),
+                format!("{path}.transformFunction"),
+            ));
+        }
+        for field in &schema.fields {
+            if let Some(text) = &field.transform_function
+                && !entries.iter().any(|(c, _, _)| *c == field.name)
+            {
+                entries.push((
+                    field.name.clone(),
+                    text.clone(),
+                    format!("schema field {:?} transformFunction", field.name),
+                ));
+            }
+        }
+        let mut parsed: Vec<(String, Expression, String)> = Vec::new();
+        for (column, text, path) in entries {
+            match Expression::parse(&text) {
+                Ok(e) if e.fields.contains(&column) => problem(
+                    path,
+                    format!(
+                        "the transform for {column:?} reads {column:?} itself: a column cannot be made from its own value"
+                    ),
+                ),
+                Ok(e) => parsed.push((column, e, path)),
+                Err(e) => problem(path, e),
+            }
+        }
+        let filter = match &ingestion.filter_function {
+            Some(text) => match Expression::parse(text) {
+                Ok(e) => Some(e),
+                Err(e) => {
+                    problem("ingestionConfig.filterConfig.filterFunction".into(), e);
+                    None
+                }
+            },
+            None => None,
+        };
+        // Dependencies first (Pinot's topological sort); a cycle is an error.
+        let targets: BTreeMap<&str, usize> =
+            parsed.iter().enumerate().map(|(i, (c, _, _))| (c.as_str(), i)).collect();
+        let mut order: Vec<usize> = Vec::new();
+        let mut state = vec![0u8; parsed.len()]; // 0 new, 1 visiting, 2 done
+        fn visit(
+            i: usize,
+            parsed: &[(String, Expression, String)],
+            targets: &BTreeMap<&str, usize>,
+            state: &mut [u8],
+            order: &mut Vec<usize>,
+        ) -> Result<(), usize> {
+            match state[i] {
+                2 => return Ok(()),
+                1 => return Err(i),
+                _ => {}
+            }
+            state[i] = 1;
+            for f in &parsed[i].1.fields {
+                if let Some(&j) = targets.get(f.as_str()) {
+                    visit(j, parsed, targets, state, order)?;
+                }
+            }
+            state[i] = 2;
+            order.push(i);
+            Ok(())
+        }
+        for i in 0..parsed.len() {
+            if let Err(j) = visit(i, &parsed, &targets, &mut state, &mut order) {
+                problem(
+                    parsed[j].2.clone(),
+                    format!("the transforms form a cycle through column {:?}", parsed[j].0),
+                );
+                return Err(problems);
+            }
+        }
+        // A destination is a schema column, or an intermediate value another expression reads.
+        let read: BTreeSet<&str> = parsed
+            .iter()
+            .flat_map(|(_, e, _)| e.fields.iter())
+            .chain(filter.iter().flat_map(|f| f.fields.iter()))
+            .map(String::as_str)
+            .collect();
+        for (column, _, path) in &parsed {
+            if schema.field(column).is_none() && !read.contains(column.as_str()) {
+                problem(
+                    path.replace(".transformFunction", ".columnName"),
+                    format!("column {column:?} is not in the schema and no other transform reads it"),
+                );
+            }
+        }
+        let session = expr::session();
+        // Plan each expression once with the types it will likely see: schema columns as the
+        // schema types them, other fields as text, then as integers, then as doubles (the
+        // record decides at run time). Unknown functions and wrong arguments fail all three.
+        let mut known: BTreeMap<String, DataType> = BTreeMap::new();
+        let sources: Vec<String> = {
+            let mut names: Vec<String> = Vec::new();
+            for (c, e, _) in order.iter().map(|&i| &parsed[i]) {
+                for f in e.fields.iter().chain(std::iter::once(c)) {
+                    if !names.contains(f) {
+                        names.push(f.clone());
+                    }
+                }
+            }
+            for f in filter.iter().flat_map(|f| f.fields.iter()) {
+                if !names.contains(f) {
+                    names.push(f.clone());
+                }
+            }
+            names
+        };
+        let made: BTreeSet<&str> = parsed.iter().map(|(c, _, _)| c.as_str()).collect();
+        let check = |e: &Expression, known: &BTreeMap<String, DataType>| -> Result<DataType, String> {
+            let mut last = String::new();
+            for guess in [DataType::Utf8, DataType::Int64, DataType::Float64] {
+                let fields: Vec<Field> = sources
+                    .iter()
+                    .map(|n| {
+                        let t = known
+                            .get(n)
+                            .cloned()
+                            .or_else(|| {
+                                schema
+                                    .field(n)
+                                    .filter(|_| !made.contains(n.as_str()))
+                                    .map(|f| arrow_type(f.data_type))
+                            })
+                            .unwrap_or_else(|| guess.clone());
+                        Field::new(n, t, true)
+                    })
+                    .collect();
+                let arrow: SchemaRef = Arc::new(ArrowSchema::new(fields));
+                match e.plan(&session, &arrow).and_then(|p| p.data_type(&arrow).map_err(|e| e.to_string())) {
+                    Ok(t) => return Ok(t),
+                    Err(e) => {
+                        if last.is_empty() {
+                            last = e;
+                        }
+                    }
+                }
+            }
+            Err(format!("{}: {last}", e.text))
+        };
+        let mut transforms = Vec::new();
+        for &i in &order {
+            let (column, e, path) = &parsed[i];
+            match check(e, &known) {
+                Err(message) => problem(path.clone(), message),
+                Ok(t) => {
+                    if let Some(field) = schema.field(column)
+                        && !fits(&t, field.data_type, field.single_value)
+                    {
+                        problem(
+                            path.clone(),
+                            format!(
+                                "gives {t}, which column {column:?} ({}) cannot hold",
+                                field.data_type.name()
+                            ),
+                        );
+                    }
+                    known.insert(column.clone(), t);
+                }
+            }
+            transforms.push(ColumnTransform {
+                column: column.clone(),
+                expression: e.clone(),
+                in_schema: schema.field(column).is_some(),
+            });
+        }
+        if let Some(f) = &filter
+            && let Err(message) = check(f, &known)
+        {
+            problem("ingestionConfig.filterConfig.filterFunction".into(), message);
+        }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        let complex = ingestion.complex_type.as_ref().and_then(complex::ComplexType::new);
+        if transforms.is_empty() && filter.is_none() && complex.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(IngestTransform {
+            complex,
+            transforms,
+            filter,
+            inputs: sources,
+            delimiter: ingestion.complex_type.as_ref().map(|c| c.delimiter.clone()).filter(|d| !d.is_empty()),
+            continue_on_error: ingestion.continue_on_error,
+            session,
+            plans: Mutex::new(HashMap::new()),
+        }))
+    }
+
+    /// The physical expressions for inputs of these types (planned once per set of types).
+    fn plans(&self, types: &[DataType]) -> Arc<Plans> {
+        let mut cache = self.plans.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(p) = cache.get(types) {
+            return Arc::clone(p);
+        }
+        let mut fields: Vec<Field> =
+            self.inputs.iter().zip(types).map(|(n, t)| Field::new(n, t.clone(), true)).collect();
+        let mut transforms = Vec::new();
+        for t in &self.transforms {
+            let schema: SchemaRef = Arc::new(ArrowSchema::new(fields.clone()));
+            let planned = t.expression.plan(&self.session, &schema);
+            if let Ok(p) = &planned
+                && let Ok(result) = p.data_type(&schema)
+                && let Some(f) = fields.iter_mut().find(|f| f.name() == &t.column)
+            {
+                *f = Field::new(&t.column, result, true);
+            }
+            transforms.push(planned);
+        }
+        let schema: SchemaRef = Arc::new(ArrowSchema::new(fields));
+        let filter = self.filter.as_ref().map(|f| f.plan(&self.session, &schema));
+        let plans = Arc::new(Plans { transforms, filter });
+        // One entry per set of input types the stream has shown; a stream whose fields change
+        // type from chunk to chunk cannot grow this without bound.
+        if cache.len() >= 64 {
+            cache.clear();
+        }
+        cache.insert(types.to_vec(), Arc::clone(&plans));
+        plans
+    }
+
+    /// The value of field `name` in a record's top-level fields: the field itself, or with a
+    /// delimiter, the value at that path inside nested objects.
+    fn lookup(&self, top: &HashMap<Cow<'_, str>, &RawValue>, name: &str) -> Option<Value> {
+        if let Some(raw) = top.get(name) {
+            return serde_json::from_str(raw.get()).ok();
+        }
+        let delimiter = self.delimiter.as_deref()?;
+        let mut parts = name.split(delimiter);
+        let first = parts.next()?;
+        let mut value: Value = serde_json::from_str(top.get(first)?.get()).ok()?;
+        for part in parts {
+            value = value.get_mut(part)?.take();
+        }
+        Some(value)
+    }
+}
+
+/// How one row reaches the decoder.
+enum Body {
+    /// The record's own bytes, with the transformed columns added.
+    Record,
+    /// A restructured row (unnesting, renames).
+    Row(Map<String, Value>),
+    /// Not a JSON object: left to the decoder, which drops it with its reason.
+    Unread,
+}
+
+/// The record's bytes with `extra` fields added before its closing brace. A field given twice
+/// is read by the decoder as its last value, so a null in the record gives way.
+fn splice(bytes: &[u8], extra: &[(&str, Value)]) -> Vec<u8> {
+    let end = bytes.iter().rposition(|&b| b == b'}').unwrap_or(bytes.len());
+    let body = &bytes[..end];
+    let empty = body.iter().rev().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+    let mut out = Vec::with_capacity(bytes.len() + 32 * extra.len());
+    out.extend_from_slice(body);
+    for (i, (name, value)) in extra.iter().enumerate() {
+        if !(empty && i == 0) {
+            out.push(b',');
+        }
+        serde_json::to_writer(&mut out, name).expect("a string serializes");
+        out.push(b':');
+        serde_json::to_writer(&mut out, value).expect("a JSON value serializes");
+    }
+    out.push(b'}');
+    out
+}
+
+fn failure(message: String) -> Dropped {
+    Dropped { reason: DropReason::TransformFailed, message }
+}
+
+impl RecordTransform for IngestTransform {
+    fn apply(&self, records: &[(&[u8], RecordMeta<'_>)]) -> Transformed {
+        let mut out = Transformed::default();
+        let mut bodies: Vec<(usize, Body)> = Vec::new();
+        let mut values: Vec<Vec<Option<Value>>> = vec![Vec::new(); self.inputs.len()];
+        let push = |values: &mut Vec<Vec<Option<Value>>>, read: &dyn Fn(&str) -> Option<Value>| {
+            for (column, name) in values.iter_mut().zip(&self.inputs) {
+                column.push(read(name).filter(|v| !v.is_null()));
+            }
+        };
+        for (i, (bytes, _)) in records.iter().enumerate() {
+            match &self.complex {
+                Some(complex) => match serde_json::from_slice::<Value>(bytes) {
+                    Ok(Value::Object(record)) => match complex.apply(record) {
+                        Ok(rows) => {
+                            for row in rows {
+                                push(&mut values, &|name| row.get(name).cloned());
+                                bodies.push((i, Body::Row(row)));
+                            }
+                        }
+                        Err(e) => out.failed.push((i, failure(e))),
+                    },
+                    _ => {
+                        push(&mut values, &|_| None);
+                        bodies.push((i, Body::Unread));
+                    }
+                },
+                None => match serde_json::from_slice::<HashMap<Cow<'_, str>, &RawValue>>(bytes) {
+                    Ok(top) => {
+                        push(&mut values, &|name| self.lookup(&top, name));
+                        bodies.push((i, Body::Record));
+                    }
+                    Err(_) => {
+                        push(&mut values, &|_| None);
+                        bodies.push((i, Body::Unread));
+                    }
+                },
+            }
+        }
+        let rows = bodies.len();
+        let unread: Vec<bool> = bodies.iter().map(|(_, b)| matches!(b, Body::Unread)).collect();
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.inputs.len());
+        let mut types = Vec::with_capacity(self.inputs.len());
+        for column in &values {
+            let refs: Vec<Option<&Value>> = column.iter().map(Option::as_ref).collect();
+            let (t, array) = expr::column(&refs);
+            types.push(t);
+            columns.push(array);
+        }
+        let plans = self.plans(&types);
+        let mut failed: BTreeMap<usize, String> = BTreeMap::new();
+        let mut incomplete: BTreeSet<usize> = BTreeSet::new();
+        let mut note = |row: usize, error: String, failed: &mut BTreeMap<usize, String>| {
+            let record = bodies[row].0;
+            if self.continue_on_error {
+                incomplete.insert(record);
+            } else {
+                failed.entry(record).or_insert(error);
+            }
+        };
+        // Values written into rows: (row, column, value), for rows whose column had none.
+        let mut writes: Vec<Vec<(&str, Value)>> = vec![Vec::new(); rows];
+        for (t, planned) in self.transforms.iter().zip(&plans.transforms) {
+            let Some(index) = self.inputs.iter().position(|n| *n == t.column) else { continue };
+            let existing = Arc::clone(&columns[index]);
+            let result = match planned {
+                Ok(expr) => match expr::batch(&self.inputs, columns.clone(), rows) {
+                    Ok(batch) => {
+                        let (result, errors) =
+                            expr::evaluate(expr, &batch, &|row| unread[row] || existing.is_valid(row));
+                        for (row, e) in errors {
+                            note(row, format!("transform for column {:?}: {e}", t.column), &mut failed);
+                        }
+                        result
+                    }
+                    Err(e) => {
+                        for row in (0..rows).filter(|&r| !unread[r] && existing.is_null(r)) {
+                            note(row, e.clone(), &mut failed);
+                        }
+                        continue;
+                    }
+                },
+                Err(e) => {
+                    for row in (0..rows).filter(|&r| !unread[r] && existing.is_null(r)) {
+                        note(row, format!("transform for column {:?}: {e}", t.column), &mut failed);
+                    }
+                    continue;
+                }
+            };
+            // A value already in the record is kept (Pinot's ExpressionTransformer).
+            if t.in_schema {
+                for (row, w) in writes.iter_mut().enumerate() {
+                    if !unread[row] && existing.is_null(row) && result.is_valid(row) {
+                        w.push((t.column.as_str(), expr::json_value(&result, row)));
+                    }
+                }
+            }
+            let merged = match arrow::compute::cast(&existing, result.data_type()) {
+                Ok(kept) => arrow::compute::kernels::zip::zip(
+                    &arrow::compute::is_not_null(&existing)
+                        .unwrap_or_else(|_| arrow::array::BooleanArray::from(vec![false; rows])),
+                    &kept,
+                    &result,
+                )
+                .unwrap_or(result),
+                Err(_) => result,
+            };
+            columns[index] = merged;
+        }
+        let mut filtered = vec![false; rows];
+        if let Some(planned) = &plans.filter {
+            match planned.as_ref().map_err(Clone::clone).and_then(|expr| {
+                let batch: RecordBatch = expr::batch(&self.inputs, columns.clone(), rows)?;
+                Ok(expr::evaluate(expr, &batch, &|row| unread[row]))
+            }) {
+                Ok((result, errors)) => {
+                    for (row, e) in errors {
+                        note(row, format!("filter: {e}"), &mut failed);
+                    }
+                    // Only TRUE drops a row; false and null keep it (Pinot's FilterTransformer).
+                    if let Ok(flags) = arrow::compute::cast(&result, &DataType::Boolean) {
+                        let flags = flags.as_boolean();
+                        for (row, f) in filtered.iter_mut().enumerate() {
+                            *f = !unread[row] && flags.is_valid(row) && flags.value(row);
+                        }
+                    }
+                }
+                Err(e) => {
+                    for row in (0..rows).filter(|&r| !unread[r]) {
+                        note(row, format!("filter: {e}"), &mut failed);
+                    }
+                }
+            }
+        }
+        for (record, message) in &failed {
+            out.failed.push((*record, failure(message.clone())));
+        }
+        out.failed.sort_by_key(|(r, _)| *r);
+        out.incomplete = incomplete.into_iter().filter(|r| !failed.contains_key(r)).collect();
+        for (row, (record, body)) in bodies.into_iter().enumerate() {
+            if failed.contains_key(&record) {
+                continue;
+            }
+            if filtered[row] {
+                out.filtered.push(record);
+                continue;
+            }
+            let extra = std::mem::take(&mut writes[row]);
+            let json = match body {
+                Body::Unread => None,
+                Body::Record if extra.is_empty() => None,
+                Body::Record => Some(splice(records[record].0, &extra)),
+                Body::Row(mut map) => {
+                    for (name, value) in extra {
+                        map.insert(name.to_string(), value);
+                    }
+                    Some(serde_json::to_vec(&Value::Object(map)).expect("a JSON object serializes"))
+                }
+            };
+            out.rows.push(TransformedRow { record, json });
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests;
