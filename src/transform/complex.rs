@@ -11,6 +11,11 @@
 
 use crate::config::ComplexTypeConfig;
 use serde_json::{Map, Value};
+use std::collections::HashSet;
+
+/// The most rows one record may unnest into; a record that would make more is dropped and
+/// counted (its copies could exhaust memory: one 1 MB record of 50,000 elements).
+pub(crate) const MAX_ROWS_PER_RECORD: usize = 10_000;
 
 /// When a collection that is not unnested becomes JSON text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,11 +33,16 @@ pub(crate) struct ComplexType {
     unnest: Vec<String>,
     json: JsonMode,
     renames: Vec<(String, String)>,
+    /// The fields whose nested objects are kept whole (schema columns and fields the
+    /// expressions read); every other object lives on only as its flattened fields, so that
+    /// unnesting does not copy it into every row.
+    keep: HashSet<String>,
 }
 
 impl ComplexType {
     /// The restructuring `config` asks for; None when it only flattens (the decoder's job).
-    pub(crate) fn new(config: &ComplexTypeConfig) -> Option<ComplexType> {
+    /// `keep` names the fields read whole: schema columns and the expressions' fields.
+    pub(crate) fn new(config: &ComplexTypeConfig, keep: HashSet<String>) -> Option<ComplexType> {
         if config.fields_to_unnest.is_empty() && config.prefixes_to_rename.is_empty() {
             return None;
         }
@@ -48,15 +58,24 @@ impl ComplexType {
             unnest,
             json,
             renames: config.prefixes_to_rename.clone(),
+            keep,
         })
     }
 
-    /// The rows `record` becomes.
-    pub(crate) fn apply(&self, mut record: Map<String, Value>) -> Result<Vec<Map<String, Value>>, String> {
+    /// The rows `record` becomes, and whether a rename was left undone (`continue_on_error`:
+    /// the row is kept, incomplete; without it a name conflict is an error).
+    pub(crate) fn apply(
+        &self,
+        mut record: Map<String, Value>,
+        continue_on_error: bool,
+    ) -> Result<(Vec<Map<String, Value>>, bool), String> {
         let keys: Vec<String> = record.keys().cloned().collect();
         for key in keys {
             let Some(value) = record.get(&key).cloned() else { continue };
             self.flatten_field(&mut record, &key, value);
+            if record.get(&key).is_some_and(Value::is_object) && !self.keep.contains(&key) {
+                record.remove(&key);
+            }
         }
         let mut rows = vec![record];
         for field in &self.unnest {
@@ -64,6 +83,11 @@ impl ComplexType {
             for mut row in rows {
                 match row.get(field) {
                     Some(Value::Array(items)) if !items.is_empty() => {
+                        if next.len() + items.len() > MAX_ROWS_PER_RECORD {
+                            return Err(format!(
+                                "unnesting {field} makes more than {MAX_ROWS_PER_RECORD} rows from one record"
+                            ));
+                        }
                         let items = items.clone();
                         row.remove(field);
                         for item in items {
@@ -87,12 +111,17 @@ impl ComplexType {
             }
             rows = next;
         }
+        let mut incomplete = false;
         if !self.renames.is_empty() {
             for row in &mut rows {
-                self.rename(row)?;
+                match self.rename(row) {
+                    Ok(()) => {}
+                    Err(_) if continue_on_error => incomplete = true,
+                    Err(e) => return Err(e),
+                }
             }
         }
-        Ok(rows)
+        Ok((rows, incomplete))
     }
 
     /// Flattens one top-level field of the record into it.
@@ -101,7 +130,10 @@ impl ComplexType {
             Value::Object(fields) => {
                 for (k, v) in fields {
                     let path = format!("{name}{}{k}", self.delimiter);
-                    record.insert(path.clone(), v.clone());
+                    // A nested object is kept whole only where it is read whole.
+                    if !v.is_object() || self.keep.contains(&path) {
+                        record.insert(path.clone(), v.clone());
+                    }
                     self.flatten_field(record, &path, v);
                 }
             }
@@ -192,18 +224,21 @@ mod tests {
     use serde_json::json;
 
     fn complex(unnest: &[&str], mode: &str, renames: &[(&str, &str)]) -> ComplexType {
-        ComplexType::new(&ComplexTypeConfig {
-            fields_to_unnest: unnest.iter().map(|s| s.to_string()).collect(),
-            delimiter: ".".into(),
-            collection_not_unnested_to_json: mode.into(),
-            prefixes_to_rename: renames.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect(),
-        })
+        ComplexType::new(
+            &ComplexTypeConfig {
+                fields_to_unnest: unnest.iter().map(|s| s.to_string()).collect(),
+                delimiter: ".".into(),
+                collection_not_unnested_to_json: mode.into(),
+                prefixes_to_rename: renames.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect(),
+            },
+            HashSet::new(),
+        )
         .unwrap()
     }
 
     fn rows(c: &ComplexType, record: Value) -> Vec<Value> {
         let Value::Object(m) = record else { panic!() };
-        c.apply(m).unwrap().into_iter().map(Value::Object).collect()
+        c.apply(m, false).unwrap().0.into_iter().map(Value::Object).collect()
     }
 
     #[test]
@@ -251,8 +286,12 @@ mod tests {
         assert_eq!(out[0]["address.state"], "CA");
         assert_eq!(out[0]["teacher.name"], "Max");
         let Value::Object(m) = json!({"a": 1, "x_a": 2}) else { panic!() };
-        let err = complex(&[], "NON_PRIMITIVE", &[("x_", "")]).apply(m).unwrap_err();
+        let c = complex(&[], "NON_PRIMITIVE", &[("x_", "")]);
+        let err = c.apply(m.clone(), false).unwrap_err();
         assert!(err.contains("Name conflict"), "{err}");
+        // continueOnError: kept as it is, incomplete.
+        let (rows, incomplete) = c.apply(m, true).unwrap();
+        assert!(incomplete && rows[0]["x_a"] == 2 && rows[0]["a"] == 1);
     }
 
     #[test]
@@ -265,5 +304,38 @@ mod tests {
         assert_eq!(out[0]["nums"], "[1,2]");
         let out = rows(&complex(&["unused"], "NONE", &[]), record);
         assert_eq!(out[0]["objs"], json!([{"k": 1}]));
+    }
+}
+
+#[cfg(test)]
+mod limits {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn one_record_cannot_unnest_past_the_cap_nor_copy_unread_objects() {
+        let c = ComplexType::new(
+            &ComplexTypeConfig {
+                fields_to_unnest: vec!["a".into(), "b".into()],
+                delimiter: ".".into(),
+                collection_not_unnested_to_json: "NON_PRIMITIVE".into(),
+                prefixes_to_rename: Vec::new(),
+            },
+            HashSet::new(),
+        )
+        .unwrap();
+        // 200 x 200 = 40,000 rows: more than the cap.
+        let many: Vec<i32> = (0..200).collect();
+        let Value::Object(m) = json!({"a": many, "b": many}) else { panic!() };
+        let err = c.apply(m, false).unwrap_err();
+        assert!(err.contains("more than 10000 rows"), "{err}");
+        // A nested object nobody reads whole is not copied into the rows: its fields are.
+        let Value::Object(m) = json!({"a": [1, 2], "big": {"x": {"y": "z"}}}) else { panic!() };
+        let (rows, _) = c.apply(m, false).unwrap();
+        assert_eq!(rows.len(), 2);
+        assert!(
+            rows.iter().all(|r| r.get("big").is_none() && r.get("big.x").is_none() && r["big.x.y"] == "z"),
+            "{rows:?}"
+        );
     }
 }

@@ -83,6 +83,33 @@ impl Expression {
         Ok(Expression { text: text.to_string(), sql: expr.to_string(), fields })
     }
 
+    /// The first function the expression calls whose value changes from call to call (`now`,
+    /// `ago`, `random`), read from the text: the functions' own volatility says.
+    pub(crate) fn changing_function(&self, ctx: &SessionContext) -> Option<String> {
+        use datafusion::logical_expr::Volatility;
+        let statement = DFParser::parse_sql(&format!("SELECT {}", self.sql)).ok()?;
+        let mut found = None;
+        for s in statement {
+            if let DfStatement::Statement(s) = s {
+                let _ = datafusion::sql::sqlparser::ast::visit_expressions(&s, |e| {
+                    if let Expr::Function(f) = e {
+                        let name = f.name.to_string().to_lowercase();
+                        let volatility = datafusion::execution::FunctionRegistry::udf(ctx, &name)
+                            .ok()
+                            .map(|u| u.signature().volatility);
+                        if matches!(volatility, Some(Volatility::Volatile | Volatility::Stable))
+                            && found.is_none()
+                        {
+                            found = Some(name);
+                        }
+                    }
+                    ControlFlow::<()>::Continue(())
+                });
+            }
+        }
+        found
+    }
+
     /// The physical expression for inputs of `schema`.
     pub(crate) fn plan(
         &self,
@@ -161,63 +188,45 @@ pub(crate) fn evaluate(
     (array, failed)
 }
 
-/// What one field holds across a chunk, for its column type.
-#[derive(Default)]
-struct Kinds {
-    int: bool,
-    float: bool,
-    boolean: bool,
-    text: bool,
-    nested: bool,
-}
-
-/// The Arrow column of one field's values (None: absent or null). Its type follows the values,
-/// as Pinot's functions see the record's own Java values: all integers INT64, numbers FLOAT64,
-/// all booleans BOOLEAN, otherwise text, with an object or array as its JSON text (Pinot hands a
-/// JSON function a nested value as JSON).
-pub(crate) fn column(values: &[Option<&Value>]) -> (DataType, ArrayRef) {
-    let mut k = Kinds::default();
-    for v in values.iter().flatten() {
-        match v {
-            Value::Number(n) if n.is_i64() => k.int = true,
-            Value::Number(_) => k.float = true,
-            Value::Bool(_) => k.boolean = true,
-            Value::String(_) => k.text = true,
-            Value::Array(_) | Value::Object(_) => k.nested = true,
-            Value::Null => {}
-        }
-    }
-    let numbers = k.int || k.float;
-    if !k.text && !k.nested && !k.boolean && numbers {
-        if !k.float {
+/// The Arrow column of one field's values (None: absent or null), of type `t`, the type every
+/// value of the group has (`value_type`): an object or array is its JSON text, as Pinot hands a
+/// nested value to a JSON function.
+pub(crate) fn column(values: &[Option<&Value>], t: &DataType) -> ArrayRef {
+    match t {
+        DataType::Int64 => {
             let mut b = Int64Builder::with_capacity(values.len());
             for v in values {
                 b.append_option(v.and_then(Value::as_i64));
             }
-            return (DataType::Int64, Arc::new(b.finish()));
+            Arc::new(b.finish())
         }
-        let mut b = Float64Builder::with_capacity(values.len());
-        for v in values {
-            b.append_option(v.and_then(Value::as_f64));
+        DataType::Float64 => {
+            let mut b = Float64Builder::with_capacity(values.len());
+            for v in values {
+                b.append_option(v.and_then(Value::as_f64));
+            }
+            Arc::new(b.finish())
         }
-        return (DataType::Float64, Arc::new(b.finish()));
+        DataType::Boolean => {
+            let mut b = BooleanBuilder::with_capacity(values.len());
+            for v in values {
+                b.append_option(v.and_then(Value::as_bool));
+            }
+            Arc::new(b.finish())
+        }
+        DataType::Utf8 => {
+            let mut b = StringBuilder::with_capacity(values.len(), values.len() * 16);
+            for v in values {
+                match v {
+                    None | Some(Value::Null) => b.append_null(),
+                    Some(Value::String(s)) => b.append_value(s),
+                    Some(other) => b.append_value(other.to_string()),
+                }
+            }
+            Arc::new(b.finish())
+        }
+        other => new_null_array(other, values.len()),
     }
-    if k.boolean && !k.text && !k.nested && !numbers {
-        let mut b = BooleanBuilder::with_capacity(values.len());
-        for v in values {
-            b.append_option(v.and_then(Value::as_bool));
-        }
-        return (DataType::Boolean, Arc::new(b.finish()));
-    }
-    let mut b = StringBuilder::with_capacity(values.len(), values.len() * 16);
-    for v in values {
-        match v {
-            None | Some(Value::Null) => b.append_null(),
-            Some(Value::String(s)) => b.append_value(s),
-            Some(other) => b.append_value(other.to_string()),
-        }
-    }
-    (DataType::Utf8, Arc::new(b.finish()))
 }
 
 /// A batch of `columns` named `names`.
@@ -305,13 +314,10 @@ mod tests {
     }
 
     #[test]
-    fn columns_take_the_type_of_their_values() {
-        let (i, f, s, o) = (Value::from(3), Value::from(1.5), Value::from("x"), serde_json::json!({"a": 1}));
-        assert_eq!(column(&[Some(&i), None]).0, DataType::Int64);
-        assert_eq!(column(&[Some(&i), Some(&f)]).0, DataType::Float64);
-        assert_eq!(column(&[Some(&i), Some(&s)]).0, DataType::Utf8);
-        let (t, a) = column(&[Some(&o)]);
-        assert_eq!(t, DataType::Utf8);
+    fn nested_values_are_their_json_text() {
+        let o = serde_json::json!({"a": 1});
+        let a = column(&[Some(&o), None], &DataType::Utf8);
         assert_eq!(json_value(&a, 0), Value::from(r#"{"a":1}"#));
+        assert!(a.is_null(1));
     }
 }

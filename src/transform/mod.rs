@@ -48,6 +48,12 @@ struct Plans {
     filter: Option<Result<Arc<dyn PhysicalExpr>, String>>,
 }
 
+impl Plans {
+    fn failed(&self) -> bool {
+        self.transforms.iter().any(Result::is_err) || self.filter.as_ref().is_some_and(Result::is_err)
+    }
+}
+
 /// A table's ingestion transforms.
 pub struct IngestTransform {
     complex: Option<complex::ComplexType>,
@@ -302,15 +308,43 @@ impl IngestTransform {
                 in_schema: schema.field(column).is_some(),
             });
         }
-        if let Some(f) = &filter
-            && let Err(message) = check(f, &known)
+        if let Some(f) = &filter {
+            match check(f, &known) {
+                Err(message) => problem("ingestionConfig.filterConfig.filterFunction".into(), message),
+                // Pinot drops a row only on a boolean TRUE: a filter of another type would drop
+                // rows nobody meant to (strcmp(kind, 'bot') alone is true for every non-bot).
+                Ok(t) if !matches!(t, DataType::Boolean | DataType::Null) => problem(
+                    "ingestionConfig.filterConfig.filterFunction".into(),
+                    format!(
+                        "{}: gives {t}, not a condition: a row is dropped when the filter is true",
+                        f.text
+                    ),
+                ),
+                Ok(_) => {}
+            }
+        }
+        // A transform must give the same row when a record is read again after a restart.
+        for (e, path) in parsed
+            .iter()
+            .map(|(_, e, p)| (e, p.as_str()))
+            .chain(filter.iter().map(|f| (f, "ingestionConfig.filterConfig.filterFunction")))
         {
-            problem("ingestionConfig.filterConfig.filterFunction".into(), message);
+            if let Some(name) = e.changing_function(&session) {
+                problem(
+                    path.to_string(),
+                    format!(
+                        "{}: {name}() gives another value each time; a record read again after a restart must make the same row (Pinot refuses these in realtime tables too)",
+                        e.text
+                    ),
+                );
+            }
         }
         if !problems.is_empty() {
             return Err(problems);
         }
-        let complex = ingestion.complex_type.as_ref().and_then(complex::ComplexType::new);
+        let keep: std::collections::HashSet<String> =
+            schema.fields.iter().map(|f| f.name.clone()).chain(sources.iter().cloned()).collect();
+        let complex = ingestion.complex_type.as_ref().and_then(|c| complex::ComplexType::new(c, keep));
         if transforms.is_empty() && filter.is_none() && complex.is_none() {
             return Ok(None);
         }
@@ -351,7 +385,7 @@ impl IngestTransform {
         let plans = Arc::new(Plans { transforms, filter });
         // One entry per set of input types the stream has shown; a stream whose fields change
         // type from chunk to chunk cannot grow this without bound.
-        if cache.len() >= 64 {
+        if cache.len() >= 256 {
             cache.clear();
         }
         cache.insert(types.to_vec(), Arc::clone(&plans));
@@ -359,19 +393,27 @@ impl IngestTransform {
     }
 
     /// The value of field `name` in a record's top-level fields: the field itself, or with a
-    /// delimiter, the value at that path inside nested objects.
-    fn lookup(&self, top: &HashMap<Cow<'_, str>, &RawValue>, name: &str) -> Option<Value> {
+    /// delimiter, the value at that path inside nested objects. A value serde_json cannot read
+    /// (a number past f64, a lone surrogate) makes the record unreadable, as it is to Pinot.
+    fn lookup(
+        &self,
+        top: &HashMap<Cow<'_, str>, &RawValue>,
+        name: &str,
+    ) -> Result<Option<Value>, serde_json::Error> {
         if let Some(raw) = top.get(name) {
-            return serde_json::from_str(raw.get()).ok();
+            return serde_json::from_str(raw.get()).map(Some);
         }
-        let delimiter = self.delimiter.as_deref()?;
+        let Some(delimiter) = self.delimiter.as_deref() else { return Ok(None) };
         let mut parts = name.split(delimiter);
-        let first = parts.next()?;
-        let mut value: Value = serde_json::from_str(top.get(first)?.get()).ok()?;
+        let Some(raw) = parts.next().and_then(|first| top.get(first)) else { return Ok(None) };
+        let mut value: Value = serde_json::from_str(raw.get())?;
         for part in parts {
-            value = value.get_mut(part)?.take();
+            match value.get_mut(part) {
+                Some(v) => value = v.take(),
+                None => return Ok(None),
+            }
         }
-        Some(value)
+        Ok(Some(value))
     }
 }
 
@@ -381,8 +423,6 @@ enum Body {
     Record,
     /// A restructured row (unnesting, renames).
     Row(Map<String, Value>),
-    /// Not a JSON object: left to the decoder, which drops it with its reason.
-    Unread,
 }
 
 /// The record's bytes with `extra` fields added before its closing brace. A field given twice
@@ -409,158 +449,236 @@ fn failure(message: String) -> Dropped {
     Dropped { reason: DropReason::TransformFailed, message }
 }
 
-impl RecordTransform for IngestTransform {
-    fn apply(&self, records: &[(&[u8], RecordMeta<'_>)]) -> Transformed {
-        let mut out = Transformed::default();
-        let mut bodies: Vec<(usize, Body)> = Vec::new();
-        let mut values: Vec<Vec<Option<Value>>> = vec![Vec::new(); self.inputs.len()];
-        let push = |values: &mut Vec<Vec<Option<Value>>>, read: &dyn Fn(&str) -> Option<Value>| {
-            for (column, name) in values.iter_mut().zip(&self.inputs) {
-                column.push(read(name).filter(|v| !v.is_null()));
-            }
+/// One row read for the transforms.
+struct RowIn {
+    record: usize,
+    body: Body,
+    /// The value of each input field.
+    values: Vec<Option<Value>>,
+    /// A rename was left undone (`continueOnError`).
+    incomplete: bool,
+}
+
+/// What the transforms made of one row.
+#[derive(Default)]
+struct RowOut {
+    writes: Vec<(usize, Value)>,
+    filtered: bool,
+    error: Option<String>,
+    incomplete: bool,
+}
+
+/// Whether `array` holds a value at `row` (a column of the Null type holds none: Arrow's
+/// NullArray has no validity buffer to say so).
+fn present(array: &ArrayRef, row: usize) -> bool {
+    array.data_type() != &DataType::Null && array.is_valid(row)
+}
+
+/// The Arrow type a row's value gives its column: one row's own value decides, so that a row
+/// transforms the same whatever other rows share its chunk (a record read again after a
+/// restart makes the same rows).
+fn value_type(v: &Option<Value>) -> DataType {
+    match v {
+        None | Some(Value::Null) => DataType::Null,
+        Some(Value::Number(n)) if n.is_i64() => DataType::Int64,
+        Some(Value::Number(_)) => DataType::Float64,
+        Some(Value::Bool(_)) => DataType::Boolean,
+        Some(_) => DataType::Utf8,
+    }
+}
+
+impl IngestTransform {
+    /// Reads one record into the rows the transforms work on.
+    fn read(&self, record: usize, bytes: &[u8]) -> Result<Vec<RowIn>, Dropped> {
+        let values = |read: &dyn Fn(&str) -> Result<Option<Value>, serde_json::Error>| {
+            self.inputs
+                .iter()
+                .map(|name| read(name).map(|v| v.filter(|v| !v.is_null())))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| shoal_segment::unreadable(&e, bytes))
         };
-        for (i, (bytes, _)) in records.iter().enumerate() {
-            match &self.complex {
-                Some(complex) => match serde_json::from_slice::<Value>(bytes) {
-                    Ok(Value::Object(record)) => match complex.apply(record) {
-                        Ok(rows) => {
-                            for row in rows {
-                                push(&mut values, &|name| row.get(name).cloned());
-                                bodies.push((i, Body::Row(row)));
-                            }
-                        }
-                        Err(e) => out.failed.push((i, failure(e))),
-                    },
-                    _ => {
-                        push(&mut values, &|_| None);
-                        bodies.push((i, Body::Unread));
+        match &self.complex {
+            Some(complex) => {
+                let object = match serde_json::from_slice::<Value>(bytes) {
+                    Ok(Value::Object(object)) => object,
+                    Ok(_) => return Err(shoal_segment::not_an_object()),
+                    Err(e) => return Err(shoal_segment::unreadable(&e, bytes)),
+                };
+                let (rows, incomplete) = complex.apply(object, self.continue_on_error).map_err(failure)?;
+                rows.into_iter()
+                    .map(|row| {
+                        let values = values(&|name| Ok(row.get(name).cloned()))?;
+                        Ok(RowIn { record, body: Body::Row(row), values, incomplete })
+                    })
+                    .collect()
+            }
+            None => {
+                let top = serde_json::from_slice::<HashMap<Cow<'_, str>, &RawValue>>(bytes).map_err(|e| {
+                    match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+                        // Valid JSON that is no object.
+                        Ok(_) => shoal_segment::not_an_object(),
+                        Err(_) => shoal_segment::unreadable(&e, bytes),
                     }
-                },
-                None => match serde_json::from_slice::<HashMap<Cow<'_, str>, &RawValue>>(bytes) {
-                    Ok(top) => {
-                        push(&mut values, &|name| self.lookup(&top, name));
-                        bodies.push((i, Body::Record));
-                    }
-                    Err(_) => {
-                        push(&mut values, &|_| None);
-                        bodies.push((i, Body::Unread));
-                    }
-                },
+                })?;
+                let values = values(&|name| self.lookup(&top, name))?;
+                Ok(vec![RowIn { record, body: Body::Record, values, incomplete: false }])
             }
         }
-        let rows = bodies.len();
-        let unread: Vec<bool> = bodies.iter().map(|(_, b)| matches!(b, Body::Unread)).collect();
+    }
+
+    /// Runs the transforms and the filter over rows that all have the input types `types`.
+    fn run(&self, rows: &[&RowIn], types: &[DataType]) -> Vec<RowOut> {
+        let n = rows.len();
+        let mut out: Vec<RowOut> = (0..n).map(|_| RowOut::default()).collect();
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.inputs.len());
-        let mut types = Vec::with_capacity(self.inputs.len());
-        for column in &values {
-            let refs: Vec<Option<&Value>> = column.iter().map(Option::as_ref).collect();
-            let (t, array) = expr::column(&refs);
-            types.push(t);
-            columns.push(array);
+        for (i, t) in types.iter().enumerate() {
+            let refs: Vec<Option<&Value>> = rows.iter().map(|r| r.values[i].as_ref()).collect();
+            columns.push(expr::column(&refs, t));
         }
-        let plans = self.plans(&types);
-        let mut failed: BTreeMap<usize, String> = BTreeMap::new();
-        let mut incomplete: BTreeSet<usize> = BTreeSet::new();
-        let mut note = |row: usize, error: String, failed: &mut BTreeMap<usize, String>| {
-            let record = bodies[row].0;
+        let mut plans = self.plans(types);
+        if plans.failed() {
+            // A field of text where the expressions want a number ("12" for 12): Pinot converts
+            // function arguments to the parameter types; the text columns are read as numbers.
+            let numeric: Vec<DataType> = types
+                .iter()
+                .map(|t| if *t == DataType::Utf8 { DataType::Float64 } else { t.clone() })
+                .collect();
+            let retry = self.plans(&numeric);
+            if !retry.failed() {
+                for (c, t) in columns.iter_mut().zip(&numeric) {
+                    if c.data_type() != t {
+                        *c =
+                            arrow::compute::cast(c, t).unwrap_or_else(|_| arrow::array::new_null_array(t, n));
+                    }
+                }
+                plans = retry;
+            }
+        }
+        let fail = |row: usize, error: String, out: &mut Vec<RowOut>| {
             if self.continue_on_error {
-                incomplete.insert(record);
-            } else {
-                failed.entry(record).or_insert(error);
+                out[row].incomplete = true;
+            } else if out[row].error.is_none() {
+                out[row].error = Some(error);
             }
         };
-        // Values written into rows: (row, column, value), for rows whose column had none.
-        let mut writes: Vec<Vec<(&str, Value)>> = vec![Vec::new(); rows];
         for (t, planned) in self.transforms.iter().zip(&plans.transforms) {
             let Some(index) = self.inputs.iter().position(|n| *n == t.column) else { continue };
             let existing = Arc::clone(&columns[index]);
-            let result = match planned {
-                Ok(expr) => match expr::batch(&self.inputs, columns.clone(), rows) {
-                    Ok(batch) => {
-                        let (result, errors) =
-                            expr::evaluate(expr, &batch, &|row| unread[row] || existing.is_valid(row));
-                        for (row, e) in errors {
-                            note(row, format!("transform for column {:?}: {e}", t.column), &mut failed);
-                        }
-                        result
-                    }
-                    Err(e) => {
-                        for row in (0..rows).filter(|&r| !unread[r] && existing.is_null(r)) {
-                            note(row, e.clone(), &mut failed);
-                        }
-                        continue;
-                    }
-                },
+            let expr = match planned {
+                Ok(expr) => expr,
                 Err(e) => {
-                    for row in (0..rows).filter(|&r| !unread[r] && existing.is_null(r)) {
-                        note(row, format!("transform for column {:?}: {e}", t.column), &mut failed);
+                    for row in (0..n).filter(|&r| !present(&existing, r)) {
+                        fail(row, format!("transform for column {:?}: {e}", t.column), &mut out);
+                    }
+                    continue;
+                }
+            };
+            let result = match expr::batch(&self.inputs, columns.clone(), n) {
+                Ok(batch) => {
+                    let (result, errors) = expr::evaluate(expr, &batch, &|row| present(&existing, row));
+                    for (row, e) in errors {
+                        fail(row, format!("transform for column {:?}: {e}", t.column), &mut out);
+                    }
+                    result
+                }
+                Err(e) => {
+                    for row in (0..n).filter(|&r| !present(&existing, r)) {
+                        fail(row, e.clone(), &mut out);
                     }
                     continue;
                 }
             };
             // A value already in the record is kept (Pinot's ExpressionTransformer).
             if t.in_schema {
-                for (row, w) in writes.iter_mut().enumerate() {
-                    if !unread[row] && existing.is_null(row) && result.is_valid(row) {
-                        w.push((t.column.as_str(), expr::json_value(&result, row)));
+                for (row, o) in out.iter_mut().enumerate() {
+                    if !present(&existing, row) && present(&result, row) {
+                        o.writes.push((index, expr::json_value(&result, row)));
                     }
                 }
             }
-            let merged = match arrow::compute::cast(&existing, result.data_type()) {
-                Ok(kept) => arrow::compute::kernels::zip::zip(
-                    &arrow::compute::is_not_null(&existing)
-                        .unwrap_or_else(|_| arrow::array::BooleanArray::from(vec![false; rows])),
-                    &kept,
-                    &result,
-                )
-                .unwrap_or(result),
-                Err(_) => result,
-            };
-            columns[index] = merged;
+            let mask: arrow::array::BooleanArray = (0..n).map(|r| Some(present(&existing, r))).collect();
+            let filled = arrow::compute::cast(&existing, result.data_type())
+                .ok()
+                .and_then(|kept| arrow::compute::kernels::zip::zip(&mask, &kept, &result).ok());
+            columns[index] = filled.unwrap_or(result);
         }
-        let mut filtered = vec![false; rows];
         if let Some(planned) = &plans.filter {
-            match planned.as_ref().map_err(Clone::clone).and_then(|expr| {
-                let batch: RecordBatch = expr::batch(&self.inputs, columns.clone(), rows)?;
-                Ok(expr::evaluate(expr, &batch, &|row| unread[row]))
-            }) {
+            let evaluated = planned.as_ref().map_err(Clone::clone).and_then(|expr| {
+                let batch: RecordBatch = expr::batch(&self.inputs, columns, n)?;
+                Ok(expr::evaluate(expr, &batch, &|_| false))
+            });
+            match evaluated {
                 Ok((result, errors)) => {
                     for (row, e) in errors {
-                        note(row, format!("filter: {e}"), &mut failed);
+                        fail(row, format!("filter: {e}"), &mut out);
                     }
                     // Only TRUE drops a row; false and null keep it (Pinot's FilterTransformer).
-                    if let Ok(flags) = arrow::compute::cast(&result, &DataType::Boolean) {
-                        let flags = flags.as_boolean();
-                        for (row, f) in filtered.iter_mut().enumerate() {
-                            *f = !unread[row] && flags.is_valid(row) && flags.value(row);
+                    if let Some(flags) = result.as_boolean_opt() {
+                        for (row, o) in out.iter_mut().enumerate() {
+                            o.filtered = flags.is_valid(row) && flags.value(row);
                         }
                     }
                 }
                 Err(e) => {
-                    for row in (0..rows).filter(|&r| !unread[r]) {
-                        note(row, format!("filter: {e}"), &mut failed);
+                    for row in 0..n {
+                        fail(row, format!("filter: {e}"), &mut out);
                     }
                 }
             }
         }
-        for (record, message) in &failed {
-            out.failed.push((*record, failure(message.clone())));
+        out
+    }
+}
+
+impl RecordTransform for IngestTransform {
+    fn apply(&self, records: &[(&[u8], RecordMeta<'_>)]) -> Transformed {
+        let mut transformed = Transformed::default();
+        let mut rows: Vec<RowIn> = Vec::new();
+        for (record, (bytes, _)) in records.iter().enumerate() {
+            match self.read(record, bytes) {
+                Ok(read) => rows.extend(read),
+                Err(dropped) => transformed.failed.push((record, dropped)),
+            }
         }
-        out.failed.sort_by_key(|(r, _)| *r);
-        out.incomplete = incomplete.into_iter().filter(|r| !failed.contains_key(r)).collect();
-        for (row, (record, body)) in bodies.into_iter().enumerate() {
-            if failed.contains_key(&record) {
+        // Rows with the same input types run together.
+        let mut groups: BTreeMap<Vec<String>, (Vec<DataType>, Vec<usize>)> = BTreeMap::new();
+        for (i, row) in rows.iter().enumerate() {
+            let types: Vec<DataType> = row.values.iter().map(value_type).collect();
+            let key = types.iter().map(|t| t.to_string()).collect();
+            groups.entry(key).or_insert_with(|| (types, Vec::new())).1.push(i);
+        }
+        let mut outs: Vec<Option<RowOut>> = (0..rows.len()).map(|_| None).collect();
+        for (types, members) in groups.into_values() {
+            let group: Vec<&RowIn> = members.iter().map(|&i| &rows[i]).collect();
+            for (i, o) in members.into_iter().zip(self.run(&group, &types)) {
+                outs[i] = Some(o);
+            }
+        }
+        // A record with a failed row is dropped whole, as Pinot drops the message.
+        let mut failed: BTreeMap<usize, String> = BTreeMap::new();
+        for (row, o) in rows.iter().zip(&outs) {
+            if let Some(e) = o.as_ref().and_then(|o| o.error.clone()) {
+                failed.entry(row.record).or_insert(e);
+            }
+        }
+        for (record, message) in failed.iter() {
+            transformed.failed.push((*record, failure(message.clone())));
+        }
+        transformed.failed.sort_by_key(|(r, _)| *r);
+        for (row, o) in rows.into_iter().zip(outs) {
+            let o = o.unwrap_or_default();
+            if failed.contains_key(&row.record) {
                 continue;
             }
-            if filtered[row] {
-                out.filtered.push(record);
+            if o.filtered {
+                transformed.filtered += 1;
                 continue;
             }
-            let extra = std::mem::take(&mut writes[row]);
-            let json = match body {
-                Body::Unread => None,
+            let extra: Vec<(&str, Value)> =
+                o.writes.into_iter().map(|(i, v)| (self.inputs[i].as_str(), v)).collect();
+            let json = match row.body {
                 Body::Record if extra.is_empty() => None,
-                Body::Record => Some(splice(records[record].0, &extra)),
+                Body::Record => Some(splice(records[row.record].0, &extra)),
                 Body::Row(mut map) => {
                     for (name, value) in extra {
                         map.insert(name.to_string(), value);
@@ -568,9 +686,13 @@ impl RecordTransform for IngestTransform {
                     Some(serde_json::to_vec(&Value::Object(map)).expect("a JSON object serializes"))
                 }
             };
-            out.rows.push(TransformedRow { record, json });
+            transformed.rows.push(TransformedRow {
+                record: row.record,
+                json,
+                incomplete: row.incomplete || o.incomplete,
+            });
         }
-        out
+        transformed
     }
 }
 

@@ -321,3 +321,107 @@ fn pinots_example_tables_run_with_their_transforms_as_written() {
     // No venue: jsonFormat(null) is null, and a JSON column's default is "null".
     assert_eq!(rows[0]["venue_json"], json!("null"));
 }
+
+#[test]
+fn each_row_is_typed_by_its_own_values() {
+    // Pinot converts a function's arguments to its parameter types: "12" is 12 for an
+    // arithmetic; a missing price gives null, then the column's default (0), and the row stays.
+    let schema: Value =
+        serde_json::from_str(include_str!("../../examples/config/kinesisTable.schema.json")).unwrap();
+    let def = definition(
+        table(json!({"transformConfigs": [{"columnName": "clicks", "transformFunction": "price * qty"}]})),
+        schema,
+    );
+    let a = json!({"user": "text", "price": "12", "qty": 3, "timestamp": TS});
+    let b = json!({"user": "none", "qty": 3, "timestamp": TS});
+    let c = json!({"user": "int", "price": 5, "qty": 3, "timestamp": TS});
+    let (rows, outcome) = ingest(&def, &[a.clone(), b.clone(), c.clone()]);
+    assert_eq!((outcome.rows, outcome.dropped), (3, 0), "{outcome:?}");
+    // 12 * 3 = 36; 5 * 3 = 15.
+    let clicks: Vec<&Value> = rows.iter().map(|r| &r["clicks"]).collect();
+    assert_eq!(clicks, [&json!(36), &json!(0), &json!(15)]);
+    // The same record alone makes the same row: what shares its chunk does not matter.
+    for (record, want) in [(a, 36), (b, 0), (c, 15)] {
+        let (rows, _) = ingest(&def, &[record]);
+        assert_eq!(rows[0]["clicks"], json!(want));
+    }
+}
+
+#[test]
+fn a_record_the_transforms_cannot_read_is_dropped_not_passed_on() {
+    // 1e400 is past f64: serde_json refuses the record. It must not reach the decoder around
+    // the filter and the unnesting (the decoder would skip the unknown field and keep the row).
+    let def = definition(
+        table(json!({"filterConfig": {"filterFunction": "strcmp(kind, 'bot') = 0"},
+                     "complexTypeConfig": {"fieldsToUnnest": ["items"]}})),
+        serde_json::from_str(include_str!("../../examples/config/kinesisTable.schema.json")).unwrap(),
+    );
+    let records =
+        [r#"{"user": "bot", "kind": "bot", "x": 1e400, "timestamp": 1700000000000}"#, r#"[1]"#, "{not json"];
+    let segment = MutableSegment::new(layout_of(&def));
+    let outcome = segment.append(records.iter().map(|r| (r.as_bytes(), RecordMeta::default())));
+    assert_eq!((outcome.rows, outcome.dropped, outcome.filtered), (0, 3, 0), "{outcome:?}");
+    let reasons: Vec<&str> = outcome.drops.counts.keys().map(|r| r.name()).collect();
+    assert_eq!(reasons, ["malformed_json", "not_an_object"], "{outcome:?}");
+}
+
+#[test]
+fn a_record_whose_unnested_row_fails_is_dropped_whole() {
+    let def = definition(
+        table(json!({"complexTypeConfig": {"fieldsToUnnest": ["items"]}})),
+        schema(
+            json!([{"name": "items.sku", "dataType": "STRING"}]),
+            json!([{"name": "items.qty", "dataType": "INT"}]),
+            "LONG",
+        ),
+    );
+    let (rows, outcome) = ingest(
+        &def,
+        &[
+            json!({"timestamp": TS, "items": [{"sku": "a", "qty": 1}, {"sku": "b", "qty": "many"}]}),
+            json!({"timestamp": TS, "items": [{"sku": "c", "qty": 2}]}),
+        ],
+    );
+    // The first record's "b" cannot be an INT: none of its rows is kept, one record is counted.
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["items.sku"], json!("c"));
+    assert_eq!(outcome.dropped, 1, "{outcome:?}");
+}
+
+#[test]
+fn filters_must_be_conditions_and_transforms_must_not_change_between_reads() {
+    let schema: Value =
+        serde_json::from_str(include_str!("../../examples/config/kinesisTable.schema.json")).unwrap();
+    let problems = |ingestion: Value| -> String {
+        let e = TableDefinition::from_json(&table(ingestion), &schema).unwrap_err();
+        e.table.iter().map(|p| format!("{}: {}", p.path, p.message)).collect::<Vec<_>>().join("\n")
+    };
+    // strcmp alone is an INT: as a filter it would drop every row that is not a bot's.
+    let text = problems(json!({"filterConfig": {"filterFunction": "strcmp(kind, 'bot')"}}));
+    assert!(text.contains("filterFunction") && text.contains("not a condition"), "{text}");
+    for function in ["now()", "ago('PT1H')", "random()"] {
+        let text =
+            problems(json!({"transformConfigs": [{"columnName": "clicks", "transformFunction": function}]}));
+        assert!(text.contains("another value each time"), "{function}: {text}");
+    }
+}
+
+#[test]
+fn json_format_writes_values_as_json() {
+    let schema = schema(
+        json!([{"name": "n", "dataType": "STRING"}, {"name": "o", "dataType": "STRING"}]),
+        json!([]),
+        "LONG",
+    );
+    let def = definition(
+        table(json!({"transformConfigs": [
+            {"columnName": "n", "transformFunction": "jsonFormat(num)"},
+            {"columnName": "o", "transformFunction": "json_format(obj)"}
+        ]})),
+        schema,
+    );
+    let (rows, _) = ingest(&def, &[json!({"num": 5, "obj": {"k": [1, "x"]}, "timestamp": TS})]);
+    // Pinot's JsonFunctions.jsonFormat: 5 is 5, an object its compact JSON.
+    assert_eq!(rows[0]["n"], json!("5"));
+    assert_eq!(rows[0]["o"], json!(r#"{"k":[1,"x"]}"#));
+}

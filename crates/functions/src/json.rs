@@ -570,7 +570,14 @@ fn dot_notation(path: &str) -> String {
 /// JSON text. An object or array (which ingestion hands over as its JSON text) is written
 /// compact; any other text is a JSON string.
 pub(crate) fn json_format(call: &crate::scalar::Call) -> datafusion::common::Result<arrow::array::ArrayRef> {
+    use arrow::datatypes::DataType;
+    let text_input =
+        matches!(call.arg(0)?.data_type(), DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View);
     let texts = call.texts(0)?;
+    if !text_input {
+        // A number or a boolean is its own JSON text (5 is 5, true is true).
+        return Ok(std::sync::Arc::new(texts));
+    }
     let out: arrow::array::StringArray = texts
         .iter()
         .map(|t| {

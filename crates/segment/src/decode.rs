@@ -265,6 +265,8 @@ pub struct Decoder {
     /// The last record decoded was kept with defaults in place of bad values
     /// (`continueOnError`).
     incomplete: bool,
+    /// Convert without appending (`check`).
+    dry_run: bool,
 }
 
 impl Decoder {
@@ -297,7 +299,17 @@ impl Decoder {
             list_values: Vec::new(),
             list_bounds: Vec::new(),
             incomplete: false,
+            dry_run: false,
         }
+    }
+
+    /// Whether `bytes` would decode into a row, without appending it: the rows a record makes
+    /// are checked first and appended all or none.
+    pub fn check(&mut self, bytes: &[u8], meta: &RecordMeta<'_>) -> Result<(), Dropped> {
+        self.dry_run = true;
+        let result = self.decode(bytes, meta, &mut []).map(|_| ());
+        self.dry_run = false;
+        result
     }
 
     /// True when the last record decoded was kept with default values in place of values that
@@ -448,7 +460,11 @@ impl Decoder {
                 break;
             }
         }
+        let dry_run = self.dry_run;
         let outcome = result.map(|()| {
+            if dry_run {
+                return time;
+            }
             let mut lists = self.list_bounds.iter();
             for (i, (value, builder)) in row.iter().zip(builders.iter_mut()).enumerate() {
                 if layout.columns[i].spec.single_value {
@@ -519,6 +535,16 @@ pub fn default_value(d: &DefaultValue) -> Value<'static> {
         DefaultValue::String(s) => Value::Str(Cow::Owned(s.clone())),
         DefaultValue::Bytes(b) => Value::Bytes(Cow::Owned(b.clone())),
     }
+}
+
+/// Why `bytes` are no record, from serde_json's error: the reasons the decoder gives.
+pub fn unreadable(e: &serde_json::Error, bytes: &[u8]) -> Dropped {
+    classify(e, bytes)
+}
+
+/// The drop of a record that is valid JSON but not an object.
+pub fn not_an_object() -> Dropped {
+    Dropped { reason: DropReason::NotAnObject, message: NOT_AN_OBJECT.to_string() }
 }
 
 fn classify(e: &serde_json::Error, bytes: &[u8]) -> Dropped {

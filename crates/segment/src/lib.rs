@@ -19,7 +19,7 @@ pub mod zone;
 
 pub use columns::{LayoutOptions, TableLayout};
 pub use datetime::{DateTimeFormat, Granularity, JavaDatePattern, TimeUnit};
-pub use decode::{DropReason, DropStats, Dropped, RecordMeta};
+pub use decode::{DropReason, DropStats, Dropped, RecordMeta, not_an_object, unreadable};
 pub use mutable::{MutableSegment, SealReason, SegmentSnapshot};
 pub use problem::{Problem, Problems};
 pub use schema::{DataType, DateTimeSpec, DefaultValue, FieldRole, FieldSpec, Schema};

@@ -175,18 +175,48 @@ impl MutableSegment {
                     }
                 }
                 Some(t) => {
-                    outcome.filtered += t.filtered.len();
-                    inner.filtered += t.filtered.len() as u64;
-                    outcome.incomplete += t.incomplete.len();
+                    outcome.filtered += t.filtered;
+                    inner.filtered += t.filtered as u64;
                     for (record, dropped) in &t.failed {
                         outcome.dropped += 1;
                         inner.drops.record(dropped, chunk[*record].0);
                         outcome.drops.record(dropped, chunk[*record].0);
                     }
-                    for row in &t.rows {
-                        let (original, meta) = &chunk[row.record];
-                        let bytes = row.json.as_deref().unwrap_or(original);
-                        inner.decode_row(&self.layout, bytes, original, meta, &mut outcome);
+                    // A record's rows are appended all or none: when it makes more than one, each
+                    // is checked before any is appended.
+                    let mut start = 0;
+                    while start < t.rows.len() {
+                        let record = t.rows[start].record;
+                        let end = start + t.rows[start..].iter().take_while(|r| r.record == record).count();
+                        let (original, meta) = &chunk[record];
+                        let rows = &t.rows[start..end];
+                        let bad = if rows.len() > 1 {
+                            rows.iter().find_map(|r| {
+                                inner.decoder.check(r.json.as_deref().unwrap_or(original), meta).err()
+                            })
+                        } else {
+                            None
+                        };
+                        match bad {
+                            Some(dropped) => {
+                                outcome.dropped += 1;
+                                inner.drops.record(&dropped, original);
+                                outcome.drops.record(&dropped, original);
+                            }
+                            None => {
+                                for row in rows {
+                                    let bytes = row.json.as_deref().unwrap_or(original);
+                                    let (rows_before, incomplete_before) = (outcome.rows, outcome.incomplete);
+                                    inner.decode_row(&self.layout, bytes, original, meta, &mut outcome);
+                                    // Counted once, whether the transforms or the decoder kept it.
+                                    let appended = outcome.rows > rows_before;
+                                    if row.incomplete && appended && outcome.incomplete == incomplete_before {
+                                        outcome.incomplete += 1;
+                                    }
+                                }
+                            }
+                        }
+                        start = end;
                     }
                 }
             }

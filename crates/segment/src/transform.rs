@@ -20,12 +20,11 @@ pub trait RecordTransform: Send + Sync + fmt::Debug {
 pub struct Transformed {
     /// The rows to decode, in order.
     pub rows: Vec<TransformedRow>,
-    /// Records the filter dropped (its function was true), by index.
-    pub filtered: Vec<usize>,
-    /// Records a transform or the filter failed on (without `continueOnError`), by index.
+    /// Rows the filter dropped (its function was true).
+    pub filtered: usize,
+    /// Records dropped whole, by index: a transform or the filter failed on one of their rows
+    /// (without `continueOnError`), or the transforms could not read them.
     pub failed: Vec<(usize, Dropped)>,
-    /// Records kept although a transform or the filter failed on them (`continueOnError`).
-    pub incomplete: Vec<usize>,
 }
 
 /// One row to decode.
@@ -33,7 +32,8 @@ pub struct Transformed {
 pub struct TransformedRow {
     /// The index of the record it comes from.
     pub record: usize,
-    /// Its JSON; None to decode the record's own bytes (a record the transforms could not
-    /// read is left to the decoder, which drops it with its reason).
+    /// Its JSON; None to decode the record's own bytes.
     pub json: Option<Vec<u8>>,
+    /// Kept although a transform or the filter failed on it (`continueOnError`).
+    pub incomplete: bool,
 }
