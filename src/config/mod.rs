@@ -538,6 +538,12 @@ fn read_ingestion(i: &JsonReader<'_>, problems: &mut Problems) -> IngestionConfi
         let transform_function = t.required_string("transformFunction", problems);
         Some(TransformConfig { column_name: column_name?, transform_function: transform_function? })
     });
+    if i.get("aggregationConfigs").and_then(Value::as_array).is_some_and(|a| !a.is_empty()) {
+        problems.warn(
+            i.path_of("aggregationConfigs"),
+            "aggregations at ingest are not applied yet: every record is kept as its own row",
+        );
+    }
     let filter_function = i
         .object_field("filterConfig", problems)
         .and_then(|f| f.string("filterFunction", problems))

@@ -425,3 +425,46 @@ fn json_format_writes_values_as_json() {
     assert_eq!(rows[0]["n"], json!("5"));
     assert_eq!(rows[0]["o"], json!(r#"{"k":[1,"x"]}"#));
 }
+
+#[test]
+fn json_path_array_fills_a_multi_value_column() {
+    // The seed schema's tags is a multi-value STRING column.
+    let schema: Value =
+        serde_json::from_str(include_str!("../../examples/config/kinesisTable.schema.json")).unwrap();
+    let def = definition(
+        table(
+            json!({"transformConfigs": [{"columnName": "tags", "transformFunction": "jsonPathArray(payload, '$.labels[*].name')"}]}),
+        ),
+        schema,
+    );
+    let (rows, _) = ingest(
+        &def,
+        &[
+            json!({"payload": {"labels": [{"name": "bug"}, {"name": "p1"}]}, "timestamp": TS}),
+            json!({"payload": {"labels": []}, "timestamp": TS}),
+        ],
+    );
+    assert_eq!(rows[0]["tags"], json!(["bug", "p1"]));
+    // No label: an empty array, then the multi-value default ["null"].
+    assert_eq!(rows[1]["tags"], json!(["null"]));
+}
+
+#[test]
+fn aggregation_configs_are_named_as_not_applied() {
+    // Pinot's dailySales example rolls rows up with aggregationConfigs; Shoal says it does not.
+    let schema: Value =
+        serde_json::from_str(include_str!("../../examples/config/kinesisTable.schema.json")).unwrap();
+    let def = definition(
+        table(
+            json!({"aggregationConfigs": [{"columnName": "clicks", "aggregationFunction": "SUM(clicks)"}]}),
+        ),
+        schema,
+    );
+    assert!(
+        def.warnings
+            .iter()
+            .any(|w| w.path == "ingestionConfig.aggregationConfigs" && w.message.contains("not applied")),
+        "{:?}",
+        def.warnings
+    );
+}

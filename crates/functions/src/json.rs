@@ -356,6 +356,36 @@ pub(crate) fn json_path_string(call: &Call) -> Result<ArrayRef> {
     Ok(Arc::new(out.finish()))
 }
 
+/// jsonPathArray(json, path) (pinot-common JsonFunctions.java): the values the path finds, as
+/// an array (a single value is an array of one, nothing is null); each value as Jackson's text
+/// of it, an object or array as its JSON. Text that is not JSON is an error, as in Pinot.
+pub(crate) fn json_path_array(call: &Call) -> Result<ArrayRef> {
+    let path = path_arg(call, 1)?;
+    let docs = call.texts(0)?;
+    let mut out = arrow::array::ListBuilder::new(StringBuilder::new());
+    for doc in docs.iter() {
+        let Some(text) = doc else {
+            out.append_null();
+            continue;
+        };
+        let json = Json::parse(text).ok_or_else(|| call.error(format_args!("{text:?} is not JSON")))?;
+        match path.read(&json) {
+            None => out.append_null(),
+            Some(Json::Array(items)) => {
+                for item in items {
+                    out.values().append_value(item.as_text());
+                }
+                out.append(true);
+            }
+            Some(one) => {
+                out.values().append_value(one.as_text());
+                out.append(true);
+            }
+        }
+    }
+    Ok(Arc::new(out.finish()))
+}
+
 /// jsonPathLong(json, path[, default]): a number's `longValue` (a fraction is cut toward zero),
 /// true/false as 1/0, a string read as a Java long; anything else, a missing value or a
 /// document that is not JSON gives the default, Long.MIN_VALUE when none is given.

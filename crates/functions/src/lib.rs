@@ -60,6 +60,7 @@ pub fn scalar_functions() -> Vec<ScalarUDF> {
         PinotFn::new("REGEXP_EXTRACT", Kind::RegexpExtract),
         PinotFn::new("strcmp", Kind::Strcmp),
         PinotFn::new("jsonFormat", Kind::JsonFormat).with_aliases(&["json_format"]),
+        PinotFn::new("jsonPathArray", Kind::JsonPathArray),
         PinotFn::new("arrayLength", Kind::ArrayLength),
         PinotFn::new("VALUEIN", Kind::ValueIn),
         PinotFn::new(MV_MATCH, Kind::MvMatch),

@@ -46,6 +46,7 @@ pub(crate) enum Kind {
     RegexpExtract,
     Strcmp,
     JsonFormat,
+    JsonPathArray,
     ArrayLength,
     ValueIn,
     /// The any/all comparison of a multi-value column that `rewrite.rs` writes for Pinot's
@@ -220,6 +221,10 @@ impl ScalarUDFImpl for PinotFn {
                 arity(1, 1, "jsonFormat(value)")?;
                 DataType::Utf8
             }
+            Kind::JsonPathArray => {
+                arity(2, 2, "jsonPathArray(json, '$.path')")?;
+                DataType::List(Arc::new(Field::new_list_field(DataType::Utf8, true)))
+            }
             Kind::RegexpExtract => {
                 arity(2, 4, "REGEXP_EXTRACT(text, 'regexp'[, group[, 'default']])")?;
                 DataType::Utf8
@@ -269,6 +274,7 @@ impl ScalarUDFImpl for PinotFn {
             Kind::RegexpExtract => string::regexp_extract(&call)?,
             Kind::Strcmp => string::strcmp(&call)?,
             Kind::JsonFormat => json::json_format(&call)?,
+            Kind::JsonPathArray => json::json_path_array(&call)?,
             Kind::ArrayLength => multivalue::array_length(&call)?,
             Kind::ValueIn => multivalue::value_in(&call)?,
             Kind::MvMatch => multivalue::mv_match(&call)?,
