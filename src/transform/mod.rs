@@ -641,14 +641,12 @@ impl RecordTransform for IngestTransform {
             }
         }
         // Rows with the same input types run together.
-        let mut groups: BTreeMap<Vec<String>, (Vec<DataType>, Vec<usize>)> = BTreeMap::new();
+        let mut groups: HashMap<Vec<DataType>, Vec<usize>> = HashMap::new();
         for (i, row) in rows.iter().enumerate() {
-            let types: Vec<DataType> = row.values.iter().map(value_type).collect();
-            let key = types.iter().map(|t| t.to_string()).collect();
-            groups.entry(key).or_insert_with(|| (types, Vec::new())).1.push(i);
+            groups.entry(row.values.iter().map(value_type).collect()).or_default().push(i);
         }
         let mut outs: Vec<Option<RowOut>> = (0..rows.len()).map(|_| None).collect();
-        for (types, members) in groups.into_values() {
+        for (types, members) in groups {
             let group: Vec<&RowIn> = members.iter().map(|&i| &rows[i]).collect();
             for (i, o) in members.into_iter().zip(self.run(&group, &types)) {
                 outs[i] = Some(o);

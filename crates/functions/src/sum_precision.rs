@@ -78,9 +78,20 @@ struct SumPrecisionAccumulator {
     scale: Option<i64>,
 }
 
+/// The largest power of ten a summed value may carry: a sum is as wide as its values' scales
+/// are apart, so "1e999999999" + 0.1 would need a billion digits.
+const MAX_EXPONENT: i64 = 4_096;
+
 fn parse(text: &str) -> Result<BigDecimal> {
-    BigDecimal::from_str(text.trim())
-        .map_err(|_| DataFusionError::Execution(format!("SUMPRECISION: '{text}' is not a number")))
+    let value = BigDecimal::from_str(text.trim())
+        .map_err(|_| DataFusionError::Execution(format!("SUMPRECISION: '{text}' is not a number")))?;
+    let (_, scale) = value.as_bigint_and_exponent();
+    if scale.abs() > MAX_EXPONENT {
+        return Err(DataFusionError::Execution(format!(
+            "SUMPRECISION: '{text}' is outside 10^-{MAX_EXPONENT}..10^{MAX_EXPONENT}"
+        )));
+    }
+    Ok(value)
 }
 
 /// Java's `Double.toString` (and `Float.toString`) of a finite value from its shortest digits:
@@ -233,6 +244,13 @@ mod tests {
         ] {
             assert_eq!(java_float_text(&format!("{v:e}")), java, "{v}");
         }
+    }
+
+    #[test]
+    fn huge_exponents_are_refused_before_they_are_summed() {
+        assert!(parse("1e999999999").unwrap_err().to_string().contains("outside"));
+        assert!(parse("1e-5000").is_err());
+        assert!(parse("1.5e300").is_ok());
     }
 
     #[test]
