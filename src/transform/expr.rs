@@ -4,7 +4,8 @@
 //! expression for the types a chunk of records has, and evaluated over the whole chunk.
 
 use arrow::array::{
-    Array, ArrayRef, BooleanBuilder, Float64Builder, Int64Builder, RecordBatch, StringBuilder, new_null_array,
+    Array, ArrayRef, BooleanArray, BooleanBuilder, Float64Array, Float64Builder, Int64Array, Int64Builder,
+    RecordBatch, StringBuilder, new_null_array,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::DFSchema;
@@ -13,6 +14,7 @@ use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::{DFParser, Statement as DfStatement};
 use datafusion::sql::sqlparser::ast::{Expr, Ident, SelectItem, SetExpr, Statement, visit_expressions_mut};
 use serde_json::Value;
+use shoal_segment::{InputValue, ValueChunk};
 use std::collections::HashSet;
 use std::ops::ControlFlow;
 use std::sync::Arc;
@@ -226,6 +228,43 @@ pub(crate) fn column(values: &[Option<&Value>], t: &DataType) -> ArrayRef {
             Arc::new(b.finish())
         }
         other => new_null_array(other, values.len()),
+    }
+}
+
+/// The Arrow column of input `input` of rows `rows` of `chunk`, of type `t`, the type every
+/// one of these values has (`input_type`).
+pub(crate) fn input_column(chunk: &dyn ValueChunk, rows: &[usize], input: usize, t: &DataType) -> ArrayRef {
+    let values = rows.iter().map(|&r| chunk.value(r, input));
+    match t {
+        DataType::Int64 => Arc::new(
+            values.map(|v| if let InputValue::I64(x) = v { Some(x) } else { None }).collect::<Int64Array>(),
+        ),
+        DataType::Float64 => Arc::new(
+            values
+                .map(|v| match v {
+                    InputValue::F64(x) => Some(x),
+                    InputValue::U64(x) => Some(x as f64),
+                    _ => None,
+                })
+                .collect::<Float64Array>(),
+        ),
+        DataType::Boolean => Arc::new(
+            values
+                .map(|v| if let InputValue::Bool(x) = v { Some(x) } else { None })
+                .collect::<BooleanArray>(),
+        ),
+        DataType::Utf8 => {
+            let mut b = StringBuilder::with_capacity(rows.len(), rows.len() * 16);
+            for v in values {
+                match v {
+                    InputValue::Str(s) => b.append_value(s),
+                    InputValue::Json(s) => b.append_value(s),
+                    _ => b.append_null(),
+                }
+            }
+            Arc::new(b.finish())
+        }
+        other => new_null_array(other, rows.len()),
     }
 }
 

@@ -25,8 +25,8 @@ use datafusion::prelude::SessionContext;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use shoal_segment::{
-    DataType as PinotType, DropReason, Dropped, Problem, RecordMeta, RecordTransform, Schema, Transformed,
-    TransformedRow,
+    DataType as PinotType, DropReason, Dropped, InputValue, Problem, RecordMeta, RecordTransform, RowResult,
+    Schema, Transformed, TransformedRow, ValueChunk, ValueOutcome, ValueTransform, ValueWrite,
 };
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -42,18 +42,6 @@ struct ColumnTransform {
     in_schema: bool,
 }
 
-/// The physical expressions for one set of input types.
-struct Plans {
-    transforms: Vec<Result<Arc<dyn PhysicalExpr>, String>>,
-    filter: Option<Result<Arc<dyn PhysicalExpr>, String>>,
-}
-
-impl Plans {
-    fn failed(&self) -> bool {
-        self.transforms.iter().any(Result::is_err) || self.filter.as_ref().is_some_and(Result::is_err)
-    }
-}
-
 /// A table's ingestion transforms.
 pub struct IngestTransform {
     complex: Option<complex::ComplexType>,
@@ -66,7 +54,9 @@ pub struct IngestTransform {
     delimiter: Option<String>,
     continue_on_error: bool,
     session: SessionContext,
-    plans: Mutex<HashMap<Vec<DataType>, Arc<Plans>>>,
+    /// Each step's physical expression (a transform's, or the filter's after them) for the
+    /// input types it was planned for.
+    plans: Mutex<HashMap<(usize, Vec<DataType>), Result<Arc<dyn PhysicalExpr>, String>>>,
 }
 
 impl std::fmt::Debug for IngestTransform {
@@ -360,36 +350,68 @@ impl IngestTransform {
         }))
     }
 
-    /// The physical expressions for inputs of these types (planned once per set of types).
-    fn plans(&self, types: &[DataType]) -> Arc<Plans> {
+    /// The expression of step `step` (a transform, or the filter after them), planned once for
+    /// each set of input types it meets.
+    fn plan(&self, step: usize, columns: &[ArrayRef]) -> Result<Arc<dyn PhysicalExpr>, String> {
+        let types: Vec<DataType> = columns.iter().map(|c| c.data_type().clone()).collect();
+        let key = (step, types);
         let mut cache = self.plans.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(p) = cache.get(types) {
-            return Arc::clone(p);
+        if let Some(p) = cache.get(&key) {
+            return p.clone();
         }
-        let mut fields: Vec<Field> =
-            self.inputs.iter().zip(types).map(|(n, t)| Field::new(n, t.clone(), true)).collect();
-        let mut transforms = Vec::new();
-        for t in &self.transforms {
-            let schema: SchemaRef = Arc::new(ArrowSchema::new(fields.clone()));
-            let planned = t.expression.plan(&self.session, &schema);
-            if let Ok(p) = &planned
-                && let Ok(result) = p.data_type(&schema)
-                && let Some(f) = fields.iter_mut().find(|f| f.name() == &t.column)
-            {
-                *f = Field::new(&t.column, result, true);
-            }
-            transforms.push(planned);
-        }
+        let fields: Vec<Field> =
+            self.inputs.iter().zip(&key.1).map(|(n, t)| Field::new(n, t.clone(), true)).collect();
         let schema: SchemaRef = Arc::new(ArrowSchema::new(fields));
-        let filter = self.filter.as_ref().map(|f| f.plan(&self.session, &schema));
-        let plans = Arc::new(Plans { transforms, filter });
-        // One entry per set of input types the stream has shown; a stream whose fields change
-        // type from chunk to chunk cannot grow this without bound.
-        if cache.len() >= 256 {
+        let planned = self.step(step).plan(&self.session, &schema);
+        // A stream whose fields change type from chunk to chunk cannot grow this without bound.
+        if cache.len() >= 1024 {
             cache.clear();
         }
-        cache.insert(types.to_vec(), Arc::clone(&plans));
-        plans
+        cache.insert(key, planned.clone());
+        planned
+    }
+
+    fn step(&self, step: usize) -> &Expression {
+        match self.transforms.get(step) {
+            Some(t) => &t.expression,
+            None => self.filter.as_ref().expect("the filter is the step after the transforms"),
+        }
+    }
+
+    /// The plan of step `step` over `columns`; when the step cannot take them, with the text
+    /// columns it reads read as numbers ("12" for 12: Pinot converts a function's arguments to
+    /// its parameter types), and then the columns to evaluate it over.
+    fn plan_over(
+        &self,
+        step: usize,
+        columns: &[ArrayRef],
+    ) -> Result<(Arc<dyn PhysicalExpr>, Option<Vec<ArrayRef>>), String> {
+        let error = match self.plan(step, columns) {
+            Ok(p) => return Ok((p, None)),
+            Err(e) => e,
+        };
+        let reads = &self.step(step).fields;
+        let mut changed = false;
+        let numeric: Vec<ArrayRef> = columns
+            .iter()
+            .zip(&self.inputs)
+            .map(|(c, name)| {
+                if c.data_type() == &DataType::Utf8 && reads.contains(name) {
+                    changed = true;
+                    arrow::compute::cast(c, &DataType::Float64)
+                        .unwrap_or_else(|_| arrow::array::new_null_array(&DataType::Float64, c.len()))
+                } else {
+                    Arc::clone(c)
+                }
+            })
+            .collect();
+        if !changed {
+            return Err(error);
+        }
+        match self.plan(step, &numeric) {
+            Ok(p) => Ok((p, Some(numeric))),
+            Err(_) => Err(error),
+        }
     }
 
     /// The value of field `name` in a record's top-level fields: the field itself, or with a
@@ -462,10 +484,27 @@ struct RowIn {
 /// What the transforms made of one row.
 #[derive(Default)]
 struct RowOut {
-    writes: Vec<(usize, Value)>,
     filtered: bool,
     error: Option<String>,
     incomplete: bool,
+}
+
+/// What the transforms made of a group of rows.
+struct GroupOut {
+    rows: Vec<RowOut>,
+    /// For each schema column a transform fills: its input index, the values computed and the
+    /// values the rows had. A row takes the computed value only when it had none.
+    writes: Vec<(usize, ArrayRef, ArrayRef)>,
+}
+
+impl GroupOut {
+    /// The (input, array, index) of each value row `row` of the group takes.
+    fn row_writes(&self, row: usize) -> impl Iterator<Item = (usize, &ArrayRef)> + '_ {
+        self.writes
+            .iter()
+            .filter(move |(_, result, existing)| !present(existing, row) && present(result, row))
+            .map(|(input, result, _)| (*input, result))
+    }
 }
 
 /// Whether `array` holds a value at `row` (a column of the Null type holds none: Arrow's
@@ -474,17 +513,48 @@ fn present(array: &ArrayRef, row: usize) -> bool {
     array.data_type() != &DataType::Null && array.is_valid(row)
 }
 
-/// The Arrow type a row's value gives its column: one row's own value decides, so that a row
-/// transforms the same whatever other rows share its chunk (a record read again after a
-/// restart makes the same rows).
-fn value_type(v: &Option<Value>) -> DataType {
+/// The Arrow types of input values, by code.
+const TYPES: [DataType; 5] =
+    [DataType::Null, DataType::Int64, DataType::Float64, DataType::Boolean, DataType::Utf8];
+
+/// The code (into [`TYPES`]) of the Arrow type a row's value gives its column: one row's own
+/// value decides, so that a row transforms the same whatever other rows share its chunk (a
+/// record read again after a restart makes the same rows).
+fn value_type(v: &Option<Value>) -> u8 {
     match v {
-        None | Some(Value::Null) => DataType::Null,
-        Some(Value::Number(n)) if n.is_i64() => DataType::Int64,
-        Some(Value::Number(_)) => DataType::Float64,
-        Some(Value::Bool(_)) => DataType::Boolean,
-        Some(_) => DataType::Utf8,
+        None | Some(Value::Null) => 0,
+        Some(Value::Number(n)) if n.is_i64() => 1,
+        Some(Value::Number(_)) => 2,
+        Some(Value::Bool(_)) => 3,
+        Some(_) => 4,
     }
+}
+
+/// [`value_type`] of a decoded value.
+fn input_type(v: &InputValue<'_>) -> u8 {
+    match v {
+        InputValue::Null => 0,
+        InputValue::I64(_) => 1,
+        InputValue::U64(_) | InputValue::F64(_) => 2,
+        InputValue::Bool(_) => 3,
+        InputValue::Str(_) | InputValue::Json(_) => 4,
+    }
+}
+
+/// Rows grouped by the types of their values (`codes`, `width` per row), in order of first
+/// appearance: each group runs as one batch.
+fn groups(codes: &[u8], width: usize, rows: usize) -> Vec<(Vec<DataType>, Vec<usize>)> {
+    let mut index: HashMap<&[u8], usize> = HashMap::new();
+    let mut out: Vec<(Vec<DataType>, Vec<usize>)> = Vec::new();
+    for row in 0..rows {
+        let key = &codes[row * width..(row + 1) * width];
+        let g = *index.entry(key).or_insert_with(|| {
+            out.push((key.iter().map(|&c| TYPES[c as usize].clone()).collect(), Vec::new()));
+            out.len() - 1
+        });
+        out[g].1.push(row);
+    }
+    out
 }
 
 impl IngestTransform {
@@ -526,34 +596,10 @@ impl IngestTransform {
         }
     }
 
-    /// Runs the transforms and the filter over rows that all have the input types `types`.
-    fn run(&self, rows: &[&RowIn], types: &[DataType]) -> Vec<RowOut> {
-        let n = rows.len();
+    /// Runs the transforms and the filter over `n` rows of input `columns`, each of one type.
+    fn run(&self, mut columns: Vec<ArrayRef>, n: usize) -> GroupOut {
         let mut out: Vec<RowOut> = (0..n).map(|_| RowOut::default()).collect();
-        let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.inputs.len());
-        for (i, t) in types.iter().enumerate() {
-            let refs: Vec<Option<&Value>> = rows.iter().map(|r| r.values[i].as_ref()).collect();
-            columns.push(expr::column(&refs, t));
-        }
-        let mut plans = self.plans(types);
-        if plans.failed() {
-            // A field of text where the expressions want a number ("12" for 12): Pinot converts
-            // function arguments to the parameter types; the text columns are read as numbers.
-            let numeric: Vec<DataType> = types
-                .iter()
-                .map(|t| if *t == DataType::Utf8 { DataType::Float64 } else { t.clone() })
-                .collect();
-            let retry = self.plans(&numeric);
-            if !retry.failed() {
-                for (c, t) in columns.iter_mut().zip(&numeric) {
-                    if c.data_type() != t {
-                        *c =
-                            arrow::compute::cast(c, t).unwrap_or_else(|_| arrow::array::new_null_array(t, n));
-                    }
-                }
-                plans = retry;
-            }
-        }
+        let mut writes = Vec::new();
         let fail = |row: usize, error: String, out: &mut Vec<RowOut>| {
             if self.continue_on_error {
                 out[row].incomplete = true;
@@ -561,11 +607,11 @@ impl IngestTransform {
                 out[row].error = Some(error);
             }
         };
-        for (t, planned) in self.transforms.iter().zip(&plans.transforms) {
+        for (step, t) in self.transforms.iter().enumerate() {
             let Some(index) = self.inputs.iter().position(|n| *n == t.column) else { continue };
             let existing = Arc::clone(&columns[index]);
-            let expr = match planned {
-                Ok(expr) => expr,
+            let (expr, over) = match self.plan_over(step, &columns) {
+                Ok(planned) => planned,
                 Err(e) => {
                     for row in (0..n).filter(|&r| !present(&existing, r)) {
                         fail(row, format!("transform for column {:?}: {e}", t.column), &mut out);
@@ -573,9 +619,9 @@ impl IngestTransform {
                     continue;
                 }
             };
-            let result = match expr::batch(&self.inputs, columns.clone(), n) {
+            let result = match expr::batch(&self.inputs, over.unwrap_or_else(|| columns.clone()), n) {
                 Ok(batch) => {
-                    let (result, errors) = expr::evaluate(expr, &batch, &|row| present(&existing, row));
+                    let (result, errors) = expr::evaluate(&expr, &batch, &|row| present(&existing, row));
                     for (row, e) in errors {
                         fail(row, format!("transform for column {:?}: {e}", t.column), &mut out);
                     }
@@ -590,11 +636,7 @@ impl IngestTransform {
             };
             // A value already in the record is kept (Pinot's ExpressionTransformer).
             if t.in_schema {
-                for (row, o) in out.iter_mut().enumerate() {
-                    if !present(&existing, row) && present(&result, row) {
-                        o.writes.push((index, expr::json_value(&result, row)));
-                    }
-                }
+                writes.push((index, Arc::clone(&result), Arc::clone(&existing)));
             }
             let mask: arrow::array::BooleanArray = (0..n).map(|r| Some(present(&existing, r))).collect();
             let filled = arrow::compute::cast(&existing, result.data_type())
@@ -602,10 +644,10 @@ impl IngestTransform {
                 .and_then(|kept| arrow::compute::kernels::zip::zip(&mask, &kept, &result).ok());
             columns[index] = filled.unwrap_or(result);
         }
-        if let Some(planned) = &plans.filter {
-            let evaluated = planned.as_ref().map_err(Clone::clone).and_then(|expr| {
-                let batch: RecordBatch = expr::batch(&self.inputs, columns, n)?;
-                Ok(expr::evaluate(expr, &batch, &|_| false))
+        if self.filter.is_some() {
+            let evaluated = self.plan_over(self.transforms.len(), &columns).and_then(|(expr, over)| {
+                let batch: RecordBatch = expr::batch(&self.inputs, over.unwrap_or(columns), n)?;
+                Ok(expr::evaluate(&expr, &batch, &|_| false))
             });
             match evaluated {
                 Ok((result, errors)) => {
@@ -626,7 +668,7 @@ impl IngestTransform {
                 }
             }
         }
-        out
+        GroupOut { rows: out, writes }
     }
 }
 
@@ -641,21 +683,32 @@ impl RecordTransform for IngestTransform {
             }
         }
         // Rows with the same input types run together.
-        let mut groups: HashMap<Vec<DataType>, Vec<usize>> = HashMap::new();
-        for (i, row) in rows.iter().enumerate() {
-            groups.entry(row.values.iter().map(value_type).collect()).or_default().push(i);
-        }
-        let mut outs: Vec<Option<RowOut>> = (0..rows.len()).map(|_| None).collect();
-        for (types, members) in groups {
-            let group: Vec<&RowIn> = members.iter().map(|&i| &rows[i]).collect();
-            for (i, o) in members.into_iter().zip(self.run(&group, &types)) {
-                outs[i] = Some(o);
+        let width = self.inputs.len();
+        let codes: Vec<u8> = rows.iter().flat_map(|r| r.values.iter().map(value_type)).collect();
+        let mut outs: Vec<Option<(RowOut, Vec<(usize, Value)>)>> = (0..rows.len()).map(|_| None).collect();
+        for (types, members) in groups(&codes, width, rows.len()) {
+            let columns: Vec<ArrayRef> = types
+                .iter()
+                .enumerate()
+                .map(|(i, t)| {
+                    let refs: Vec<Option<&Value>> =
+                        members.iter().map(|&r| rows[r].values[i].as_ref()).collect();
+                    expr::column(&refs, t)
+                })
+                .collect();
+            let group = self.run(columns, members.len());
+            for (k, (&i, o)) in members.iter().zip(group.rows.iter()).enumerate() {
+                let writes = group.row_writes(k).map(|(input, a)| (input, expr::json_value(a, k))).collect();
+                outs[i] = Some((
+                    RowOut { filtered: o.filtered, error: o.error.clone(), incomplete: o.incomplete },
+                    writes,
+                ));
             }
         }
         // A record with a failed row is dropped whole, as Pinot drops the message.
         let mut failed: BTreeMap<usize, String> = BTreeMap::new();
         for (row, o) in rows.iter().zip(&outs) {
-            if let Some(e) = o.as_ref().and_then(|o| o.error.clone()) {
+            if let Some(e) = o.as_ref().and_then(|(o, _)| o.error.clone()) {
                 failed.entry(row.record).or_insert(e);
             }
         }
@@ -664,7 +717,7 @@ impl RecordTransform for IngestTransform {
         }
         transformed.failed.sort_by_key(|(r, _)| *r);
         for (row, o) in rows.into_iter().zip(outs) {
-            let o = o.unwrap_or_default();
+            let (o, writes) = o.unwrap_or_default();
             if failed.contains_key(&row.record) {
                 continue;
             }
@@ -673,7 +726,7 @@ impl RecordTransform for IngestTransform {
                 continue;
             }
             let extra: Vec<(&str, Value)> =
-                o.writes.into_iter().map(|(i, v)| (self.inputs[i].as_str(), v)).collect();
+                writes.into_iter().map(|(i, v)| (self.inputs[i].as_str(), v)).collect();
             let json = match row.body {
                 Body::Record if extra.is_empty() => None,
                 Body::Record => Some(splice(records[row.record].0, &extra)),
@@ -691,6 +744,50 @@ impl RecordTransform for IngestTransform {
             });
         }
         transformed
+    }
+
+    fn values(&self) -> Option<&dyn ValueTransform> {
+        // Restructuring (unnesting, renames) needs whole records.
+        self.complex.is_none().then_some(self as &dyn ValueTransform)
+    }
+}
+
+impl ValueTransform for IngestTransform {
+    fn inputs(&self) -> &[String] {
+        &self.inputs
+    }
+
+    fn apply(&self, chunk: &dyn ValueChunk) -> ValueOutcome {
+        let (rows, width) = (chunk.rows(), self.inputs.len());
+        let mut codes = Vec::with_capacity(rows * width);
+        for row in 0..rows {
+            codes.extend((0..width).map(|i| input_type(&chunk.value(row, i))));
+        }
+        let mut outcome =
+            ValueOutcome { rows: vec![RowResult::Keep { incomplete: false }; rows], ..Default::default() };
+        for (types, members) in groups(&codes, width, rows) {
+            let columns: Vec<ArrayRef> =
+                types.iter().enumerate().map(|(i, t)| expr::input_column(chunk, &members, i, t)).collect();
+            let group = self.run(columns, members.len());
+            for (&row, o) in members.iter().zip(&group.rows) {
+                outcome.rows[row] = match (&o.error, o.filtered) {
+                    (Some(e), _) => RowResult::Failed(e.clone()),
+                    (None, true) => RowResult::Filtered,
+                    (None, false) => RowResult::Keep { incomplete: o.incomplete },
+                };
+            }
+            for (input, result, existing) in group.writes {
+                let array = outcome.arrays.len();
+                for (k, &row) in members.iter().enumerate() {
+                    if !present(&existing, k) && present(&result, k) {
+                        outcome.writes.push(ValueWrite { row, input, array, index: k });
+                    }
+                }
+                outcome.arrays.push(result);
+            }
+        }
+        outcome.writes.sort_by_key(|w| w.row);
+        outcome
     }
 }
 

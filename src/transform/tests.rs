@@ -468,3 +468,150 @@ fn aggregation_configs_are_named_as_not_applied() {
         def.warnings
     );
 }
+
+/// The transforms over whole records, as tables that unnest run them: the reference for the
+/// path that reads each record once.
+#[derive(Debug)]
+struct WholeRecords(std::sync::Arc<super::IngestTransform>);
+
+impl shoal_segment::RecordTransform for WholeRecords {
+    fn apply(&self, records: &[(&[u8], RecordMeta<'_>)]) -> shoal_segment::Transformed {
+        shoal_segment::RecordTransform::apply(self.0.as_ref(), records)
+    }
+}
+
+#[test]
+fn reading_each_record_once_makes_the_rows_whole_records_make() {
+    use shoal_segment::{LayoutOptions, TableLayout};
+    let schema = schema(
+        json!([{"name": "user", "dataType": "STRING"}, {"name": "city", "dataType": "STRING"},
+               {"name": "label", "dataType": "STRING"}, {"name": "kind", "dataType": "STRING"},
+               {"name": "tags", "dataType": "STRING", "singleValueField": false},
+               {"name": "flag", "dataType": "BOOLEAN"}]),
+        json!([{"name": "clicks", "dataType": "LONG"}, {"name": "ratio", "dataType": "DOUBLE"}]),
+        "LONG",
+    );
+    let records: Vec<&str> = vec![
+        r#"{"tsSec": 1700000000, "rawCity": "lima", "kind": "human", "price": 2, "qty": 3, "payload": {"user": {"id": "u1"}, "labels": ["a", "b"]}, "first": "a", "second": 1}"#,
+        // A value in the record is kept; text read as numbers; spaces inside the nested object.
+        r#"{"tsSec": "1700000001", "rawCity": "oslo", "city": "Given", "price": "12", "qty": 3, "payload": { "user" : { "id" : "u 2" } , "labels" : [ ] }, "first": "x", "second": "y"}"#,
+        // Missing qty; a float price; the payload as JSON text in a string.
+        r#"{"tsSec": 1700000002, "rawCity": "kyoto", "price": 1.5, "payload": "{\"user\":{\"id\":\"s\"}}", "first": null}"#,
+        // Filtered: a bot, and a huge order.
+        r#"{"tsSec": 1700000003, "rawCity": "accra", "kind": "bot", "price": 1, "qty": 1}"#,
+        r#"{"tsSec": 1700000004, "rawCity": "accra", "kind": "human", "price": 1, "qty": 500}"#,
+        // A time that is no number; an integer past i64; a boolean where text is wanted.
+        r#"{"tsSec": "soon", "rawCity": "x", "price": 18446744073709551615, "qty": 1, "kind": true}"#,
+        // The time column given; nulls everywhere else; escapes in strings.
+        r#"{"timestamp": 1700000005000, "tsSec": null, "rawCity": "caf\u00e9 \"q\"", "price": null, "payload": {"user": {"id": 7}}}"#,
+        // Not a record.
+        r#"{"tsSec": 1, "rawCity": "#,
+        r#"[1, 2]"#,
+        r#"{"tsSec": 1700000006, "rawCity": "lima", "price": 1e400}"#,
+        r#"{"tsSec": 1700000007, "rawCity": "lima", "flagText": "true", "price": -0, "qty": 2.5e1}"#,
+    ];
+    for continue_on_error in [false, true] {
+        let def = definition(
+            table(json!({
+                "continueOnError": continue_on_error,
+                "transformConfigs": [
+                    {"columnName": "timestamp", "transformFunction": "fromEpochSeconds(tsSec)"},
+                    {"columnName": "city", "transformFunction": "upper(rawCity)"},
+                    {"columnName": "user", "transformFunction": "jsonPathString(payload, '$.user.id')"},
+                    {"columnName": "tags", "transformFunction": "jsonPathArray(payload, '$.labels[*]')"},
+                    {"columnName": "clicks", "transformFunction": "price * qty"},
+                    {"columnName": "ratio", "transformFunction": "price / 4"},
+                    {"columnName": "label", "transformFunction": "concat(first, '-', second)"},
+                    {"columnName": "flag", "transformFunction": "flagText"}
+                ],
+                "filterConfig": {"filterFunction": "strcmp(kind, 'bot') = 0 OR qty > 100"}
+            })),
+            schema.clone(),
+        );
+        let transform = def.transform.clone().expect("transforms");
+        assert!(shoal_segment::RecordTransform::values(transform.as_ref()).is_some());
+        let once = layout_of(&def);
+        let mut options =
+            LayoutOptions { time_column: Some("timestamp".into()), continue_on_error, ..Default::default() };
+        options.transform = Some(std::sync::Arc::new(WholeRecords(transform)));
+        let whole = std::sync::Arc::new(TableLayout::new(std::sync::Arc::clone(&def.schema), &options));
+        let run = |layout| {
+            let segment = MutableSegment::new(layout);
+            let outcome = segment.append(records.iter().map(|r| (r.as_bytes(), RecordMeta::default())));
+            let snapshot = segment.snapshot();
+            let mut rows = Vec::new();
+            for batch in &snapshot.batches {
+                for row in 0..batch.num_rows() {
+                    let cells: Vec<Value> =
+                        batch.columns().iter().map(|c| super::expr::json_value(c, row)).collect();
+                    rows.push(cells);
+                }
+            }
+            (rows, outcome)
+        };
+        let (rows_once, outcome_once) = run(once);
+        let (rows_whole, outcome_whole) = run(whole);
+        assert_eq!(rows_once, rows_whole, "continueOnError {continue_on_error}");
+        assert_eq!(
+            (outcome_once.rows, outcome_once.dropped, outcome_once.filtered, outcome_once.incomplete),
+            (outcome_whole.rows, outcome_whole.dropped, outcome_whole.filtered, outcome_whole.incomplete),
+            "continueOnError {continue_on_error}: {outcome_once:?} / {outcome_whole:?}"
+        );
+        assert_eq!(outcome_once.drops.counts, outcome_whole.drops.counts);
+        // Kept: the first three, the one with its own time and the last; with continueOnError
+        // also "soon" (its clicks past LONG become the default). Dropped: that one without it,
+        // the truncated record, the array and 1e400.
+        let (rows, dropped) = if continue_on_error { (6, 3) } else { (5, 4) };
+        assert_eq!((outcome_once.rows, outcome_once.dropped, outcome_once.filtered), (rows, dropped, 2));
+    }
+}
+
+#[test]
+fn pinots_array_functions_take_a_records_arrays() {
+    // Pinot's ArrayFunctions on a record's arrays (they reach the functions as JSON text).
+    let def = definition(
+        table(json!({"transformConfigs": [
+            {"columnName": "label", "transformFunction": "arrayToString(arrayDistinctString(rawTags), ',')"},
+            {"columnName": "has", "transformFunction": "arrayContainsString(rawTags, 'b')"},
+            {"columnName": "first", "transformFunction": "arrayElementAtInt(nums, 1)"},
+            {"columnName": "beyond", "transformFunction": "arrayElementAtInt(nums, 9)"},
+            {"columnName": "total", "transformFunction": "arraySumInt(nums)"},
+            {"columnName": "tags", "transformFunction": "arraySortInt(nums)"},
+            {"columnName": "count", "transformFunction": "cardinality(rawTags)"},
+            {"columnName": "sliced", "transformFunction": "arrayToString(arraySliceString(rawTags, 1, 4), '|')"},
+            {"columnName": "parts", "transformFunction": "arrayToString(split(csv, ','), '+')"}
+        ]})),
+        schema(
+            json!([{"name": "label", "dataType": "STRING"}, {"name": "has", "dataType": "BOOLEAN"},
+                   {"name": "tags", "dataType": "STRING", "singleValueField": false},
+                   {"name": "sliced", "dataType": "STRING"}, {"name": "parts", "dataType": "STRING"}]),
+            json!([{"name": "first", "dataType": "INT"}, {"name": "beyond", "dataType": "INT"},
+                   {"name": "total", "dataType": "INT"}, {"name": "count", "dataType": "INT"}]),
+            "LONG",
+        ),
+    );
+    let (rows, outcome) = ingest(
+        &def,
+        &[
+            json!({"rawTags": ["a", "b", "a"], "nums": [3, 1, " 2 "], "csv": "x,,y", "timestamp": TS}),
+            // "x" is no INT: the record is dropped (Pinot fails the call).
+            json!({"rawTags": ["c"], "nums": ["x"], "csv": "z", "timestamp": TS}),
+        ],
+    );
+    assert_eq!((outcome.rows, outcome.dropped), (1, 1), "{outcome:?}");
+    let reasons: Vec<&str> = outcome.drops.counts.keys().map(|r| r.name()).collect();
+    assert_eq!(reasons, ["transform_failed"]);
+    let row = &rows[0];
+    assert_eq!(row["label"], json!("a,b"));
+    assert_eq!(row["has"], json!(true));
+    assert_eq!(row["first"], json!(3));
+    // Past the end: Pinot's placeholder, 0.
+    assert_eq!(row["beyond"], json!(0));
+    assert_eq!(row["total"], json!(6));
+    assert_eq!(row["tags"], json!(["1", "2", "3"]));
+    assert_eq!(row["count"], json!(3));
+    // From 0, end excluded, padded with null past the end; null joins as "null".
+    assert_eq!(row["sliced"], json!("b|a|null"));
+    // commons-lang splitByWholeSeparator: no empty tokens.
+    assert_eq!(row["parts"], json!("x+y"));
+}

@@ -16,6 +16,7 @@
 #![warn(missing_docs)]
 
 mod aggregate;
+mod array;
 mod datetime;
 mod hll;
 mod json;
@@ -61,7 +62,7 @@ pub fn scalar_functions() -> Vec<ScalarUDF> {
         PinotFn::new("strcmp", Kind::Strcmp),
         PinotFn::new("jsonFormat", Kind::JsonFormat).with_aliases(&["json_format"]),
         PinotFn::new("jsonPathArray", Kind::JsonPathArray),
-        PinotFn::new("arrayLength", Kind::ArrayLength),
+        PinotFn::new("arrayLength", Kind::ArrayLength).with_aliases(&["cardinality"]),
         PinotFn::new("VALUEIN", Kind::ValueIn),
         PinotFn::new(MV_MATCH, Kind::MvMatch),
     ];
@@ -75,7 +76,9 @@ pub fn scalar_functions() -> Vec<ScalarUDF> {
     for (part, name, aliases) in DatePart::ALL {
         fns.push(PinotFn::new(name, Kind::DatePart(part)).with_aliases(aliases));
     }
-    fns.into_iter().map(ScalarUDF::from).collect()
+    let mut udfs: Vec<ScalarUDF> = fns.into_iter().map(ScalarUDF::from).collect();
+    udfs.extend(array::functions());
+    udfs
 }
 
 /// Every aggregate function Shoal adds: PERCENTILE, MODE, SUMPRECISION, DISTINCTCOUNTHLL and the

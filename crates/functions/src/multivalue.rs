@@ -24,12 +24,44 @@ pub(crate) fn element_type(t: &DataType) -> std::result::Result<FieldRef, String
     }
 }
 
-/// The first argument as a list array (large lists are read as lists).
+/// The items of `text` when it is a JSON array (how an ingestion transform receives a
+/// record's array, as Pinot hands it on).
+pub(crate) fn json_items(text: &str) -> Option<Vec<serde_json::Value>> {
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(serde_json::Value::Array(items)) => Some(items),
+        _ => None,
+    }
+}
+
+/// The first argument as a list array (large lists are read as lists; JSON text arrays, as an
+/// ingestion transform receives a record's array, as lists of their items' text).
 fn list(call: &Call) -> Result<GenericListArray<i32>> {
     let array = call.arg(0)?.to_array(call.rows)?;
     let array = match array.data_type() {
         DataType::LargeList(f) => cast(&array, &DataType::List(Arc::clone(f)))?,
         DataType::List(_) => array,
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
+            let text = cast(&array, &DataType::Utf8)?;
+            let mut builder = arrow::array::ListBuilder::new(arrow::array::StringBuilder::new());
+            for value in text.as_string::<i32>().iter() {
+                match value {
+                    None => builder.append_null(),
+                    Some(t) => {
+                        let items =
+                            json_items(t).ok_or_else(|| call.error(format_args!("{t:?} is not an array")))?;
+                        for item in items {
+                            match item {
+                                serde_json::Value::Null => builder.values().append_null(),
+                                serde_json::Value::String(s) => builder.values().append_value(s),
+                                other => builder.values().append_value(other.to_string()),
+                            }
+                        }
+                        builder.append(true);
+                    }
+                }
+            }
+            Arc::new(builder.finish())
+        }
         other => {
             return Err(
                 call.error(format_args!("the first argument must be a multi-value column, not {other}"))

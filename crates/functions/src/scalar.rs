@@ -231,7 +231,11 @@ impl ScalarUDFImpl for PinotFn {
             }
             Kind::ArrayLength => {
                 arity(1, 1, "arrayLength(mvColumn)")?;
-                multivalue::element_type(args.arg_fields[0].data_type()).map_err(|e| self.plan_error(e))?;
+                // A record's array reaches an ingestion transform as JSON text.
+                let t = args.arg_fields[0].data_type();
+                if !matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Null) {
+                    multivalue::element_type(t).map_err(|e| self.plan_error(e))?;
+                }
                 DataType::Int32
             }
             Kind::ValueIn => {

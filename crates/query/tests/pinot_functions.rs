@@ -108,6 +108,14 @@ async fn multi_value_functions_and_aggregations() {
             ("SELECT AVGMV(nums) FROM t", json!(2.875)), // 23 / 8
             ("SELECT DISTINCTCOUNTMV(tags) FROM t", json!(4)), // x, y, z, w
             ("SELECT SUMMV(nums) FROM t WHERE tags = 'x'", json!(10.0)), // a 6 + c 4
+            // pinot-common ArrayFunctions over multi-value columns.
+            ("SELECT arrayContainsString(tags, 'z') FROM t WHERE name = 'c'", json!(true)),
+            ("SELECT COUNT(*) FROM t WHERE arrayContainsInt(nums, 2)", json!(2)), // a, c
+            ("SELECT arrayElementAtInt(nums, 2) FROM t WHERE name = 'd'", json!(1)), // from 1
+            ("SELECT arraySumInt(nums) FROM t WHERE name = 'a'", json!(6)),
+            ("SELECT arrayToString(arrayDistinctString(tags), '/') FROM t WHERE name = 'c'", json!("z/x")),
+            ("SELECT arrayIndexOfString(tags, 'x') FROM t WHERE name = 'c'", json!(1)), // from 0
+            ("SELECT cardinality(tags) FROM t WHERE name = 'c'", json!(3)),
         ],
     )
     .await;

@@ -11,6 +11,8 @@ use crate::builder::{ColumnBuilder, Value};
 use crate::columns::{DECIMAL_SCALE, Source, TableLayout};
 use crate::datetime::DateTimeFormat;
 use crate::schema::{DataType, DefaultValue, decode_hex};
+use crate::transform::{InputValue, ValueChunk, ValueWrite};
+use arrow::array::{Array, ArrayRef};
 use serde::Serialize;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
@@ -267,6 +269,11 @@ pub struct Decoder {
     incomplete: bool,
     /// Convert without appending (`check`).
     dry_run: bool,
+    /// Cells per record: one per column, then one per field read only for the value
+    /// transforms (a capture).
+    slots: usize,
+    /// The cell slot of each value-transform input.
+    inputs: Arc<[usize]>,
 }
 
 impl Decoder {
@@ -288,6 +295,31 @@ impl Decoder {
             }
         }
         let json_columns = layout.columns.iter().map(|c| c.spec.data_type == DataType::Json).collect();
+        // Fields the value transforms read that are no record column are captured in slots
+        // after the columns', in the same pass.
+        let mut slots = layout.columns.len();
+        let mut inputs = Vec::new();
+        if let Some(values) = layout.transform.as_ref().and_then(|t| t.values()) {
+            for name in values.inputs() {
+                let slot = match lookup.get(name.as_str()) {
+                    Some(&column) => column,
+                    None => {
+                        // A flattened name (`a.b`) is also found inside nested objects.
+                        if let Some(delim) = layout.flatten_delimiter.as_deref().filter(|d| !d.is_empty()) {
+                            let mut end = 0;
+                            while let Some(pos) = name[end..].find(delim) {
+                                prefixes.insert(name[..end + pos].to_string().into_boxed_str());
+                                end += pos + delim.len();
+                            }
+                        }
+                        lookup.insert(name.clone().into_boxed_str(), slots);
+                        slots += 1;
+                        slots - 1
+                    }
+                };
+                inputs.push(slot);
+            }
+        }
         Decoder {
             layout,
             lookup,
@@ -300,6 +332,8 @@ impl Decoder {
             list_bounds: Vec::new(),
             incomplete: false,
             dry_run: false,
+            slots,
+            inputs: inputs.into(),
         }
     }
 
@@ -332,7 +366,7 @@ impl Decoder {
         meta: &RecordMeta<'_>,
         builders: &mut [ColumnBuilder],
     ) -> Result<Option<i64>, Dropped> {
-        let n = self.layout.columns.len();
+        let n = self.slots;
         self.incomplete = false;
         let mut cells: Vec<Cell<'_>> = recycle(std::mem::take(&mut self.cells));
         let mut items: Vec<Cell<'_>> = recycle(std::mem::take(&mut self.items));
@@ -485,6 +519,80 @@ impl Decoder {
         outcome
     }
 
+    /// Reads a chunk of records in one pass each: the schema's columns and the fields the
+    /// table's value transforms need. Nothing is appended; [`Decoder::append_parsed`] appends
+    /// a row once the transforms have computed over the chunk.
+    pub fn parse_chunk<'de>(&mut self, records: &[(&'de [u8], RecordMeta<'_>)]) -> ParsedChunk<'de> {
+        let mut chunk = ParsedChunk {
+            slots: self.slots,
+            inputs: Arc::clone(&self.inputs),
+            cells: Vec::with_capacity(records.len() * self.slots),
+            items: Vec::new(),
+            status: Vec::with_capacity(records.len()),
+        };
+        let mut scratch: Vec<Cell<'de>> = recycle(std::mem::take(&mut self.cells));
+        for (bytes, _) in records {
+            scratch.clear();
+            scratch.resize_with(self.slots, || Cell::Absent);
+            let status = match std::str::from_utf8(bytes) {
+                Err(e) => Err(Dropped {
+                    reason: DropReason::NotUtf8,
+                    message: format!("the record is not UTF-8: {e}"),
+                }),
+                Ok(text) => {
+                    let mut de = serde_json::Deserializer::from_str(text);
+                    let seed = RecordSeed {
+                        decoder: self,
+                        cells: &mut scratch,
+                        items: &mut chunk.items,
+                        prefix: None,
+                    };
+                    seed.deserialize(&mut de).and_then(|()| de.end()).map_err(|e| classify(&e, bytes))
+                }
+            };
+            if status.is_err() {
+                scratch.iter_mut().for_each(|c| *c = Cell::Absent);
+            }
+            chunk.status.push(status);
+            chunk.cells.append(&mut scratch);
+        }
+        self.cells = recycle(scratch);
+        chunk
+    }
+
+    /// Converts row `row` of `chunk`, with the values the transforms computed for it
+    /// (`writes`, pointing into `arrays`) in the columns the record leaves empty, and appends
+    /// it to `builders`. As [`Decoder::decode`], returns the row's time; on error nothing is
+    /// appended.
+    pub fn append_parsed<'x, 'de: 'x>(
+        &mut self,
+        chunk: &mut ParsedChunk<'de>,
+        row: usize,
+        writes: &[ValueWrite],
+        arrays: &'x [ArrayRef],
+        meta: &RecordMeta<'x>,
+        builders: &mut [ColumnBuilder],
+    ) -> Result<Option<i64>, Dropped> {
+        self.incomplete = false;
+        if let Err(dropped) = &chunk.status[row] {
+            return Err(dropped.clone());
+        }
+        let columns = self.layout.columns.len();
+        let mut cells: Vec<Cell<'x>> = recycle(std::mem::take(&mut self.cells));
+        let range = row * chunk.slots..row * chunk.slots + columns;
+        cells.extend(chunk.cells[range].iter_mut().map(|c| std::mem::replace(c, Cell::Absent)));
+        for w in writes {
+            let slot = chunk.inputs[w.input];
+            if slot < columns && matches!(cells[slot], Cell::Absent | Cell::Null) {
+                let single = self.layout.columns[slot].spec.single_value;
+                cells[slot] = array_cell(&arrays[w.array], w.index, single, &mut chunk.items);
+            }
+        }
+        let result = self.convert_and_append(&mut cells, &chunk.items, meta, builders);
+        self.cells = recycle(cells);
+        result
+    }
+
     /// The time column's value in place of a missing or bad one (`continueOnError`): its
     /// default when that is a valid time, else the record's arrival time. Pinot takes the
     /// current time there (pinot-segment-local `NullValueTransformerUtils`); the arrival time
@@ -602,7 +710,11 @@ impl<'de> Visitor<'de> for RecordSeed<'_, 'de> {
                     &path
                 }
             };
-            if let Some(&column) = decoder.lookup.get(name) {
+            if let Some(&slot) = decoder.lookup.get(name)
+                && slot >= decoder.layout.columns.len()
+            {
+                self.cells[slot] = map.next_value_seed(CaptureSeed)?;
+            } else if let Some(&column) = decoder.lookup.get(name) {
                 let json = decoder.json_columns[column];
                 let cell = map.next_value_seed(CellSeed {
                     items: self.items,
@@ -723,6 +835,197 @@ impl<'de> Visitor<'de> for KeySeed {
     }
     fn visit_string<E>(self, v: String) -> Result<Cow<'de, str>, E> {
         Ok(Cow::Owned(v))
+    }
+}
+
+/// A chunk of records read by [`Decoder::parse_chunk`]: each record's cells, kept until its
+/// row is appended, and what the value transforms read of them ([`ValueChunk`]).
+pub struct ParsedChunk<'de> {
+    slots: usize,
+    inputs: Arc<[usize]>,
+    cells: Vec<Cell<'de>>,
+    items: Vec<Cell<'de>>,
+    status: Vec<Result<(), Dropped>>,
+}
+
+impl fmt::Debug for ParsedChunk<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ParsedChunk").field("rows", &self.status.len()).finish_non_exhaustive()
+    }
+}
+
+impl ParsedChunk<'_> {
+    /// Why record `row` could not be read, if it could not.
+    pub fn dropped(&self, row: usize) -> Option<&Dropped> {
+        self.status[row].as_ref().err()
+    }
+}
+
+impl ValueChunk for ParsedChunk<'_> {
+    fn rows(&self) -> usize {
+        self.status.len()
+    }
+
+    fn value(&self, row: usize, input: usize) -> InputValue<'_> {
+        match &self.cells[row * self.slots + self.inputs[input]] {
+            Cell::Absent | Cell::Null => InputValue::Null,
+            Cell::Bool(b) => InputValue::Bool(*b),
+            Cell::I64(v) => InputValue::I64(*v),
+            Cell::U64(v) => InputValue::U64(*v),
+            Cell::F64(v) => InputValue::F64(*v),
+            Cell::Str(s) => InputValue::Str(s),
+            Cell::Json(s) => InputValue::Json(compact(s)),
+            Cell::List(a, b) => {
+                let values: Vec<serde_json::Value> = self.items[*a..*b].iter().map(cell_json).collect();
+                InputValue::Json(Cow::Owned(serde_json::Value::Array(values).to_string()))
+            }
+        }
+    }
+}
+
+/// A cell as a JSON value (the items of a multi-value field handed to a transform).
+fn cell_json(cell: &Cell<'_>) -> serde_json::Value {
+    match cell {
+        Cell::Absent | Cell::Null | Cell::List(..) => serde_json::Value::Null,
+        Cell::Bool(b) => serde_json::Value::Bool(*b),
+        Cell::I64(v) => serde_json::Value::from(*v),
+        Cell::U64(v) => serde_json::Value::from(*v),
+        Cell::F64(v) => serde_json::Value::from(*v),
+        Cell::Str(s) => serde_json::Value::String(s.to_string()),
+        Cell::Json(s) => serde_json::from_str(s).unwrap_or(serde_json::Value::Null),
+    }
+}
+
+/// JSON text without the whitespace between its tokens (strings untouched, fields in their
+/// order): a nested value handed to a transform reads the same however the record was spaced.
+fn compact(text: &str) -> Cow<'_, str> {
+    if !text.bytes().any(|b| b.is_ascii_whitespace()) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let (mut in_string, mut escaped) = (false, false);
+    for c in text.chars() {
+        if in_string {
+            out.push(c);
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_string = false;
+            }
+        } else if c == '"' {
+            in_string = true;
+            out.push(c);
+        } else if !c.is_ascii_whitespace() {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// Reads a field only the value transforms need, kept as close to the record as possible:
+/// strings borrowed, objects and arrays as their text.
+struct CaptureSeed;
+
+impl<'de> DeserializeSeed<'de> for CaptureSeed {
+    type Value = Cell<'de>;
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Cell<'de>, D::Error> {
+        let text = <&'de RawValue>::deserialize(deserializer)?.get();
+        Ok(match text.as_bytes().first() {
+            Some(b'"') => {
+                let mut de = serde_json::Deserializer::from_str(text);
+                Cell::Str(KeySeed.deserialize(&mut de).map_err(de::Error::custom)?)
+            }
+            Some(b'n') => Cell::Null,
+            Some(b't') => Cell::Bool(true),
+            Some(b'f') => Cell::Bool(false),
+            Some(b'{' | b'[') => Cell::Json(compact(text)),
+            _ => {
+                if let Ok(v) = text.parse::<i64>() {
+                    Cell::I64(v)
+                } else if let Ok(v) = text.parse::<u64>() {
+                    Cell::U64(v)
+                } else {
+                    // serde_json refuses a number past f64, as it does in any other field.
+                    Cell::F64(serde_json::from_str::<f64>(text).map_err(de::Error::custom)?)
+                }
+            }
+        })
+    }
+}
+
+/// The cell of a value a transform computed: `array` at `index`. Strings are borrowed from
+/// the array; a list's items go into `items` (a single-value column takes a one-item list's
+/// item, and any other list as its JSON text, as when the list is in the record).
+fn array_cell<'x>(
+    array: &'x ArrayRef,
+    index: usize,
+    single_value: bool,
+    items: &mut Vec<Cell<'_>>,
+) -> Cell<'x> {
+    use arrow::array::AsArray;
+    use arrow::datatypes::*;
+    if array.is_null(index) {
+        return Cell::Null;
+    }
+    let float = |f: f64| if f.is_finite() { Cell::F64(f) } else { Cell::Null };
+    match array.data_type() {
+        DataType::Null => Cell::Null,
+        DataType::Boolean => Cell::Bool(array.as_boolean().value(index)),
+        DataType::Int8 => Cell::I64(array.as_primitive::<Int8Type>().value(index).into()),
+        DataType::Int16 => Cell::I64(array.as_primitive::<Int16Type>().value(index).into()),
+        DataType::Int32 => Cell::I64(array.as_primitive::<Int32Type>().value(index).into()),
+        DataType::Int64 => Cell::I64(array.as_primitive::<Int64Type>().value(index)),
+        DataType::UInt8 => Cell::I64(array.as_primitive::<UInt8Type>().value(index).into()),
+        DataType::UInt16 => Cell::I64(array.as_primitive::<UInt16Type>().value(index).into()),
+        DataType::UInt32 => Cell::I64(array.as_primitive::<UInt32Type>().value(index).into()),
+        DataType::UInt64 => Cell::U64(array.as_primitive::<UInt64Type>().value(index)),
+        DataType::Float32 => float(array.as_primitive::<Float32Type>().value(index).into()),
+        DataType::Float64 => float(array.as_primitive::<Float64Type>().value(index)),
+        DataType::Utf8 => Cell::Str(Cow::Borrowed(array.as_string::<i32>().value(index))),
+        DataType::LargeUtf8 => Cell::Str(Cow::Borrowed(array.as_string::<i64>().value(index))),
+        DataType::Utf8View => Cell::Str(Cow::Borrowed(array.as_string_view().value(index))),
+        // A TIMESTAMP as epoch milliseconds.
+        DataType::Timestamp(..) => {
+            arrow::compute::cast(&array.slice(index, 1), &DataType::Timestamp(TimeUnit::Millisecond, None))
+                .and_then(|t| arrow::compute::cast(&t, &DataType::Int64))
+                .map(|v| Cell::I64(v.as_primitive::<Int64Type>().value(0)))
+                .unwrap_or(Cell::Null)
+        }
+        DataType::List(_) | DataType::LargeList(_) => {
+            let values = match array.data_type() {
+                DataType::List(_) => array.as_list::<i32>().value(index),
+                _ => array.as_list::<i64>().value(index),
+            };
+            let mut cells: Vec<Cell<'static>> = Vec::with_capacity(values.len());
+            for i in 0..values.len() {
+                let cell = match array_cell(&values, i, true, &mut Vec::new()) {
+                    Cell::Str(s) => Cell::Str(Cow::Owned(s.into_owned())),
+                    Cell::Json(s) => Cell::Json(Cow::Owned(s.into_owned())),
+                    Cell::Bool(b) => Cell::Bool(b),
+                    Cell::I64(v) => Cell::I64(v),
+                    Cell::U64(v) => Cell::U64(v),
+                    Cell::F64(v) => Cell::F64(v),
+                    _ => Cell::Null,
+                };
+                cells.push(cell);
+            }
+            if single_value && cells.len() == 1 {
+                return cells.pop().expect("one item");
+            }
+            if single_value {
+                let values: Vec<serde_json::Value> = cells.iter().map(cell_json).collect();
+                return Cell::Json(Cow::Owned(serde_json::Value::Array(values).to_string()));
+            }
+            let start = items.len();
+            items.extend(cells);
+            Cell::List(start, items.len())
+        }
+        _ => match arrow::compute::cast(&array.slice(index, 1), &DataType::Utf8) {
+            Ok(text) => Cell::Str(Cow::Owned(text.as_string::<i32>().value(0).to_string())),
+            Err(_) => Cell::Null,
+        },
     }
 }
 

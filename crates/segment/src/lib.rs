@@ -19,12 +19,15 @@ pub mod zone;
 
 pub use columns::{LayoutOptions, TableLayout};
 pub use datetime::{DateTimeFormat, Granularity, JavaDatePattern, TimeUnit};
-pub use decode::{DropReason, DropStats, Dropped, RecordMeta, not_an_object, unreadable};
+pub use decode::{DropReason, DropStats, Dropped, ParsedChunk, RecordMeta, not_an_object, unreadable};
 pub use mutable::{MutableSegment, SealReason, SegmentSnapshot};
 pub use problem::{Problem, Problems};
 pub use schema::{DataType, DateTimeSpec, DefaultValue, FieldRole, FieldSpec, Schema};
 pub use sealed::{SealRequest, SealedSegment, SegmentError, SegmentMeta, write_segment};
 pub use stats::{ColumnStats, StatValue};
 pub use threshold::{FlushLimit, FlushThresholds};
-pub use transform::{RecordTransform, Transformed, TransformedRow};
+pub use transform::{
+    InputValue, RecordTransform, RowResult, Transformed, TransformedRow, ValueChunk, ValueOutcome,
+    ValueTransform, ValueWrite,
+};
 pub use zone::TimeZone;

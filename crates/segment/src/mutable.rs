@@ -7,9 +7,10 @@
 
 use crate::builder::ColumnBuilder;
 use crate::columns::TableLayout;
-use crate::decode::{Decoder, DropStats, RecordMeta};
+use crate::decode::{Decoder, DropReason, DropStats, Dropped, RecordMeta};
 use crate::stats::{ColumnStats, merge_all};
 use crate::threshold::{FlushLimit, FlushThresholds};
+use crate::transform::{RowResult, ValueTransform};
 use arrow::array::{ArrayRef, RecordBatch};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -71,6 +72,8 @@ pub struct MutableSegment {
     layout: Arc<TableLayout>,
     created: Instant,
     created_ms: i64,
+    /// Reads chunks for the value transforms outside `inner`'s lock.
+    parser: Mutex<Decoder>,
     inner: Mutex<Inner>,
 }
 
@@ -111,6 +114,7 @@ impl MutableSegment {
         MutableSegment {
             created: Instant::now(),
             created_ms: now_ms(),
+            parser: Mutex::new(Decoder::new(Arc::clone(&layout))),
             inner: Mutex::new(Inner {
                 decoder: Decoder::new(Arc::clone(&layout)),
                 builders,
@@ -158,16 +162,15 @@ impl MutableSegment {
         let mut records = records.into_iter().peekable();
         while records.peek().is_some() {
             let chunk: Vec<(&[u8], RecordMeta<'_>)> = records.by_ref().take(CHUNK).collect();
+            if let Some(values) = self.layout.transform.as_ref().and_then(|t| t.values()) {
+                self.append_values(values, &chunk, &mut outcome);
+                continue;
+            }
             // Transforms run outside the lock: snapshots do not wait for them.
             let transformed = self.layout.transform.as_ref().map(|t| t.apply(&chunk));
             let mut guard = self.lock();
             let inner = &mut *guard;
-            for (bytes, meta) in &chunk {
-                outcome.bytes += bytes.len();
-                if inner.first_sequence.is_none() {
-                    inner.first_sequence = Some(meta.sequence_number.to_string());
-                }
-            }
+            inner.start_chunk(&chunk, &mut outcome);
             match transformed {
                 None => {
                     for (bytes, meta) in &chunk {
@@ -220,14 +223,60 @@ impl MutableSegment {
                     }
                 }
             }
-            if let Some(s) = chunk.iter().rev().map(|(_, m)| m.sequence_number).find(|s| !s.is_empty()) {
-                inner.last_sequence = Some(s.to_string());
-            }
-            if outcome.rows > 0 {
-                inner.last_append_ms = Some(now_ms());
-            }
+            inner.finish_chunk(&chunk, &outcome);
         }
         outcome
+    }
+
+    /// Appends a chunk through value transforms: each record read once (columns and the
+    /// fields the transforms need), the transforms computed over the whole chunk, and each
+    /// row appended with their values, all outside the lock but the appending.
+    fn append_values(
+        &self,
+        values: &dyn ValueTransform,
+        chunk: &[(&[u8], RecordMeta<'_>)],
+        outcome: &mut AppendOutcome,
+    ) {
+        let mut parsed = self.parser.lock().unwrap_or_else(|p| p.into_inner()).parse_chunk(chunk);
+        let computed = values.apply(&parsed);
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        inner.start_chunk(chunk, outcome);
+        let mut writes = computed.writes.as_slice();
+        for (row, (original, meta)) in chunk.iter().enumerate() {
+            let end = writes.iter().take_while(|w| w.row == row).count();
+            let (mine, rest) = writes.split_at(end);
+            writes = rest;
+            let result = match parsed.dropped(row) {
+                Some(dropped) => Err(dropped.clone()),
+                None => match &computed.rows[row] {
+                    RowResult::Filtered => {
+                        outcome.filtered += 1;
+                        inner.filtered += 1;
+                        continue;
+                    }
+                    RowResult::Failed(message) => {
+                        Err(Dropped { reason: DropReason::TransformFailed, message: message.clone() })
+                    }
+                    RowResult::Keep { incomplete } => inner
+                        .decoder
+                        .append_parsed(&mut parsed, row, mine, &computed.arrays, meta, &mut inner.builders)
+                        .map(|time| (time, *incomplete || inner.decoder.last_was_incomplete())),
+                },
+            };
+            match result {
+                Ok((time, incomplete)) => {
+                    outcome.incomplete += usize::from(incomplete);
+                    inner.appended(&self.layout, original.len(), time, outcome);
+                }
+                Err(dropped) => {
+                    outcome.dropped += 1;
+                    inner.drops.record(&dropped, original);
+                    outcome.drops.record(&dropped, original);
+                }
+            }
+        }
+        inner.finish_chunk(chunk, outcome);
     }
 
     /// A consistent view of the rows appended so far.
@@ -319,27 +368,58 @@ impl Inner {
     ) {
         match self.decoder.decode(bytes, meta, &mut self.builders) {
             Ok(time) => {
-                outcome.rows += 1;
                 if self.decoder.last_was_incomplete() {
                     outcome.incomplete += 1;
                 }
-                self.active_rows += 1;
-                self.active_record_bytes += bytes.len();
-                if let Some(t) = time {
-                    self.time_range = Some(match self.time_range {
-                        None => (t, t),
-                        Some((lo, hi)) => (lo.min(t), hi.max(t)),
-                    });
-                }
-                if self.active_rows >= BATCH_ROWS {
-                    self.freeze(layout);
-                }
+                self.appended(layout, bytes.len(), time, outcome);
             }
             Err(dropped) => {
                 outcome.dropped += 1;
                 self.drops.record(&dropped, original);
                 outcome.drops.record(&dropped, original);
             }
+        }
+    }
+
+    /// Counts a row just appended.
+    fn appended(
+        &mut self,
+        layout: &TableLayout,
+        bytes: usize,
+        time: Option<i64>,
+        outcome: &mut AppendOutcome,
+    ) {
+        outcome.rows += 1;
+        self.active_rows += 1;
+        self.active_record_bytes += bytes;
+        if let Some(t) = time {
+            self.time_range = Some(match self.time_range {
+                None => (t, t),
+                Some((lo, hi)) => (lo.min(t), hi.max(t)),
+            });
+        }
+        if self.active_rows >= BATCH_ROWS {
+            self.freeze(layout);
+        }
+    }
+
+    /// Notes a chunk's records before its rows are appended.
+    fn start_chunk(&mut self, chunk: &[(&[u8], RecordMeta<'_>)], outcome: &mut AppendOutcome) {
+        for (bytes, meta) in chunk {
+            outcome.bytes += bytes.len();
+            if self.first_sequence.is_none() {
+                self.first_sequence = Some(meta.sequence_number.to_string());
+            }
+        }
+    }
+
+    /// Notes a chunk's last record once its rows are appended.
+    fn finish_chunk(&mut self, chunk: &[(&[u8], RecordMeta<'_>)], outcome: &AppendOutcome) {
+        if let Some(s) = chunk.iter().rev().map(|(_, m)| m.sequence_number).find(|s| !s.is_empty()) {
+            self.last_sequence = Some(s.to_string());
+        }
+        if outcome.rows > 0 {
+            self.last_append_ms = Some(now_ms());
         }
     }
 
