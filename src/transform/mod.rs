@@ -42,6 +42,15 @@ struct ColumnTransform {
     in_schema: bool,
 }
 
+/// A physical expression, or why it could not be planned.
+type Planned = Result<Arc<dyn PhysicalExpr>, String>;
+
+/// A plan and, when it reads text as numbers, the columns to evaluate it over.
+type Retried = (Arc<dyn PhysicalExpr>, Option<Vec<ArrayRef>>);
+
+/// A row's outcome and the values it takes, as JSON.
+type RowJson = Option<(RowOut, Vec<(usize, Value)>)>;
+
 /// A table's ingestion transforms.
 pub struct IngestTransform {
     complex: Option<complex::ComplexType>,
@@ -56,7 +65,7 @@ pub struct IngestTransform {
     session: SessionContext,
     /// Each step's physical expression (a transform's, or the filter's after them) for the
     /// input types it was planned for.
-    plans: Mutex<HashMap<(usize, Vec<DataType>), Result<Arc<dyn PhysicalExpr>, String>>>,
+    plans: Mutex<HashMap<(usize, Vec<DataType>), Planned>>,
 }
 
 impl std::fmt::Debug for IngestTransform {
@@ -352,7 +361,7 @@ impl IngestTransform {
 
     /// The expression of step `step` (a transform, or the filter after them), planned once for
     /// each set of input types it meets.
-    fn plan(&self, step: usize, columns: &[ArrayRef]) -> Result<Arc<dyn PhysicalExpr>, String> {
+    fn plan(&self, step: usize, columns: &[ArrayRef]) -> Planned {
         let types: Vec<DataType> = columns.iter().map(|c| c.data_type().clone()).collect();
         let key = (step, types);
         let mut cache = self.plans.lock().unwrap_or_else(|p| p.into_inner());
@@ -381,11 +390,7 @@ impl IngestTransform {
     /// The plan of step `step` over `columns`; when the step cannot take them, with the text
     /// columns it reads read as numbers ("12" for 12: Pinot converts a function's arguments to
     /// its parameter types), and then the columns to evaluate it over.
-    fn plan_over(
-        &self,
-        step: usize,
-        columns: &[ArrayRef],
-    ) -> Result<(Arc<dyn PhysicalExpr>, Option<Vec<ArrayRef>>), String> {
+    fn plan_over(&self, step: usize, columns: &[ArrayRef]) -> Result<Retried, String> {
         let error = match self.plan(step, columns) {
             Ok(p) => return Ok((p, None)),
             Err(e) => e,
@@ -685,7 +690,7 @@ impl RecordTransform for IngestTransform {
         // Rows with the same input types run together.
         let width = self.inputs.len();
         let codes: Vec<u8> = rows.iter().flat_map(|r| r.values.iter().map(value_type)).collect();
-        let mut outs: Vec<Option<(RowOut, Vec<(usize, Value)>)>> = (0..rows.len()).map(|_| None).collect();
+        let mut outs: Vec<RowJson> = (0..rows.len()).map(|_| None).collect();
         for (types, members) in groups(&codes, width, rows.len()) {
             let columns: Vec<ArrayRef> = types
                 .iter()

@@ -487,8 +487,10 @@ fn reading_each_record_once_makes_the_rows_whole_records_make() {
         json!([{"name": "user", "dataType": "STRING"}, {"name": "city", "dataType": "STRING"},
                {"name": "label", "dataType": "STRING"}, {"name": "kind", "dataType": "STRING"},
                {"name": "tags", "dataType": "STRING", "singleValueField": false},
-               {"name": "flag", "dataType": "BOOLEAN"}]),
-        json!([{"name": "clicks", "dataType": "LONG"}, {"name": "ratio", "dataType": "DOUBLE"}]),
+               {"name": "flag", "dataType": "BOOLEAN"}, {"name": "qtext", "dataType": "STRING"},
+               {"name": "payload.user.id", "dataType": "STRING"}]),
+        json!([{"name": "clicks", "dataType": "LONG"}, {"name": "ratio", "dataType": "DOUBLE"},
+               {"name": "qty", "dataType": "LONG"}]),
         "LONG",
     );
     let records: Vec<&str> = vec![
@@ -522,8 +524,13 @@ fn reading_each_record_once_makes_the_rows_whole_records_make() {
                     {"columnName": "clicks", "transformFunction": "price * qty"},
                     {"columnName": "ratio", "transformFunction": "price / 4"},
                     {"columnName": "label", "transformFunction": "concat(first, '-', second)"},
-                    {"columnName": "flag", "transformFunction": "flagText"}
+                    {"columnName": "flag", "transformFunction": "flagText"},
+                    // qty is a schema column: an integer stays one ("3", not "3.0").
+                    {"columnName": "qtext", "transformFunction": "concat(qty, '')"}
                 ],
+                // Flattening on: payload is read whole by a transform and flattened into
+                // payload.user.id too.
+                "complexTypeConfig": {"delimiter": "."},
                 "filterConfig": {"filterFunction": "strcmp(kind, 'bot') = 0 OR qty > 100"}
             })),
             schema.clone(),
@@ -531,8 +538,12 @@ fn reading_each_record_once_makes_the_rows_whole_records_make() {
         let transform = def.transform.clone().expect("transforms");
         assert!(shoal_segment::RecordTransform::values(transform.as_ref()).is_some());
         let once = layout_of(&def);
-        let mut options =
-            LayoutOptions { time_column: Some("timestamp".into()), continue_on_error, ..Default::default() };
+        let mut options = LayoutOptions {
+            time_column: Some("timestamp".into()),
+            flatten_delimiter: Some(".".into()),
+            continue_on_error,
+            ..Default::default()
+        };
         options.transform = Some(std::sync::Arc::new(WholeRecords(transform)));
         let whole = std::sync::Arc::new(TableLayout::new(std::sync::Arc::clone(&def.schema), &options));
         let run = |layout| {
@@ -563,6 +574,10 @@ fn reading_each_record_once_makes_the_rows_whole_records_make() {
         // the truncated record, the array and 1e400.
         let (rows, dropped) = if continue_on_error { (6, 3) } else { (5, 4) };
         assert_eq!((outcome_once.rows, outcome_once.dropped, outcome_once.filtered), (rows, dropped, 2));
+        let names: Vec<String> = def.schema.fields.iter().map(|f| f.name.clone()).collect();
+        let column = |name: &str| names.iter().position(|n| n == name).unwrap();
+        assert_eq!(rows_once[0][column("qtext")], json!("3"));
+        assert_eq!(rows_once[0][column("payload.user.id")], json!("u1"));
     }
 }
 

@@ -100,6 +100,10 @@ impl Op {
     }
 }
 
+/// The most values one call makes for one row (`arraySlice*`, `generate*Array`): a row's own
+/// numbers must not be able to ask for more memory than the machine has.
+const MAX_VALUES: i64 = 100_000;
+
 /// One value of an array, or a value compared with one.
 #[derive(Debug, Clone, PartialEq)]
 enum V {
@@ -165,7 +169,9 @@ fn convert(raw: Raw, elem: Elem) -> std::result::Result<V, String> {
     let integer = |raw: Raw, bits32: bool| -> std::result::Result<i64, String> {
         let v = match raw {
             Raw::Int(i) => i,
-            Raw::Float(f) => f.trunc() as i64,
+            // Java's (int) and (long) of a double saturate, as Rust's `as` does.
+            Raw::Float(f) if bits32 => return Ok(i64::from(f as i32)),
+            Raw::Float(f) => f as i64,
             Raw::Text(s) => {
                 let t = s.trim();
                 if bits32 {
@@ -259,7 +265,7 @@ pub(crate) fn functions() -> Vec<ScalarUDF> {
             let mut aliases: Vec<std::string::String> =
                 aliases.iter().map(|a| a.to_ascii_lowercase()).collect();
             let snake = snake_case(&title);
-            if snake != name && !aliases.contains(&snake) {
+            if !title.contains('_') && snake != name && !aliases.contains(&snake) {
                 aliases.push(snake);
             }
             ScalarUDF::from(ArrayFn {
@@ -276,7 +282,7 @@ pub(crate) fn functions() -> Vec<ScalarUDF> {
 
 fn snake_case(name: &str) -> String {
     let mut out = String::new();
-    for (i, c) in name.chars().enumerate() {
+    for (i, c) in name.char_indices() {
         if c.is_ascii_uppercase() && i > 0 && !name[..i].ends_with('_') {
             out.push('_');
         }
@@ -422,7 +428,7 @@ impl ArrayFn {
                 if start > end {
                     return Err(args.error(format_args!("start {start} is after end {end}")));
                 }
-                if end - start > 10_000_000 {
+                if end - start > MAX_VALUES {
                     return Err(args.error(format_args!("a slice of {} values is too long", end - start)));
                 }
                 let pad = if elem == Elem::String { V::S(None) } else { V::I(0) };
@@ -530,13 +536,18 @@ impl ArrayFn {
                     return Err(args.error("the increment is 0"));
                 }
                 let size = ((end - start) / step).trunc() + 1.0;
-                if !(0.0..=10_000_000.0).contains(&size) {
+                if !(0.0..=MAX_VALUES as f64).contains(&size) {
                     return Err(args.error(format_args!("cannot make an array of {size} values")));
                 }
+                let (first, by) = match elem {
+                    Elem::Int | Elem::Long => (args.int(0, row)?, args.int(2, row)?),
+                    _ => (0, 0),
+                };
                 Out::List(
                     (0..size as i64)
                         .map(|k| match elem {
-                            Elem::Int | Elem::Long => V::I(start as i64 + k * step as i64),
+                            // Exact in i64, wrapping as Java's arithmetic does.
+                            Elem::Int | Elem::Long => V::I(first.wrapping_add(k.wrapping_mul(by))),
                             Elem::Float => V::F(f64::from((start + k as f64 * step) as f32)),
                             _ => V::F(start + k as f64 * step),
                         })
@@ -708,6 +719,12 @@ impl ScalarUDFImpl for ArrayFn {
         let arrays = args.args.iter().map(|a| a.to_array(rows)).collect::<Result<Vec<_>>>()?;
         let reader = Args { f: self, arrays };
         let out = (0..rows).map(|row| self.row(&reader, row)).collect::<Result<Vec<_>>>()?;
+        let values: usize = out.iter().map(|o| if let Out::List(v) = o { v.len() } else { 0 }).sum();
+        if values > 10 * MAX_VALUES as usize {
+            return Err(
+                reader.error(format_args!("the call makes {values} values, more than {}", 10 * MAX_VALUES))
+            );
+        }
         Ok(ColumnarValue::Array(build(out, &self.op.result(self.elem))?))
     }
 }

@@ -713,7 +713,12 @@ impl<'de> Visitor<'de> for RecordSeed<'_, 'de> {
             if let Some(&slot) = decoder.lookup.get(name)
                 && slot >= decoder.layout.columns.len()
             {
-                self.cells[slot] = map.next_value_seed(CaptureSeed)?;
+                let cell = map.next_value_seed(CaptureSeed)?;
+                // A field read whole that also holds flattened columns fills them too.
+                if let (Cell::Json(text), true) = (&cell, decoder.prefixes.contains(name)) {
+                    flatten_text(decoder, text, name, self.cells, self.items);
+                }
+                self.cells[slot] = cell;
             } else if let Some(&column) = decoder.lookup.get(name) {
                 let json = decoder.json_columns[column];
                 let cell = map.next_value_seed(CellSeed {
@@ -723,24 +728,7 @@ impl<'de> Visitor<'de> for RecordSeed<'_, 'de> {
                 })?;
                 // Pinot flattens a nested object even when a column has the parent's name.
                 if let (Cell::Json(text), true) = (&cell, decoder.prefixes.contains(name)) {
-                    let mut de = serde_json::Deserializer::from_str(text);
-                    let owned_name = name.to_string();
-                    let mut nested_cells: Vec<Cell<'_>> = Vec::new();
-                    nested_cells.resize_with(self.cells.len(), || Cell::Absent);
-                    let mut nested_items = Vec::new();
-                    let seed = RecordSeed {
-                        decoder,
-                        cells: &mut nested_cells,
-                        items: &mut nested_items,
-                        prefix: Some(&owned_name),
-                    };
-                    if seed.deserialize(&mut de).is_ok() {
-                        for (slot, nested) in self.cells.iter_mut().zip(nested_cells) {
-                            if !matches!(nested, Cell::Absent) {
-                                *slot = into_owned(nested, &nested_items, self.items);
-                            }
-                        }
-                    }
+                    flatten_text(decoder, text, name, self.cells, self.items);
                 }
                 self.cells[column] = cell;
             } else if decoder.prefixes.contains(name) {
@@ -778,6 +766,28 @@ impl<'de> Visitor<'de> for RecordSeed<'_, 'de> {
     }
     fn visit_unit<E: de::Error>(self) -> Result<(), E> {
         Err(E::custom(NOT_AN_OBJECT))
+    }
+}
+
+/// Flattens the object `text` (the value of field `name`) into the `name.field` cells.
+fn flatten_text<'de>(
+    decoder: &Decoder,
+    text: &str,
+    name: &str,
+    cells: &mut [Cell<'de>],
+    items: &mut Vec<Cell<'de>>,
+) {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let mut nested_cells: Vec<Cell<'_>> = Vec::new();
+    nested_cells.resize_with(cells.len(), || Cell::Absent);
+    let mut nested_items = Vec::new();
+    let seed = RecordSeed { decoder, cells: &mut nested_cells, items: &mut nested_items, prefix: Some(name) };
+    if seed.deserialize(&mut de).is_ok() {
+        for (slot, nested) in cells.iter_mut().zip(nested_cells) {
+            if !matches!(nested, Cell::Absent) {
+                *slot = into_owned(nested, &nested_items, items);
+            }
+        }
     }
 }
 
@@ -871,7 +881,12 @@ impl ValueChunk for ParsedChunk<'_> {
             Cell::Absent | Cell::Null => InputValue::Null,
             Cell::Bool(b) => InputValue::Bool(*b),
             Cell::I64(v) => InputValue::I64(*v),
-            Cell::U64(v) => InputValue::U64(*v),
+            // serde_json reads every non-negative integer as u64: one that fits i64 is an i64,
+            // as in the record.
+            Cell::U64(v) => match i64::try_from(*v) {
+                Ok(v) => InputValue::I64(v),
+                Err(_) => InputValue::U64(*v),
+            },
             Cell::F64(v) => InputValue::F64(*v),
             Cell::Str(s) => InputValue::Str(s),
             Cell::Json(s) => InputValue::Json(compact(s)),
