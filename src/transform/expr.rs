@@ -14,7 +14,7 @@ use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::{DFParser, Statement as DfStatement};
 use datafusion::sql::sqlparser::ast::{Expr, Ident, SelectItem, SetExpr, Statement, visit_expressions_mut};
 use serde_json::Value;
-use shoal_segment::{InputValue, ValueChunk};
+use shoal_segment::InputValue;
 use std::collections::HashSet;
 use std::ops::ControlFlow;
 use std::sync::Arc;
@@ -231,10 +231,16 @@ pub(crate) fn column(values: &[Option<&Value>], t: &DataType) -> ArrayRef {
     }
 }
 
-/// The Arrow column of input `input` of rows `rows` of `chunk`, of type `t`, the type every
-/// one of these values has (`input_type`).
-pub(crate) fn input_column(chunk: &dyn ValueChunk, rows: &[usize], input: usize, t: &DataType) -> ArrayRef {
-    let values = rows.iter().map(|&r| chunk.value(r, input));
+/// The Arrow column of input `input` of rows `rows` of `values` (`width` inputs a row), of type
+/// `t`, the type every one of these values has (`input_type`).
+pub(crate) fn input_column(
+    values: &[InputValue<'_>],
+    width: usize,
+    rows: &[usize],
+    input: usize,
+    t: &DataType,
+) -> ArrayRef {
+    let values = rows.iter().map(|&r| values[r * width + input].clone());
     match t {
         DataType::Int64 => Arc::new(
             values.map(|v| if let InputValue::I64(x) = v { Some(x) } else { None }).collect::<Int64Array>(),

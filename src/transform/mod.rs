@@ -518,6 +518,17 @@ fn present(array: &ArrayRef, row: usize) -> bool {
     array.data_type() != &DataType::Null && array.is_valid(row)
 }
 
+/// [`present`] for every row of `array`.
+fn validity(array: &ArrayRef) -> Vec<bool> {
+    if array.data_type() == &DataType::Null {
+        return vec![false; array.len()];
+    }
+    match array.nulls() {
+        Some(nulls) => nulls.iter().collect(),
+        None => vec![true; array.len()],
+    }
+}
+
 /// The Arrow types of input values, by code.
 const TYPES: [DataType; 5] =
     [DataType::Null, DataType::Int64, DataType::Float64, DataType::Boolean, DataType::Utf8];
@@ -764,15 +775,22 @@ impl ValueTransform for IngestTransform {
 
     fn apply(&self, chunk: &dyn ValueChunk) -> ValueOutcome {
         let (rows, width) = (chunk.rows(), self.inputs.len());
-        let mut codes = Vec::with_capacity(rows * width);
+        // Each value read once, row by row.
+        let mut values = Vec::with_capacity(rows * width);
         for row in 0..rows {
-            codes.extend((0..width).map(|i| input_type(&chunk.value(row, i))));
+            values.extend((0..width).map(|i| chunk.value(row, i)));
         }
+        let codes: Vec<u8> = values.iter().map(input_type).collect();
         let mut outcome =
             ValueOutcome { rows: vec![RowResult::Keep { incomplete: false }; rows], ..Default::default() };
-        for (types, members) in groups(&codes, width, rows) {
-            let columns: Vec<ArrayRef> =
-                types.iter().enumerate().map(|(i, t)| expr::input_column(chunk, &members, i, t)).collect();
+        let groups = groups(&codes, width, rows);
+        let interleaved = groups.len() > 1;
+        for (types, members) in groups {
+            let columns: Vec<ArrayRef> = types
+                .iter()
+                .enumerate()
+                .map(|(i, t)| expr::input_column(&values, width, &members, i, t))
+                .collect();
             let group = self.run(columns, members.len());
             for (&row, o) in members.iter().zip(&group.rows) {
                 outcome.rows[row] = match (&o.error, o.filtered) {
@@ -781,17 +799,30 @@ impl ValueTransform for IngestTransform {
                     (None, false) => RowResult::Keep { incomplete: o.incomplete },
                 };
             }
-            for (input, result, existing) in group.writes {
-                let array = outcome.arrays.len();
-                for (k, &row) in members.iter().enumerate() {
-                    if !present(&existing, k) && present(&result, k) {
-                        outcome.writes.push(ValueWrite { row, input, array, index: k });
+            // Row by row, so that the writes come in row order.
+            outcome.writes.reserve(members.len() * group.writes.len());
+            let first = outcome.arrays.len();
+            let taken: Vec<(usize, Vec<bool>)> = group
+                .writes
+                .iter()
+                .map(|(input, result, existing)| {
+                    let (had, has) = (validity(existing), validity(result));
+                    (*input, had.iter().zip(&has).map(|(h, v)| !h && *v).collect())
+                })
+                .collect();
+            for (k, &row) in members.iter().enumerate() {
+                for (j, (input, take)) in taken.iter().enumerate() {
+                    if take[k] {
+                        outcome.writes.push(ValueWrite { row, input: *input, array: first + j, index: k });
                     }
                 }
-                outcome.arrays.push(result);
             }
+            outcome.arrays.extend(group.writes.into_iter().map(|(_, result, _)| result));
         }
-        outcome.writes.sort_by_key(|w| w.row);
+        // Groups interleave rows.
+        if interleaved {
+            outcome.writes.sort_by_key(|w| w.row);
+        }
         outcome
     }
 }

@@ -488,13 +488,14 @@ fn reading_each_record_once_makes_the_rows_whole_records_make() {
                {"name": "label", "dataType": "STRING"}, {"name": "kind", "dataType": "STRING"},
                {"name": "tags", "dataType": "STRING", "singleValueField": false},
                {"name": "flag", "dataType": "BOOLEAN"}, {"name": "qtext", "dataType": "STRING"},
-               {"name": "payload.user.id", "dataType": "STRING"}]),
+               {"name": "payload.user.id", "dataType": "STRING"}, {"name": "doc", "dataType": "JSON"},
+               {"name": "dtext", "dataType": "STRING"}]),
         json!([{"name": "clicks", "dataType": "LONG"}, {"name": "ratio", "dataType": "DOUBLE"},
                {"name": "qty", "dataType": "LONG"}]),
         "LONG",
     );
     let records: Vec<&str> = vec![
-        r#"{"tsSec": 1700000000, "rawCity": "lima", "kind": "human", "price": 2, "qty": 3, "payload": {"user": {"id": "u1"}, "labels": ["a", "b"]}, "first": "a", "second": 1}"#,
+        r#"{"tsSec": 1700000000, "doc": 5, "rawCity": "lima", "kind": "human", "price": 2, "qty": 3, "payload": {"user": {"id": "u1"}, "labels": ["a", "b"]}, "first": "a", "second": 1}"#,
         // A value in the record is kept; text read as numbers; spaces inside the nested object.
         r#"{"tsSec": "1700000001", "rawCity": "oslo", "city": "Given", "price": "12", "qty": 3, "payload": { "user" : { "id" : "u 2" } , "labels" : [ ] }, "first": "x", "second": "y"}"#,
         // Missing qty; a float price; the payload as JSON text in a string.
@@ -526,7 +527,9 @@ fn reading_each_record_once_makes_the_rows_whole_records_make() {
                     {"columnName": "label", "transformFunction": "concat(first, '-', second)"},
                     {"columnName": "flag", "transformFunction": "flagText"},
                     // qty is a schema column: an integer stays one ("3", not "3.0").
-                    {"columnName": "qtext", "transformFunction": "concat(qty, '')"}
+                    {"columnName": "qtext", "transformFunction": "concat(qty, '')"},
+                    // doc is a JSON column holding a number.
+                    {"columnName": "dtext", "transformFunction": "concat(doc, '')"}
                 ],
                 // Flattening on: payload is read whole by a transform and flattened into
                 // payload.user.id too.
@@ -577,6 +580,7 @@ fn reading_each_record_once_makes_the_rows_whole_records_make() {
         let names: Vec<String> = def.schema.fields.iter().map(|f| f.name.clone()).collect();
         let column = |name: &str| names.iter().position(|n| n == name).unwrap();
         assert_eq!(rows_once[0][column("qtext")], json!("3"));
+        assert_eq!(rows_once[0][column("dtext")], json!("5"));
         assert_eq!(rows_once[0][column("payload.user.id")], json!("u1"));
     }
 }
@@ -594,12 +598,14 @@ fn pinots_array_functions_take_a_records_arrays() {
             {"columnName": "tags", "transformFunction": "arraySortInt(nums)"},
             {"columnName": "count", "transformFunction": "cardinality(rawTags)"},
             {"columnName": "sliced", "transformFunction": "arrayToString(arraySliceString(rawTags, 1, 4), '|')"},
-            {"columnName": "parts", "transformFunction": "arrayToString(split(csv, ','), '+')"}
+            {"columnName": "parts", "transformFunction": "arrayToString(split(csv, ','), '+')"},
+            {"columnName": "floats", "transformFunction": "arrayToString(vals, ',')"}
         ]})),
         schema(
             json!([{"name": "label", "dataType": "STRING"}, {"name": "has", "dataType": "BOOLEAN"},
                    {"name": "tags", "dataType": "STRING", "singleValueField": false},
-                   {"name": "sliced", "dataType": "STRING"}, {"name": "parts", "dataType": "STRING"}]),
+                   {"name": "sliced", "dataType": "STRING"}, {"name": "parts", "dataType": "STRING"},
+                   {"name": "floats", "dataType": "STRING"}]),
             json!([{"name": "first", "dataType": "INT"}, {"name": "beyond", "dataType": "INT"},
                    {"name": "total", "dataType": "INT"}, {"name": "count", "dataType": "INT"}]),
             "LONG",
@@ -608,7 +614,7 @@ fn pinots_array_functions_take_a_records_arrays() {
     let (rows, outcome) = ingest(
         &def,
         &[
-            json!({"rawTags": ["a", "b", "a"], "nums": [3, 1, " 2 "], "csv": "x,,y", "timestamp": TS}),
+            json!({"rawTags": ["a", "b", "a"], "nums": [3, 1, " 2 "], "csv": "x,,y", "vals": [1.5, 2.0, 1e21], "timestamp": TS}),
             // "x" is no INT: the record is dropped (Pinot fails the call).
             json!({"rawTags": ["c"], "nums": ["x"], "csv": "z", "timestamp": TS}),
         ],
@@ -629,4 +635,6 @@ fn pinots_array_functions_take_a_records_arrays() {
     assert_eq!(row["sliced"], json!("b|a|null"));
     // commons-lang splitByWholeSeparator: no empty tokens.
     assert_eq!(row["parts"], json!("x+y"));
+    // Numbers as Java's Double.toString writes them.
+    assert_eq!(row["floats"], json!("1.5,2.0,1.0E21"));
 }

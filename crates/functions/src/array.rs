@@ -202,7 +202,8 @@ fn convert(raw: Raw, elem: Elem) -> std::result::Result<V, String> {
         Elem::String => Ok(V::S(match raw {
             Raw::Null => None,
             Raw::Int(i) => Some(i.to_string()),
-            Raw::Float(f) => Some(f.to_string()),
+            // Java's Double.toString: "1.0", "1.0E21".
+            Raw::Float(f) => Some(crate::json::java_double(f)),
             Raw::Text(s) => Some(s),
             Raw::Bool(b) => Some(b.to_string()),
         })),

@@ -14,7 +14,7 @@ use arrow::compute::cast;
 use arrow::datatypes::DataType;
 use datafusion::common::{Result, ScalarValue};
 use datafusion::logical_expr::ColumnarValue;
-use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{Deserialize, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use std::fmt::{self, Write};
 use std::sync::Arc;
 
@@ -87,6 +87,14 @@ impl Json {
     /// Parses a document; None when it is not JSON.
     pub(crate) fn parse(text: &str) -> Option<Json> {
         serde_json::from_str(text).ok()
+    }
+
+    /// [`Json::as_text`], taking the value.
+    pub(crate) fn into_text(self) -> String {
+        match self {
+            Json::Str(s) => s,
+            other => other.as_text(),
+        }
     }
 
     /// The value as Jackson's `asText` gives a leaf (objects and arrays: their JSON text).
@@ -163,6 +171,90 @@ pub(crate) enum Step {
     Key(String),
     Index(i64),
     Wildcard,
+}
+
+/// Reads the value at a path of keys, skipping everything else.
+struct KeysSeed<'a> {
+    keys: &'a [&'a str],
+}
+
+impl<'de> DeserializeSeed<'de> for KeysSeed<'_> {
+    type Value = Option<Json>;
+    fn deserialize<D: Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> std::result::Result<Option<Json>, D::Error> {
+        if self.keys.is_empty() {
+            return Json::deserialize(deserializer).map(Some);
+        }
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeysSeed<'_> {
+    type Value = Option<Json>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<Option<Json>, A::Error> {
+        let mut found = None;
+        while let Some(key) = map.next_key_seed(KeyText)? {
+            if key == self.keys[0] {
+                found = map.next_value_seed(KeysSeed { keys: &self.keys[1..] })?;
+            } else {
+                map.next_value::<serde::de::IgnoredAny>()?;
+            }
+        }
+        Ok(found)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<Option<Json>, A::Error> {
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+    fn visit_bool<E>(self, _: bool) -> std::result::Result<Option<Json>, E> {
+        Ok(None)
+    }
+    fn visit_i64<E>(self, _: i64) -> std::result::Result<Option<Json>, E> {
+        Ok(None)
+    }
+    fn visit_u64<E>(self, _: u64) -> std::result::Result<Option<Json>, E> {
+        Ok(None)
+    }
+    fn visit_f64<E>(self, _: f64) -> std::result::Result<Option<Json>, E> {
+        Ok(None)
+    }
+    fn visit_str<E>(self, _: &str) -> std::result::Result<Option<Json>, E> {
+        Ok(None)
+    }
+    fn visit_unit<E>(self) -> std::result::Result<Option<Json>, E> {
+        Ok(None)
+    }
+}
+
+/// A field name, borrowed when it has no escapes.
+struct KeyText;
+
+impl<'de> DeserializeSeed<'de> for KeyText {
+    type Value = std::borrow::Cow<'de, str>;
+    fn deserialize<D: Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> std::result::Result<Self::Value, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeyText {
+    type Value = std::borrow::Cow<'de, str>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a field name")
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> std::result::Result<Self::Value, E> {
+        Ok(std::borrow::Cow::Borrowed(v))
+    }
+    fn visit_str<E>(self, v: &str) -> std::result::Result<Self::Value, E> {
+        Ok(std::borrow::Cow::Owned(v.to_string()))
+    }
 }
 
 /// A parsed JsonPath.
@@ -252,14 +344,65 @@ impl Path {
         at
     }
 
+    /// [`Path::read`] of the document `text`; None when `text` is not JSON. A path of keys
+    /// only (`$.user.id`) reads just what leads to its value, skipping the rest unbuilt (the
+    /// last of a repeated key wins, as in the parsed tree).
+    pub(crate) fn read_text(&self, text: &str) -> Option<Option<Json>> {
+        let keys: Option<Vec<&str>> = self
+            .steps
+            .iter()
+            .map(|s| match s {
+                Step::Key(k) => Some(k.as_str()),
+                _ => None,
+            })
+            .collect();
+        match keys {
+            Some(keys) if !keys.is_empty() => {
+                let mut de = serde_json::Deserializer::from_str(text);
+                let found = KeysSeed { keys: &keys }.deserialize(&mut de).and_then(|f| de.end().map(|()| f));
+                found.ok().map(|f| f.filter(|v| *v != Json::Null))
+            }
+            _ => Json::parse(text).map(|doc| self.read(&doc)),
+        }
+    }
+
+    /// Every match in document order ([`Path::matches`] without writing the paths).
+    fn values<'a>(&self, doc: &'a Json) -> Vec<&'a Json> {
+        let mut at = vec![doc];
+        for step in &self.steps {
+            let mut next = Vec::new();
+            for value in at {
+                match (step, value) {
+                    (Step::Key(k), Json::Object(fields)) => {
+                        if let Some((_, v)) = fields.iter().find(|(key, _)| key == k) {
+                            next.push(v);
+                        }
+                    }
+                    (Step::Index(i), Json::Array(items)) => {
+                        let n = items.len() as i64;
+                        let i = if *i < 0 { n + i } else { *i };
+                        if (0..n).contains(&i) {
+                            next.push(&items[i as usize]);
+                        }
+                    }
+                    (Step::Wildcard, Json::Object(fields)) => next.extend(fields.iter().map(|(_, v)| v)),
+                    (Step::Wildcard, Json::Array(items)) => next.extend(items.iter()),
+                    _ => {}
+                }
+            }
+            at = next;
+        }
+        at
+    }
+
     /// What Jayway's `read` gives with SUPPRESS_EXCEPTIONS: a definite path's value (None when
     /// missing or JSON null), or the array of an indefinite path's matches.
     pub(crate) fn read(&self, doc: &Json) -> Option<Json> {
-        let found = self.matches(doc);
+        let found = self.values(doc);
         if self.is_definite() {
-            found.into_iter().next().map(|(_, v)| v.clone()).filter(|v| *v != Json::Null)
+            found.into_iter().next().cloned().filter(|v| *v != Json::Null)
         } else {
-            Some(Json::Array(found.into_iter().map(|(_, v)| v.clone()).collect()))
+            Some(Json::Array(found.into_iter().cloned().collect()))
         }
     }
 }
@@ -296,10 +439,8 @@ pub(crate) fn json_extract_scalar(call: &Call, ty: &DataType) -> Result<ArrayRef
         Some(_) => return Err(call.error("the default must be a literal")),
     };
     let text = call.texts(0)?;
-    let extracted: StringArray = text
-        .iter()
-        .map(|doc| doc.and_then(Json::parse).and_then(|d| path.read(&d)).map(|v| v.as_text()))
-        .collect();
+    let extracted: StringArray =
+        text.iter().map(|doc| doc.and_then(|t| path.read_text(t)).flatten().map(|v| v.as_text())).collect();
     let typed = cast(&extracted, ty).map_err(|e| call.error(e))?;
     Ok(match default {
         Some(default) => arrow::compute::kernels::zip::zip(
@@ -344,9 +485,10 @@ pub(crate) fn json_path_string(call: &Call) -> Result<ArrayRef> {
         let value = match (doc, &default) {
             (None, None) => None,
             (None, Some(d)) => d.clone(),
-            (Some(text), default) => match (Json::parse(text), default) {
-                (Some(json), None) => path.read(&json).map(|v| v.as_text()),
-                (Some(json), Some(d)) => path.read(&json).map(|v| v.as_text()).or_else(|| d.clone()),
+            (Some(text), default) => match (path.read_text(text), default) {
+                // A string is moved out, not copied.
+                (Some(found), None) => found.map(Json::into_text),
+                (Some(found), Some(d)) => found.map(Json::into_text).or_else(|| d.clone()),
                 (None, Some(d)) => d.clone(),
                 (None, None) => return Err(call.error(format_args!("{text:?} is not JSON"))),
             },
@@ -402,9 +544,7 @@ pub(crate) fn json_path_long(call: &Call) -> Result<ArrayRef> {
         .map(|doc| match doc {
             None if explicit_default => default,
             None => None,
-            Some(text) => {
-                Json::parse(text).and_then(|j| path.read(&j)).and_then(|v| java_long(&v)).or(default)
-            }
+            Some(text) => path.read_text(text).flatten().and_then(|v| java_long(&v)).or(default),
         })
         .collect();
     Ok(Arc::new(values))
@@ -425,9 +565,7 @@ pub(crate) fn json_path_double(call: &Call) -> Result<ArrayRef> {
         .map(|doc| match doc {
             None if explicit_default => default,
             None => None,
-            Some(text) => {
-                Json::parse(text).and_then(|j| path.read(&j)).and_then(|v| java_double_value(&v)).or(default)
-            }
+            Some(text) => path.read_text(text).flatten().and_then(|v| java_double_value(&v)).or(default),
         })
         .collect();
     Ok(Arc::new(values))
@@ -663,6 +801,27 @@ mod tests {
         assert_eq!(dot_notation("$[0]['name']"), "0.name");
         assert_eq!(key_params("maxDepth=2; dotNotation=true"), Ok((2, true)));
         assert!(key_params("depth=2").is_err());
+    }
+
+    #[test]
+    fn a_path_of_keys_reads_as_the_whole_tree_does() {
+        for doc in [
+            r#"{"a": {"b": 1, "c": [1, {"b": 2}]}, "x": "y"}"#,
+            r#"{"a": {"b": 1}, "a": {"b": 3}}"#,
+            r#"{"a": {"b": 1}, "a": 5}"#,
+            r#"{"a": {"b": null}}"#,
+            r#"{"a": {"b\u0021": 4, "b": {"z": [1, 2]}}}"#,
+            r#"[{"a": 1}]"#,
+            r#""text""#,
+            r#"{"a": {"b": 1}"#,
+            r#"{"a": {"b": 1}} trailing"#,
+        ] {
+            for path in ["$.a.b", "$.a", "$.x", "$.a.c"] {
+                let p = Path::parse(path).unwrap();
+                let whole = Json::parse(doc).map(|d| p.read(&d));
+                assert_eq!(p.read_text(doc), whole, "{path} of {doc}");
+            }
+        }
     }
 
     #[test]

@@ -119,10 +119,17 @@ pub(crate) fn strcmp(call: &Call) -> Result<ArrayRef> {
             if a.is_null(row) || b.is_null(row) {
                 return None;
             }
-            let (x, y): (Vec<u16>, Vec<u16>) =
-                (a.value(row).encode_utf16().collect(), b.value(row).encode_utf16().collect());
-            let differ = x.iter().zip(&y).find(|(p, q)| p != q).map(|(p, q)| i32::from(*p) - i32::from(*q));
-            Some(differ.unwrap_or(x.len() as i32 - y.len() as i32))
+            // Java's String.compareTo, by UTF-16 code unit, without copying either text.
+            let (mut x, mut y) = (a.value(row).encode_utf16(), b.value(row).encode_utf16());
+            loop {
+                match (x.next(), y.next()) {
+                    (Some(p), Some(q)) if p != q => return Some(i32::from(p) - i32::from(q)),
+                    (Some(_), Some(_)) => {}
+                    (Some(_), None) => return Some(1 + x.count() as i32),
+                    (None, Some(_)) => return Some(-1 - y.count() as i32),
+                    (None, None) => return Some(0),
+                }
+            }
         })
         .collect();
     Ok(Arc::new(out))

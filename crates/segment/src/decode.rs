@@ -889,7 +889,20 @@ impl ValueChunk for ParsedChunk<'_> {
             },
             Cell::F64(v) => InputValue::F64(*v),
             Cell::Str(s) => InputValue::Str(s),
-            Cell::Json(s) => InputValue::Json(compact(s)),
+            // A JSON column keeps a number or a boolean as its text; a transform reads it as
+            // the record holds it.
+            Cell::Json(s) => match s.as_bytes().first() {
+                Some(b'{' | b'[') | None => InputValue::Json(compact(s)),
+                Some(_) => match serde_json::from_str::<serde_json::Value>(s) {
+                    Ok(serde_json::Value::Bool(b)) => InputValue::Bool(b),
+                    Ok(serde_json::Value::Number(n)) => match (n.as_i64(), n.as_u64()) {
+                        (Some(i), _) => InputValue::I64(i),
+                        (None, Some(u)) => InputValue::U64(u),
+                        _ => InputValue::F64(n.as_f64().unwrap_or(f64::NAN)),
+                    },
+                    _ => InputValue::Json(compact(s)),
+                },
+            },
             Cell::List(a, b) => {
                 let values: Vec<serde_json::Value> = self.items[*a..*b].iter().map(cell_json).collect();
                 InputValue::Json(Cow::Owned(serde_json::Value::Array(values).to_string()))
@@ -948,6 +961,11 @@ impl<'de> DeserializeSeed<'de> for CaptureSeed {
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Cell<'de>, D::Error> {
         let text = <&'de RawValue>::deserialize(deserializer)?.get();
         Ok(match text.as_bytes().first() {
+            // Without escapes the string is the text between its quotes (serde_json has
+            // checked it).
+            Some(b'"') if !text.as_bytes().contains(&b'\\') => {
+                Cell::Str(Cow::Borrowed(&text[1..text.len() - 1]))
+            }
             Some(b'"') => {
                 let mut de = serde_json::Deserializer::from_str(text);
                 Cell::Str(KeySeed.deserialize(&mut de).map_err(de::Error::custom)?)
