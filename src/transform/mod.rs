@@ -494,31 +494,42 @@ struct RowOut {
     incomplete: bool,
 }
 
+/// What happens to a row's column a transform computed.
+const KEEP: u8 = 0;
+/// The record had no value: the computed one fills it.
+const FILL: u8 = 1;
+/// The record's nested value (an array, an object) gives way to the computed one, even null.
+const REPLACE: u8 = 2;
+
 /// What the transforms made of a group of rows.
 struct GroupOut {
     rows: Vec<RowOut>,
-    /// For each schema column a transform fills: its input index, the values computed and the
-    /// values the rows had. A row takes the computed value only when it had none.
-    writes: Vec<(usize, ArrayRef, ArrayRef)>,
+    /// For each schema column a transform computes: its input index, the values computed and
+    /// what each row does with its value (`KEEP`, `FILL`, `REPLACE`).
+    writes: Vec<(usize, ArrayRef, Vec<u8>)>,
 }
 
 impl GroupOut {
-    /// The (input, array, index) of each value row `row` of the group takes.
-    fn row_writes(&self, row: usize) -> impl Iterator<Item = (usize, &ArrayRef)> + '_ {
+    /// The (input, array, replace) of each value row `row` of the group takes.
+    fn row_writes(&self, row: usize) -> impl Iterator<Item = (usize, &ArrayRef, bool)> + '_ {
         self.writes
             .iter()
-            .filter(move |(_, result, existing)| !present(existing, row) && present(result, row))
-            .map(|(input, result, _)| (*input, result))
+            .filter(move |(_, _, take)| take[row] != KEEP)
+            .map(move |(input, result, take)| (*input, result, take[row] == REPLACE))
     }
 }
 
-/// Whether `array` holds a value at `row` (a column of the Null type holds none: Arrow's
-/// NullArray has no validity buffer to say so).
-fn present(array: &ArrayRef, row: usize) -> bool {
-    array.data_type() != &DataType::Null && array.is_valid(row)
+/// A value's nesting: 0 none, 1 an array, 2 an object.
+fn nesting_of_text(text: &str) -> u8 {
+    match text.as_bytes().first() {
+        Some(b'[') => 1,
+        Some(b'{') => 2,
+        _ => 0,
+    }
 }
 
-/// [`present`] for every row of `array`.
+/// Whether `array` holds a value at each row (a column of the Null type holds none: Arrow's
+/// NullArray has no validity buffer to say so).
 fn validity(array: &ArrayRef) -> Vec<bool> {
     if array.data_type() == &DataType::Null {
         return vec![false; array.len()];
@@ -613,7 +624,12 @@ impl IngestTransform {
     }
 
     /// Runs the transforms and the filter over `n` rows of input `columns`, each of one type.
-    fn run(&self, mut columns: Vec<ArrayRef>, n: usize) -> GroupOut {
+    ///
+    /// `nested[i]`, when not empty, says which rows hold a nested value in input `i` (1 an array,
+    /// 2 an object): Pinot's ExpressionTransformer computes a column that holds one anyway and
+    /// replaces it unless the result is of the same kind (an array for an array), and a failure
+    /// there keeps the value without failing the row.
+    fn run(&self, mut columns: Vec<ArrayRef>, n: usize, nested: &[Vec<u8>]) -> GroupOut {
         let mut out: Vec<RowOut> = (0..n).map(|_| RowOut::default()).collect();
         let mut writes = Vec::new();
         let fail = |row: usize, error: String, out: &mut Vec<RowOut>| {
@@ -626,35 +642,55 @@ impl IngestTransform {
         for (step, t) in self.transforms.iter().enumerate() {
             let Some(index) = self.inputs.iter().position(|n| *n == t.column) else { continue };
             let existing = Arc::clone(&columns[index]);
+            let nesting = |row: usize| nested.get(index).and_then(|v| v.get(row)).copied().unwrap_or(0);
+            let had = validity(&existing);
             let (expr, over) = match self.plan_over(step, &columns) {
                 Ok(planned) => planned,
                 Err(e) => {
-                    for row in (0..n).filter(|&r| !present(&existing, r)) {
+                    for row in (0..n).filter(|&r| !had[r]) {
                         fail(row, format!("transform for column {:?}: {e}", t.column), &mut out);
                     }
                     continue;
                 }
             };
+            let mut failed = vec![false; n];
             let result = match expr::batch(&self.inputs, over.unwrap_or_else(|| columns.clone()), n) {
                 Ok(batch) => {
-                    let (result, errors) = expr::evaluate(&expr, &batch, &|row| present(&existing, row));
+                    let (result, errors) =
+                        expr::evaluate(&expr, &batch, &|row| had[row] && nesting(row) == 0);
                     for (row, e) in errors {
-                        fail(row, format!("transform for column {:?}: {e}", t.column), &mut out);
+                        failed[row] = true;
+                        if nesting(row) == 0 {
+                            fail(row, format!("transform for column {:?}: {e}", t.column), &mut out);
+                        }
                     }
                     result
                 }
                 Err(e) => {
-                    for row in (0..n).filter(|&r| !present(&existing, r)) {
+                    for row in (0..n).filter(|&r| !had[r]) {
                         fail(row, e.clone(), &mut out);
                     }
                     continue;
                 }
             };
-            // A value already in the record is kept (Pinot's ExpressionTransformer).
+            // A value already in the record is kept (Pinot's ExpressionTransformer), unless it is
+            // nested and the result is not of its kind.
+            let has = validity(&result);
+            let list = matches!(result.data_type(), DataType::List(_) | DataType::LargeList(_));
+            let take: Vec<u8> = (0..n)
+                .map(|r| match nesting(r) {
+                    0 if !had[r] && has[r] => FILL,
+                    0 => KEEP,
+                    _ if failed[r] => KEEP,
+                    1 if list && has[r] => KEEP,
+                    _ => REPLACE,
+                })
+                .collect();
+            let mask: arrow::array::BooleanArray =
+                (0..n).map(|r| Some(had[r] && take[r] != REPLACE)).collect();
             if t.in_schema {
-                writes.push((index, Arc::clone(&result), Arc::clone(&existing)));
+                writes.push((index, Arc::clone(&result), take));
             }
-            let mask: arrow::array::BooleanArray = (0..n).map(|r| Some(present(&existing, r))).collect();
             let filled = arrow::compute::cast(&existing, result.data_type())
                 .ok()
                 .and_then(|kept| arrow::compute::kernels::zip::zip(&mask, &kept, &result).ok());
@@ -712,9 +748,22 @@ impl RecordTransform for IngestTransform {
                     expr::column(&refs, t)
                 })
                 .collect();
-            let group = self.run(columns, members.len());
+            let nested: Vec<Vec<u8>> = (0..width)
+                .map(|i| {
+                    members
+                        .iter()
+                        .map(|&r| match &rows[r].values[i] {
+                            Some(Value::Array(_)) => 1,
+                            Some(Value::Object(_)) => 2,
+                            _ => 0,
+                        })
+                        .collect()
+                })
+                .collect();
+            let group = self.run(columns, members.len(), &nested);
             for (k, (&i, o)) in members.iter().zip(group.rows.iter()).enumerate() {
-                let writes = group.row_writes(k).map(|(input, a)| (input, expr::json_value(a, k))).collect();
+                let writes =
+                    group.row_writes(k).map(|(input, a, _)| (input, expr::json_value(a, k))).collect();
                 outs[i] = Some((
                     RowOut { filtered: o.filtered, error: o.error.clone(), incomplete: o.incomplete },
                     writes,
@@ -791,7 +840,18 @@ impl ValueTransform for IngestTransform {
                 .enumerate()
                 .map(|(i, t)| expr::input_column(&values, width, &members, i, t))
                 .collect();
-            let group = self.run(columns, members.len());
+            let nested: Vec<Vec<u8>> = (0..width)
+                .map(|i| {
+                    members
+                        .iter()
+                        .map(|&r| match &values[r * width + i] {
+                            InputValue::Json(text) => nesting_of_text(text),
+                            _ => 0,
+                        })
+                        .collect()
+                })
+                .collect();
+            let group = self.run(columns, members.len(), &nested);
             for (&row, o) in members.iter().zip(&group.rows) {
                 outcome.rows[row] = match (&o.error, o.filtered) {
                     (Some(e), _) => RowResult::Failed(e.clone()),
@@ -802,18 +862,17 @@ impl ValueTransform for IngestTransform {
             // Row by row, so that the writes come in row order.
             outcome.writes.reserve(members.len() * group.writes.len());
             let first = outcome.arrays.len();
-            let taken: Vec<(usize, Vec<bool>)> = group
-                .writes
-                .iter()
-                .map(|(input, result, existing)| {
-                    let (had, has) = (validity(existing), validity(result));
-                    (*input, had.iter().zip(&has).map(|(h, v)| !h && *v).collect())
-                })
-                .collect();
             for (k, &row) in members.iter().enumerate() {
-                for (j, (input, take)) in taken.iter().enumerate() {
-                    if take[k] {
-                        outcome.writes.push(ValueWrite { row, input: *input, array: first + j, index: k });
+                for (j, (input, _, take)) in group.writes.iter().enumerate() {
+                    if take[k] != KEEP {
+                        let replace = take[k] == REPLACE;
+                        outcome.writes.push(ValueWrite {
+                            row,
+                            input: *input,
+                            array: first + j,
+                            index: k,
+                            replace,
+                        });
                     }
                 }
             }

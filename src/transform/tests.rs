@@ -512,6 +512,9 @@ fn reading_each_record_once_makes_the_rows_whole_records_make() {
         r#"[1, 2]"#,
         r#"{"tsSec": 1700000006, "rawCity": "lima", "price": 1e400}"#,
         r#"{"tsSec": 1700000007, "rawCity": "lima", "flagText": "true", "price": -0, "qty": 2.5e1}"#,
+        // Nested values in computed columns: an array kept for an array, an object replaced.
+        r#"{"tsSec": 1700000008, "rawCity": "lima", "city": {"a": 1}, "tags": ["keep"], "payload": {"labels": ["p"]}}"#,
+        r#"{"tsSec": 1700000009, "city": ["a", "b"], "tags": ["x", "y"], "payload": {"labels": []}}"#,
     ];
     for continue_on_error in [false, true] {
         let def = definition(
@@ -572,10 +575,10 @@ fn reading_each_record_once_makes_the_rows_whole_records_make() {
             "continueOnError {continue_on_error}: {outcome_once:?} / {outcome_whole:?}"
         );
         assert_eq!(outcome_once.drops.counts, outcome_whole.drops.counts);
-        // Kept: the first three, the one with its own time and the last; with continueOnError
+        // Kept: the first three, the one with its own time and the last three; with continueOnError
         // also "soon" (its clicks past LONG become the default). Dropped: that one without it,
         // the truncated record, the array and 1e400.
-        let (rows, dropped) = if continue_on_error { (6, 3) } else { (5, 4) };
+        let (rows, dropped) = if continue_on_error { (8, 3) } else { (7, 4) };
         assert_eq!((outcome_once.rows, outcome_once.dropped, outcome_once.filtered), (rows, dropped, 2));
         let names: Vec<String> = def.schema.fields.iter().map(|f| f.name.clone()).collect();
         let column = |name: &str| names.iter().position(|n| n == name).unwrap();
@@ -637,4 +640,45 @@ fn pinots_array_functions_take_a_records_arrays() {
     assert_eq!(row["parts"], json!("x+y"));
     // Numbers as Java's Double.toString writes them.
     assert_eq!(row["floats"], json!("1.5,2.0,1.0E21"));
+}
+
+#[test]
+fn a_nested_value_in_a_computed_column_gives_way_as_in_pinot() {
+    // pinot-segment-local ExpressionTransformer: a column already holding an array or an object
+    // is computed anyway; the result replaces it (null too) unless it is of the same kind (an
+    // array for an array); a failure there keeps the value and does not fail the row. A scalar
+    // already there is kept.
+    let def = definition(
+        table(json!({"transformConfigs": [
+            {"columnName": "tags", "transformFunction": "jsonPathArray(payload, '$.labels[*]')"},
+            {"columnName": "city", "transformFunction": "upper(rawCity)"}
+        ]})),
+        schema(
+            json!([{"name": "tags", "dataType": "STRING", "singleValueField": false},
+                   {"name": "city", "dataType": "STRING"}]),
+            json!([]),
+            "LONG",
+        ),
+    );
+    let (rows, outcome) = ingest(
+        &def,
+        &[
+            json!({"tags": ["x"], "city": {"a": 1}, "rawCity": "lima", "payload": {"labels": ["p", "q"]}, "timestamp": TS}),
+            json!({"tags": ["x", "y"], "city": ["a", "b"], "payload": {"labels": []}, "timestamp": TS}),
+            json!({"tags": "solo", "city": "Given", "rawCity": "oslo", "payload": {"labels": ["r"]}, "timestamp": TS}),
+            json!({"city": {"a": 1}, "rawCity": [1], "timestamp": TS}),
+        ],
+    );
+    assert_eq!((outcome.rows, outcome.dropped, outcome.incomplete), (4, 0, 0), "{outcome:?}");
+    // An array for an array: the record's kept. An object and an array give way to text.
+    assert_eq!(rows[0]["tags"], json!(["x"]));
+    assert_eq!(rows[0]["city"], json!("LIMA"));
+    // Kept again; no rawCity: upper(null) is null, which replaces the array (then the default).
+    assert_eq!(rows[1]["tags"], json!(["x", "y"]));
+    assert_eq!(rows[1]["city"], json!("null"));
+    // Scalars are kept (a one-value multi-value field is one).
+    assert_eq!(rows[2]["tags"], json!(["solo"]));
+    assert_eq!(rows[2]["city"], json!("Given"));
+    // upper of an array's text: the object gives way to it.
+    assert_eq!(rows[3]["city"], json!("[1]"));
 }

@@ -583,7 +583,7 @@ impl Decoder {
         cells.extend(chunk.cells[range].iter_mut().map(|c| std::mem::replace(c, Cell::Absent)));
         for w in writes {
             let slot = chunk.inputs[w.input];
-            if slot < columns && matches!(cells[slot], Cell::Absent | Cell::Null) {
+            if slot < columns && (w.replace || matches!(cells[slot], Cell::Absent | Cell::Null)) {
                 let single = self.layout.columns[slot].spec.single_value;
                 cells[slot] = array_cell(&arrays[w.array], w.index, single, &mut chunk.items);
             }

@@ -93,7 +93,7 @@ pub enum RowResult {
 }
 
 /// One computed value for a row's column: `arrays[array]` at `index`, for the column named by
-/// input `input`. It fills the column only where the record has no value of its own.
+/// input `input`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ValueWrite {
     /// The row.
@@ -104,6 +104,10 @@ pub struct ValueWrite {
     pub array: usize,
     /// The value's index in that array.
     pub index: usize,
+    /// The value replaces the record's own, even with null (Pinot recomputes a column that
+    /// holds an array or an object); otherwise it fills the column only where the record has
+    /// no value.
+    pub replace: bool,
 }
 
 /// What the transforms made of a chunk of records.
