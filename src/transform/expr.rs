@@ -28,6 +28,62 @@ pub struct Expression {
     sql: String,
     /// The fields it reads, in order of first use.
     pub fields: Vec<String>,
+    /// The values it reads that the transforms compute while reading (`jsonPathString` of a
+    /// field over a path of keys).
+    pub(crate) derived: Vec<Derived>,
+}
+
+/// `jsonPathString(base, 'path')` with a path of keys, read as a field named `name`.
+#[derive(Debug, Clone)]
+pub(crate) struct Derived {
+    /// The field name the expression reads instead (it cannot clash with a record's: it holds
+    /// a control character).
+    pub(crate) name: String,
+    /// The field the document comes from.
+    pub(crate) base: String,
+    pub(crate) path: shoal_functions::JsonKeysPath,
+}
+
+impl Derived {
+    fn of(e: &Expr) -> Option<Derived> {
+        use datafusion::sql::sqlparser::ast::{FunctionArg, FunctionArgExpr, FunctionArguments, Value};
+        let Expr::Function(f) = e else { return None };
+        if !f.name.to_string().eq_ignore_ascii_case("jsonpathstring") {
+            return None;
+        }
+        let FunctionArguments::List(list) = &f.args else { return None };
+        let [
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(base)),
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(path)),
+        ] = list.args.as_slice()
+        else {
+            return None;
+        };
+        let base = match base {
+            Expr::Identifier(id) => id.value.clone(),
+            Expr::CompoundIdentifier(parts) => {
+                parts.iter().map(|p| p.value.as_str()).collect::<Vec<_>>().join(".")
+            }
+            _ => return None,
+        };
+        let Expr::Value(v) = path else { return None };
+        let Value::SingleQuotedString(text) = &v.value else { return None };
+        let path = shoal_functions::JsonKeysPath::parse(text)?;
+        Some(Derived { name: format!("{base}\u{1}{text}"), base, path })
+    }
+
+    /// The value for a row whose `base` field holds `value`: jsonPathString's, or its error.
+    pub(crate) fn value(&self, value: &shoal_segment::InputValue<'_>) -> Result<Option<String>, String> {
+        use shoal_segment::InputValue;
+        match value {
+            InputValue::Null => Ok(None),
+            // A nested value the decoder has read is valid JSON.
+            InputValue::Json(text) => Ok(self.path.string_of_valid(text)),
+            InputValue::Str(text) => self.path.string_of(text),
+            // A number or a boolean is a document with no fields.
+            _ => Ok(None),
+        }
+    }
 }
 
 impl Expression {
@@ -64,6 +120,19 @@ impl Expression {
         let Some(SelectItem::UnnamedExpr(expr)) = select.projection.first_mut().filter(|_| single) else {
             return Err("not one expression (a comma, FROM, WHERE or an alias?)".to_string());
         };
+        // jsonPathString(field, '$.a.b') over a path of keys becomes a field the transforms
+        // compute themselves while reading a chunk (`Derived`): the same value, without the
+        // function reading every document a second time.
+        let mut derived = Vec::new();
+        let _ = visit_expressions_mut(expr, |e| {
+            if let Some(d) = Derived::of(e) {
+                *e = Expr::Identifier(Ident::new(d.name.clone()));
+                if !derived.iter().any(|x: &Derived| x.name == d.name) {
+                    derived.push(d);
+                }
+            }
+            ControlFlow::<()>::Continue(())
+        });
         let mut fields = Vec::new();
         let _ = visit_expressions_mut(expr, |e| {
             let name = match e {
@@ -82,7 +151,23 @@ impl Expression {
             }
             ControlFlow::<()>::Continue(())
         });
-        Ok(Expression { text: text.to_string(), sql: expr.to_string(), fields })
+        // The field a derived value comes from is read too.
+        for d in &derived {
+            if !fields.contains(&d.base) {
+                fields.push(d.base.clone());
+            }
+        }
+        Ok(Expression { text: text.to_string(), sql: expr.to_string(), fields, derived })
+    }
+
+    /// `message` with each derived field written as the call it stands for.
+    pub(crate) fn readable(&self, message: &str) -> String {
+        let mut out = message.to_string();
+        for d in &self.derived {
+            let path = d.name.split_once('\u{1}').map_or("", |(_, p)| p);
+            out = out.replace(&d.name, &format!("jsonPathString({}, '{path}')", d.base));
+        }
+        out
     }
 
     /// The first function the expression calls whose value changes from call to call (`now`,
@@ -340,7 +425,15 @@ mod tests {
 
     #[test]
     fn fields_are_quoted_as_written_and_pinot_spellings_rewritten() {
+        // A path of keys is read while the chunk is read: a derived field, and its source.
         let e = Expression::parse("jsonPathString(payload, '$.user.id')").unwrap();
+        assert_eq!(e.fields, ["payload\u{1}$.user.id", "payload"]);
+        assert_eq!(e.derived.len(), 1);
+        assert_eq!(
+            e.readable("bad \"payload\u{1}$.user.id\""),
+            "bad \"jsonPathString(payload, '$.user.id')\""
+        );
+        let e = Expression::parse("jsonPathString(payload, '$.tags[0]')").unwrap();
         assert_eq!(e.fields, ["payload"]);
         let e = Expression::parse("toEpochHours(fromEpochSeconds(tsSec)) + group.size").unwrap();
         assert_eq!(e.fields, ["tsSec", "group.size"]);

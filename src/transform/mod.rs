@@ -62,6 +62,9 @@ pub struct IngestTransform {
     /// Where a name not in the record is looked for inside nested objects (`a.b`).
     delimiter: Option<String>,
     continue_on_error: bool,
+    /// The values computed while reading (`expr::Derived`): their input, and the input of the
+    /// field they come from.
+    derived: Vec<(usize, usize, expr::Derived)>,
     session: SessionContext,
     /// Each step's physical expression (a transform's, or the filter's after them) for the
     /// input types it was planned for.
@@ -279,7 +282,7 @@ impl IngestTransform {
                     }
                 }
             }
-            Err(format!("{}: {last}", e.text))
+            Err(format!("{}: {}", e.text, e.readable(&last)))
         };
         let mut transforms = Vec::new();
         for &i in &order {
@@ -347,10 +350,21 @@ impl IngestTransform {
         if transforms.is_empty() && filter.is_none() && complex.is_none() {
             return Ok(None);
         }
+        let mut derived: Vec<(usize, usize, expr::Derived)> = Vec::new();
+        for d in transforms.iter().map(|t| &t.expression).chain(filter.iter()).flat_map(|e| e.derived.iter())
+        {
+            let at = |name: &str| sources.iter().position(|n| n == name);
+            if let (Some(i), Some(b)) = (at(&d.name), at(&d.base))
+                && !derived.iter().any(|(j, _, _)| *j == i)
+            {
+                derived.push((i, b, d.clone()));
+            }
+        }
         Ok(Some(IngestTransform {
             complex,
             transforms,
             filter,
+            derived,
             inputs: sources,
             delimiter: ingestion.complex_type.as_ref().map(|c| c.delimiter.clone()).filter(|d| !d.is_empty()),
             continue_on_error: ingestion.continue_on_error,
@@ -378,6 +392,27 @@ impl IngestTransform {
         }
         cache.insert(key, planned.clone());
         planned
+    }
+
+    /// The failures of derived inputs that step `step` reads, on rows not in `skip`, with the
+    /// function's message.
+    fn derived_errors(
+        &self,
+        step: usize,
+        derived: &[(usize, usize, String)],
+        skip: &dyn Fn(usize) -> bool,
+    ) -> Vec<(usize, String)> {
+        let reads = &self.step(step).fields;
+        derived
+            .iter()
+            .filter(|(input, row, _)| reads.contains(&self.inputs[*input]) && !skip(*row))
+            .map(|(_, row, e)| (*row, e.clone()))
+            .collect()
+    }
+
+    /// Whether input `input` is a column a transform computes.
+    fn computed(&self, input: usize) -> bool {
+        self.transforms.iter().any(|t| t.column == self.inputs[input])
     }
 
     fn step(&self, step: usize) -> &Expression {
@@ -540,6 +575,18 @@ fn validity(array: &ArrayRef) -> Vec<bool> {
     }
 }
 
+/// The failures of derived inputs (input, row, message) of the rows in `members`, by their
+/// index in the group.
+fn group_errors(errors: &[(usize, usize, String)], members: &[usize]) -> Vec<(usize, usize, String)> {
+    if errors.is_empty() {
+        return Vec::new();
+    }
+    errors
+        .iter()
+        .filter_map(|(input, row, e)| members.iter().position(|m| m == row).map(|k| (*input, k, e.clone())))
+        .collect()
+}
+
 /// The Arrow types of input values, by code.
 const TYPES: [DataType; 5] =
     [DataType::Null, DataType::Int64, DataType::Float64, DataType::Boolean, DataType::Utf8];
@@ -629,7 +676,16 @@ impl IngestTransform {
     /// 2 an object): Pinot's ExpressionTransformer computes a column that holds one anyway and
     /// replaces it unless the result is of the same kind (an array for an array), and a failure
     /// there keeps the value without failing the row.
-    fn run(&self, mut columns: Vec<ArrayRef>, n: usize, nested: &[Vec<u8>]) -> GroupOut {
+    ///
+    /// `derived` are the rows (by index in the group) whose derived input failed, by input: a
+    /// step that reads it fails there as the function would have.
+    fn run(
+        &self,
+        mut columns: Vec<ArrayRef>,
+        n: usize,
+        nested: &[Vec<u8>],
+        derived: &[(usize, usize, String)],
+    ) -> GroupOut {
         let mut out: Vec<RowOut> = (0..n).map(|_| RowOut::default()).collect();
         let mut writes = Vec::new();
         let fail = |row: usize, error: String, out: &mut Vec<RowOut>| {
@@ -648,7 +704,11 @@ impl IngestTransform {
                 Ok(planned) => planned,
                 Err(e) => {
                     for row in (0..n).filter(|&r| !had[r]) {
-                        fail(row, format!("transform for column {:?}: {e}", t.column), &mut out);
+                        fail(
+                            row,
+                            format!("transform for column {:?}: {}", t.column, t.expression.readable(&e)),
+                            &mut out,
+                        );
                     }
                     continue;
                 }
@@ -656,12 +716,17 @@ impl IngestTransform {
             let mut failed = vec![false; n];
             let result = match expr::batch(&self.inputs, over.unwrap_or_else(|| columns.clone()), n) {
                 Ok(batch) => {
-                    let (result, errors) =
+                    let (result, mut errors) =
                         expr::evaluate(&expr, &batch, &|row| had[row] && nesting(row) == 0);
+                    errors.extend(self.derived_errors(step, derived, &|row| had[row] && nesting(row) == 0));
                     for (row, e) in errors {
                         failed[row] = true;
                         if nesting(row) == 0 {
-                            fail(row, format!("transform for column {:?}: {e}", t.column), &mut out);
+                            fail(
+                                row,
+                                format!("transform for column {:?}: {}", t.column, t.expression.readable(&e)),
+                                &mut out,
+                            );
                         }
                     }
                     result
@@ -699,7 +764,9 @@ impl IngestTransform {
         if self.filter.is_some() {
             let evaluated = self.plan_over(self.transforms.len(), &columns).and_then(|(expr, over)| {
                 let batch: RecordBatch = expr::batch(&self.inputs, over.unwrap_or(columns), n)?;
-                Ok(expr::evaluate(&expr, &batch, &|_| false))
+                let (result, mut errors) = expr::evaluate(&expr, &batch, &|_| false);
+                errors.extend(self.derived_errors(self.transforms.len(), derived, &|_| false));
+                Ok((result, errors))
             });
             match evaluated {
                 Ok((result, errors)) => {
@@ -734,6 +801,29 @@ impl RecordTransform for IngestTransform {
                 Err(dropped) => transformed.failed.push((record, dropped)),
             }
         }
+        // Derived values, computed from their fields.
+        let mut derived_errors: Vec<(usize, usize, String)> = Vec::new();
+        for (r, row) in rows.iter_mut().enumerate() {
+            for (input, base, d) in &self.derived {
+                let text;
+                let value = match &row.values[*base] {
+                    None | Some(Value::Null) => InputValue::Null,
+                    Some(Value::String(s)) => InputValue::Str(s),
+                    Some(v @ (Value::Object(_) | Value::Array(_))) => {
+                        text = v.to_string();
+                        InputValue::Json(Cow::Borrowed(&text))
+                    }
+                    Some(_) => InputValue::Bool(false),
+                };
+                row.values[*input] = match d.value(&value) {
+                    Ok(v) => v.map(Value::String),
+                    Err(e) => {
+                        derived_errors.push((*input, r, e));
+                        None
+                    }
+                };
+            }
+        }
         // Rows with the same input types run together.
         let width = self.inputs.len();
         let codes: Vec<u8> = rows.iter().flat_map(|r| r.values.iter().map(value_type)).collect();
@@ -750,6 +840,9 @@ impl RecordTransform for IngestTransform {
                 .collect();
             let nested: Vec<Vec<u8>> = (0..width)
                 .map(|i| {
+                    if !self.computed(i) {
+                        return Vec::new();
+                    }
                     members
                         .iter()
                         .map(|&r| match &rows[r].values[i] {
@@ -760,7 +853,8 @@ impl RecordTransform for IngestTransform {
                         .collect()
                 })
                 .collect();
-            let group = self.run(columns, members.len(), &nested);
+            let errors = group_errors(&derived_errors, &members);
+            let group = self.run(columns, members.len(), &nested, &errors);
             for (k, (&i, o)) in members.iter().zip(group.rows.iter()).enumerate() {
                 let writes =
                     group.row_writes(k).map(|(input, a, _)| (input, expr::json_value(a, k))).collect();
@@ -824,10 +918,32 @@ impl ValueTransform for IngestTransform {
 
     fn apply(&self, chunk: &dyn ValueChunk) -> ValueOutcome {
         let (rows, width) = (chunk.rows(), self.inputs.len());
+        // Derived values, computed from their fields first.
+        let mut derived_errors: Vec<(usize, usize, String)> = Vec::new();
+        let computed: Vec<Vec<Option<String>>> = self
+            .derived
+            .iter()
+            .map(|(input, base, d)| {
+                (0..rows)
+                    .map(|row| match d.value(&chunk.value(row, *base)) {
+                        Ok(v) => v,
+                        Err(e) => {
+                            derived_errors.push((*input, row, e));
+                            None
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
         // Each value read once, row by row.
         let mut values = Vec::with_capacity(rows * width);
         for row in 0..rows {
             values.extend((0..width).map(|i| chunk.value(row, i)));
+        }
+        for ((input, _, _), column) in self.derived.iter().zip(&computed) {
+            for (row, v) in column.iter().enumerate() {
+                values[row * width + input] = v.as_deref().map_or(InputValue::Null, InputValue::Str);
+            }
         }
         let codes: Vec<u8> = values.iter().map(input_type).collect();
         let mut outcome =
@@ -842,6 +958,9 @@ impl ValueTransform for IngestTransform {
                 .collect();
             let nested: Vec<Vec<u8>> = (0..width)
                 .map(|i| {
+                    if !self.computed(i) {
+                        return Vec::new();
+                    }
                     members
                         .iter()
                         .map(|&r| match &values[r * width + i] {
@@ -851,7 +970,8 @@ impl ValueTransform for IngestTransform {
                         .collect()
                 })
                 .collect();
-            let group = self.run(columns, members.len(), &nested);
+            let errors = group_errors(&derived_errors, &members);
+            let group = self.run(columns, members.len(), &nested, &errors);
             for (&row, o) in members.iter().zip(&group.rows) {
                 outcome.rows[row] = match (&o.error, o.filtered) {
                     (Some(e), _) => RowResult::Failed(e.clone()),

@@ -682,3 +682,38 @@ fn a_nested_value_in_a_computed_column_gives_way_as_in_pinot() {
     // upper of an array's text: the object gives way to it.
     assert_eq!(rows[3]["city"], json!("[1]"));
 }
+
+#[test]
+fn a_json_path_read_while_reading_fails_as_the_function_does() {
+    // jsonPathString(payload, '$.user.id') is computed while the chunk is read; text that is
+    // not JSON fails it as it fails Pinot's function: the record is dropped, or kept
+    // incomplete with continueOnError.
+    for continue_on_error in [false, true] {
+        let def = definition(
+            table(json!({"continueOnError": continue_on_error, "transformConfigs": [
+                {"columnName": "user", "transformFunction": "jsonPathString(payload, '$.user.id')"}
+            ]})),
+            schema(json!([{"name": "user", "dataType": "STRING"}]), json!([]), "LONG"),
+        );
+        let (rows, outcome) = ingest(
+            &def,
+            &[
+                json!({"payload": "{not json", "timestamp": TS}),
+                json!({"payload": "{\"user\": {\"id\": 7}}", "timestamp": TS}),
+                json!({"payload": {"user": {"id": 1.50}}, "timestamp": TS}),
+                json!({"payload": 5, "timestamp": TS}),
+            ],
+        );
+        let users: Vec<&Value> = rows.iter().map(|r| &r["user"]).collect();
+        if continue_on_error {
+            assert_eq!((outcome.rows, outcome.incomplete), (4, 1), "{outcome:?}");
+            assert_eq!(users, [&json!("null"), &json!("7"), &json!("1.5"), &json!("null")]);
+        } else {
+            assert_eq!((outcome.rows, outcome.dropped), (3, 1), "{outcome:?}");
+            let sample = &outcome.drops.samples.values().next().unwrap()[0].message;
+            assert!(sample.contains("is not JSON"), "{sample}");
+            // JSON text in a string is read; a number has no fields; 1.50 is Java's 1.5.
+            assert_eq!(users, [&json!("7"), &json!("1.5"), &json!("null")]);
+        }
+    }
+}

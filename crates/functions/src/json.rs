@@ -173,6 +173,149 @@ pub(crate) enum Step {
     Wildcard,
 }
 
+/// `jsonPathString(json, '$.a.b')` with a path of keys only, compiled once, for ingestion: the
+/// transforms compute it while reading a chunk instead of through the function.
+#[derive(Debug, Clone)]
+pub struct JsonKeysPath {
+    path: Path,
+    keys: Vec<String>,
+}
+
+impl JsonKeysPath {
+    /// The path when it names keys only (`$.user.id`); None for any other path.
+    pub fn parse(text: &str) -> Option<JsonKeysPath> {
+        let path = Path::parse(text).ok()?;
+        let keys = path
+            .steps
+            .iter()
+            .map(|s| match s {
+                Step::Key(k) => Some(k.clone()),
+                _ => None,
+            })
+            .collect::<Option<Vec<String>>>()?;
+        (!keys.is_empty()).then_some(JsonKeysPath { path, keys })
+    }
+
+    /// What `jsonPathString(doc, path)` gives for the text `doc`; an error, as the function's,
+    /// when it is not JSON.
+    pub fn string_of(&self, doc: &str) -> std::result::Result<Option<String>, String> {
+        match self.path.read_text(doc) {
+            Some(found) => Ok(found.map(Json::into_text)),
+            None => Err(format!("jsonPathString: {doc:?} is not JSON")),
+        }
+    }
+
+    /// [`JsonKeysPath::string_of`] of text that is valid JSON (a record's nested value, which
+    /// the decoder has read): found by scanning the bytes, nothing else built.
+    pub fn string_of_valid(&self, doc: &str) -> Option<String> {
+        let mut span = doc;
+        for key in &self.keys {
+            span = scan::field(span, key)?;
+        }
+        match span.as_bytes().first() {
+            Some(b'"') if !span.contains('\\') => Some(span[1..span.len() - 1].to_string()),
+            Some(b'n') => None,
+            _ => Json::parse(span).filter(|v| *v != Json::Null).map(Json::into_text),
+        }
+    }
+}
+
+/// Finding a field in JSON text that is known to be valid.
+mod scan {
+    fn ws(b: &[u8], mut i: usize) -> usize {
+        while i < b.len() && b[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        i
+    }
+
+    /// The index after the string that starts at `i`.
+    fn string(b: &[u8], mut i: usize) -> usize {
+        i += 1;
+        while i < b.len() {
+            match b[i] {
+                b'\\' => i += 2,
+                b'"' => return i + 1,
+                _ => i += 1,
+            }
+        }
+        i
+    }
+
+    /// The index after the value that starts at `i`.
+    fn value(b: &[u8], mut i: usize) -> usize {
+        match b.get(i) {
+            Some(b'"') => string(b, i),
+            Some(b'{' | b'[') => {
+                let mut depth = 0usize;
+                while i < b.len() {
+                    match b[i] {
+                        b'"' => {
+                            i = string(b, i);
+                            continue;
+                        }
+                        b'{' | b'[' => depth += 1,
+                        b'}' | b']' => {
+                            depth -= 1;
+                            if depth == 0 {
+                                return i + 1;
+                            }
+                        }
+                        _ => {}
+                    }
+                    i += 1;
+                }
+                i
+            }
+            _ => {
+                while i < b.len() && !matches!(b[i], b',' | b'}' | b']') && !b[i].is_ascii_whitespace() {
+                    i += 1;
+                }
+                i
+            }
+        }
+    }
+
+    /// The text of field `key` of the object `text` (the last, when the key repeats); None when
+    /// `text` is no object or has no such field.
+    pub(super) fn field<'a>(text: &'a str, key: &str) -> Option<&'a str> {
+        let b = text.as_bytes();
+        let mut i = ws(b, 0);
+        if b.get(i) != Some(&b'{') {
+            return None;
+        }
+        i += 1;
+        let mut found = None;
+        loop {
+            i = ws(b, i);
+            if b.get(i) != Some(&b'"') {
+                return found;
+            }
+            let start = i;
+            i = string(b, i);
+            let raw = &text[start..i];
+            let same = if raw.contains('\\') {
+                serde_json::from_str::<String>(raw).is_ok_and(|k| k == key)
+            } else {
+                &raw[1..raw.len() - 1] == key
+            };
+            i = ws(b, i) + 1; // the colon
+            i = ws(b, i);
+            let value_start = i;
+            i = value(b, i);
+            if same {
+                found = Some(&text[value_start..i]);
+            }
+            i = ws(b, i);
+            if b.get(i) == Some(&b',') {
+                i += 1;
+            } else {
+                return found;
+            }
+        }
+    }
+}
+
 /// Reads the value at a path of keys, skipping everything else.
 struct KeysSeed<'a> {
     keys: &'a [&'a str],
@@ -822,6 +965,30 @@ mod tests {
                 assert_eq!(p.read_text(doc), whole, "{path} of {doc}");
             }
         }
+    }
+
+    #[test]
+    fn a_keys_path_scanned_reads_as_the_function_does() {
+        for doc in [
+            r#"{"a": {"b": 1, "c": [1, {"b": 2}]}, "x": "y"}"#,
+            r#"{"a": {"b": "t\"q"}, "a": {"b": "last"}}"#,
+            r#"{"a": {"b": 1}, "a": 5}"#,
+            r#"{"a": {"b": null}}"#,
+            r#"{ "a" : { "b" : [ 1 , "]" , {"z": "}"} ] } }"#,
+            r#"{"a": {"b\u0021": 4, "b": {"z": 2.50, "y": [true]}}}"#,
+            r#"{"x": "{\"a\": 1}", "a": {"b": 1e3}}"#,
+            r#"[{"a": 1}]"#,
+            r#""text""#,
+            r#"7"#,
+        ] {
+            for path in ["$.a.b", "$.a", "$.x", "$.a.c", "$.a.b.z"] {
+                let p = JsonKeysPath::parse(path).unwrap();
+                assert_eq!(p.string_of_valid(doc), p.string_of(doc).unwrap(), "{path} of {doc}");
+            }
+        }
+        assert!(JsonKeysPath::parse("$.a[0]").is_none());
+        assert!(JsonKeysPath::parse("$.*").is_none());
+        assert!(JsonKeysPath::parse("$.a").unwrap().string_of("{not json").is_err());
     }
 
     #[test]

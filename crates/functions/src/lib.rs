@@ -34,6 +34,8 @@ use datetime::DatePart;
 use mv_aggregate::{MvAggregate, MvOp};
 use scalar::{Kind, PinotFn};
 
+pub use json::JsonKeysPath;
+
 /// The name of the scalar function behind Pinot's predicates on multi-value columns:
 /// `mv_match(column, op, value...)` is true when one of the row's values satisfies
 /// `value op ...` (`=`, `<`, `<=`, `>`, `>=`, `between`, `in`, `like`, `regexp_like`).
