@@ -48,10 +48,17 @@ impl Derived {
     fn of(e: &Expr) -> Option<Derived> {
         use datafusion::sql::sqlparser::ast::{FunctionArg, FunctionArgExpr, FunctionArguments, Value};
         let Expr::Function(f) = e else { return None };
-        if !f.name.to_string().eq_ignore_ascii_case("jsonpathstring") {
+        if !f.name.to_string().eq_ignore_ascii_case("jsonpathstring")
+            || f.over.is_some()
+            || f.filter.is_some()
+            || !f.within_group.is_empty()
+        {
             return None;
         }
         let FunctionArguments::List(list) = &f.args else { return None };
+        if list.duplicate_treatment.is_some() || !list.clauses.is_empty() {
+            return None;
+        }
         let [
             FunctionArg::Unnamed(FunctionArgExpr::Expr(base)),
             FunctionArg::Unnamed(FunctionArgExpr::Expr(path)),
@@ -90,6 +97,12 @@ impl Expression {
     /// Parses Pinot's expression text. Groovy is refused: Shoal runs no scripts (Pinot also
     /// refuses it unless `controller.disable.ingestion.groovy` is false).
     pub fn parse(text: &str) -> Result<Expression, String> {
+        Expression::parse_with(text, true)
+    }
+
+    /// [`Expression::parse`], computing a whole-expression `jsonPathString` over a path of keys
+    /// while reading when `derive` is true.
+    pub(crate) fn parse_with(text: &str, derive: bool) -> Result<Expression, String> {
         let trimmed = text.trim();
         if trimmed.starts_with("Groovy") {
             return Err("Groovy functions are refused: Shoal runs no scripts (Pinot disables them too, \
@@ -120,19 +133,16 @@ impl Expression {
         let Some(SelectItem::UnnamedExpr(expr)) = select.projection.first_mut().filter(|_| single) else {
             return Err("not one expression (a comma, FROM, WHERE or an alias?)".to_string());
         };
-        // jsonPathString(field, '$.a.b') over a path of keys becomes a field the transforms
-        // compute themselves while reading a chunk (`Derived`): the same value, without the
-        // function reading every document a second time.
+        // A transform that is just jsonPathString(field, '$.a.b') over a path of keys becomes a
+        // field the transforms compute themselves while reading a chunk (`Derived`): the same
+        // value and the same errors, without the function reading every document a second time.
+        // Only the whole expression: inside CASE, AND or COALESCE the function may not run for
+        // every row, and its errors must not fail rows it would not have read.
         let mut derived = Vec::new();
-        let _ = visit_expressions_mut(expr, |e| {
-            if let Some(d) = Derived::of(e) {
-                *e = Expr::Identifier(Ident::new(d.name.clone()));
-                if !derived.iter().any(|x: &Derived| x.name == d.name) {
-                    derived.push(d);
-                }
-            }
-            ControlFlow::<()>::Continue(())
-        });
+        if derive && let Some(d) = Derived::of(expr) {
+            *expr = Expr::Identifier(Ident::new(d.name.clone()));
+            derived.push(d);
+        }
         let mut fields = Vec::new();
         let _ = visit_expressions_mut(expr, |e| {
             let name = match e {
@@ -433,8 +443,17 @@ mod tests {
             e.readable("bad \"payload\u{1}$.user.id\""),
             "bad \"jsonPathString(payload, '$.user.id')\""
         );
-        let e = Expression::parse("jsonPathString(payload, '$.tags[0]')").unwrap();
-        assert_eq!(e.fields, ["payload"]);
+        // Not a path of keys, not the whole expression, not asked: the function itself.
+        for text in [
+            "jsonPathString(payload, '$.tags[0]')",
+            "upper(jsonPathString(payload, '$.a'))",
+            "CASE WHEN kind = 'x' THEN jsonPathString(payload, '$.a') END",
+            "jsonPathString(jsonPathString(payload, '$.a'), '$.b')",
+        ] {
+            let e = Expression::parse(text).unwrap();
+            assert!(e.derived.is_empty() && e.fields.iter().all(|f| !f.contains('\u{1}')), "{text}");
+        }
+        assert!(Expression::parse_with("jsonPathString(payload, '$.a')", false).unwrap().derived.is_empty());
         let e = Expression::parse("toEpochHours(fromEpochSeconds(tsSec)) + group.size").unwrap();
         assert_eq!(e.fields, ["tsSec", "group.size"]);
         assert!(e.sql.contains("\"tsSec\"") && e.sql.contains("\"group.size\""), "{}", e.sql);

@@ -157,9 +157,21 @@ impl IngestTransform {
                 ));
             }
         }
+        // A jsonPathString computed while reading must read the record's field: where a
+        // transform makes that field, the expression is read with the function instead.
+        let targets: BTreeSet<String> = entries.iter().map(|(c, _, _)| c.clone()).collect();
+        let parse = |text: &str| {
+            Expression::parse(text).and_then(|e| {
+                if e.derived.iter().any(|d| targets.contains(&d.base)) {
+                    Expression::parse_with(text, false)
+                } else {
+                    Ok(e)
+                }
+            })
+        };
         let mut parsed: Vec<(String, Expression, String)> = Vec::new();
         for (column, text, path) in entries {
-            match Expression::parse(&text) {
+            match parse(&text) {
                 Ok(e) if e.fields.contains(&column) => problem(
                     path,
                     format!(
@@ -575,15 +587,12 @@ fn validity(array: &ArrayRef) -> Vec<bool> {
     }
 }
 
-/// The failures of derived inputs (input, row, message) of the rows in `members`, by their
-/// index in the group.
+/// The failures of derived inputs (input, row, message) of the rows in `members` (in
+/// ascending order), by their index in the group.
 fn group_errors(errors: &[(usize, usize, String)], members: &[usize]) -> Vec<(usize, usize, String)> {
-    if errors.is_empty() {
-        return Vec::new();
-    }
     errors
         .iter()
-        .filter_map(|(input, row, e)| members.iter().position(|m| m == row).map(|k| (*input, k, e.clone())))
+        .filter_map(|(input, row, e)| members.binary_search(row).ok().map(|k| (*input, k, e.clone())))
         .collect()
 }
 

@@ -515,6 +515,7 @@ fn reading_each_record_once_makes_the_rows_whole_records_make() {
         // Nested values in computed columns: an array kept for an array, an object replaced.
         r#"{"tsSec": 1700000008, "rawCity": "lima", "city": {"a": 1}, "tags": ["keep"], "payload": {"labels": ["p"]}}"#,
         r#"{"tsSec": 1700000009, "city": ["a", "b"], "tags": ["x", "y"], "payload": {"labels": []}}"#,
+        r#"{"tsSec": 1700000010, "rawCity": "rome", "city": ["one"], "label": ["kept?"], "first": "f"}"#,
     ];
     for continue_on_error in [false, true] {
         let def = definition(
@@ -578,7 +579,7 @@ fn reading_each_record_once_makes_the_rows_whole_records_make() {
         // Kept: the first three, the one with its own time and the last three; with continueOnError
         // also "soon" (its clicks past LONG become the default). Dropped: that one without it,
         // the truncated record, the array and 1e400.
-        let (rows, dropped) = if continue_on_error { (8, 3) } else { (7, 4) };
+        let (rows, dropped) = if continue_on_error { (9, 3) } else { (8, 4) };
         assert_eq!((outcome_once.rows, outcome_once.dropped, outcome_once.filtered), (rows, dropped, 2));
         let names: Vec<String> = def.schema.fields.iter().map(|f| f.name.clone()).collect();
         let column = |name: &str| names.iter().position(|n| n == name).unwrap();
@@ -667,9 +668,10 @@ fn a_nested_value_in_a_computed_column_gives_way_as_in_pinot() {
             json!({"tags": ["x", "y"], "city": ["a", "b"], "payload": {"labels": []}, "timestamp": TS}),
             json!({"tags": "solo", "city": "Given", "rawCity": "oslo", "payload": {"labels": ["r"]}, "timestamp": TS}),
             json!({"city": {"a": 1}, "rawCity": [1], "timestamp": TS}),
+            json!({"city": ["x"], "rawCity": "rome", "timestamp": TS}),
         ],
     );
-    assert_eq!((outcome.rows, outcome.dropped, outcome.incomplete), (4, 0, 0), "{outcome:?}");
+    assert_eq!((outcome.rows, outcome.dropped, outcome.incomplete), (5, 0, 0), "{outcome:?}");
     // An array for an array: the record's kept. An object and an array give way to text.
     assert_eq!(rows[0]["tags"], json!(["x"]));
     assert_eq!(rows[0]["city"], json!("LIMA"));
@@ -679,6 +681,8 @@ fn a_nested_value_in_a_computed_column_gives_way_as_in_pinot() {
     // Scalars are kept (a one-value multi-value field is one).
     assert_eq!(rows[2]["tags"], json!(["solo"]));
     assert_eq!(rows[2]["city"], json!("Given"));
+    // A one-item array in a single-value column is an array too: it gives way.
+    assert_eq!(rows[4]["city"], json!("ROME"));
     // upper of an array's text: the object gives way to it.
     assert_eq!(rows[3]["city"], json!("[1]"));
 }
@@ -716,4 +720,23 @@ fn a_json_path_read_while_reading_fails_as_the_function_does() {
             assert_eq!(users, [&json!("7"), &json!("1.5"), &json!("null")]);
         }
     }
+}
+
+#[test]
+fn a_json_path_over_a_computed_field_reads_the_computed_value() {
+    // doc is made by a transform: jsonPathString(doc, ...) reads the made value, not the record.
+    let def = definition(
+        table(json!({"transformConfigs": [
+            {"columnName": "doc", "transformFunction": "lower(raw)"},
+            {"columnName": "user", "transformFunction": "jsonPathString(doc, '$.a')"}
+        ]})),
+        schema(
+            json!([{"name": "user", "dataType": "STRING"}, {"name": "doc", "dataType": "STRING"}]),
+            json!([]),
+            "LONG",
+        ),
+    );
+    let (rows, outcome) = ingest(&def, &[json!({"raw": "{\"A\": \"X\"}", "timestamp": TS})]);
+    assert_eq!(outcome.rows, 1, "{outcome:?}");
+    assert_eq!(rows[0]["user"], json!("x"));
 }

@@ -1191,8 +1191,12 @@ impl<'de> Visitor<'de> for CellSeed<'_, 'de> {
                 values.push(v);
             }
             if values.len() == 1 {
+                // A one-item list: converting takes its item, as Pinot does, and a transform
+                // still sees an array.
                 let only = values.pop().expect("one item");
-                return Ok(value_cell(only));
+                let start = self.items.len();
+                self.items.push(value_cell(only));
+                return Ok(Cell::List(start, start + 1));
             }
             return Ok(Cell::Json(Cow::Owned(serde_json::Value::Array(values).to_string())));
         }
