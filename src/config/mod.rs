@@ -67,13 +67,152 @@ pub struct IngestionConfig {
     pub row_time_check: bool,
 }
 
-/// `upsertConfig`, kept for the upsert feature to come.
+/// `upsertConfig` (pinot-spi `UpsertConfig`), read and checked; upsert itself is not applied
+/// yet.
 #[derive(Debug, Clone)]
 pub struct UpsertConfig {
-    /// `mode`: NONE, FULL or PARTIAL.
+    /// `mode`: FULL or PARTIAL (Pinot's default, when an upsertConfig has no mode, is FULL).
     pub mode: String,
-    /// `comparisonColumns` (or the older `comparisonColumn`).
+    /// `comparisonColumns` (or the older `comparisonColumn`); empty: the time column.
     pub comparison_columns: Vec<String>,
+    /// `partialUpsertStrategies`: column to strategy.
+    pub partial_strategies: Vec<(String, String)>,
+    /// `defaultPartialUpsertStrategy` (OVERWRITE by default).
+    pub default_partial_strategy: String,
+    /// `deleteRecordColumn`.
+    pub delete_record_column: Option<String>,
+    /// `outOfOrderRecordColumn`.
+    pub out_of_order_record_column: Option<String>,
+    /// `dropOutOfOrderRecord`.
+    pub drop_out_of_order: bool,
+    /// `metadataTTL`, in the comparison column's units (0: off).
+    pub metadata_ttl: f64,
+    /// `deletedKeysTTL`, in the comparison column's units (0: off).
+    pub deleted_keys_ttl: f64,
+}
+
+/// `dedupConfig` (pinot-spi `DedupConfig`), read and checked; dedup itself is not applied yet.
+#[derive(Debug, Clone)]
+pub struct DedupConfig {
+    /// `metadataTTL`, in the dedup time column's units (0: off).
+    pub metadata_ttl: f64,
+    /// `dedupTimeColumn`; None: the time column.
+    pub time_column: Option<String>,
+}
+
+/// Pinot's partial-upsert strategies (`UpsertConfig.Strategy`).
+const STRATEGIES: [&str; 8] =
+    ["OVERWRITE", "IGNORE", "INCREMENT", "APPEND", "UNION", "MAX", "MIN", "FORCE_OVERWRITE"];
+/// Pinot's primary-key hash functions (`HashFunction`).
+const HASH_FUNCTIONS: [&str; 6] = ["NONE", "MD5", "MURMUR3", "UUID", "XXHASH", "XXH128"];
+
+/// A number field (`metadataTTL`); None when absent, a problem when not a number.
+fn number_field(r: &JsonReader<'_>, key: &str, problems: &mut Problems) -> Option<f64> {
+    match r.get(key) {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) => n.as_f64(),
+        Some(other) => {
+            problems.error(r.path_of(key), format!("must be a number, found {}", type_name(other)));
+            None
+        }
+    }
+}
+
+/// A value of `allowed`, upper-cased; a problem naming the choices otherwise.
+fn one_of(r: &JsonReader<'_>, key: &str, allowed: &[&str], problems: &mut Problems) -> Option<String> {
+    let value = r.string(key, problems)?.to_ascii_uppercase();
+    if allowed.contains(&value.as_str()) {
+        Some(value)
+    } else {
+        problems.error(r.path_of(key), format!("{value:?} is not one of {}", allowed.join(", ")));
+        None
+    }
+}
+
+fn read_upsert(u: &JsonReader<'_>, problems: &mut Problems) -> Option<UpsertConfig> {
+    // pinot-spi UpsertConfig: `_mode = Mode.FULL` unless the config says otherwise.
+    let mode = if u.get("mode").is_some_and(|m| !m.is_null()) {
+        one_of(u, "mode", &["NONE", "FULL", "PARTIAL"], problems)?
+    } else {
+        "FULL".to_string()
+    };
+    let mut comparison_columns = u.string_array("comparisonColumns", problems).unwrap_or_default();
+    comparison_columns.extend(u.string("comparisonColumn", problems));
+    one_of(u, "hashFunction", &HASH_FUNCTIONS, problems);
+    let mut partial_strategies = Vec::new();
+    if let Some(strategies) = u.object_field("partialUpsertStrategies", problems) {
+        for (column, strategy) in strategies.object() {
+            match strategy.as_str().map(str::to_ascii_uppercase) {
+                Some(s) if STRATEGIES.contains(&s.as_str()) => partial_strategies.push((column.clone(), s)),
+                _ => problems.error(
+                    strategies.path_of(column),
+                    format!(
+                        "{} is not a partial-upsert strategy: use one of {}",
+                        strategy,
+                        STRATEGIES.join(", ")
+                    ),
+                ),
+            }
+        }
+    }
+    let default_partial_strategy = if u.get("defaultPartialUpsertStrategy").is_some() {
+        one_of(u, "defaultPartialUpsertStrategy", &STRATEGIES, problems).unwrap_or_else(|| "OVERWRITE".into())
+    } else {
+        "OVERWRITE".to_string()
+    };
+    if mode != "PARTIAL"
+        && (!partial_strategies.is_empty() || u.get("defaultPartialUpsertStrategy").is_some())
+    {
+        problems.warn(
+            u.path_of("partialUpsertStrategies"),
+            format!("partial-upsert strategies apply only with mode PARTIAL, not {mode}"),
+        );
+    }
+    let metadata_ttl = number_field(u, "metadataTTL", problems).unwrap_or(0.0);
+    let deleted_keys_ttl = number_field(u, "deletedKeysTTL", problems).unwrap_or(0.0);
+    for (key, ttl) in [("metadataTTL", metadata_ttl), ("deletedKeysTTL", deleted_keys_ttl)] {
+        if !(ttl >= 0.0 && ttl.is_finite()) {
+            problems.error(u.path_of(key), format!("{ttl} is not a duration: use 0 (off) or more"));
+        }
+    }
+    let config = UpsertConfig {
+        mode: mode.clone(),
+        comparison_columns,
+        partial_strategies,
+        default_partial_strategy,
+        delete_record_column: u.string("deleteRecordColumn", problems),
+        out_of_order_record_column: u.string("outOfOrderRecordColumn", problems),
+        drop_out_of_order: u.bool("dropOutOfOrderRecord", problems).unwrap_or(false),
+        metadata_ttl,
+        deleted_keys_ttl,
+    };
+    (mode != "NONE").then(|| {
+        problems.warn(
+            u.path_of("mode"),
+            format!("upsert {mode} is not applied yet: every record is appended as a new row"),
+        );
+        config
+    })
+}
+
+fn read_dedup(d: &JsonReader<'_>, problems: &mut Problems) -> Option<DedupConfig> {
+    one_of(d, "hashFunction", &HASH_FUNCTIONS, problems);
+    let metadata_ttl = number_field(d, "metadataTTL", problems).unwrap_or(0.0);
+    if !(metadata_ttl >= 0.0 && metadata_ttl.is_finite()) {
+        problems.error(
+            d.path_of("metadataTTL"),
+            format!("{metadata_ttl} is not a duration: use 0 (off) or more"),
+        );
+    }
+    let config = DedupConfig { metadata_ttl, time_column: d.string("dedupTimeColumn", problems) };
+    // pinot-spi DedupConfig: dedupEnabled is required and false turns dedup off.
+    d.bool("dedupEnabled", problems).unwrap_or(false).then(|| {
+        problems.warn(
+            d.path_of("dedupEnabled"),
+            "dedup is not applied yet: a record whose primary key was seen is appended again",
+        );
+        config
+    })
 }
 
 /// A Pinot REALTIME table config, typed.
@@ -89,8 +228,10 @@ pub struct TableConfig {
     pub sorted_column: Option<String>,
     /// `ingestionConfig`.
     pub ingestion: IngestionConfig,
-    /// `upsertConfig`.
+    /// `upsertConfig`, when its mode is not NONE.
     pub upsert: Option<UpsertConfig>,
+    /// `dedupConfig`, when `dedupEnabled`.
+    pub dedup: Option<DedupConfig>,
     /// `metadata`, kept as given (secret values masked, see `secrets.rs`).
     pub metadata: Map<String, Value>,
     /// The whole document with secret values replaced by `***`, at any depth (unknown keys are
@@ -328,21 +469,11 @@ impl TableConfig {
             StreamSettings::parse(m.path(), m.object(), name.as_deref().unwrap_or("table"), problems)
         });
 
-        let upsert = r.object_field("upsertConfig", problems).and_then(|u| {
-            let mode = u.string("mode", problems).unwrap_or_else(|| "NONE".to_string()).to_ascii_uppercase();
-            if !["NONE", "FULL", "PARTIAL"].contains(&mode.as_str()) {
-                problems.error(u.path_of("mode"), format!("{mode:?} is not one of NONE, FULL, PARTIAL"));
-            }
-            let mut comparison_columns = u.string_array("comparisonColumns", problems).unwrap_or_default();
-            comparison_columns.extend(u.string("comparisonColumn", problems));
-            (mode != "NONE").then(|| {
-                problems.warn(
-                    u.path_of("mode"),
-                    format!("upsert {mode} is not applied yet: every record is appended as a new row"),
-                );
-                UpsertConfig { mode, comparison_columns }
-            })
-        });
+        let upsert = r.object_field("upsertConfig", problems).and_then(|u| read_upsert(&u, problems));
+        let dedup = r.object_field("dedupConfig", problems).and_then(|d| read_dedup(&d, problems));
+        if upsert.is_some() && dedup.is_some() {
+            problems.error("dedupConfig", "a table has upsert or dedup, not both (Pinot refuses both too)");
+        }
         // Masking keeps every object and list, so the shape checks below see the document's.
         let masked = secrets::mask(doc);
         let metadata = match masked.get("metadata").filter(|v| !v.is_null()) {
@@ -379,7 +510,8 @@ impl TableConfig {
             table_names: raw_name.iter().cloned().chain(name.iter().cloned()).collect(),
             time_column: segments.as_ref().map(|s| s.time_column.clone()),
             sorted_column: sorted_column.clone(),
-            upsert: upsert.is_some(),
+            upsert: upsert.clone(),
+            dedup: dedup.clone(),
         };
         let config = match (name, stream, segments) {
             (Some(name), Some(stream), Some(segments)) => Some(TableConfig {
@@ -389,6 +521,7 @@ impl TableConfig {
                 sorted_column,
                 ingestion,
                 upsert,
+                dedup,
                 metadata,
                 masked,
                 original: Sensitive(Arc::new(doc.clone())),
@@ -420,7 +553,8 @@ struct SchemaRefs {
     table_names: Vec<String>,
     time_column: Option<String>,
     sorted_column: Option<String>,
-    upsert: bool,
+    upsert: Option<UpsertConfig>,
+    dedup: Option<DedupConfig>,
 }
 
 impl SchemaRefs {
@@ -462,8 +596,135 @@ impl SchemaRefs {
                 Some(_) => {}
             }
         }
-        if self.upsert && schema.primary_key_columns.is_empty() {
-            problems.error("upsertConfig", "upsert needs primaryKeyColumns in the schema");
+        if let Some(u) = &self.upsert {
+            check_upsert(u, self.time_column.as_deref(), schema, problems);
+        }
+        if let Some(d) = &self.dedup {
+            if schema.primary_key_columns.is_empty() {
+                problems.error("dedupConfig", "dedup needs primaryKeyColumns in the schema");
+            }
+            if let Some(c) = &d.time_column {
+                match schema.field(c) {
+                    None => problems
+                        .error("dedupConfig.dedupTimeColumn", format!("column {c:?} is not in the schema")),
+                    Some(f) if !f.single_value || !orderable(f.data_type) => problems.error(
+                        "dedupConfig.dedupTimeColumn",
+                        format!("column {c:?} must be a single-value number or timestamp"),
+                    ),
+                    Some(_) => {}
+                }
+            }
+        }
+    }
+}
+
+/// Whether values of `t` order (numbers and timestamps), as TTLs and comparisons need.
+fn orderable(t: shoal_segment::DataType) -> bool {
+    use shoal_segment::DataType as T;
+    matches!(t, T::Int | T::Long | T::Float | T::Double | T::BigDecimal | T::Timestamp)
+}
+
+/// pinot-segment-local TableConfigUtils.validateUpsertAndDedupConfig and the upsert managers'
+/// own checks, with Shoal's key paths.
+fn check_upsert(u: &UpsertConfig, time_column: Option<&str>, schema: &Schema, problems: &mut Problems) {
+    use shoal_segment::DataType as T;
+    if schema.primary_key_columns.is_empty() {
+        problems.error("upsertConfig", "upsert needs primaryKeyColumns in the schema");
+    }
+    let comparison: Vec<String> = if u.comparison_columns.is_empty() {
+        time_column.map(str::to_string).into_iter().collect()
+    } else {
+        u.comparison_columns.clone()
+    };
+    for (i, c) in u.comparison_columns.iter().enumerate() {
+        let path = format!("upsertConfig.comparisonColumns[{i}]");
+        match schema.field(c) {
+            None => problems.error(path, format!("column {c:?} is not in the schema")),
+            Some(f) if !f.single_value || matches!(f.data_type, T::Json | T::Bytes | T::Boolean) => problems
+                .error(
+                    path,
+                    format!(
+                        "column {c:?} cannot order versions: use a single-value number, timestamp or string"
+                    ),
+                ),
+            Some(_) => {}
+        }
+        if schema.primary_key_columns.contains(c) {
+            problems.error(
+                format!("upsertConfig.comparisonColumns[{i}]"),
+                format!("column {c:?} is a primary key column"),
+            );
+        }
+    }
+    if (u.metadata_ttl > 0.0 || u.deleted_keys_ttl > 0.0)
+        && (comparison.len() != 1 || !schema.field(&comparison[0]).is_some_and(|f| orderable(f.data_type)))
+    {
+        problems.error(
+            if u.metadata_ttl > 0.0 { "upsertConfig.metadataTTL" } else { "upsertConfig.deletedKeysTTL" },
+            "a TTL needs exactly one comparison column, a number or a timestamp",
+        );
+    }
+    if u.deleted_keys_ttl > 0.0 && u.delete_record_column.is_none() {
+        problems.error("upsertConfig.deletedKeysTTL", "deletedKeysTTL needs deleteRecordColumn");
+    }
+    for (key, column) in [
+        ("deleteRecordColumn", &u.delete_record_column),
+        ("outOfOrderRecordColumn", &u.out_of_order_record_column),
+    ] {
+        let Some(c) = column else { continue };
+        match schema.field(c) {
+            None => {
+                problems.error(format!("upsertConfig.{key}"), format!("column {c:?} is not in the schema"))
+            }
+            // Pinot: a delete column is a single-value BOOLEAN, STRING or number; the
+            // out-of-order column a single-value BOOLEAN.
+            Some(f)
+                if !f.single_value
+                    || (key == "outOfOrderRecordColumn" && f.data_type != T::Boolean)
+                    || matches!(f.data_type, T::Json | T::Bytes | T::Timestamp) =>
+            {
+                problems.error(
+                    format!("upsertConfig.{key}"),
+                    format!(
+                        "column {c:?} must be a single-value {}",
+                        if key == "deleteRecordColumn" { "BOOLEAN, STRING or number" } else { "BOOLEAN" }
+                    ),
+                )
+            }
+            Some(_) => {}
+        }
+    }
+    if u.drop_out_of_order && u.out_of_order_record_column.is_some() {
+        problems.error(
+            "upsertConfig.dropOutOfOrderRecord",
+            "dropOutOfOrderRecord and outOfOrderRecordColumn cannot both be set: a dropped record has no row to mark",
+        );
+    }
+    for (column, strategy) in &u.partial_strategies {
+        let path = format!("upsertConfig.partialUpsertStrategies.{column}");
+        let Some(f) = schema.field(column) else {
+            problems.error(path, format!("column {column:?} is not in the schema"));
+            continue;
+        };
+        if schema.primary_key_columns.contains(column) || comparison.contains(column) {
+            problems.error(
+                path,
+                format!("column {column:?} is a primary key or comparison column: it is never merged"),
+            );
+            continue;
+        }
+        // Pinot checks INCREMENT (a number that is no dateTime field), APPEND and UNION (multi-value);
+        // MAX and MIN compare whatever the column holds.
+        let numeric = matches!(f.data_type, T::Int | T::Long | T::Float | T::Double | T::BigDecimal)
+            && f.role != shoal_segment::FieldRole::DateTime;
+        match strategy.as_str() {
+            "INCREMENT" if !numeric || !f.single_value => problems.error(
+                path,
+                format!("INCREMENT needs a single-value number column, and {column:?} is not one"),
+            ),
+            "APPEND" | "UNION" if f.single_value => problems
+                .error(path, format!("{strategy} needs a multi-value column, and {column:?} is not one")),
+            _ => {}
         }
     }
 }

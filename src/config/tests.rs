@@ -833,3 +833,97 @@ fn every_key_removed_or_of_another_type_is_refused_at_its_path_or_means_the_same
     assert!(used.iter().all(|u| *u), "an accepted case was never tried: {used:?}");
     assert!(checked > 150, "{checked}");
 }
+
+/// Upsert and dedup configs are read as Pinot reads them (pinot-spi UpsertConfig, DedupConfig)
+/// and checked as TableConfigUtils.validateUpsertAndDedupConfig checks them, with key paths.
+#[test]
+fn upsert_and_dedup_configs_are_read_and_checked() {
+    let schema = || {
+        let mut s = seed_schema();
+        s["primaryKeyColumns"] = json!(["user"]);
+        s["dimensionFieldSpecs"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"name": "deleted", "dataType": "BOOLEAN"}));
+        s
+    };
+    let table = |key: &str, config: Value| {
+        let mut t = seed_config();
+        t[key] = config;
+        t
+    };
+    // An upsertConfig without a mode is FULL, compared on the time column; not applied yet.
+    let def = TableDefinition::from_json(&table("upsertConfig", json!({})), &schema()).unwrap();
+    let u = def.config.upsert.as_ref().expect("upsert");
+    assert_eq!((u.mode.as_str(), u.default_partial_strategy.as_str()), ("FULL", "OVERWRITE"));
+    assert!(warning_paths(&def).contains(&"upsertConfig.mode"), "{:?}", def.warnings);
+    let def = TableDefinition::from_json(&table("upsertConfig", json!({"mode": "NONE"})), &schema()).unwrap();
+    assert!(def.config.upsert.is_none());
+    // Every problem names its key path.
+    let problems = |key: &str, config: Value, schema: Value| -> Vec<String> {
+        let e = TableDefinition::from_json(&table(key, config), &schema).unwrap_err();
+        e.table.iter().map(|p| format!("{}: {}", p.path, p.message)).collect()
+    };
+    let found = problems(
+        "upsertConfig",
+        json!({"mode": "PARTIAL", "comparisonColumns": ["nope", "tags"],
+               "partialUpsertStrategies": {"clicks": "SUM", "user": "OVERWRITE", "tags": "APPEND", "deleted": "INCREMENT"},
+               "defaultPartialUpsertStrategy": "LATEST", "hashFunction": "SHA1",
+               "deleteRecordColumn": "gone", "outOfOrderRecordColumn": "clicks", "dropOutOfOrderRecord": true,
+               "metadataTTL": -1}),
+        schema(),
+    );
+    for want in [
+        "upsertConfig.comparisonColumns[0]: column \"nope\" is not in the schema",
+        "upsertConfig.comparisonColumns[1]: column \"tags\" cannot order versions",
+        "upsertConfig.partialUpsertStrategies.clicks: \"SUM\" is not a partial-upsert strategy",
+        "upsertConfig.partialUpsertStrategies.user: column \"user\" is a primary key or comparison column",
+        "upsertConfig.partialUpsertStrategies.tags: column \"tags\" is a primary key or comparison column",
+        "upsertConfig.partialUpsertStrategies.deleted: INCREMENT needs a single-value number column",
+        "upsertConfig.defaultPartialUpsertStrategy: \"LATEST\" is not one of",
+        "upsertConfig.hashFunction: \"SHA1\" is not one of",
+        "upsertConfig.deleteRecordColumn: column \"gone\" is not in the schema",
+        "upsertConfig.outOfOrderRecordColumn: column \"clicks\" must be a single-value BOOLEAN",
+        "upsertConfig.dropOutOfOrderRecord: dropOutOfOrderRecord and outOfOrderRecordColumn cannot both be set",
+        "upsertConfig.metadataTTL: -1 is not a duration",
+    ] {
+        assert!(found.iter().any(|f| f.starts_with(want)), "{want}\n{found:#?}");
+    }
+    let found = problems("upsertConfig", json!({"mode": "SOMETIMES"}), schema());
+    assert!(
+        found.iter().any(|f| f.starts_with("upsertConfig.mode: \"SOMETIMES\" is not one of")),
+        "{found:?}"
+    );
+    // A TTL needs one numeric comparison column; deletedKeysTTL needs a delete column.
+    let found = problems(
+        "upsertConfig",
+        json!({"comparisonColumns": ["user", "clicks"], "deletedKeysTTL": 10}),
+        schema(),
+    );
+    assert!(
+        found.iter().any(|f| f.starts_with("upsertConfig.deletedKeysTTL: a TTL needs exactly one")),
+        "{found:?}"
+    );
+    // Dedup: read when enabled, needs a primary key, never with upsert.
+    let def = TableDefinition::from_json(
+        &table(
+            "dedupConfig",
+            json!({"dedupEnabled": true, "metadataTTL": 3600000, "dedupTimeColumn": "timestamp"}),
+        ),
+        &schema(),
+    )
+    .unwrap();
+    assert_eq!(def.config.dedup.as_ref().map(|d| d.metadata_ttl), Some(3_600_000.0));
+    assert!(warning_paths(&def).contains(&"dedupConfig.dedupEnabled"), "{:?}", def.warnings);
+    let found =
+        problems("dedupConfig", json!({"dedupEnabled": true, "dedupTimeColumn": "tags"}), seed_schema());
+    assert!(found.iter().any(|f| f.starts_with("dedupConfig: dedup needs primaryKeyColumns")), "{found:?}");
+    assert!(
+        found.iter().any(|f| f.starts_with("dedupConfig.dedupTimeColumn: column \"tags\" must be")),
+        "{found:?}"
+    );
+    let mut both = table("upsertConfig", json!({"mode": "FULL"}));
+    both["dedupConfig"] = json!({"dedupEnabled": true});
+    let e = TableDefinition::from_json(&both, &schema()).unwrap_err();
+    assert!(e.table.iter().any(|p| p.path == "dedupConfig" && p.message.contains("not both")), "{e:?}");
+}
