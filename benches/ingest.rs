@@ -17,10 +17,16 @@ use std::sync::Arc;
 
 const RECORDS: usize = 50_000;
 
-fn definition(ingestion: serde_json::Value) -> TableDefinition {
+/// The seed page's table with `ingestion`, its time column `time_column`, and `schema`.
+fn table_of(ingestion: serde_json::Value, time_column: &str, schema: serde_json::Value) -> TableDefinition {
     let mut table: serde_json::Value =
         serde_json::from_str(include_str!("../examples/config/kinesisTable.table.json")).unwrap();
     table["ingestionConfig"] = ingestion;
+    table["segmentsConfig"]["timeColumnName"] = json!(time_column);
+    TableDefinition::from_json(&table, &schema).expect("valid")
+}
+
+fn definition(ingestion: serde_json::Value) -> TableDefinition {
     let schema = json!({
         "schemaName": "kinesisTable",
         "dimensionFieldSpecs": [
@@ -32,7 +38,7 @@ fn definition(ingestion: serde_json::Value) -> TableDefinition {
         "metricFieldSpecs": [{"name": "clicks", "dataType": "LONG"}],
         "dateTimeFieldSpecs": [{"name": "timestamp", "dataType": "LONG", "format": "1:MILLISECONDS:EPOCH", "granularity": "1:MILLISECONDS"}]
     });
-    TableDefinition::from_json(&table, &schema).expect("valid")
+    table_of(ingestion, "timestamp", schema)
 }
 
 fn bench(c: &mut Criterion) {
@@ -53,11 +59,10 @@ fn bench(c: &mut Criterion) {
         .collect();
     let plain_def = definition(json!({}));
     // The raw records decoded as they are: their own fields as columns, no transforms.
-    let raw_def = {
-        let mut table: serde_json::Value =
-            serde_json::from_str(include_str!("../examples/config/kinesisTable.table.json")).unwrap();
-        table["segmentsConfig"]["timeColumnName"] = json!("tsSec");
-        let schema = json!({
+    let raw_def = table_of(
+        json!({}),
+        "tsSec",
+        json!({
             "schemaName": "kinesisTable",
             "dimensionFieldSpecs": [
                 {"name": "rawCity", "dataType": "STRING"},
@@ -68,9 +73,8 @@ fn bench(c: &mut Criterion) {
             ],
             "metricFieldSpecs": [{"name": "clicks", "dataType": "LONG"}],
             "dateTimeFieldSpecs": [{"name": "tsSec", "dataType": "LONG", "format": "1:SECONDS:EPOCH", "granularity": "1:SECONDS"}]
-        });
-        TableDefinition::from_json(&table, &schema).expect("valid")
-    };
+        }),
+    );
     let transformed_def = definition(json!({
         "transformConfigs": [
             {"columnName": "timestamp", "transformFunction": "fromEpochSeconds(tsSec)"},

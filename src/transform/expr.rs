@@ -4,8 +4,7 @@
 //! expression for the types a chunk of records has, and evaluated over the whole chunk.
 
 use arrow::array::{
-    Array, ArrayRef, BooleanArray, BooleanBuilder, Float64Array, Float64Builder, Int64Array, Int64Builder,
-    RecordBatch, StringBuilder, new_null_array,
+    Array, ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringBuilder, new_null_array,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::DFSchema;
@@ -285,47 +284,6 @@ pub(crate) fn evaluate(
     (array, failed)
 }
 
-/// The Arrow column of one field's values (None: absent or null), of type `t`, the type every
-/// value of the group has (`value_type`): an object or array is its JSON text, as Pinot hands a
-/// nested value to a JSON function.
-pub(crate) fn column(values: &[Option<&Value>], t: &DataType) -> ArrayRef {
-    match t {
-        DataType::Int64 => {
-            let mut b = Int64Builder::with_capacity(values.len());
-            for v in values {
-                b.append_option(v.and_then(Value::as_i64));
-            }
-            Arc::new(b.finish())
-        }
-        DataType::Float64 => {
-            let mut b = Float64Builder::with_capacity(values.len());
-            for v in values {
-                b.append_option(v.and_then(Value::as_f64));
-            }
-            Arc::new(b.finish())
-        }
-        DataType::Boolean => {
-            let mut b = BooleanBuilder::with_capacity(values.len());
-            for v in values {
-                b.append_option(v.and_then(Value::as_bool));
-            }
-            Arc::new(b.finish())
-        }
-        DataType::Utf8 => {
-            let mut b = StringBuilder::with_capacity(values.len(), values.len() * 16);
-            for v in values {
-                match v {
-                    None | Some(Value::Null) => b.append_null(),
-                    Some(Value::String(s)) => b.append_value(s),
-                    Some(other) => b.append_value(other.to_string()),
-                }
-            }
-            Arc::new(b.finish())
-        }
-        other => new_null_array(other, values.len()),
-    }
-}
-
 /// The Arrow column of input `input` of rows `rows` of `values` (`width` inputs a row), of type
 /// `t`, the type every one of these values has (`input_type`).
 pub(crate) fn input_column(
@@ -472,8 +430,8 @@ mod tests {
 
     #[test]
     fn nested_values_are_their_json_text() {
-        let o = serde_json::json!({"a": 1});
-        let a = column(&[Some(&o), None], &DataType::Utf8);
+        let values = [InputValue::Json(r#"{"a":1}"#.into()), InputValue::Null];
+        let a = input_column(&values, 1, &[0, 1], 0, &DataType::Utf8);
         assert_eq!(json_value(&a, 0), Value::from(r#"{"a":1}"#));
         assert!(a.is_null(1));
     }

@@ -48,9 +48,6 @@ type Planned = Result<Arc<dyn PhysicalExpr>, String>;
 /// A plan and, when it reads text as numbers, the columns to evaluate it over.
 type Retried = (Arc<dyn PhysicalExpr>, Option<Vec<ArrayRef>>);
 
-/// A row's outcome and the values it takes, as JSON.
-type RowJson = Option<(RowOut, Vec<(usize, Value)>)>;
-
 /// A table's ingestion transforms.
 pub struct IngestTransform {
     complex: Option<complex::ComplexType>,
@@ -556,16 +553,6 @@ struct GroupOut {
     writes: Vec<(usize, ArrayRef, Vec<u8>)>,
 }
 
-impl GroupOut {
-    /// The (input, array, replace) of each value row `row` of the group takes.
-    fn row_writes(&self, row: usize) -> impl Iterator<Item = (usize, &ArrayRef, bool)> + '_ {
-        self.writes
-            .iter()
-            .filter(move |(_, _, take)| take[row] != KEEP)
-            .map(move |(input, result, take)| (*input, result, take[row] == REPLACE))
-    }
-}
-
 /// A value's nesting: 0 none, 1 an array, 2 an object.
 fn nesting_of_text(text: &str) -> u8 {
     match text.as_bytes().first() {
@@ -603,17 +590,6 @@ const TYPES: [DataType; 5] =
 /// The code (into [`TYPES`]) of the Arrow type a row's value gives its column: one row's own
 /// value decides, so that a row transforms the same whatever other rows share its chunk (a
 /// record read again after a restart makes the same rows).
-fn value_type(v: &Option<Value>) -> u8 {
-    match v {
-        None | Some(Value::Null) => 0,
-        Some(Value::Number(n)) if n.is_i64() => 1,
-        Some(Value::Number(_)) => 2,
-        Some(Value::Bool(_)) => 3,
-        Some(_) => 4,
-    }
-}
-
-/// [`value_type`] of a decoded value.
 fn input_type(v: &InputValue<'_>) -> u8 {
     match v {
         InputValue::Null => 0,
@@ -800,6 +776,32 @@ impl IngestTransform {
     }
 }
 
+/// Rows read from whole records (restructured), as the value transforms read a chunk.
+struct RowsChunk<'a> {
+    rows: &'a [RowIn],
+}
+
+impl ValueChunk for RowsChunk<'_> {
+    fn rows(&self) -> usize {
+        self.rows.len()
+    }
+
+    fn value(&self, row: usize, input: usize) -> InputValue<'_> {
+        match &self.rows[row].values[input] {
+            None | Some(Value::Null) => InputValue::Null,
+            Some(Value::Bool(b)) => InputValue::Bool(*b),
+            Some(Value::Number(n)) => match (n.as_i64(), n.as_u64()) {
+                (Some(i), _) => InputValue::I64(i),
+                (None, Some(u)) => InputValue::U64(u),
+                _ => InputValue::F64(n.as_f64().unwrap_or(f64::NAN)),
+            },
+            Some(Value::String(s)) => InputValue::Str(s),
+            // An object or an array, as the JSON text a function receives.
+            Some(nested) => InputValue::Json(Cow::Owned(nested.to_string())),
+        }
+    }
+}
+
 impl RecordTransform for IngestTransform {
     fn apply(&self, records: &[(&[u8], RecordMeta<'_>)]) -> Transformed {
         let mut transformed = Transformed::default();
@@ -810,91 +812,38 @@ impl RecordTransform for IngestTransform {
                 Err(dropped) => transformed.failed.push((record, dropped)),
             }
         }
-        // Derived values, computed from their fields.
-        let mut derived_errors: Vec<(usize, usize, String)> = Vec::new();
-        for (r, row) in rows.iter_mut().enumerate() {
-            for (input, base, d) in &self.derived {
-                let text;
-                let value = match &row.values[*base] {
-                    None | Some(Value::Null) => InputValue::Null,
-                    Some(Value::String(s)) => InputValue::Str(s),
-                    Some(v @ (Value::Object(_) | Value::Array(_))) => {
-                        text = v.to_string();
-                        InputValue::Json(Cow::Borrowed(&text))
-                    }
-                    Some(_) => InputValue::Bool(false),
-                };
-                row.values[*input] = match d.value(&value) {
-                    Ok(v) => v.map(Value::String),
-                    Err(e) => {
-                        derived_errors.push((*input, r, e));
-                        None
-                    }
-                };
-            }
-        }
-        // Rows with the same input types run together.
-        let width = self.inputs.len();
-        let codes: Vec<u8> = rows.iter().flat_map(|r| r.values.iter().map(value_type)).collect();
-        let mut outs: Vec<RowJson> = (0..rows.len()).map(|_| None).collect();
-        for (types, members) in groups(&codes, width, rows.len()) {
-            let columns: Vec<ArrayRef> = types
-                .iter()
-                .enumerate()
-                .map(|(i, t)| {
-                    let refs: Vec<Option<&Value>> =
-                        members.iter().map(|&r| rows[r].values[i].as_ref()).collect();
-                    expr::column(&refs, t)
-                })
-                .collect();
-            let nested: Vec<Vec<u8>> = (0..width)
-                .map(|i| {
-                    if !self.computed(i) {
-                        return Vec::new();
-                    }
-                    members
-                        .iter()
-                        .map(|&r| match &rows[r].values[i] {
-                            Some(Value::Array(_)) => 1,
-                            Some(Value::Object(_)) => 2,
-                            _ => 0,
-                        })
-                        .collect()
-                })
-                .collect();
-            let errors = group_errors(&derived_errors, &members);
-            let group = self.run(columns, members.len(), &nested, &errors);
-            for (k, (&i, o)) in members.iter().zip(group.rows.iter()).enumerate() {
-                let writes =
-                    group.row_writes(k).map(|(input, a, _)| (input, expr::json_value(a, k))).collect();
-                outs[i] = Some((
-                    RowOut { filtered: o.filtered, error: o.error.clone(), incomplete: o.incomplete },
-                    writes,
-                ));
-            }
-        }
+        // The same computation as a chunk read in one pass; only the rows' JSON differs.
+        let computed = ValueTransform::apply(self, &RowsChunk { rows: &rows });
         // A record with a failed row is dropped whole, as Pinot drops the message.
         let mut failed: BTreeMap<usize, String> = BTreeMap::new();
-        for (row, o) in rows.iter().zip(&outs) {
-            if let Some(e) = o.as_ref().and_then(|(o, _)| o.error.clone()) {
-                failed.entry(row.record).or_insert(e);
+        for (row, result) in rows.iter().zip(&computed.rows) {
+            if let RowResult::Failed(e) = result {
+                failed.entry(row.record).or_insert_with(|| e.clone());
             }
         }
         for (record, message) in failed.iter() {
             transformed.failed.push((*record, failure(message.clone())));
         }
         transformed.failed.sort_by_key(|(r, _)| *r);
-        for (row, o) in rows.into_iter().zip(outs) {
-            let (o, writes) = o.unwrap_or_default();
-            if failed.contains_key(&row.record) {
-                continue;
-            }
-            if o.filtered {
-                transformed.filtered += 1;
-                continue;
-            }
-            let extra: Vec<(&str, Value)> =
-                writes.into_iter().map(|(i, v)| (self.inputs[i].as_str(), v)).collect();
+        let mut writes = computed.writes.as_slice();
+        for (r, (row, result)) in rows.into_iter().zip(&computed.rows).enumerate() {
+            let (mine, rest) = writes.split_at(writes.iter().take_while(|w| w.row == r).count());
+            writes = rest;
+            let incomplete = match result {
+                _ if failed.contains_key(&row.record) => continue,
+                RowResult::Filtered => {
+                    transformed.filtered += 1;
+                    continue;
+                }
+                RowResult::Keep { incomplete } => *incomplete,
+                RowResult::Failed(_) => continue,
+            };
+            let extra: Vec<(&str, Value)> = mine
+                .iter()
+                .map(|w| {
+                    (self.inputs[w.input].as_str(), expr::json_value(&computed.arrays[w.array], w.index))
+                })
+                .collect();
             let json = match row.body {
                 Body::Record if extra.is_empty() => None,
                 Body::Record => Some(splice(records[row.record].0, &extra)),
@@ -908,7 +857,7 @@ impl RecordTransform for IngestTransform {
             transformed.rows.push(TransformedRow {
                 record: row.record,
                 json,
-                incomplete: row.incomplete || o.incomplete,
+                incomplete: row.incomplete || incomplete,
             });
         }
         transformed

@@ -206,14 +206,17 @@ impl JsonKeysPath {
     }
 
     /// [`JsonKeysPath::string_of`] of text that is valid JSON (a record's nested value, which
-    /// the decoder has read): found by scanning the bytes, nothing else built.
+    /// the decoder has read): found by scanning the bytes, nothing else built. Text that is not
+    /// valid JSON gives an answer of no meaning, never a panic.
     pub fn string_of_valid(&self, doc: &str) -> Option<String> {
         let mut span = doc;
         for key in &self.keys {
             span = scan::field(span, key)?;
         }
         match span.as_bytes().first() {
-            Some(b'"') if !span.contains('\\') => Some(span[1..span.len() - 1].to_string()),
+            Some(b'"') if span.len() >= 2 && !span.contains('\\') => {
+                Some(span[1..span.len() - 1].to_string())
+            }
             Some(b'n') => None,
             _ => Json::parse(span).filter(|v| *v != Json::Null).map(Json::into_text),
         }
@@ -229,7 +232,7 @@ mod scan {
         i
     }
 
-    /// The index after the string that starts at `i`.
+    /// The index after the string that starts at `i` (at most the end of the text).
     fn string(b: &[u8], mut i: usize) -> usize {
         i += 1;
         while i < b.len() {
@@ -239,7 +242,7 @@ mod scan {
                 _ => i += 1,
             }
         }
-        i
+        b.len()
     }
 
     /// The index after the value that starts at `i`.
@@ -256,7 +259,7 @@ mod scan {
                         }
                         b'{' | b'[' => depth += 1,
                         b'}' | b']' => {
-                            depth -= 1;
+                            depth = depth.saturating_sub(1);
                             if depth == 0 {
                                 return i + 1;
                             }
@@ -294,12 +297,12 @@ mod scan {
             let start = i;
             i = string(b, i);
             let raw = &text[start..i];
-            let same = if raw.contains('\\') {
+            let same = if raw.contains('\\') || raw.len() < 2 {
                 serde_json::from_str::<String>(raw).is_ok_and(|k| k == key)
             } else {
                 &raw[1..raw.len() - 1] == key
             };
-            i = ws(b, i) + 1; // the colon
+            i = (ws(b, i) + 1).min(b.len()); // the colon
             i = ws(b, i);
             let value_start = i;
             i = value(b, i);
@@ -989,6 +992,20 @@ mod tests {
         assert!(JsonKeysPath::parse("$.a[0]").is_none());
         assert!(JsonKeysPath::parse("$.*").is_none());
         assert!(JsonKeysPath::parse("$.a").unwrap().string_of("{not json").is_err());
+        // Text that is not JSON never panics.
+        let p = JsonKeysPath::parse("$.a.b").unwrap();
+        for bad in [
+            "{\"a",
+            "{\"a\":",
+            "{\"a\": \"",
+            "{\"a\": {\"b\": \"\\",
+            "{\"a\"}}}",
+            "{\"",
+            "}",
+            "{\"a\": {\"b\": \"",
+        ] {
+            let _ = p.string_of_valid(bad);
+        }
     }
 
     #[test]
