@@ -45,7 +45,7 @@ struct Table(Vec<SegmentData>);
 
 impl SnapshotSource for Table {
     fn snapshot(&self) -> TableSnapshot {
-        TableSnapshot { segments: self.0.clone() }
+        TableSnapshot::new(self.0.clone())
     }
 }
 

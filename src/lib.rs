@@ -18,6 +18,9 @@ pub mod manifest;
 pub mod metrics;
 pub mod table;
 pub mod transform;
+mod upsert;
+
+pub use upsert::UpsertCounters;
 
 pub use config::{ConfigError, TableConfig, TableDefinition};
 #[cfg(feature = "fault-injection")]

@@ -21,6 +21,8 @@ pub struct TableMetrics {
     /// Rows kept with defaults in place of values a transform or conversion failed on
     /// (`continueOnError`).
     pub rows_incomplete: AtomicU64,
+    /// What an upsert or dedup table's key map decided.
+    pub upsert: Arc<crate::UpsertCounters>,
     /// Segments sealed.
     pub segments_sealed: AtomicU64,
     /// Time spent sealing, in microseconds.
@@ -107,6 +109,31 @@ impl Metrics {
         for (t, m) in &tables {
             let _ =
                 writeln!(out, "shoal_rows_filtered_total{{table=\"{}\"}} {}", esc(t), load(&m.rows_filtered));
+        }
+        for (name, help, get) in [
+            (
+                "shoal_rows_deduplicated_total",
+                "Records dedup dropped: their primary key was in the table (Pinot's REALTIME_DEDUP_DROPPED).",
+                (|u: &crate::UpsertCounters| &u.deduplicated) as fn(&crate::UpsertCounters) -> &AtomicU64,
+            ),
+            (
+                "shoal_upsert_out_of_order_total",
+                "Versions older than their primary key's current one (Pinot's UPSERT_OUT_OF_ORDER).",
+                |u| &u.out_of_order,
+            ),
+            (
+                "shoal_upsert_out_of_order_dropped_total",
+                "Versions dropped as out of order (dropOutOfOrderRecord).",
+                |u| &u.out_of_order_dropped,
+            ),
+            ("shoal_upsert_keys_expired_total", "Primary keys taken out of the key map by a TTL.", |u| {
+                &u.keys_expired
+            }),
+        ] {
+            family(&mut out, name, "counter", help);
+            for (t, m) in &tables {
+                let _ = writeln!(out, "{name}{{table=\"{}\"}} {}", esc(t), load(get(&m.upsert)));
+            }
         }
         family(
             &mut out,

@@ -404,7 +404,7 @@ struct FixedRows(Arc<MutableSegment>);
 
 impl SnapshotSource for FixedRows {
     fn snapshot(&self) -> TableSnapshot {
-        TableSnapshot { segments: vec![SegmentData::Consuming(self.0.snapshot())] }
+        TableSnapshot::new(vec![SegmentData::Consuming(self.0.snapshot())])
     }
 }
 

@@ -67,8 +67,7 @@ pub struct IngestionConfig {
     pub row_time_check: bool,
 }
 
-/// `upsertConfig` (pinot-spi `UpsertConfig`), read and checked; upsert itself is not applied
-/// yet.
+/// `upsertConfig` (pinot-spi `UpsertConfig`).
 #[derive(Debug, Clone)]
 pub struct UpsertConfig {
     /// `mode`: FULL or PARTIAL (Pinot's default, when an upsertConfig has no mode, is FULL).
@@ -91,7 +90,7 @@ pub struct UpsertConfig {
     pub deleted_keys_ttl: f64,
 }
 
-/// `dedupConfig` (pinot-spi `DedupConfig`), read and checked; dedup itself is not applied yet.
+/// `dedupConfig` (pinot-spi `DedupConfig`).
 #[derive(Debug, Clone)]
 pub struct DedupConfig {
     /// `metadataTTL`, in the dedup time column's units (0: off).
@@ -186,13 +185,7 @@ fn read_upsert(u: &JsonReader<'_>, problems: &mut Problems) -> Option<UpsertConf
         metadata_ttl,
         deleted_keys_ttl,
     };
-    (mode != "NONE").then(|| {
-        problems.warn(
-            u.path_of("mode"),
-            format!("upsert {mode} is not applied yet: every record is appended as a new row"),
-        );
-        config
-    })
+    (mode != "NONE").then_some(config)
 }
 
 fn read_dedup(d: &JsonReader<'_>, problems: &mut Problems) -> Option<DedupConfig> {
@@ -206,13 +199,7 @@ fn read_dedup(d: &JsonReader<'_>, problems: &mut Problems) -> Option<DedupConfig
     }
     let config = DedupConfig { metadata_ttl, time_column: d.string("dedupTimeColumn", problems) };
     // pinot-spi DedupConfig: dedupEnabled is required and false turns dedup off.
-    d.bool("dedupEnabled", problems).unwrap_or(false).then(|| {
-        problems.warn(
-            d.path_of("dedupEnabled"),
-            "dedup is not applied yet: a record whose primary key was seen is appended again",
-        );
-        config
-    })
+    d.bool("dedupEnabled", problems).unwrap_or(false).then_some(config)
 }
 
 /// A Pinot REALTIME table config, typed.
@@ -473,6 +460,12 @@ impl TableConfig {
         let dedup = r.object_field("dedupConfig", problems).and_then(|d| read_dedup(&d, problems));
         if upsert.is_some() && dedup.is_some() {
             problems.error("dedupConfig", "a table has upsert or dedup, not both (Pinot refuses both too)");
+        }
+        if (upsert.is_some() || dedup.is_some()) && sorted_column.is_some() {
+            problems.warn(
+                "tableIndexConfig.sortedColumn",
+                "rows of an upsert or dedup table stay in ingest order: its key map names rows by position, so sortedColumn is not applied",
+            );
         }
         // Masking keeps every object and list, so the shape checks below see the document's.
         let masked = secrets::mask(doc);

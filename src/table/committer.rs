@@ -9,6 +9,7 @@
 
 use crate::error::Error;
 use crate::manifest::{LostSegment, Manifest, SegmentEntry};
+use crate::upsert::{Segments, Upsert};
 use parking_lot::{Mutex, MutexGuard, RwLock};
 use shoal_segment::{MutableSegment, SealedSegment};
 use shoal_stream::Checkpoint;
@@ -73,18 +74,36 @@ struct Locked {
 pub(crate) struct Committer {
     dir: PathBuf,
     locked: Mutex<Locked>,
+    /// An upsert or dedup table's key map, brought in line with each state before it is
+    /// published.
+    upsert: Option<Arc<Upsert>>,
     /// Written only while `locked` is held.
     state: RwLock<Arc<TableState>>,
 }
 
 impl Committer {
-    pub(crate) fn new(dir: PathBuf, manifest: Manifest, mut state: TableState) -> Committer {
+    pub(crate) fn new(
+        dir: PathBuf,
+        manifest: Manifest,
+        mut state: TableState,
+        upsert: Option<Arc<Upsert>>,
+    ) -> Committer {
         state.manifest = Arc::new(manifest.clone());
+        if let Some(u) = &upsert {
+            // The key map is built from the sealed segments' rows.
+            u.publish(None, segments_of(&state.sealed, &state.consuming), || {});
+        }
         Committer {
             dir,
             locked: Mutex::new(Locked { manifest, reserved: BTreeMap::new(), closed: false }),
+            upsert,
             state: RwLock::new(Arc::new(state)),
         }
+    }
+
+    /// The key map, for an upsert or dedup table.
+    pub(crate) fn upsert(&self) -> Option<&Arc<Upsert>> {
+        self.upsert.as_ref()
     }
 
     /// The current state (what a query reads) and the manifest committed with it.
@@ -139,6 +158,13 @@ impl CommitGuard<'_> {
         let mut sealed = state.sealed.clone();
         let mut consuming = state.consuming.clone();
         let mut new_file = None;
+        // A seal hands its consuming segment's rows (and their key map state) to the file.
+        let sealed_from = match &edit {
+            Edit::Seal { shard, sealed: Some(s), .. } => {
+                state.consuming.get(shard).map(|c| (Arc::clone(c), s.entry.file.clone()))
+            }
+            _ => None,
+        };
         let mut add = |next: &mut Manifest, s: Sealed| {
             let after =
                 next.next_sequence.get(&s.entry.shard).copied().unwrap_or(0).max(s.entry.sequence + 1);
@@ -196,7 +222,37 @@ impl CommitGuard<'_> {
             committed = Arc::new(next.clone());
             self.locked.manifest = next;
         }
-        *self.committer.state.write() = Arc::new(TableState { sealed, consuming, manifest: committed });
+        let next = Arc::new(TableState { sealed, consuming, manifest: committed });
+        match &self.committer.upsert {
+            Some(u) => {
+                let from = sealed_from.as_ref().map(|(c, f)| (c, f.as_str()));
+                u.publish(from, segments_of(&next.sealed, &next.consuming), || {
+                    *self.committer.state.write() = Arc::clone(&next);
+                });
+            }
+            None => *self.committer.state.write() = next,
+        }
         Ok(())
+    }
+}
+
+/// A state's segments, in the order a key-map rebuild reads them: per shard in stream order.
+fn segments_of<'a>(
+    sealed: &'a [Sealed],
+    consuming: &'a BTreeMap<String, Arc<MutableSegment>>,
+) -> Segments<'a> {
+    Segments {
+        sealed: sealed
+            .iter()
+            .map(|s| {
+                let e = &s.entry;
+                (
+                    e.file.as_str(),
+                    &s.segment,
+                    (e.shard.clone(), 0, e.first.clone().or_else(|| e.after.clone()), e.sequence),
+                )
+            })
+            .collect(),
+        consuming: consuming.iter().map(|(shard, c)| (c, (shard.clone(), 1, None, 0))).collect(),
     }
 }

@@ -101,12 +101,12 @@ impl Table {
     fn append(
         &self,
         shard: &str,
-        segment: &MutableSegment,
+        segment: &Arc<MutableSegment>,
         span: &mut Span,
         records: &[Record],
         millis_behind_latest: Option<i64>,
     ) {
-        let outcome = segment.append(records.iter().map(|r| {
+        let records_iter = records.iter().map(|r| {
             (
                 r.data.as_ref(),
                 RecordMeta {
@@ -115,7 +115,12 @@ impl Table {
                     arrival_millis: r.arrival_ms,
                 },
             )
-        }));
+        });
+        let outcome = match self.committer.upsert() {
+            // A primary key's table decides which rows stay, under its key map's lock.
+            Some(upsert) => upsert.ingest(segment, segment.decode(records_iter)).outcome,
+            None => segment.append(records_iter),
+        };
         if span.first.is_none() {
             span.first = records.first().map(Record::position);
         }
@@ -344,7 +349,13 @@ impl Table {
             shard,
             sequence,
             created_ms: segment.created_ms(),
-            sort_by: self.definition.config.sorted_column.as_deref(),
+            // A primary key's table keeps its rows in ingest order: the key map and the bitmaps
+            // name rows by their position, the same in the consuming segment and the file.
+            sort_by: if self.committer.upsert().is_some() {
+                None
+            } else {
+                self.definition.config.sorted_column.as_deref()
+            },
         };
         let (path, meta) = write_segment(&self.dir.join(SEGMENTS_DIR), &self.layout, &snapshot, &request)?;
         let segment = match SealedSegment::open(&path) {

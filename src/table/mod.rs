@@ -13,12 +13,15 @@ mod status;
 
 pub use consumption::PauseStatus;
 pub use recovery::ScrubOptions;
-pub use status::{QuarantineState, QuarantinedSegment, SegmentStatus, ShardState, ShardStatus, TableStatus};
+pub use status::{
+    QuarantineState, QuarantinedSegment, SegmentStatus, ShardState, ShardStatus, TableStatus, UpsertStatus,
+};
 
 use crate::config::TableDefinition;
 use crate::engine::SourceFactory;
 use crate::error::Error;
 use crate::metrics::TableMetrics;
+use crate::upsert::{SegmentRef, Upsert};
 use committer::Committer;
 use parking_lot::Mutex;
 use shoal_query::{SegmentData, SnapshotSource, TableSnapshot};
@@ -93,12 +96,25 @@ impl std::fmt::Debug for Table {
 
 impl SnapshotSource for Table {
     fn snapshot(&self) -> TableSnapshot {
+        self.metrics.queries.fetch_add(1, Ordering::Relaxed);
+        // An upsert table's rows and the bits of which are visible are taken together, under
+        // the key map's lock.
+        let mut view = self.committer.upsert().map(|u| u.view());
         let state = self.committer.current();
         let mut segments: Vec<SegmentData> =
             state.sealed.iter().map(|s| SegmentData::Sealed(Arc::clone(&s.segment))).collect();
         segments.extend(state.consuming.values().map(|c| SegmentData::Consuming(c.snapshot())));
-        self.metrics.queries.fetch_add(1, Ordering::Relaxed);
-        TableSnapshot { segments }
+        let mut snapshot = TableSnapshot::new(segments);
+        if let Some(view) = &mut view {
+            let sealed = state.sealed.iter().map(|s| SegmentRef::Sealed(&s.entry.file));
+            let consuming = state.consuming.values().map(SegmentRef::Consuming);
+            snapshot.validity = sealed
+                .chain(consuming)
+                .zip(&snapshot.segments)
+                .map(|(r, d)| Some(view.validity(r, d.rows())))
+                .collect();
+        }
+        snapshot
     }
 
     fn unreadable(&self, segment: &Arc<SealedSegment>, error: &SegmentError) {
@@ -138,6 +154,7 @@ impl Table {
     ) -> Result<Table, Error> {
         let layout = layout_of(&definition);
         let opened = recovery::open_dir(&name, &dir, &layout)?;
+        let upsert = Upsert::of(&definition, &layout, Arc::clone(&metrics.upsert)).map(Arc::new);
         let board = StatusBoard::default();
         for l in &opened.manifest.lost {
             board.quarantined(QuarantinedSegment {
@@ -155,7 +172,7 @@ impl Table {
             name,
             definition,
             layout,
-            committer: Committer::new(dir.clone(), opened.manifest, opened.state),
+            committer: Committer::new(dir.clone(), opened.manifest, opened.state, upsert),
             dir,
             board,
             metrics,
@@ -331,6 +348,7 @@ impl Table {
             incomplete: self.metrics.rows_incomplete.load(std::sync::atomic::Ordering::Relaxed),
             quarantined: self.board.quarantine_list(),
             paused: state.manifest.paused.is_some(),
+            upsert: self.committer.upsert().map(|u| u.status()),
         }
     }
 

@@ -123,6 +123,27 @@ pub struct TableStatus {
     pub paused: bool,
     /// Segments refused (at open, by the scrub or by a query), and what became of their rows.
     pub quarantined: Vec<QuarantinedSegment>,
+    /// An upsert or dedup table's key map and what it decided.
+    pub upsert: Option<UpsertStatus>,
+}
+
+/// An upsert or dedup table's key map.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UpsertStatus {
+    /// Primary keys in the map.
+    pub keys: u64,
+    /// Bytes the map holds.
+    pub key_map_bytes: u64,
+    /// Bytes the segments' validity bitmaps hold.
+    pub bitmap_bytes: u64,
+    /// Records dedup dropped (their key was in the table).
+    pub deduplicated: u64,
+    /// Versions older than their key's current one.
+    pub out_of_order: u64,
+    /// Of those, the ones dropped (`dropOutOfOrderRecord`).
+    pub out_of_order_dropped: u64,
+    /// Keys taken out of the map by a TTL.
+    pub keys_expired: u64,
 }
 
 impl TableStatus {

@@ -30,7 +30,7 @@ impl SnapshotSource for Table {
         let mut segments: Vec<SegmentData> =
             self.sealed.iter().map(|s| SegmentData::Sealed(Arc::clone(s))).collect();
         segments.push(SegmentData::Consuming(self.consuming.snapshot()));
-        TableSnapshot { segments }
+        TableSnapshot::new(segments)
     }
 }
 

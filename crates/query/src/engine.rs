@@ -2,7 +2,7 @@
 
 use crate::dialect::{self, PinotOptions, RequestOptions, ResultShape};
 use crate::guard;
-use crate::provider::{ScanRecorder, ScanStats, ShoalTable, SnapshotSource};
+use crate::provider::{ScanRecorder, ScanStats, ShoalTable, SnapshotSource, UpsertView};
 use crate::rewrite::{canonicalize, rewrite};
 use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, SchemaRef};
@@ -419,7 +419,7 @@ impl QueryEngine {
         let queued = queued.elapsed();
         let planning_started = Instant::now();
         let recorder = Arc::new(ScanRecorder::default());
-        let ctx = self.context(&recorder)?;
+        let ctx = self.context(&recorder, UpsertView::from_options(&parsed.options.values))?;
         let (names, multi_value) = self.known_names();
         let tables: Vec<String> =
             self.tables.read().unwrap_or_else(|p| p.into_inner()).keys().cloned().collect();
@@ -558,7 +558,7 @@ impl QueryEngine {
         (names, multi_value)
     }
 
-    fn context(&self, recorder: &Arc<ScanRecorder>) -> Result<SessionContext, QueryError> {
+    fn context(&self, recorder: &Arc<ScanRecorder>, view: UpsertView) -> Result<SessionContext, QueryError> {
         let mut config = SessionConfig::new()
             .with_information_schema(true)
             .with_target_partitions(self.options.target_partitions.max(1));
@@ -587,7 +587,8 @@ impl QueryEngine {
             for alias in [name.clone(), format!("{name}_REALTIME")] {
                 let provider =
                     ShoalTable::new(Arc::clone(&t.layout), Arc::clone(&t.source), Arc::clone(recorder))
-                        .with_pruning(self.options.prune);
+                        .with_pruning(self.options.prune)
+                        .with_upsert_view(view);
                 ctx.register_table(TableReference::bare(alias.as_str()), Arc::new(provider))
                     .map_err(QueryError::from_datafusion)?;
             }

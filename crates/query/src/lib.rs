@@ -12,4 +12,6 @@ mod scan;
 
 pub use dialect::{PinotOptions, RequestOptions};
 pub use engine::{ErrorKind, QueryEngine, QueryError, QueryOptions, QueryResult, QueryStream};
-pub use provider::{ScanRecorder, ScanStats, SegmentData, ShoalTable, SnapshotSource, TableSnapshot};
+pub use provider::{
+    RowValidity, ScanRecorder, ScanStats, SegmentData, ShoalTable, SnapshotSource, TableSnapshot, UpsertView,
+};

@@ -2,8 +2,9 @@
 //! pruned by segment statistics, one partition per segment (large ones split), scanned with
 //! the query's filters by [`SegmentScanExec`], which counts what each segment gave.
 
-use crate::scan::{ScanCounters, SegmentCount, SegmentScanExec};
+use crate::scan::{Piece, ScanCounters, SegmentCount, SegmentScanExec};
 use arrow::array::{ArrayRef, RecordBatch, UInt64Array, new_null_array};
+use arrow::buffer::BooleanBuffer;
 use arrow::datatypes::{DataType, SchemaRef};
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
@@ -35,7 +36,8 @@ pub enum SegmentData {
 }
 
 impl SegmentData {
-    fn rows(&self) -> usize {
+    /// Rows the segment (or the consuming segment's snapshot) holds.
+    pub fn rows(&self) -> usize {
         match self {
             SegmentData::Sealed(s) => s.meta().rows as usize,
             SegmentData::Consuming(c) => c.rows,
@@ -59,11 +61,67 @@ impl SegmentData {
     }
 }
 
+/// Which rows of one segment of an upsert table a query sees.
+#[derive(Debug, Clone)]
+pub struct RowValidity {
+    /// Each primary key's latest row, delete markers included (Pinot's `validDocIds`); a bit per
+    /// row of the segment's snapshot.
+    pub valid: BooleanBuffer,
+    /// `valid` without the delete markers (Pinot's `queryableDocIds`); None when the table has
+    /// no `deleteRecordColumn`.
+    pub queryable: Option<BooleanBuffer>,
+}
+
+/// Which rows of an upsert table a query reads (Pinot's query options).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UpsertView {
+    /// Each key's latest row, deleted keys hidden: the default.
+    #[default]
+    Latest,
+    /// Each key's latest row, delete markers included (`skipUpsertDelete=true`).
+    WithDeletes,
+    /// Every row ever ingested (`skipUpsert=true`).
+    All,
+}
+
+impl UpsertView {
+    /// The view Pinot's query options ask for.
+    pub fn from_options(values: &std::collections::BTreeMap<String, String>) -> UpsertView {
+        let on = |k: &str| values.get(k).is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
+        if on("skipUpsert") {
+            UpsertView::All
+        } else if on("skipUpsertDelete") {
+            UpsertView::WithDeletes
+        } else {
+            UpsertView::Latest
+        }
+    }
+
+    fn mask(self, validity: Option<&RowValidity>) -> Option<&BooleanBuffer> {
+        let v = validity?;
+        match self {
+            UpsertView::All => None,
+            UpsertView::WithDeletes => Some(&v.valid),
+            UpsertView::Latest => Some(v.queryable.as_ref().unwrap_or(&v.valid)),
+        }
+    }
+}
+
 /// A consistent view of a table: what a query reads.
 #[derive(Debug, Clone)]
 pub struct TableSnapshot {
     /// The segments.
     pub segments: Vec<SegmentData>,
+    /// For an upsert table, the rows each segment's snapshot shows (parallel to `segments`);
+    /// empty for any other table.
+    pub validity: Vec<Option<RowValidity>>,
+}
+
+impl TableSnapshot {
+    /// A snapshot of `segments`, every row of which is visible.
+    pub fn new(segments: Vec<SegmentData>) -> TableSnapshot {
+        TableSnapshot { segments, validity: Vec::new() }
+    }
 }
 
 /// Supplies snapshots of a table (the engine implements it).
@@ -181,6 +239,7 @@ pub struct ShoalTable {
     source: Arc<dyn SnapshotSource>,
     recorder: Arc<ScanRecorder>,
     prune: bool,
+    view: UpsertView,
 }
 
 impl ShoalTable {
@@ -190,13 +249,19 @@ impl ShoalTable {
         source: Arc<dyn SnapshotSource>,
         recorder: Arc<ScanRecorder>,
     ) -> Self {
-        ShoalTable { layout, source, recorder, prune: true }
+        ShoalTable { layout, source, recorder, prune: true, view: UpsertView::Latest }
     }
 
     /// Whether scans skip segments by their statistics (on by default). Off is for benchmarks
     /// and diagnosis: every segment is read, and the filters still give the same rows.
     pub fn with_pruning(mut self, on: bool) -> Self {
         self.prune = on;
+        self
+    }
+
+    /// Which rows of an upsert table the scans read (each key's latest by default).
+    pub fn with_upsert_view(mut self, view: UpsertView) -> Self {
+        self.view = view;
         self
     }
 }
@@ -267,8 +332,9 @@ impl TableProvider for ShoalTable {
         let mut partition_segment = Vec::new();
         let mut counted = Vec::new();
         let mut stats = ScanStats::default();
-        for (segment, keep) in snapshot.segments.iter().zip(&keep) {
+        for (at, (segment, keep)) in snapshot.segments.iter().zip(&keep).enumerate() {
             let rows = segment.rows() as u64;
+            let mask = self.view.mask(snapshot.validity.get(at).and_then(Option::as_ref));
             let consuming = matches!(segment, SegmentData::Consuming(_));
             stats.total_docs += rows;
             stats.segments_queried += 1;
@@ -303,15 +369,27 @@ impl TableProvider for ShoalTable {
             let index = counted.len();
             counted.push(SegmentCount {
                 consuming,
-                rows,
+                // The rows a `count(*)` answered from statistics counts: the visible ones.
+                rows: mask.map_or(rows, |m| m.count_set_bits() as u64),
                 evaluated: AtomicU64::new(0),
                 passed: AtomicU64::new(0),
             });
             let mut part = Vec::new();
             let mut part_rows = 0;
+            let mut start = 0;
             for batch in batches {
-                part_rows += batch.num_rows();
-                part.push(batch);
+                let n = batch.num_rows();
+                // A row past the validity's end was appended after it was taken: not visible.
+                let piece_mask = mask.map(|m| {
+                    let have = m.len().saturating_sub(start).min(n);
+                    let mut bits = arrow::array::BooleanBufferBuilder::new(n);
+                    bits.append_buffer(&m.slice(start.min(m.len()), have));
+                    bits.append_n(n - have, false);
+                    bits.finish()
+                });
+                start += n;
+                part_rows += n;
+                part.push(Piece { batch, valid: piece_mask.filter(|m| m.count_set_bits() < n) });
                 if part_rows >= PARTITION_ROWS {
                     partitions.push(std::mem::take(&mut part));
                     partition_segment.push(index);

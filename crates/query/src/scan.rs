@@ -3,7 +3,8 @@
 //! per segment the rows the filters were evaluated on and the rows that passed. The counts are
 //! Pinot's numDocsScanned, numEntriesScannedInFilter/PostFilter and numSegmentsMatched.
 
-use arrow::array::{AsArray, RecordBatch};
+use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
+use arrow::buffer::BooleanBuffer;
 use arrow::compute::filter_record_batch;
 use arrow::datatypes::SchemaRef;
 use datafusion::common::stats::Precision;
@@ -22,6 +23,19 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+/// A batch of a segment and, for an upsert table, which of its rows are visible (None: all).
+#[derive(Debug, Clone)]
+pub(crate) struct Piece {
+    pub batch: RecordBatch,
+    pub valid: Option<BooleanBuffer>,
+}
+
+impl Piece {
+    fn visible(&self) -> usize {
+        self.valid.as_ref().map_or(self.batch.num_rows(), BooleanBuffer::count_set_bits)
+    }
+}
 
 /// One segment a scan reads, and what the scan found in it while it ran.
 #[derive(Debug)]
@@ -53,7 +67,7 @@ pub(crate) struct SegmentScanExec {
     /// The table's schema: the batches' and the predicate's.
     table_schema: SchemaRef,
     /// Per partition, the batches of one segment (or part of a large one).
-    partitions: Vec<Vec<RecordBatch>>,
+    partitions: Vec<Vec<Piece>>,
     /// Per partition, its segment's index in `counters.segments`.
     partition_segment: Vec<usize>,
     projection: Option<Vec<usize>>,
@@ -67,7 +81,7 @@ pub(crate) struct SegmentScanExec {
 impl SegmentScanExec {
     pub(crate) fn new(
         table_schema: SchemaRef,
-        partitions: Vec<Vec<RecordBatch>>,
+        partitions: Vec<Vec<Piece>>,
         partition_segment: Vec<usize>,
         projection: Option<Vec<usize>>,
         predicate: Option<Arc<dyn PhysicalExpr>>,
@@ -100,8 +114,7 @@ impl SegmentScanExec {
     }
 
     fn partition_rows(&self, partition: usize) -> usize {
-        let rows: usize =
-            self.partitions.get(partition).map_or(0, |p| p.iter().map(RecordBatch::num_rows).sum());
+        let rows: usize = self.partitions.get(partition).map_or(0, |p| p.iter().map(Piece::visible).sum());
         self.limit.map_or(rows, |l| rows.min(l))
     }
 }
@@ -170,7 +183,7 @@ impl ExecutionPlan for SegmentScanExec {
         self.counters.executed.store(true, Ordering::Relaxed);
         let schema = self.schema();
         let batch_size = context.session_config().batch_size().max(1);
-        let batches: VecDeque<RecordBatch> = match self.partitions.get(partition) {
+        let batches: VecDeque<Piece> = match self.partitions.get(partition) {
             Some(p) => p.iter().cloned().collect(),
             None if partition == 0 => VecDeque::new(),
             None => {
@@ -212,7 +225,7 @@ impl ExecutionPlan for SegmentScanExec {
 /// The rows of one partition: its batches in slices of the session's batch size, filtered,
 /// projected and cut at the limit, counted into the segment's counters.
 struct PartitionRows {
-    batches: VecDeque<RecordBatch>,
+    batches: VecDeque<Piece>,
     /// Rows of the first batch already taken.
     offset: usize,
     batch_size: usize,
@@ -224,9 +237,10 @@ struct PartitionRows {
 }
 
 impl PartitionRows {
-    fn next_slice(&mut self) -> Option<RecordBatch> {
+    fn next_slice(&mut self) -> Option<(RecordBatch, Option<BooleanBuffer>)> {
         loop {
-            let batch = self.batches.front()?;
+            let piece = self.batches.front()?;
+            let batch = &piece.batch;
             if self.offset >= batch.num_rows() {
                 self.batches.pop_front();
                 self.offset = 0;
@@ -234,8 +248,9 @@ impl PartitionRows {
             }
             let len = self.batch_size.min(batch.num_rows() - self.offset);
             let slice = batch.slice(self.offset, len);
+            let valid = piece.valid.as_ref().map(|v| v.slice(self.offset, len));
             self.offset += len;
-            return Some(slice);
+            return Some((slice, valid));
         }
     }
 
@@ -246,8 +261,14 @@ impl PartitionRows {
         }
     }
 
-    fn filtered(&self, slice: RecordBatch) -> Result<RecordBatch> {
-        let Some(predicate) = &self.predicate else { return Ok(slice) };
+    /// The rows of `slice` that are visible (`valid`, for an upsert table) and pass the filters.
+    fn filtered(&self, slice: RecordBatch, valid: Option<BooleanBuffer>) -> Result<RecordBatch> {
+        let Some(predicate) = &self.predicate else {
+            return match valid {
+                Some(v) => Ok(filter_record_batch(&slice, &BooleanArray::new(v, None))?),
+                None => Ok(slice),
+            };
+        };
         let mask = predicate.evaluate(&slice)?.into_array(slice.num_rows())?;
         let Some(mask) = mask.as_boolean_opt() else {
             return Err(DataFusionError::Internal(format!(
@@ -256,7 +277,17 @@ impl PartitionRows {
             )));
         };
         // Nulls do not pass, as in DataFusion's FilterExec.
-        Ok(filter_record_batch(&slice, mask)?)
+        let mask = match valid {
+            Some(v) => {
+                let passes = match mask.nulls() {
+                    Some(n) => mask.values() & n.inner(),
+                    None => mask.values().clone(),
+                };
+                BooleanArray::new(&passes & &v, None)
+            }
+            None => mask.clone(),
+        };
+        Ok(filter_record_batch(&slice, &mask)?)
     }
 }
 
@@ -265,9 +296,14 @@ impl Iterator for PartitionRows {
 
     fn next(&mut self) -> Option<Self::Item> {
         while self.remaining > 0 {
-            let slice = self.next_slice()?;
-            let evaluated = if self.predicate.is_some() { slice.num_rows() } else { 0 };
-            let passed = match self.filtered(slice) {
+            let (slice, valid) = self.next_slice()?;
+            // Pinot evaluates filters on the valid rows only.
+            let evaluated = match (&self.predicate, &valid) {
+                (None, _) => 0,
+                (Some(_), Some(v)) => v.count_set_bits(),
+                (Some(_), None) => slice.num_rows(),
+            };
+            let passed = match self.filtered(slice, valid) {
                 Ok(b) => b,
                 Err(e) => return Some(Err(e)),
             };

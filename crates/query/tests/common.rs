@@ -22,7 +22,7 @@ impl SnapshotSource for TestTable {
         let mut segments: Vec<SegmentData> =
             sealed.iter().map(|s| SegmentData::Sealed(Arc::clone(s))).collect();
         segments.extend(consuming.iter().map(|c| SegmentData::Consuming(c.snapshot())));
-        TableSnapshot { segments }
+        TableSnapshot::new(segments)
     }
 }
 

@@ -29,7 +29,7 @@ impl SnapshotSource for ThreeSegments {
         let mut segments: Vec<SegmentData> =
             self.sealed.iter().map(|s| SegmentData::Sealed(Arc::clone(s))).collect();
         segments.push(SegmentData::Consuming(self.consuming.snapshot()));
-        TableSnapshot { segments }
+        TableSnapshot::new(segments)
     }
 }
 

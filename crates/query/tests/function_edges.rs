@@ -14,7 +14,7 @@ struct OneSegment(Arc<MutableSegment>);
 
 impl SnapshotSource for OneSegment {
     fn snapshot(&self) -> TableSnapshot {
-        TableSnapshot { segments: vec![SegmentData::Consuming(self.0.snapshot())] }
+        TableSnapshot::new(vec![SegmentData::Consuming(self.0.snapshot())])
     }
 }
 

@@ -86,11 +86,14 @@ pub enum DropReason {
     /// A transform or the filter of the table's `ingestionConfig` failed on the record
     /// (without `continueOnError`).
     TransformFailed,
+    /// An upsert table's record sets not exactly one of several comparison columns (Pinot:
+    /// "Documents must have exactly 1 non-null comparison column value").
+    BadComparison,
 }
 
 impl DropReason {
     /// Every reason.
-    pub const ALL: [DropReason; 12] = [
+    pub const ALL: [DropReason; 13] = [
         DropReason::MalformedJson,
         DropReason::Truncated,
         DropReason::NotUtf8,
@@ -103,6 +106,7 @@ impl DropReason {
         DropReason::BadTime,
         DropReason::TimeOutOfRange,
         DropReason::TransformFailed,
+        DropReason::BadComparison,
     ];
 
     /// The snake_case name used in metrics and statuses.
@@ -120,6 +124,7 @@ impl DropReason {
             DropReason::BadTime => "bad_time",
             DropReason::TimeOutOfRange => "time_out_of_range",
             DropReason::TransformFailed => "transform_failed",
+            DropReason::BadComparison => "bad_comparison",
         }
     }
 }

@@ -20,7 +20,7 @@ pub mod zone;
 pub use columns::{LayoutOptions, TableLayout};
 pub use datetime::{DateTimeFormat, Granularity, JavaDatePattern, TimeUnit};
 pub use decode::{DropReason, DropStats, Dropped, ParsedChunk, RecordMeta, not_an_object, unreadable};
-pub use mutable::{MutableSegment, SealReason, SegmentSnapshot};
+pub use mutable::{Decoded, MutableSegment, SealReason, SegmentSnapshot};
 pub use problem::{Problem, Problems};
 pub use schema::{DataType, DateTimeSpec, DefaultValue, FieldRole, FieldSpec, Schema};
 pub use sealed::{SealRequest, SealedSegment, SegmentError, SegmentMeta, write_segment};

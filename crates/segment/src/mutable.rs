@@ -58,6 +58,10 @@ struct Inner {
     frozen_stats: Vec<ColumnStats>,
     frozen_rows: usize,
     frozen_bytes: usize,
+    /// Whole batches appended by [`MutableSegment::append_decoded`] since the last freeze,
+    /// after the builders' rows (a table uses one way of appending or the other).
+    pending: Vec<RecordBatch>,
+    pending_rows: usize,
     active_rows: usize,
     active_record_bytes: usize,
     time_range: Option<(i64, i64)>,
@@ -96,6 +100,21 @@ pub struct SegmentSnapshot {
     pub last_append_ms: Option<i64>,
 }
 
+/// Rows decoded by [`MutableSegment::decode`] and not appended yet.
+#[derive(Debug)]
+pub struct Decoded {
+    /// The rows.
+    pub batch: RecordBatch,
+    /// What decoding counted (rows, drops, filtered, bytes).
+    pub outcome: AppendOutcome,
+    /// Smallest and largest time of the rows (epoch ms).
+    pub time_range: Option<(i64, i64)>,
+    /// Sequence number of the first record offered.
+    pub first_sequence: Option<String>,
+    /// Sequence number of the last record offered.
+    pub last_sequence: Option<String>,
+}
+
 /// Epoch milliseconds now.
 pub fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
@@ -122,6 +141,8 @@ impl MutableSegment {
                 frozen_stats: Vec::new(),
                 frozen_rows: 0,
                 frozen_bytes: 0,
+                pending: Vec::new(),
+                pending_rows: 0,
                 active_rows: 0,
                 active_record_bytes: 0,
                 time_range: None,
@@ -284,16 +305,23 @@ impl MutableSegment {
         let inner = self.lock();
         let mut batches = inner.frozen.clone();
         let mut stats = inner.frozen_stats.clone();
+        let mut before = inner.frozen_rows;
+        for tail in &inner.pending {
+            let tail_stats: Vec<ColumnStats> = tail.columns().iter().map(ColumnStats::of).collect();
+            merge_all(&mut stats, &tail_stats, before);
+            before += tail.num_rows();
+            batches.push(tail.clone());
+        }
         if inner.active_rows > 0 {
             let columns: Vec<ArrayRef> = inner.builders.iter().map(|b| b.finish_cloned()).collect();
             let tail = batch(&self.layout, columns);
             let tail_stats: Vec<ColumnStats> = tail.columns().iter().map(ColumnStats::of).collect();
-            merge_all(&mut stats, &tail_stats, inner.frozen_rows);
+            merge_all(&mut stats, &tail_stats, before);
             batches.push(tail);
         }
         SegmentSnapshot {
             batches,
-            rows: inner.frozen_rows + inner.active_rows,
+            rows: inner.rows(),
             stats,
             time_range: inner.time_range,
             first_sequence: inner.first_sequence.clone(),
@@ -304,8 +332,86 @@ impl MutableSegment {
 
     /// Rows held.
     pub fn rows(&self) -> usize {
+        self.lock().rows()
+    }
+
+    /// Decodes records as [`MutableSegment::append`] does, without appending them: the rows
+    /// come back as one batch, to be looked at (a primary key's table decides which rows stay)
+    /// and appended with [`MutableSegment::append_decoded`].
+    pub fn decode<'a, I>(&self, records: I) -> Decoded
+    where
+        I: IntoIterator<Item = (&'a [u8], RecordMeta<'a>)>,
+    {
+        let scratch = MutableSegment::new(Arc::clone(&self.layout));
+        let outcome = scratch.append(records);
+        let mut inner = scratch.inner.into_inner().unwrap_or_else(|p| p.into_inner());
+        if inner.active_rows > 0 {
+            inner.freeze(&self.layout);
+        }
+        let batch = match inner.frozen.len() {
+            0 => RecordBatch::new_empty(Arc::clone(&self.layout.arrow)),
+            1 => inner.frozen.remove(0),
+            _ => arrow::compute::concat_batches(&self.layout.arrow, &inner.frozen)
+                .expect("batches of one layout concatenate"),
+        };
+        Decoded {
+            batch,
+            outcome,
+            time_range: inner.time_range,
+            first_sequence: inner.first_sequence,
+            last_sequence: inner.last_sequence,
+        }
+    }
+
+    /// Appends rows [`MutableSegment::decode`] made (`batch`, which may be fewer rows than
+    /// `decoded.batch` or changed values of them), with its counts of drops and filtered records.
+    pub fn append_decoded(&self, decoded: &Decoded, batch: RecordBatch) {
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        if inner.active_rows > 0 {
+            inner.freeze(&self.layout);
+        }
+        inner.drops.merge(&decoded.outcome.drops);
+        inner.filtered += decoded.outcome.filtered as u64;
+        if inner.first_sequence.is_none() {
+            inner.first_sequence.clone_from(&decoded.first_sequence);
+        }
+        if decoded.last_sequence.is_some() {
+            inner.last_sequence.clone_from(&decoded.last_sequence);
+        }
+        if batch.num_rows() == 0 {
+            return;
+        }
+        if let Some((lo, hi)) = decoded.time_range {
+            inner.time_range = Some(match inner.time_range {
+                None => (lo, hi),
+                Some((a, b)) => (a.min(lo), b.max(hi)),
+            });
+        }
+        inner.active_record_bytes += decoded.outcome.bytes;
+        inner.pending_rows += batch.num_rows();
+        inner.pending.push(batch);
+        inner.last_append_ms = Some(now_ms());
+        if inner.pending_rows >= BATCH_ROWS {
+            inner.freeze(&self.layout);
+        }
+    }
+
+    /// Row `row` as a batch of one row, if it exists.
+    pub fn row(&self, row: usize) -> Option<RecordBatch> {
         let inner = self.lock();
-        inner.frozen_rows + inner.active_rows
+        let mut start = 0;
+        for b in inner.frozen.iter().chain(&inner.pending) {
+            if row < start + b.num_rows() {
+                return Some(b.slice(row - start, 1));
+            }
+            start += b.num_rows();
+        }
+        if row < start + inner.active_rows {
+            let columns: Vec<ArrayRef> = inner.builders.iter().map(|b| b.finish_cloned()).collect();
+            return Some(batch(&self.layout, columns).slice(row - start, 1));
+        }
+        None
     }
 
     /// Dropped records so far, by reason.
@@ -322,7 +428,7 @@ impl MutableSegment {
     /// at the frozen batches' bytes per row (or half its JSON bytes before anything froze).
     pub fn estimated_bytes(&self) -> usize {
         let inner = self.lock();
-        let tail = (inner.active_rows * inner.frozen_bytes)
+        let tail = ((inner.active_rows + inner.pending_rows) * inner.frozen_bytes)
             .checked_div(inner.frozen_rows)
             .unwrap_or(inner.active_record_bytes / 2);
         inner.frozen_bytes + tail
@@ -357,6 +463,10 @@ impl MutableSegment {
 }
 
 impl Inner {
+    fn rows(&self) -> usize {
+        self.frozen_rows + self.pending_rows + self.active_rows
+    }
+
     /// Decodes one row (`bytes`, made from the record `original`) and appends it.
     fn decode_row(
         &mut self,
@@ -424,8 +534,20 @@ impl Inner {
     }
 
     fn freeze(&mut self, layout: &TableLayout) {
-        let columns: Vec<ArrayRef> = self.builders.iter_mut().map(|b| b.finish()).collect();
-        let frozen = batch(layout, columns);
+        let frozen = if self.pending.is_empty() {
+            let columns: Vec<ArrayRef> = self.builders.iter_mut().map(|b| b.finish()).collect();
+            batch(layout, columns)
+        } else {
+            // Whole batches come after the builders' rows (append_decoded freezes those first).
+            let mut pending = std::mem::take(&mut self.pending);
+            if self.active_rows > 0 {
+                let columns: Vec<ArrayRef> = self.builders.iter_mut().map(|b| b.finish()).collect();
+                pending.push(batch(layout, columns));
+            }
+            self.pending_rows = 0;
+            arrow::compute::concat_batches(&layout.arrow, &pending)
+                .expect("batches of one layout concatenate")
+        };
         let stats: Vec<ColumnStats> = frozen.columns().iter().map(ColumnStats::of).collect();
         merge_all(&mut self.frozen_stats, &stats, self.frozen_rows);
         self.frozen_bytes += batch_bytes(&frozen);
