@@ -1,18 +1,53 @@
-//! Upsert and dedup through the engine, fed from an in-memory stream: each case's expected rows
-//! are worked out by hand from Pinot's rules (docs/notes/pinot-upsert.md), and checked again
-//! after seals and restarts.
+//! Upsert and dedup through the engine: each case's expected rows are worked out by hand from
+//! Pinot's rules (docs/notes/pinot-upsert.md), and checked again after seals and restarts.
+//! PARTIAL strategies, deletes and dedup read from kinesis-local; the rest from an in-memory
+//! stream (`upsert_kinesis.rs` has the split, merge and SIGKILL cases on kinesis-local).
 
 mod common;
 
 use common::*;
 use serde_json::{Value, json};
-use shoal::Engine;
+use shoal::{Engine, EngineOptions};
+use shoal_stream::emulator::Emulator;
 use std::time::Duration;
+
+/// A kinesis-local stream of one shard that a test's records go to.
+struct Feed {
+    emulator: Emulator,
+    stream: String,
+}
+
+impl Feed {
+    /// A kinesis-local stream `name`, and an engine on `dir`.
+    async fn kinesis(name: &str, dir: &std::path::Path) -> (Feed, Engine) {
+        let emulator = Emulator::start().await.expect("kinesis-local must be installed and start");
+        emulator.create_stream(name, 1).await.unwrap();
+        let engine = Engine::open_with(dir, EngineOptions::default()).await.unwrap();
+        (Feed { emulator, stream: name.to_string() }, engine)
+    }
+
+    fn endpoint(&self) -> String {
+        self.emulator.endpoint()
+    }
+
+    async fn put(&self, record: &Value) {
+        self.emulator.put(&self.stream, "p", record.to_string().as_bytes()).await.unwrap();
+    }
+
+    /// Reopens the engine on `dir` (after a shutdown).
+    async fn reopen(&self, dir: &std::path::Path) -> Engine {
+        Engine::open_with(dir, EngineOptions::default()).await.unwrap()
+    }
+}
 
 /// A table `name` over columns id (key), ts (time), and `extra` fields, with `upsert` merged
 /// into its config and `pk` as primary key.
 fn definition(name: &str, rows: u64, config: Value, extra: Value) -> (Value, Value) {
-    let mut table = table_config(name, name, "http://unused", rows);
+    definition_at(name, "http://unused", rows, config, extra)
+}
+
+fn definition_at(name: &str, endpoint: &str, rows: u64, config: Value, extra: Value) -> (Value, Value) {
+    let mut table = table_config(name, name, endpoint, rows);
     for (k, v) in config.as_object().unwrap() {
         table[k] = v.clone();
     }
@@ -205,10 +240,10 @@ async fn ties_go_to_the_later_version_and_late_ones_are_dropped_or_marked() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partial_upsert_merges_each_column_by_its_strategy() {
     let dir = tempfile::tempdir().unwrap();
-    let sources = MemorySources::default();
-    let stream = sources.stream("profiles", 1);
-    let (table, schema) = definition(
+    let (feed, engine) = Feed::kinesis("profiles", dir.path()).await;
+    let (table, schema) = definition_at(
         "profiles",
+        &feed.endpoint(),
         3,
         json!({"upsertConfig": {
             "mode": "PARTIAL",
@@ -229,7 +264,6 @@ async fn partial_upsert_merges_each_column_by_its_strategy() {
             {"name": "city", "dataType": "STRING"}
         ]),
     );
-    let engine = Engine::open_with(dir.path(), options(sources.clone())).await.unwrap();
     engine.create_table(&table, &schema).await.unwrap();
     let versions = [
         json!({"id": "u1", "ts": 1, "visits": 2, "tags": ["b", "a"], "events": [1], "first_name": "Ann", "best": 5.0, "worst": 5.0, "note": "n1", "city": "Oslo"}),
@@ -244,7 +278,7 @@ async fn partial_upsert_merges_each_column_by_its_strategy() {
         json!({"id": "u2", "ts": 5, "visits": 1, "first_name": "Cy"}),
     ];
     for v in &versions {
-        stream.put_by_key("p", v.to_string());
+        feed.put(v).await;
     }
     wait_consumed(&engine, "profiles", versions.len() as u64).await;
     let sql =
@@ -255,7 +289,7 @@ async fn partial_upsert_merges_each_column_by_its_strategy() {
     // The rows sealed (a seal every 3 rows): a restart rebuilds the same view.
     engine.shutdown().await;
     drop(engine);
-    let engine = Engine::open_with(dir.path(), options(sources.clone())).await.unwrap();
+    let engine = feed.reopen(dir.path()).await;
     wait_stored(&engine, "profiles", versions.len() as u64).await;
     assert_eq!(rows(&engine, sql).await, expected);
     engine.shutdown().await;
@@ -264,15 +298,14 @@ async fn partial_upsert_merges_each_column_by_its_strategy() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deletes_hide_keys_and_the_ttls_bound_the_map() {
     let dir = tempfile::tempdir().unwrap();
-    let sources = MemorySources::default();
-    let stream = sources.stream("d", 1);
-    let (table, schema) = definition(
+    let (feed, engine) = Feed::kinesis("d", dir.path()).await;
+    let (table, schema) = definition_at(
         "d",
+        &feed.endpoint(),
         4,
         json!({"upsertConfig": {"deleteRecordColumn": "gone", "deletedKeysTTL": 100, "metadataTTL": 1000, "snapshot": "ENABLE"}}),
         json!([{"name": "gone", "dataType": "BOOLEAN"}, {"name": "v", "dataType": "STRING"}]),
     );
-    let engine = Engine::open_with(dir.path(), options(sources.clone())).await.unwrap();
     engine.create_table(&table, &schema).await.unwrap();
     let versions = [
         json!({"id": "a", "ts": 10, "v": "a1"}),
@@ -286,7 +319,7 @@ async fn deletes_hide_keys_and_the_ttls_bound_the_map() {
         json!({"id": "a", "ts": 15, "v": "a-old"}),
     ];
     for v in &versions {
-        stream.put_by_key("p", v.to_string());
+        feed.put(v).await;
     }
     wait_consumed(&engine, "d", versions.len() as u64).await;
     assert_eq!(rows(&engine, "SELECT id, v FROM d ORDER BY id").await, ["b|b2", "c|c1"]);
@@ -299,10 +332,10 @@ async fn deletes_hide_keys_and_the_ttls_bound_the_map() {
 
     // Time moves on to 200: a's marker (20) is past deletedKeysTTL (200 - 100) and leaves the
     // map and the valid rows; c (10) stays valid though past nothing yet (metadataTTL 1000).
-    stream.put_by_key("p", json!({"id": "e", "ts": 200, "v": "e1"}).to_string());
+    feed.put(&json!({"id": "e", "ts": 200, "v": "e1"})).await;
     // A new consuming segment purges; the flush every 4 rows makes one.
     for i in 0..4 {
-        stream.put_by_key("p", json!({"id": format!("f{i}"), "ts": 200, "v": "f"}).to_string());
+        feed.put(&json!({"id": format!("f{i}"), "ts": 200, "v": "f"})).await;
     }
     wait_consumed(&engine, "d", versions.len() as u64 + 5).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -315,7 +348,7 @@ async fn deletes_hide_keys_and_the_ttls_bound_the_map() {
         Vec::<String>::new()
     );
     // a comes back as a new key: the older a-old is not late any more after its key left.
-    stream.put_by_key("p", json!({"id": "a", "ts": 12, "v": "a3"}).to_string());
+    feed.put(&json!({"id": "a", "ts": 12, "v": "a3"})).await;
     wait_consumed(&engine, "d", versions.len() as u64 + 6).await;
     assert_eq!(rows(&engine, "SELECT v FROM d WHERE id = 'a'").await, ["a3"]);
 
@@ -323,7 +356,7 @@ async fn deletes_hide_keys_and_the_ttls_bound_the_map() {
     // their rows stay visible; a new version of c is then a new key, and both show (Pinot's
     // documented TTL behaviour).
     for i in 0..4 {
-        stream.put_by_key("p", json!({"id": format!("g{i}"), "ts": 2000, "v": "g"}).to_string());
+        feed.put(&json!({"id": format!("g{i}"), "ts": 2000, "v": "g"})).await;
     }
     wait_consumed(&engine, "d", versions.len() as u64 + 10).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -331,7 +364,7 @@ async fn deletes_hide_keys_and_the_ttls_bound_the_map() {
         assert!(tokio::time::Instant::now() < deadline, "{:?}", engine.table_status("d").unwrap().upsert);
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    stream.put_by_key("p", json!({"id": "c", "ts": 1990, "v": "c2"}).to_string());
+    feed.put(&json!({"id": "c", "ts": 1990, "v": "c2"})).await;
     wait_consumed(&engine, "d", versions.len() as u64 + 11).await;
     assert_eq!(rows(&engine, "SELECT v FROM d WHERE id = 'c' ORDER BY v").await, ["c1", "c2"]);
     engine.shutdown().await;
@@ -340,15 +373,14 @@ async fn deletes_hide_keys_and_the_ttls_bound_the_map() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dedup_keeps_the_first_row_of_a_key_within_its_ttl() {
     let dir = tempfile::tempdir().unwrap();
-    let sources = MemorySources::default();
-    let stream = sources.stream("events", 1);
-    let (table, schema) = definition(
+    let (feed, engine) = Feed::kinesis("events", dir.path()).await;
+    let (table, schema) = definition_at(
         "events",
+        &feed.endpoint(),
         3,
         json!({"dedupConfig": {"dedupEnabled": true, "metadataTTL": 100, "dedupTimeColumn": "ts"}}),
         json!([{"name": "v", "dataType": "STRING"}]),
     );
-    let engine = Engine::open_with(dir.path(), options(sources.clone())).await.unwrap();
     engine.create_table(&table, &schema).await.unwrap();
     let versions = [
         json!({"id": "a", "ts": 10, "v": "a1"}),
@@ -361,7 +393,7 @@ async fn dedup_keeps_the_first_row_of_a_key_within_its_ttl() {
         json!({"id": "a", "ts": 300, "v": "a3"}),
     ];
     for v in &versions {
-        stream.put_by_key("p", v.to_string());
+        feed.put(v).await;
     }
     wait_consumed(&engine, "events", versions.len() as u64).await;
     let expected = ["a1", "a3", "b1", "c1"];
@@ -373,7 +405,7 @@ async fn dedup_keeps_the_first_row_of_a_key_within_its_ttl() {
     assert!(metrics.contains("shoal_rows_deduplicated_total{table=\"events\"} 3"), "{metrics}");
     engine.shutdown().await;
     drop(engine);
-    let engine = Engine::open_with(dir.path(), options(sources.clone())).await.unwrap();
+    let engine = feed.reopen(dir.path()).await;
     wait_stored(&engine, "events", 4).await;
     assert_eq!(rows(&engine, "SELECT v FROM events ORDER BY v").await, expected);
     engine.shutdown().await;
@@ -410,5 +442,66 @@ async fn several_comparison_columns_compare_the_one_each_version_sets() {
     assert_eq!(rows(&engine, "SELECT v FROM multi").await, ["bz"]);
     let status = engine.table_status("multi").unwrap();
     assert_eq!(status.dropped.counts.get(&shoal_segment::DropReason::BadComparison), Some(&2));
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quarantined_segment_and_its_reread_leave_the_key_map_right() {
+    let dir = tempfile::tempdir().unwrap();
+    let sources = MemorySources::default();
+    let stream = sources.stream("q", 1);
+    let (table, schema) =
+        definition("q", 100, json!({"upsertConfig": {}}), json!([{"name": "version", "dataType": "INT"}]));
+    let engine = Engine::open_with(dir.path(), options(sources.clone())).await.unwrap();
+    engine.create_table(&table, &schema).await.unwrap();
+    // 6 versions of 50 keys, a version after another: 3 sealed segments of 100 rows.
+    for version in 1..=6 {
+        for k in 0..50 {
+            stream.put_by_key(
+                "p",
+                json!({"id": format!("k{k}"), "ts": version, "version": version}).to_string(),
+            );
+        }
+    }
+    wait_consumed(&engine, "q", 300).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while engine.table_status("q").unwrap().sealed_rows < 300 {
+        assert!(tokio::time::Instant::now() < deadline, "three seals");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let latest = rows(&engine, "SELECT id, version FROM q ORDER BY id").await;
+    assert_eq!(latest.len(), 50);
+    assert!(latest.iter().all(|r| r.ends_with("|6")), "{latest:?}");
+    let segments = engine.table_status("q").unwrap().segments;
+    engine.shutdown().await;
+    drop(engine);
+    // Damage the segment with versions 5 and 6.
+    let last = segments.iter().max_by_key(|s| s.time_range.map(|(_, hi)| hi)).unwrap();
+    let file = dir.path().join("tables/q/segments").join(format!("{}.seg", last.name));
+    let bytes = std::fs::read(&file).unwrap();
+    std::fs::write(&file, &bytes[..bytes.len() / 2]).unwrap();
+
+    let engine = Engine::open_with(dir.path(), options(sources.clone())).await.unwrap();
+    assert_eq!(engine.table_status("q").unwrap().quarantined.len(), 1);
+    // Quarantined at open: the map is built from what is left (version 4 the latest) until the
+    // rows come back from the stream; a key is never seen twice on the way.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let now = rows(&engine, "SELECT id, version FROM q ORDER BY id").await;
+        let mut ids: Vec<&str> = now.iter().map(|r| r.split('|').next().unwrap()).collect();
+        ids.dedup();
+        assert_eq!(ids.len(), now.len(), "a key seen twice: {now:?}");
+        let status = engine.table_status("q").unwrap();
+        if status.quarantined.iter().all(|q| q.state == shoal::QuarantineState::Restored) {
+            break;
+        }
+        assert!(now.is_empty() || now.len() == 50, "every key shown: {now:?}");
+        assert!(tokio::time::Instant::now() < deadline, "re-read: {:?}", status.quarantined);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let status = engine.table_status("q").unwrap();
+    assert_eq!(status.quarantined[0].rows_restored, 100, "{:?}", status.quarantined);
+    assert_eq!(rows(&engine, "SELECT id, version FROM q ORDER BY id").await, latest);
+    assert_eq!(count(&engine, "SET skipUpsert = true; SELECT count(*) FROM q").await, 300);
     engine.shutdown().await;
 }
