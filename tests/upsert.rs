@@ -450,8 +450,13 @@ async fn a_quarantined_segment_and_its_reread_leave_the_key_map_right() {
     let dir = tempfile::tempdir().unwrap();
     let sources = MemorySources::default();
     let stream = sources.stream("q", 1);
-    let (table, schema) =
-        definition("q", 100, json!({"upsertConfig": {}}), json!([{"name": "version", "dataType": "INT"}]));
+    // PARTIAL, so that rows read again must be merged again: visits add up.
+    let (table, schema) = definition(
+        "q",
+        100,
+        json!({"upsertConfig": {"mode": "PARTIAL", "partialUpsertStrategies": {"visits": "INCREMENT"}}}),
+        json!([{"name": "version", "dataType": "INT"}, {"name": "visits", "dataType": "LONG"}]),
+    );
     let engine = Engine::open_with(dir.path(), options(sources.clone())).await.unwrap();
     engine.create_table(&table, &schema).await.unwrap();
     // 6 versions of 50 keys, a version after another: 3 sealed segments of 100 rows.
@@ -459,7 +464,7 @@ async fn a_quarantined_segment_and_its_reread_leave_the_key_map_right() {
         for k in 0..50 {
             stream.put_by_key(
                 "p",
-                json!({"id": format!("k{k}"), "ts": version, "version": version}).to_string(),
+                json!({"id": format!("k{k}"), "ts": version, "version": version, "visits": 1}).to_string(),
             );
         }
     }
@@ -469,9 +474,9 @@ async fn a_quarantined_segment_and_its_reread_leave_the_key_map_right() {
         assert!(tokio::time::Instant::now() < deadline, "three seals");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let latest = rows(&engine, "SELECT id, version FROM q ORDER BY id").await;
+    let latest = rows(&engine, "SELECT id, version, visits FROM q ORDER BY id").await;
     assert_eq!(latest.len(), 50);
-    assert!(latest.iter().all(|r| r.ends_with("|6")), "{latest:?}");
+    assert!(latest.iter().all(|r| r.ends_with("|6|6")), "{latest:?}");
     let segments = engine.table_status("q").unwrap().segments;
     engine.shutdown().await;
     drop(engine);
@@ -501,7 +506,8 @@ async fn a_quarantined_segment_and_its_reread_leave_the_key_map_right() {
     }
     let status = engine.table_status("q").unwrap();
     assert_eq!(status.quarantined[0].rows_restored, 100, "{:?}", status.quarantined);
-    assert_eq!(rows(&engine, "SELECT id, version FROM q ORDER BY id").await, latest);
+    // Read again and merged again: every key's sixth version, six visits.
+    assert_eq!(rows(&engine, "SELECT id, version, visits FROM q ORDER BY id").await, latest);
     assert_eq!(count(&engine, "SET skipUpsert = true; SELECT count(*) FROM q").await, 300);
     engine.shutdown().await;
 }

@@ -198,8 +198,8 @@ fn read_dedup(d: &JsonReader<'_>, problems: &mut Problems) -> Option<DedupConfig
         );
     }
     let config = DedupConfig { metadata_ttl, time_column: d.string("dedupTimeColumn", problems) };
-    // pinot-spi DedupConfig: dedupEnabled is required and false turns dedup off.
-    d.bool("dedupEnabled", problems).unwrap_or(false).then_some(config)
+    // pinot-spi DedupConfig: `_dedupEnabled = true` unless the config says otherwise.
+    d.bool("dedupEnabled", problems).unwrap_or(true).then_some(config)
 }
 
 /// A Pinot REALTIME table config, typed.
@@ -604,6 +604,12 @@ impl SchemaRefs {
                         "dedupConfig.dedupTimeColumn",
                         format!("column {c:?} must be a single-value number or timestamp"),
                     ),
+                    Some(f) if d.metadata_ttl > 0.0 && f.data_type == shoal_segment::DataType::BigDecimal => {
+                        problems.error(
+                            "dedupConfig.metadataTTL",
+                            format!("column {c:?} is a BIG_DECIMAL: a TTL needs an INT, LONG, FLOAT, DOUBLE or TIMESTAMP time"),
+                        )
+                    }
                     Some(_) => {}
                 }
             }
@@ -650,7 +656,10 @@ fn check_upsert(u: &UpsertConfig, time_column: Option<&str>, schema: &Schema, pr
         }
     }
     if (u.metadata_ttl > 0.0 || u.deleted_keys_ttl > 0.0)
-        && (comparison.len() != 1 || !schema.field(&comparison[0]).is_some_and(|f| orderable(f.data_type)))
+        && (comparison.len() != 1
+            || !schema
+                .field(&comparison[0])
+                .is_some_and(|f| orderable(f.data_type) && f.data_type != T::BigDecimal))
     {
         problems.error(
             if u.metadata_ttl > 0.0 { "upsertConfig.metadataTTL" } else { "upsertConfig.deletedKeysTTL" },

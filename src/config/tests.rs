@@ -927,6 +927,21 @@ fn upsert_and_dedup_configs_are_read_and_checked() {
         found.iter().any(|f| f.starts_with("dedupConfig.dedupTimeColumn: column \"tags\" must be")),
         "{found:?}"
     );
+    // dedupEnabled is true unless the config says false (pinot-spi DedupConfig).
+    let def = TableDefinition::from_json(&table("dedupConfig", json!({})), &schema()).unwrap();
+    assert!(def.config.dedup.is_some());
+    let def =
+        TableDefinition::from_json(&table("dedupConfig", json!({"dedupEnabled": false})), &schema()).unwrap();
+    assert!(def.config.dedup.is_none());
+    // A TTL counts in the column's numbers: not a BIG_DECIMAL's.
+    let mut decimal = schema();
+    decimal["metricFieldSpecs"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "amount", "dataType": "BIG_DECIMAL"}));
+    let found =
+        problems("upsertConfig", json!({"comparisonColumns": ["amount"], "metadataTTL": 10}), decimal);
+    assert!(found.iter().any(|f| f.starts_with("upsertConfig.metadataTTL: a TTL needs")), "{found:?}");
     let mut both = table("upsertConfig", json!({"mode": "FULL"}));
     both["dedupConfig"] = json!({"dedupEnabled": true});
     let e = TableDefinition::from_json(&both, &schema()).unwrap_err();

@@ -9,7 +9,7 @@
 
 use crate::error::Error;
 use crate::manifest::{LostSegment, Manifest, SegmentEntry};
-use crate::upsert::{Segments, Upsert};
+use crate::upsert::{RebuildOrder, Segments, Upsert};
 use parking_lot::{Mutex, MutexGuard, RwLock};
 use shoal_segment::{MutableSegment, SealedSegment};
 use shoal_stream::Checkpoint;
@@ -237,7 +237,7 @@ impl CommitGuard<'_> {
 }
 
 /// A state's segments, in the order a key-map rebuild reads them: per shard in stream order.
-fn segments_of<'a>(
+pub(super) fn segments_of<'a>(
     sealed: &'a [Sealed],
     consuming: &'a BTreeMap<String, Arc<MutableSegment>>,
 ) -> Segments<'a> {
@@ -255,4 +255,9 @@ fn segments_of<'a>(
             .collect(),
         consuming: consuming.iter().map(|(shard, c)| (c, (shard.clone(), 1, None, 0))).collect(),
     }
+}
+
+/// Where a sealed segment's rows lie in the table's streams.
+pub(super) fn order_of(e: &SegmentEntry) -> RebuildOrder {
+    (e.shard.clone(), 0, e.first.clone().or_else(|| e.after.clone()), e.sequence)
 }

@@ -118,7 +118,7 @@ impl Table {
         });
         let outcome = match self.committer.upsert() {
             // A primary key's table decides which rows stay, under its key map's lock.
-            Some(upsert) => upsert.ingest(segment, segment.decode(records_iter)).outcome,
+            Some(upsert) => upsert.ingest(shard, segment, segment.decode(records_iter)).outcome,
             None => segment.append(records_iter),
         };
         if span.first.is_none() {

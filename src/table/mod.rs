@@ -99,7 +99,7 @@ impl SnapshotSource for Table {
         self.metrics.queries.fetch_add(1, Ordering::Relaxed);
         // An upsert table's rows and the bits of which are visible are taken together, under
         // the key map's lock.
-        let mut view = self.committer.upsert().map(|u| u.view());
+        let mut view = self.committer.upsert().and_then(|u| u.view());
         let state = self.committer.current();
         let mut segments: Vec<SegmentData> =
             state.sealed.iter().map(|s| SegmentData::Sealed(Arc::clone(&s.segment))).collect();

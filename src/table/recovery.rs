@@ -238,7 +238,20 @@ impl Table {
         let Some(mut reader) = handle.readers.recv().await else { return };
         self.board.set_quarantine_state(file, QuarantineState::Rereading, 0);
         tracing::warn!(table = %self.name, file, shard = %entry.shard, after = ?entry.after.as_ref().map(Checkpoint::to_text), last = %last.to_text(), "reading a lost segment's rows again");
-        let segment = MutableSegment::new(Arc::clone(&self.layout));
+        let segment = Arc::new(MutableSegment::new(Arc::clone(&self.layout)));
+        // An upsert or dedup table decides the rows again against its key map as it stood
+        // before this segment: the same merges, marks and drops as the first time.
+        let state = self.committer.current();
+        let preceding: Vec<super::committer::Sealed> = state
+            .sealed
+            .iter()
+            .filter(|s| super::committer::order_of(&s.entry) < super::committer::order_of(entry))
+            .cloned()
+            .collect();
+        let no_consuming = std::collections::BTreeMap::new();
+        let mut restorer = self.committer.upsert().map(|u| {
+            u.restorer(&super::committer::segments_of(&preceding, &no_consuming), &entry.shard, &segment)
+        });
         // The stream decides when the re-read is over: the segment's last record reached, or
         // proof that records are gone (the first one after the checkpoint is not the segment's
         // first: they expired; or the shard ends before the last). Slow answers, throttling and
@@ -265,7 +278,7 @@ impl Table {
                         at <= last && entry.first.as_ref().is_none_or(|first| &at >= first)
                     });
                     // Drops were counted when the records were first read.
-                    segment.append(wanted.map(|r| {
+                    let wanted = wanted.map(|r| {
                         (
                             r.data.as_ref(),
                             RecordMeta {
@@ -274,7 +287,13 @@ impl Table {
                                 arrival_millis: r.arrival_ms,
                             },
                         )
-                    }));
+                    });
+                    match &mut restorer {
+                        Some(r) => r.append(&segment, segment.decode(wanted)),
+                        None => {
+                            segment.append(wanted);
+                        }
+                    }
                     self.board.set_quarantine_state(file, QuarantineState::Rereading, segment.rows() as u64);
                     if records.last().is_some_and(|r| r.position() >= last) {
                         reached = true;
@@ -293,7 +312,7 @@ impl Table {
         drop(reader);
         let rows = segment.rows() as u64;
         let table = Arc::clone(&self);
-        let (lost_owned, segment) = (lost.clone(), Arc::new(segment));
+        let lost_owned = lost.clone();
         let committed = tokio::task::spawn_blocking(move || table.commit_reread(&lost_owned, &segment)).await;
         match committed {
             Ok(Ok(false)) => {}

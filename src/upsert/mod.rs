@@ -101,6 +101,8 @@ impl std::fmt::Debug for Upsert {
 
 /// A segment as the map knows it.
 struct SegmentRows {
+    /// The shard the segment's rows came from.
+    shard: Arc<str>,
     valid: Bits,
     /// Valid rows that are no delete marker; only with a delete column.
     queryable: Option<Bits>,
@@ -153,8 +155,9 @@ struct State {
     by_file: HashMap<String, u32>,
     by_consuming: HashMap<usize, u32>,
     next_id: u32,
-    /// The largest comparison (dedup: time) value seen, for the TTLs.
-    watermark: Option<f64>,
+    /// Per shard, the largest comparison (dedup: time) value seen, for the TTLs (Pinot keeps
+    /// one per partition).
+    watermarks: HashMap<Arc<str>, f64>,
 }
 
 /// The segments of a table state, in the order a rebuild reads them.
@@ -249,13 +252,25 @@ impl Upsert {
 
     /// Decides the fate of decoded rows, appends the ones that stay to `segment` and makes the
     /// latest version of each key the visible one, all under the map's lock.
-    pub(crate) fn ingest(&self, segment: &Arc<MutableSegment>, mut decoded: Decoded) -> Decoded {
+    pub(crate) fn ingest(&self, shard: &str, segment: &Arc<MutableSegment>, decoded: Decoded) -> Decoded {
         let mut state = self.lock();
-        let id = state.consuming_id(segment, self.delete.is_some());
+        self.ingest_into(&mut state, shard, segment, decoded, true)
+    }
+
+    fn ingest_into(
+        &self,
+        state: &mut State,
+        shard: &str,
+        segment: &Arc<MutableSegment>,
+        mut decoded: Decoded,
+        count: bool,
+    ) -> Decoded {
+        let shard = state.shard(shard);
+        let id = state.consuming_id(segment, &shard, self.delete.is_some());
         let start = segment.rows();
         let batch =
             std::mem::replace(&mut decoded.batch, RecordBatch::new_empty(Arc::clone(&self.layout.arrow)));
-        let (kept, drops) = self.admit(&mut state, id, start, &batch);
+        let (kept, drops) = self.admit(state, id, &shard, start, &batch, count);
         for (row, dropped) in drops {
             let sample = self.describe(&batch, row);
             decoded.outcome.dropped += 1;
@@ -286,9 +301,16 @@ impl Upsert {
         &self,
         state: &mut State,
         id: u32,
+        shard: &Arc<str>,
         start: usize,
         batch: &RecordBatch,
+        count: bool,
     ) -> (RecordBatch, Vec<(usize, Dropped)>) {
+        let counted = |c: &AtomicU64| {
+            if count {
+                c.fetch_add(1, Ordering::Relaxed);
+            }
+        };
         let rows = batch.num_rows();
         if rows == 0 {
             return (batch.clone(), Vec::new());
@@ -314,19 +336,19 @@ impl Upsert {
                 }
             };
             let delete = deletes.as_ref().is_some_and(|d| d[row]);
-            let verdict = self.verdict(state, keys[row], cmp);
+            let verdict = self.verdict(state, shard, keys[row], cmp);
             let late = matches!(verdict, Verdict::Late);
             match verdict {
                 Verdict::Duplicate => {
-                    self.counters.deduplicated.fetch_add(1, Ordering::Relaxed);
+                    counted(&self.counters.deduplicated);
                     keep.push(false);
                     out_of_order.push(false);
                     continue;
                 }
                 Verdict::Late => {
-                    self.counters.out_of_order.fetch_add(1, Ordering::Relaxed);
+                    counted(&self.counters.out_of_order);
                     if self.drop_out_of_order {
-                        self.counters.out_of_order_dropped.fetch_add(1, Ordering::Relaxed);
+                        counted(&self.counters.out_of_order_dropped);
                         keep.push(false);
                         out_of_order.push(false);
                         continue;
@@ -380,15 +402,19 @@ impl Upsert {
     }
 
     /// The verdict on a version of `key` with comparison value `cmp`.
-    fn verdict(&self, state: &mut State, key: Key, cmp: &Cmp) -> Verdict {
+    fn verdict(&self, state: &mut State, shard: &Arc<str>, key: Key, cmp: &Cmp) -> Verdict {
         if let Some(v) = self.numeric(cmp) {
-            state.watermark = Some(state.watermark.map_or(v, |w: f64| w.max(v)));
+            let w = state.watermarks.entry(Arc::clone(shard)).or_insert(v);
+            *w = w.max(v);
         }
         let Some((slot, entry)) = state.keys.get(key) else { return Verdict::New { expired: None } };
-        if self.expired(state, entry.cmp, Loc(entry.loc)) {
-            return Verdict::New { expired: Some(slot) };
-        }
         if self.mode == Mode::Dedup {
+            // Dedup looks at the TTL as it reads (ConcurrentMapPartitionDedupMetadataManager's
+            // isOutOfMetadataTTL); upsert only when a consuming segment starts (purge).
+            let watermark = state.watermarks.get(shard).copied();
+            if watermark.is_some_and(|w| self.expired(state, entry.cmp, Loc(entry.loc), w)) {
+                return Verdict::New { expired: Some(slot) };
+            }
             return Verdict::Duplicate;
         }
         if self.newer_or_equal(state, cmp, entry.cmp) { Verdict::Wins { slot } } else { Verdict::Late }
@@ -456,9 +482,8 @@ impl Upsert {
         self.delete.is_some() && state.valid(loc) && !state.queryable(loc)
     }
 
-    /// Whether an entry is past a TTL (relative to the largest value seen).
-    fn expired(&self, state: &State, cmp: u64, loc: Loc) -> bool {
-        let Some(watermark) = state.watermark else { return false };
+    /// Whether an entry is past a TTL (relative to the largest value its shard has seen).
+    fn expired(&self, state: &State, cmp: u64, loc: Loc, watermark: f64) -> bool {
         let Some(value) = self.decode(cmp) else { return false };
         if self.metadata_ttl > 0.0 && value < watermark - self.metadata_ttl {
             return true;
@@ -466,15 +491,18 @@ impl Upsert {
         self.deleted_keys_ttl > 0.0 && value < watermark - self.deleted_keys_ttl && self.is_marker(state, loc)
     }
 
-    /// Removes every entry past a TTL (Pinot does it as each consuming segment starts).
-    fn purge(&self, state: &mut State) {
+    /// Removes the entries of `shard`'s rows that are past a TTL (Pinot does it for a
+    /// partition as each of its consuming segments starts).
+    fn purge(&self, state: &mut State, shard: &str) {
         if self.metadata_ttl <= 0.0 && self.deleted_keys_ttl <= 0.0 {
             return;
         }
+        let Some(&watermark) = state.watermarks.get(shard) else { return };
+        let of_shard = |loc: Loc| state.segments.get(&loc.segment()).is_some_and(|s| &*s.shard == shard);
         let expired: Vec<u32> = state
             .keys
             .iter()
-            .filter(|(_, e)| self.expired(state, e.cmp, Loc(e.loc)))
+            .filter(|(_, e)| of_shard(Loc(e.loc)) && self.expired(state, e.cmp, Loc(e.loc), watermark))
             .map(|(s, _)| s)
             .collect();
         for slot in expired {
@@ -626,8 +654,9 @@ impl Upsert {
 
     /// The map's lock, for a query's snapshot: the segments' snapshots and their validity are
     /// taken while it is held, so that no ingest call is half seen.
-    pub(crate) fn view(&self) -> View<'_> {
-        View { state: self.lock(), deletes: self.delete.is_some() }
+    /// None for dedup, which drops rows at ingest and hides none (as Pinot).
+    pub(crate) fn view(&self) -> Option<View<'_>> {
+        (self.mode != Mode::Dedup).then(|| View { state: self.lock(), deletes: self.delete.is_some() })
     }
 
     /// Brings the map in line with a table state about to be published (the caller swaps the
@@ -660,15 +689,15 @@ impl Upsert {
                 None => rebuild |= segment.meta().rows > 0,
             }
         }
-        let mut fresh = false;
-        for (segment, _) in &segments.consuming {
+        let mut fresh = Vec::new();
+        for (segment, (shard, ..)) in &segments.consuming {
             match state.by_consuming.get(&ptr(segment)) {
                 Some(id) => {
                     live.insert(*id);
                 }
                 None => {
                     rebuild |= segment.rows() > 0;
-                    fresh = true;
+                    fresh.push(shard.as_str());
                 }
             }
         }
@@ -683,11 +712,12 @@ impl Upsert {
         if rebuild {
             self.rebuild(&mut state, &segments);
         } else {
-            for (segment, _) in &segments.consuming {
-                state.consuming_id(segment, self.delete.is_some());
+            for (segment, (shard, ..)) in &segments.consuming {
+                let shard = state.shard(shard);
+                state.consuming_id(segment, &shard, self.delete.is_some());
             }
-            if fresh {
-                self.purge(&mut state);
+            for shard in fresh {
+                self.purge(&mut state, shard);
             }
         }
         swap();
@@ -697,6 +727,19 @@ impl Upsert {
     fn rebuild(&self, state: &mut State, segments: &Segments<'_>) {
         let started = std::time::Instant::now();
         *state = State { next_id: state.next_id, ..State::default() };
+        let rows = self.replay_all(state, segments);
+        tracing::info!(
+            keys = state.keys.len(),
+            rows,
+            millis = started.elapsed().as_millis() as u64,
+            "key map rebuilt from the table's rows"
+        );
+    }
+
+    /// Replays the rows of `segments` into `state` in stream order, purging a shard's
+    /// expired keys after each of its sealed segments as its next consuming segment did; returns
+    /// the rows read.
+    fn replay_all(&self, state: &mut State, segments: &Segments<'_>) -> usize {
         enum Source<'a> {
             Sealed(&'a str, &'a Arc<SealedSegment>),
             Consuming(&'a Arc<MutableSegment>),
@@ -709,43 +752,60 @@ impl Upsert {
             .collect();
         all.sort_by(|a, b| a.0.cmp(b.0));
         let mut rows = 0;
-        for (_, source) in all {
-            let (id, source) = match source {
+        for ((shard, ..), source) in all {
+            let shard = state.shard(shard);
+            let (id, source, sealed) = match source {
                 Source::Sealed(file, s) => {
-                    let id = state.register(RowSource::Sealed(Arc::clone(s)), self.delete.is_some());
+                    let id = state.register(RowSource::Sealed(Arc::clone(s)), &shard, self.delete.is_some());
                     state.by_file.insert(file.to_string(), id);
-                    (id, RowSource::Sealed(Arc::clone(s)))
+                    (id, RowSource::Sealed(Arc::clone(s)), true)
                 }
-                Source::Consuming(c) => {
-                    (state.consuming_id(c, self.delete.is_some()), RowSource::Consuming(Arc::clone(c)))
-                }
+                Source::Consuming(c) => (
+                    state.consuming_id(c, &shard, self.delete.is_some()),
+                    RowSource::Consuming(Arc::clone(c)),
+                    false,
+                ),
             };
             let mut doc = 0;
             for batch in source.batches() {
-                self.replay(state, id, doc, &batch);
+                self.replay(state, id, &shard, doc, &batch);
                 doc += batch.num_rows();
             }
             state.grow(id, doc);
             rows += doc;
+            if sealed {
+                self.purge(state, &shard);
+            }
         }
-        self.purge(state);
-        tracing::info!(
-            keys = state.keys.len(),
-            rows,
-            millis = started.elapsed().as_millis() as u64,
-            "key map rebuilt from the table's rows"
-        );
+        rows
+    }
+
+    /// For re-reading lost segment `order` of `shard` into `segment`: a key map as it stood
+    /// before that segment's rows (the rows of `preceding`, the segments before it in stream
+    /// order), so that the rows read again are decided as they were the first time (the same
+    /// merges, drops and marks).
+    pub(crate) fn restorer(
+        &self,
+        preceding: &Segments<'_>,
+        shard: &str,
+        segment: &Arc<MutableSegment>,
+    ) -> Restorer<'_> {
+        let mut state = State::default();
+        self.replay_all(&mut state, preceding);
+        let shard = state.shard(shard);
+        state.consuming_id(segment, &shard, self.delete.is_some());
+        Restorer { upsert: self, state, shard }
     }
 
     /// Resolves rows already in a segment (no merge, no drop: they were decided at ingest).
-    fn replay(&self, state: &mut State, id: u32, start: usize, batch: &RecordBatch) {
+    fn replay(&self, state: &mut State, id: u32, shard: &Arc<str>, start: usize, batch: &RecordBatch) {
         let keys = self.keys(batch);
         let cmps = self.comparison_values(batch);
         let deletes = self.deletes(batch);
         state.grow(id, start + batch.num_rows());
         for (row, cmp) in cmps.iter().enumerate() {
             let Ok(cmp) = cmp else { continue };
-            let verdict = self.verdict(state, keys[row], cmp);
+            let verdict = self.verdict(state, shard, keys[row], cmp);
             let delete = deletes.as_ref().is_some_and(|d| d[row]);
             self.take(state, verdict, keys[row], Loc::new(id, (start + row) as u32), cmp, delete);
         }
@@ -770,6 +830,22 @@ impl Upsert {
             out_of_order_dropped: load(&c.out_of_order_dropped),
             keys_expired: load(&c.keys_expired),
         }
+    }
+}
+
+/// A key map for re-reading one lost segment (see [`Upsert::restorer`]).
+pub(crate) struct Restorer<'a> {
+    upsert: &'a Upsert,
+    state: State,
+    shard: Arc<str>,
+}
+
+impl Restorer<'_> {
+    /// Decides decoded rows read again as they were decided the first time and appends the
+    /// ones that stay to the re-read segment (nothing is counted again).
+    pub(crate) fn append(&mut self, segment: &Arc<MutableSegment>, decoded: Decoded) {
+        let shard = Arc::clone(&self.shard);
+        self.upsert.ingest_into(&mut self.state, &shard, segment, decoded, false);
     }
 }
 
@@ -817,21 +893,34 @@ enum Cmp {
 }
 
 impl State {
-    fn register(&mut self, source: RowSource, deletes: bool) -> u32 {
+    /// The shard's name, shared.
+    fn shard(&mut self, shard: &str) -> Arc<str> {
+        match self.watermarks.get_key_value(shard) {
+            Some((k, _)) => Arc::clone(k),
+            None => Arc::from(shard),
+        }
+    }
+
+    fn register(&mut self, source: RowSource, shard: &Arc<str>, deletes: bool) -> u32 {
         let id = self.next_id;
         self.next_id += 1;
         self.segments.insert(
             id,
-            SegmentRows { valid: Bits::default(), queryable: deletes.then(Bits::default), source },
+            SegmentRows {
+                shard: Arc::clone(shard),
+                valid: Bits::default(),
+                queryable: deletes.then(Bits::default),
+                source,
+            },
         );
         id
     }
 
-    fn consuming_id(&mut self, segment: &Arc<MutableSegment>, deletes: bool) -> u32 {
+    fn consuming_id(&mut self, segment: &Arc<MutableSegment>, shard: &Arc<str>, deletes: bool) -> u32 {
         if let Some(id) = self.by_consuming.get(&ptr(segment)) {
             return *id;
         }
-        let id = self.register(RowSource::Consuming(Arc::clone(segment)), deletes);
+        let id = self.register(RowSource::Consuming(Arc::clone(segment)), shard, deletes);
         self.by_consuming.insert(ptr(segment), id);
         id
     }
