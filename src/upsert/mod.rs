@@ -267,17 +267,22 @@ impl Upsert {
     ) -> Decoded {
         let shard = state.shard(shard);
         let id = state.consuming_id(segment, &shard, self.delete.is_some());
-        let start = segment.rows();
-        let batch =
-            std::mem::replace(&mut decoded.batch, RecordBatch::new_empty(Arc::clone(&self.layout.arrow)));
-        let (kept, drops) = self.admit(state, id, &shard, start, &batch, count);
-        for (row, dropped) in drops {
-            let sample = self.describe(&batch, row);
-            decoded.outcome.dropped += 1;
-            decoded.outcome.drops.record(&dropped, sample.as_bytes());
+        let mut start = segment.rows();
+        let mut kept = 0;
+        // Each batch is appended before the next is decided: a PARTIAL merge may read its rows.
+        for batch in std::mem::take(&mut decoded.batches) {
+            let (rows, drops) = self.admit(state, id, &shard, start, &batch, count);
+            for (row, dropped) in drops {
+                let sample = self.describe(&batch, row);
+                decoded.outcome.dropped += 1;
+                decoded.outcome.drops.record(&dropped, sample.as_bytes());
+            }
+            start += rows.num_rows();
+            kept += rows.num_rows();
+            segment.append_batch(rows);
         }
-        decoded.outcome.rows = kept.num_rows();
-        segment.append_decoded(&decoded, kept);
+        decoded.outcome.rows = kept;
+        segment.note_decoded(&decoded, kept > 0);
         decoded
     }
 
@@ -551,6 +556,27 @@ impl Upsert {
 
     /// Each row's primary key, hashed.
     fn keys(&self, batch: &RecordBatch) -> Vec<Key> {
+        use xxhash_rust::xxh3::xxh3_128;
+        // One string or integer column: its bytes, without the row encoding.
+        if let [c] = self.pk.as_slice() {
+            let column = batch.column(*c);
+            let null = |r: usize| column.is_null(r).then(|| xxh3_128(b"\xffnull"));
+            match column.data_type() {
+                DataType::Utf8 => {
+                    let s = column.as_string::<i32>();
+                    return (0..s.len())
+                        .map(|r| null(r).unwrap_or_else(|| xxh3_128(s.value(r).as_bytes())))
+                        .collect();
+                }
+                DataType::Int64 => {
+                    let v = column.as_primitive::<Int64Type>();
+                    return (0..v.len())
+                        .map(|r| null(r).unwrap_or_else(|| xxh3_128(&v.value(r).to_le_bytes())))
+                        .collect();
+                }
+                _ => {}
+            }
+        }
         let columns: Vec<ArrayRef> = self.pk.iter().map(|&c| Arc::clone(batch.column(c))).collect();
         let fields = columns.iter().map(|c| SortField::new(c.data_type().clone())).collect();
         let converter = RowConverter::new(fields).expect("primary key columns are single-value");

@@ -381,6 +381,9 @@ impl TableProvider for ShoalTable {
                 let n = batch.num_rows();
                 // A row past the validity's end was appended after it was taken: not visible.
                 let piece_mask = mask.map(|m| {
+                    if start + n <= m.len() {
+                        return m.slice(start, n);
+                    }
                     let have = m.len().saturating_sub(start).min(n);
                     let mut bits = arrow::array::BooleanBufferBuilder::new(n);
                     bits.append_buffer(&m.slice(start.min(m.len()), have));
@@ -388,8 +391,13 @@ impl TableProvider for ShoalTable {
                     bits.finish()
                 });
                 start += n;
+                let visible = piece_mask.as_ref().map_or(n, BooleanBuffer::count_set_bits);
+                if visible == 0 {
+                    // No row of this batch is visible: not read at all.
+                    continue;
+                }
                 part_rows += n;
-                part.push(Piece { batch, valid: piece_mask.filter(|m| m.count_set_bits() < n) });
+                part.push(Piece { batch, valid: piece_mask.filter(|_| visible < n) });
                 if part_rows >= PARTITION_ROWS {
                     partitions.push(std::mem::take(&mut part));
                     partition_segment.push(index);

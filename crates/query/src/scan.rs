@@ -3,7 +3,7 @@
 //! per segment the rows the filters were evaluated on and the rows that passed. The counts are
 //! Pinot's numDocsScanned, numEntriesScannedInFilter/PostFilter and numSegmentsMatched.
 
-use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
+use arrow::array::{AsArray, BooleanArray, RecordBatch};
 use arrow::buffer::BooleanBuffer;
 use arrow::compute::filter_record_batch;
 use arrow::datatypes::SchemaRef;
@@ -269,6 +269,11 @@ impl PartitionRows {
                 None => Ok(slice),
             };
         };
+        // The visible rows first, so that the filters read only those.
+        let slice = match valid {
+            Some(v) => filter_record_batch(&slice, &BooleanArray::new(v, None))?,
+            None => slice,
+        };
         let mask = predicate.evaluate(&slice)?.into_array(slice.num_rows())?;
         let Some(mask) = mask.as_boolean_opt() else {
             return Err(DataFusionError::Internal(format!(
@@ -277,17 +282,7 @@ impl PartitionRows {
             )));
         };
         // Nulls do not pass, as in DataFusion's FilterExec.
-        let mask = match valid {
-            Some(v) => {
-                let passes = match mask.nulls() {
-                    Some(n) => mask.values() & n.inner(),
-                    None => mask.values().clone(),
-                };
-                BooleanArray::new(&passes & &v, None)
-            }
-            None => mask.clone(),
-        };
-        Ok(filter_record_batch(&slice, &mask)?)
+        Ok(filter_record_batch(&slice, mask)?)
     }
 }
 

@@ -104,7 +104,7 @@ pub struct SegmentSnapshot {
 #[derive(Debug)]
 pub struct Decoded {
     /// The rows.
-    pub batch: RecordBatch,
+    pub batches: Vec<RecordBatch>,
     /// What decoding counted (rows, drops, filtered, bytes).
     pub outcome: AppendOutcome,
     /// Smallest and largest time of the rows (epoch ms).
@@ -348,14 +348,8 @@ impl MutableSegment {
         if inner.active_rows > 0 {
             inner.freeze(&self.layout);
         }
-        let batch = match inner.frozen.len() {
-            0 => RecordBatch::new_empty(Arc::clone(&self.layout.arrow)),
-            1 => inner.frozen.remove(0),
-            _ => arrow::compute::concat_batches(&self.layout.arrow, &inner.frozen)
-                .expect("batches of one layout concatenate"),
-        };
         Decoded {
-            batch,
+            batches: std::mem::take(&mut inner.frozen),
             outcome,
             time_range: inner.time_range,
             first_sequence: inner.first_sequence,
@@ -363,14 +357,21 @@ impl MutableSegment {
         }
     }
 
-    /// Appends rows [`MutableSegment::decode`] made (`batch`, which may be fewer rows than
-    /// `decoded.batch` or changed values of them), with its counts of drops and filtered records.
-    pub fn append_decoded(&self, decoded: &Decoded, batch: RecordBatch) {
+    /// Appends rows [`MutableSegment::decode`] made (`batches`, which may be fewer rows than
+    /// `decoded.batches` or changed values of them), with its counts of drops and filtered
+    /// records. A large batch is kept as it is; small ones are gathered first.
+    pub fn append_decoded(&self, decoded: &Decoded, batches: Vec<RecordBatch>) {
+        self.note_decoded(decoded, batches.iter().any(|b| b.num_rows() > 0));
+        for batch in batches {
+            self.append_batch(batch);
+        }
+    }
+
+    /// Counts what decoding `decoded` found (drops, filtered records, sequence numbers; its
+    /// time range and bytes when `appended`, some of its rows were appended).
+    pub fn note_decoded(&self, decoded: &Decoded, appended: bool) {
         let mut inner = self.lock();
         let inner = &mut *inner;
-        if inner.active_rows > 0 {
-            inner.freeze(&self.layout);
-        }
         inner.drops.merge(&decoded.outcome.drops);
         inner.filtered += decoded.outcome.filtered as u64;
         if inner.first_sequence.is_none() {
@@ -379,7 +380,7 @@ impl MutableSegment {
         if decoded.last_sequence.is_some() {
             inner.last_sequence.clone_from(&decoded.last_sequence);
         }
-        if batch.num_rows() == 0 {
+        if !appended {
             return;
         }
         if let Some((lo, hi)) = decoded.time_range {
@@ -389,9 +390,26 @@ impl MutableSegment {
             });
         }
         inner.active_record_bytes += decoded.outcome.bytes;
+        inner.last_append_ms = Some(now_ms());
+    }
+
+    /// Appends a batch of decoded rows: kept as it is when large, gathered with the next ones
+    /// when small.
+    pub fn append_batch(&self, batch: RecordBatch) {
+        if batch.num_rows() == 0 {
+            return;
+        }
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        if inner.active_rows > 0 {
+            inner.freeze(&self.layout);
+        }
+        if inner.pending.is_empty() && batch.num_rows() >= BATCH_ROWS / 2 {
+            inner.push_frozen(batch);
+            return;
+        }
         inner.pending_rows += batch.num_rows();
         inner.pending.push(batch);
-        inner.last_append_ms = Some(now_ms());
         if inner.pending_rows >= BATCH_ROWS {
             inner.freeze(&self.layout);
         }
@@ -548,13 +566,17 @@ impl Inner {
             arrow::compute::concat_batches(&layout.arrow, &pending)
                 .expect("batches of one layout concatenate")
         };
+        self.push_frozen(frozen);
+        self.active_rows = 0;
+        self.active_record_bytes = 0;
+    }
+
+    fn push_frozen(&mut self, frozen: RecordBatch) {
         let stats: Vec<ColumnStats> = frozen.columns().iter().map(ColumnStats::of).collect();
         merge_all(&mut self.frozen_stats, &stats, self.frozen_rows);
         self.frozen_bytes += batch_bytes(&frozen);
         self.frozen_rows += frozen.num_rows();
         self.frozen.push(frozen);
-        self.active_rows = 0;
-        self.active_record_bytes = 0;
     }
 }
 
