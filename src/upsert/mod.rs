@@ -169,6 +169,14 @@ pub(crate) struct Segments<'a> {
 /// Where a segment's rows lie in the table's streams: shard, then position in it.
 pub(crate) type RebuildOrder = (String, u8, Option<shoal_stream::Checkpoint>, u64);
 
+/// What deciding a batch's rows reads from it: each row's key, comparison value (or why it has
+/// none) and whether it is a delete marker.
+struct Read {
+    keys: Vec<Key>,
+    cmps: Vec<Result<Cmp, String>>,
+    deletes: Option<Vec<bool>>,
+}
+
 /// One row's verdict.
 #[derive(Debug, Clone, Copy)]
 enum Verdict {
@@ -253,8 +261,15 @@ impl Upsert {
     /// Decides the fate of decoded rows, appends the ones that stay to `segment` and makes the
     /// latest version of each key the visible one, all under the map's lock.
     pub(crate) fn ingest(&self, shard: &str, segment: &Arc<MutableSegment>, decoded: Decoded) -> Decoded {
+        // Keys and comparison values are read before the lock: shards overlap on that part.
+        let read: Vec<Read> = decoded.batches.iter().map(|b| self.read(b)).collect();
         let mut state = self.lock();
-        self.ingest_into(&mut state, shard, segment, decoded, true)
+        self.ingest_into(&mut state, shard, segment, decoded, read, true)
+    }
+
+    /// What deciding a batch's rows reads from it.
+    fn read(&self, batch: &RecordBatch) -> Read {
+        Read { keys: self.keys(batch), cmps: self.comparison_values(batch), deletes: self.deletes(batch) }
     }
 
     fn ingest_into(
@@ -263,6 +278,7 @@ impl Upsert {
         shard: &str,
         segment: &Arc<MutableSegment>,
         mut decoded: Decoded,
+        read: Vec<Read>,
         count: bool,
     ) -> Decoded {
         let shard = state.shard(shard);
@@ -270,8 +286,8 @@ impl Upsert {
         let mut start = segment.rows();
         let mut kept = 0;
         // Each batch is appended before the next is decided: a PARTIAL merge may read its rows.
-        for batch in std::mem::take(&mut decoded.batches) {
-            let (rows, drops) = self.admit(state, id, &shard, start, &batch, count);
+        for (batch, read) in std::mem::take(&mut decoded.batches).into_iter().zip(read) {
+            let (rows, drops) = self.admit(state, id, &shard, start, &batch, read, count);
             for (row, dropped) in drops {
                 let sample = self.describe(&batch, row);
                 decoded.outcome.dropped += 1;
@@ -309,6 +325,7 @@ impl Upsert {
         shard: &Arc<str>,
         start: usize,
         batch: &RecordBatch,
+        read: Read,
         count: bool,
     ) -> (RecordBatch, Vec<(usize, Dropped)>) {
         let counted = |c: &AtomicU64| {
@@ -320,9 +337,7 @@ impl Upsert {
         if rows == 0 {
             return (batch.clone(), Vec::new());
         }
-        let keys = self.keys(batch);
-        let cmps = self.comparison_values(batch);
-        let deletes = self.deletes(batch);
+        let Read { keys, cmps, deletes } = read;
         let mut keep = Vec::with_capacity(rows);
         let mut out_of_order = Vec::with_capacity(if self.out_of_order_column.is_some() { rows } else { 0 });
         let mut bad = Vec::new();
@@ -408,7 +423,8 @@ impl Upsert {
 
     /// The verdict on a version of `key` with comparison value `cmp`.
     fn verdict(&self, state: &mut State, shard: &Arc<str>, key: Key, cmp: &Cmp) -> Verdict {
-        if let Some(v) = self.numeric(cmp) {
+        let ttl = self.metadata_ttl > 0.0 || self.deleted_keys_ttl > 0.0;
+        if ttl && let Some(v) = self.numeric(cmp) {
             let w = state.watermarks.entry(Arc::clone(shard)).or_insert(v);
             *w = w.max(v);
         }
@@ -871,7 +887,8 @@ impl Restorer<'_> {
     /// ones that stay to the re-read segment (nothing is counted again).
     pub(crate) fn append(&mut self, segment: &Arc<MutableSegment>, decoded: Decoded) {
         let shard = Arc::clone(&self.shard);
-        self.upsert.ingest_into(&mut self.state, &shard, segment, decoded, false);
+        let read = decoded.batches.iter().map(|b| self.upsert.read(b)).collect();
+        self.upsert.ingest_into(&mut self.state, &shard, segment, decoded, read, false);
     }
 }
 

@@ -345,7 +345,10 @@ impl TableProvider for ShoalTable {
                         Some(stats.min_consuming_freshness_ms.map_or(t, |m: i64| m.min(t)));
                 }
             }
-            if !keep {
+            let visible = mask.map(BooleanBuffer::count_set_bits);
+            // A segment with no visible row is pruned, as Pinot prunes an upsert table's
+            // segments by their valid documents.
+            if !keep || visible == Some(0) {
                 continue;
             }
             stats.segments_processed += 1;
@@ -370,7 +373,7 @@ impl TableProvider for ShoalTable {
             counted.push(SegmentCount {
                 consuming,
                 // The rows a `count(*)` answered from statistics counts: the visible ones.
-                rows: mask.map_or(rows, |m| m.count_set_bits() as u64),
+                rows: visible.map_or(rows, |v| v as u64),
                 evaluated: AtomicU64::new(0),
                 passed: AtomicU64::new(0),
             });
