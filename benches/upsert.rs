@@ -9,7 +9,10 @@
 //! - `reopen/upsert`: opening the engine on the upsert table's directory, which rebuilds the key
 //!   map from the sealed rows.
 //! - `query/*`: the same queries on the upsert table (each key's latest of ten versions visible)
-//!   and on an append-only table that holds just those latest rows. Goal: at most 1.2x.
+//!   and on an append-only table that holds just those latest rows. Goal: at most 1.2x. There,
+//!   the older segments hold no visible row and are pruned; `scattered` is the harder case: key
+//!   k has 1 + k % 10 versions, so every segment keeps visible rows (1M of 5.5M), against
+//!   `scattered_latest`.
 //! - printed once: the key map's bytes per key (goal: at most 64).
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -66,24 +69,33 @@ fn table(name: &str, upsert: bool) -> (Value, Value) {
     (t, schema)
 }
 
-fn record(i: usize, keys: usize) -> String {
+/// Record number `i`: a version of key `key`.
+fn record_of(i: usize, key: usize) -> String {
     let cities = ["lima", "oslo", "kyoto", "accra", "quito"];
     format!(
-        r#"{{"id":"k{}","ts":{},"city":"{}","v":{}}}"#,
-        i % keys,
+        r#"{{"id":"k{key}","ts":{},"city":"{}","v":{}}}"#,
         1_700_000_000_000i64 + i as i64,
         cities[i % 5],
         i % 1000
     )
 }
 
+fn record(i: usize, keys: usize) -> String {
+    record_of(i, i % keys)
+}
+
 /// A stream of two shards holding records `ids` (each on the shard its number picks).
 fn stream_of(ids: impl Iterator<Item = usize>, keys: usize) -> MemoryStream {
+    records_stream(ids.map(|i| (i, record(i, keys))))
+}
+
+/// A stream of two shards holding numbered records (each on the shard its number picks).
+fn records_stream(records: impl Iterator<Item = (usize, String)>) -> MemoryStream {
     let stream = MemoryStream::new(2);
     let shards = stream.open_shards();
     let mut batch: [Vec<bytes::Bytes>; 2] = [Vec::new(), Vec::new()];
-    for i in ids {
-        batch[i % 2].push(bytes::Bytes::from(record(i, keys)));
+    for (i, record) in records {
+        batch[i % 2].push(bytes::Bytes::from(record));
         if batch[i % 2].len() == 100_000 {
             stream.put_many(&shards[i % 2], batch[i % 2].drain(..).map(|b| ("p", b)));
         }
@@ -126,11 +138,24 @@ fn bench(c: &mut Criterion) {
         std::env::var("SHOAL_UPSERT_ROWS").ok().and_then(|r| r.parse().ok()).unwrap_or(10_000_000);
     let keys = rows / 10;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    // Scattered: key k has 1 + k % 10 versions, written round by round, so that each segment
+    // keeps some visible rows (each key's last version is in round k % 10).
+    let scattered: Vec<(usize, (usize, usize))> = (0..10)
+        .flat_map(|r| (0..keys).filter(move |k| k % 10 >= r).map(move |k| (r, k)))
+        .enumerate()
+        .collect();
+    let last_of =
+        scattered.iter().filter(|(_, (r, k))| *r == k % 10).map(|(i, (_, k))| (*i, record_of(*i, *k)));
     let streams = Streams(Arc::new(vec![
         ("plain".to_string(), stream_of(0..rows, keys)),
         ("upserted".to_string(), stream_of(0..rows, keys)),
         // The latest version of each key: the rows the upsert table shows.
         ("latest".to_string(), stream_of(rows - keys..rows, keys)),
+        (
+            "scattered".to_string(),
+            records_stream(scattered.iter().map(|(i, (_, k))| (*i, record_of(*i, *k)))),
+        ),
+        ("scattered_latest".to_string(), records_stream(last_of)),
     ]));
 
     let mut group = c.benchmark_group("ingest");
@@ -161,6 +186,16 @@ fn bench(c: &mut Criterion) {
     let latest_dir = tempfile::tempdir().unwrap();
     let (upserted, _) = runtime.block_on(ingest(upsert_dir.path(), &streams, "upserted", true, rows as u64));
     let (latest, _) = runtime.block_on(ingest(latest_dir.path(), &streams, "latest", false, keys as u64));
+    let (scattered_dir, scattered_latest_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (scattered_engine, _) =
+        runtime.block_on(ingest(scattered_dir.path(), &streams, "scattered", true, scattered.len() as u64));
+    let (scattered_latest, _) = runtime.block_on(ingest(
+        scattered_latest_dir.path(),
+        &streams,
+        "scattered_latest",
+        false,
+        keys as u64,
+    ));
     let status = upserted.table_status("upserted").unwrap().upsert.unwrap();
     println!(
         "key map: {} keys, {} bytes, {:.1} bytes a key; validity bitmaps {} bytes for {rows} rows",
@@ -176,7 +211,12 @@ fn bench(c: &mut Criterion) {
         ("filtered_count", "SELECT count(*) FROM {t} WHERE v > 500"),
         ("group_by", "SELECT city, count(*), sum(v) FROM {t} GROUP BY city"),
     ] {
-        for (engine, t) in [(&upserted, "upserted"), (&latest, "latest")] {
+        for (engine, t) in [
+            (&upserted, "upserted"),
+            (&latest, "latest"),
+            (&scattered_engine, "scattered"),
+            (&scattered_latest, "scattered_latest"),
+        ] {
             let sql = sql.replace("{t}", t);
             let want = runtime.block_on(engine.sql(&sql)).unwrap();
             assert!(!want.is_empty());
@@ -186,13 +226,17 @@ fn bench(c: &mut Criterion) {
         }
     }
     group.finish();
-    let same = |sql: &str| {
-        let a = runtime.block_on(upserted.sql(&sql.replace("{t}", "upserted"))).unwrap();
-        let b = runtime.block_on(latest.sql(&sql.replace("{t}", "latest"))).unwrap();
+    let same = |a: &Engine, at: &str, b: &Engine, bt: &str| {
+        let sql = "SELECT city, count(*), sum(v) FROM {t} GROUP BY city ORDER BY city";
+        let a = runtime.block_on(a.sql(&sql.replace("{t}", at))).unwrap();
+        let b = runtime.block_on(b.sql(&sql.replace("{t}", bt))).unwrap();
         arrow::util::pretty::pretty_format_batches(&a).unwrap().to_string()
             == arrow::util::pretty::pretty_format_batches(&b).unwrap().to_string()
     };
-    assert!(same("SELECT city, count(*), sum(v) FROM {t} GROUP BY city ORDER BY city"), "the same answers");
+    assert!(same(&upserted, "upserted", &latest, "latest"), "the same answers");
+    assert!(same(&scattered_engine, "scattered", &scattered_latest, "scattered_latest"), "the same answers");
+    let s = scattered_engine.table_status("scattered").unwrap();
+    println!("scattered: {} rows in {} sealed segments, {} visible", scattered.len(), s.segments.len(), keys);
 
     runtime.block_on(upserted.shutdown());
     drop(upserted);

@@ -177,6 +177,13 @@ struct Read {
     deletes: Option<Vec<bool>>,
 }
 
+/// Where a batch's kept rows go: segment `id` of `shard`, from row `start`.
+struct Target<'a> {
+    id: u32,
+    shard: &'a Arc<str>,
+    start: usize,
+}
+
 /// One row's verdict.
 #[derive(Debug, Clone, Copy)]
 enum Verdict {
@@ -287,7 +294,7 @@ impl Upsert {
         let mut kept = 0;
         // Each batch is appended before the next is decided: a PARTIAL merge may read its rows.
         for (batch, read) in std::mem::take(&mut decoded.batches).into_iter().zip(read) {
-            let (rows, drops) = self.admit(state, id, &shard, start, &batch, read, count);
+            let (rows, drops) = self.admit(state, Target { id, shard: &shard, start }, &batch, read, count);
             for (row, dropped) in drops {
                 let sample = self.describe(&batch, row);
                 decoded.outcome.dropped += 1;
@@ -321,13 +328,12 @@ impl Upsert {
     fn admit(
         &self,
         state: &mut State,
-        id: u32,
-        shard: &Arc<str>,
-        start: usize,
+        target: Target<'_>,
         batch: &RecordBatch,
         read: Read,
         count: bool,
     ) -> (RecordBatch, Vec<(usize, Dropped)>) {
+        let Target { id, shard, start } = target;
         let counted = |c: &AtomicU64| {
             if count {
                 c.fetch_add(1, Ordering::Relaxed);

@@ -3,9 +3,10 @@
 //! per segment the rows the filters were evaluated on and the rows that passed. The counts are
 //! Pinot's numDocsScanned, numEntriesScannedInFilter/PostFilter and numSegmentsMatched.
 
-use arrow::array::{AsArray, BooleanArray, RecordBatch};
+use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
 use arrow::buffer::BooleanBuffer;
 use arrow::compute::filter_record_batch;
+use arrow::compute::kernels::coalesce::BatchCoalescer;
 use arrow::datatypes::SchemaRef;
 use datafusion::common::stats::Precision;
 use datafusion::common::tree_node::TreeNodeRecursion;
@@ -193,8 +194,12 @@ impl ExecutionPlan for SegmentScanExec {
                 )));
             }
         };
+        // Without a LIMIT, the rows that pass are gathered into full batches (a filter that
+        // keeps few rows would otherwise hand on many small ones).
+        let coalescer = self.limit.is_none().then(|| BatchCoalescer::new(Arc::clone(&schema), batch_size));
         let rows = PartitionRows {
             batches,
+            coalescer,
             offset: 0,
             batch_size,
             projection: self.projection.clone(),
@@ -226,6 +231,8 @@ impl ExecutionPlan for SegmentScanExec {
 /// projected and cut at the limit, counted into the segment's counters.
 struct PartitionRows {
     batches: VecDeque<Piece>,
+    /// Gathers the rows that pass into batches of `batch_size` (None with a LIMIT).
+    coalescer: Option<BatchCoalescer>,
     /// Rows of the first batch already taken.
     offset: usize,
     batch_size: usize,
@@ -261,28 +268,43 @@ impl PartitionRows {
         }
     }
 
-    /// The rows of `slice` that are visible (`valid`, for an upsert table) and pass the filters.
-    fn filtered(&self, slice: RecordBatch, valid: Option<BooleanBuffer>) -> Result<RecordBatch> {
-        let Some(predicate) = &self.predicate else {
-            return match valid {
-                Some(v) => Ok(filter_record_batch(&slice, &BooleanArray::new(v, None))?),
-                None => Ok(slice),
-            };
+    /// The projected columns of `slice` and which of its rows are visible (`valid`, for an
+    /// upsert table) and pass the filters (None: all). The mask is computed on the whole slice;
+    /// only the projected columns of the rows that pass are copied, later.
+    fn filtered(
+        &self,
+        slice: RecordBatch,
+        valid: Option<BooleanBuffer>,
+    ) -> Result<(RecordBatch, Option<BooleanArray>)> {
+        let mask = match &self.predicate {
+            None => valid.map(|v| BooleanArray::new(v, None)),
+            Some(predicate) => {
+                let mask = predicate.evaluate(&slice)?.into_array(slice.num_rows())?;
+                let Some(mask) = mask.as_boolean_opt() else {
+                    return Err(DataFusionError::Internal(format!(
+                        "a filter gave {} values, not booleans",
+                        mask.data_type()
+                    )));
+                };
+                // Nulls do not pass, as in DataFusion's FilterExec.
+                let passes = match mask.nulls() {
+                    Some(n) => mask.values() & n.inner(),
+                    None => mask.values().clone(),
+                };
+                Some(BooleanArray::new(
+                    match valid {
+                        Some(v) => &passes & &v,
+                        None => passes,
+                    },
+                    None,
+                ))
+            }
         };
-        // The visible rows first, so that the filters read only those.
-        let slice = match valid {
-            Some(v) => filter_record_batch(&slice, &BooleanArray::new(v, None))?,
+        let projected = match &self.projection {
+            Some(p) => slice.project(p)?,
             None => slice,
         };
-        let mask = predicate.evaluate(&slice)?.into_array(slice.num_rows())?;
-        let Some(mask) = mask.as_boolean_opt() else {
-            return Err(DataFusionError::Internal(format!(
-                "a filter gave {} values, not booleans",
-                mask.data_type()
-            )));
-        };
-        // Nulls do not pass, as in DataFusion's FilterExec.
-        Ok(filter_record_batch(&slice, mask)?)
+        Ok((projected, mask))
     }
 }
 
@@ -290,17 +312,53 @@ impl Iterator for PartitionRows {
     type Item = Result<RecordBatch>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        while self.remaining > 0 {
-            let (slice, valid) = self.next_slice()?;
+        loop {
+            if let Some(c) = &mut self.coalescer
+                && let Some(done) = c.next_completed_batch()
+            {
+                return Some(Ok(done));
+            }
+            if self.remaining == 0 {
+                return None;
+            }
+            let Some((slice, valid)) = self.next_slice() else {
+                // The input is over: what the coalescer holds goes out last.
+                let mut c = self.coalescer.take()?;
+                if let Err(e) = c.finish_buffered_batch() {
+                    return Some(Err(e.into()));
+                }
+                return c.next_completed_batch().map(Ok);
+            };
             // Pinot evaluates filters on the valid rows only.
             let evaluated = match (&self.predicate, &valid) {
                 (None, _) => 0,
                 (Some(_), Some(v)) => v.count_set_bits(),
                 (Some(_), None) => slice.num_rows(),
             };
-            let passed = match self.filtered(slice, valid) {
+            let (projected, mask) = match self.filtered(slice, valid) {
                 Ok(b) => b,
                 Err(e) => return Some(Err(e)),
+            };
+            let passed = mask.as_ref().map_or(projected.num_rows(), |m| m.true_count());
+            if self.coalescer.is_some() {
+                self.record(evaluated, passed);
+            }
+            if let Some(c) = &mut self.coalescer {
+                let pushed = match mask {
+                    Some(m) => c.push_batch_with_filter(projected, &m),
+                    None => c.push_batch(projected),
+                };
+                if let Err(e) = pushed {
+                    return Some(Err(e.into()));
+                }
+                continue;
+            }
+            let passed = match mask {
+                Some(m) => match filter_record_batch(&projected, &m) {
+                    Ok(b) => b,
+                    Err(e) => return Some(Err(e.into())),
+                },
+                None => projected,
             };
             let passed =
                 if passed.num_rows() > self.remaining { passed.slice(0, self.remaining) } else { passed };
@@ -309,12 +367,7 @@ impl Iterator for PartitionRows {
             if passed.num_rows() == 0 {
                 continue;
             }
-            let projected = match &self.projection {
-                Some(p) => passed.project(p).map_err(DataFusionError::from),
-                None => Ok(passed),
-            };
-            return Some(projected);
+            return Some(Ok(passed));
         }
-        None
     }
 }
