@@ -436,6 +436,17 @@ impl Engine {
         tables.iter().map(|t| t.apply_retention()).sum()
     }
 
+    /// Runs upsert compaction (the tables' `UpsertCompactionTask` settings) now, besides its
+    /// run after each retention pass; returns the segments rewritten or dropped.
+    pub fn compact(&self) -> Result<usize, Error> {
+        if self.inner.lock.lock().is_none() {
+            return Err(Error::ShutDown);
+        }
+        let tables: Vec<Arc<Table>> =
+            self.inner.tables.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+        tables.iter().map(|t| t.compact()).sum()
+    }
+
     /// Stops every reader and ingestion task; what is committed stays committed, and rows
     /// only in memory are read again from the stream after the next open.
     pub async fn shutdown(&self) {

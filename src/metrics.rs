@@ -25,6 +25,8 @@ pub struct TableMetrics {
     pub upsert: Arc<crate::UpsertCounters>,
     /// Segments sealed.
     pub segments_sealed: AtomicU64,
+    /// Upsert segments rewritten with only their visible rows, or dropped with none.
+    pub segments_compacted: AtomicU64,
     /// Time spent sealing, in microseconds.
     pub seal_micros: AtomicU64,
     /// Attempts to seal that failed (each is retried).
@@ -147,6 +149,20 @@ impl Metrics {
                 "shoal_rows_incomplete_total{{table=\"{}\"}} {}",
                 esc(t),
                 load(&m.rows_incomplete)
+            );
+        }
+        family(
+            &mut out,
+            "shoal_segments_compacted_total",
+            "counter",
+            "Upsert segments rewritten with only their visible rows, or dropped with none (UpsertCompactionTask).",
+        );
+        for (t, m) in &tables {
+            let _ = writeln!(
+                out,
+                "shoal_segments_compacted_total{{table=\"{}\"}} {}",
+                esc(t),
+                load(&m.segments_compacted)
             );
         }
         family(&mut out, "shoal_segments_sealed_total", "counter", "Segments sealed.");

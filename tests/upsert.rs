@@ -511,3 +511,73 @@ async fn a_quarantined_segment_and_its_reread_leave_the_key_map_right() {
     assert_eq!(count(&engine, "SET skipUpsert = true; SELECT count(*) FROM q").await, 300);
     engine.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_rewrites_superseded_segments_and_keeps_what_queries_see() {
+    let dir = tempfile::tempdir().unwrap();
+    let sources = MemorySources::default();
+    let stream = sources.stream("c", 1);
+    let (mut table, schema) =
+        definition("c", 100, json!({"upsertConfig": {}}), json!([{"name": "version", "dataType": "INT"}]));
+    table["task"] = json!({"taskTypeConfigsMap": {"UpsertCompactionTask": {
+        "bufferTimePeriod": "0d", "invalidRecordsThresholdPercent": "30"
+    }}});
+    let engine = Engine::open_with(dir.path(), options(sources.clone())).await.unwrap();
+    engine.create_table(&table, &schema).await.unwrap();
+    let put = |id: String, version: i64| {
+        stream.put_by_key("p", json!({"id": id, "ts": version, "version": version}).to_string());
+    };
+    // Segment A: versions 1 and 2 of 50 keys; B: versions 3 and 4; C: versions 5 and 6 of the
+    // 25 even keys and 50 other keys. A ends with no visible row (dropped), B with 25 of 100
+    // (75% superseded: rewritten), C with 75 of 100 (25%: under the threshold, kept).
+    for version in 1..=4 {
+        for k in 0..50 {
+            put(format!("k{k}"), version);
+        }
+    }
+    for version in 5..=6 {
+        for k in (0..50).step_by(2) {
+            put(format!("k{k}"), version);
+        }
+    }
+    for f in 0..50 {
+        put(format!("f{f}"), 7);
+    }
+    let expected: Vec<String> = {
+        let mut v: Vec<String> =
+            (0..50).map(|k| format!("k{k}|{}", if k % 2 == 0 { 6 } else { 4 })).collect();
+        v.extend((0..50).map(|f| format!("f{f}|7")));
+        // In the order of `ORDER BY id`.
+        v.sort_by(|a, b| a.split('|').next().cmp(&b.split('|').next()));
+        v
+    };
+    let sql = "SELECT id, version FROM c ORDER BY id";
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut seen = false;
+    loop {
+        // Once every record is in, the view never changes while segments are rewritten.
+        let now = rows(&engine, sql).await;
+        seen |= now == expected;
+        if seen {
+            assert_eq!(now, expected);
+        }
+        let s = engine.table_status("c").unwrap();
+        if seen && s.sealed_rows == 125 && s.consuming_rows == 0 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "compacted: {s:?}\n{now:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(rows(&engine, sql).await, expected);
+    assert_eq!(count(&engine, "SET skipUpsert = true; SELECT count(*) FROM c").await, 125);
+    let metrics = engine.metrics().prometheus();
+    assert!(metrics.contains("shoal_segments_compacted_total{table=\"c\"} 2"), "{metrics}");
+    assert_eq!(engine.table_status("c").unwrap().segments.len(), 2);
+    engine.shutdown().await;
+    drop(engine);
+    // The rewritten segment and the map rebuilt from it at open.
+    let engine = Engine::open_with(dir.path(), options(sources.clone())).await.unwrap();
+    assert_eq!(rows(&engine, sql).await, expected);
+    assert_eq!(count(&engine, "SET skipUpsert = true; SELECT count(*) FROM c").await, 125);
+    engine.shutdown().await;
+}

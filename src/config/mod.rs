@@ -88,6 +88,62 @@ pub struct UpsertConfig {
     pub metadata_ttl: f64,
     /// `deletedKeysTTL`, in the comparison column's units (0: off).
     pub deleted_keys_ttl: f64,
+    /// `task.taskTypeConfigsMap.UpsertCompactionTask`: sealed segments rewritten without their
+    /// superseded rows (None: never).
+    pub compaction: Option<CompactionConfig>,
+}
+
+/// Pinot's UpsertCompactionTask settings (`UpsertCompactionTaskGenerator`): a sealed segment
+/// whose newest row is older than `buffer` is rewritten with only its visible rows when at
+/// least `threshold_percent` of its rows and `threshold_count` rows are superseded, and
+/// dropped when none is visible.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompactionConfig {
+    /// `invalidRecordsThresholdPercent` (default 0).
+    pub threshold_percent: f64,
+    /// `invalidRecordsThresholdCount` (default 1).
+    pub threshold_count: u64,
+    /// `bufferTimePeriod` (default 7d).
+    pub buffer: std::time::Duration,
+}
+
+fn read_compaction(r: &JsonReader<'_>, problems: &mut Problems) -> Option<CompactionConfig> {
+    let task = r.object_field("task", problems)?;
+    let types = task.object_field("taskTypeConfigsMap", problems)?;
+    let c = types.object_field("UpsertCompactionTask", problems)?;
+    // Task configs are a map of strings; numbers are taken as Jackson would read them.
+    let text = |key: &str| match c.get(key) {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(other) => Some(other.to_string()),
+    };
+    let mut config = CompactionConfig {
+        threshold_percent: 0.0,
+        threshold_count: 1,
+        buffer: std::time::Duration::from_secs(7 * 86_400),
+    };
+    if let Some(t) = text("invalidRecordsThresholdPercent") {
+        match t.trim().parse::<f64>() {
+            Ok(p) if (0.0..=100.0).contains(&p) => config.threshold_percent = p,
+            _ => problems.error(
+                c.path_of("invalidRecordsThresholdPercent"),
+                format!("{t:?} is not a percentage from 0 to 100"),
+            ),
+        }
+    }
+    if let Some(t) = text("invalidRecordsThresholdCount") {
+        match t.trim().parse::<u64>() {
+            Ok(n) => config.threshold_count = n,
+            _ => problems.error(c.path_of("invalidRecordsThresholdCount"), format!("{t:?} is not a count")),
+        }
+    }
+    if let Some(t) = text("bufferTimePeriod") {
+        match units::parse_duration(&t) {
+            Ok(d) => config.buffer = d,
+            Err(e) => problems.error(c.path_of("bufferTimePeriod"), e),
+        }
+    }
+    Some(config)
 }
 
 /// `dedupConfig` (pinot-spi `DedupConfig`).
@@ -184,6 +240,7 @@ fn read_upsert(u: &JsonReader<'_>, problems: &mut Problems) -> Option<UpsertConf
         drop_out_of_order: u.bool("dropOutOfOrderRecord", problems).unwrap_or(false),
         metadata_ttl,
         deleted_keys_ttl,
+        compaction: None,
     };
     (mode != "NONE").then_some(config)
 }
@@ -456,7 +513,10 @@ impl TableConfig {
             StreamSettings::parse(m.path(), m.object(), name.as_deref().unwrap_or("table"), problems)
         });
 
-        let upsert = r.object_field("upsertConfig", problems).and_then(|u| read_upsert(&u, problems));
+        let mut upsert = r.object_field("upsertConfig", problems).and_then(|u| read_upsert(&u, problems));
+        if let Some(u) = &mut upsert {
+            u.compaction = read_compaction(&r, problems);
+        }
         let dedup = r.object_field("dedupConfig", problems).and_then(|d| read_dedup(&d, problems));
         if upsert.is_some() && dedup.is_some() {
             problems.error("dedupConfig", "a table has upsert or dedup, not both (Pinot refuses both too)");

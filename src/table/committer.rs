@@ -53,6 +53,9 @@ pub(crate) enum Edit {
     Restore { lost: String, sealed: Option<Sealed> },
     /// Segments past the retention go.
     Expire { files: BTreeSet<String> },
+    /// An upsert table's sealed segment `old` is replaced by `sealed`, which holds its rows
+    /// `kept` (the visible ones), in the same place; None: no row was visible, it goes.
+    Compact { old: String, sealed: Option<Sealed>, kept: Arc<Vec<u32>> },
     /// A sealed segment found damaged becomes lost, to be read again.
     Quarantine { file: String, reason: String },
     /// Consumption is paused (with why and since when) or resumed.
@@ -165,6 +168,12 @@ impl CommitGuard<'_> {
             }
             _ => None,
         };
+        let compacted = match &edit {
+            Edit::Compact { old, sealed, kept } => {
+                Some((old.clone(), sealed.as_ref().map(|s| s.entry.file.clone()), Arc::clone(kept)))
+            }
+            _ => None,
+        };
         let mut add = |next: &mut Manifest, s: Sealed| {
             let after =
                 next.next_sequence.get(&s.entry.shard).copied().unwrap_or(0).max(s.entry.sequence + 1);
@@ -202,6 +211,36 @@ impl CommitGuard<'_> {
                 next.segments.retain(|s| !files.contains(&s.file));
                 sealed.retain(|s| !files.contains(&s.entry.file));
             }
+            Edit::Compact { old, sealed: replacement, .. } => {
+                let at = next.segments.iter().position(|s| s.file == old);
+                let held = sealed.iter().position(|s| s.entry.file == old);
+                match replacement {
+                    Some(s) => {
+                        let after = next
+                            .next_sequence
+                            .get(&s.entry.shard)
+                            .copied()
+                            .unwrap_or(0)
+                            .max(s.entry.sequence + 1);
+                        next.next_sequence.insert(s.entry.shard.clone(), after);
+                        new_file = Some(s.entry.file.clone());
+                        if let Some(at) = at {
+                            next.segments[at] = s.entry.clone();
+                        }
+                        if let Some(held) = held {
+                            sealed[held] = s;
+                        }
+                    }
+                    None => {
+                        if let Some(at) = at {
+                            next.segments.remove(at);
+                        }
+                        if let Some(held) = held {
+                            sealed.remove(held);
+                        }
+                    }
+                }
+            }
             Edit::Pause(pause) => next.paused = pause,
             Edit::Quarantine { file, reason } => {
                 if let Some(at) = next.segments.iter().position(|s| s.file == file) {
@@ -226,6 +265,10 @@ impl CommitGuard<'_> {
         match &self.committer.upsert {
             Some(u) => {
                 let from = sealed_from.as_ref().map(|(c, f)| (c, f.as_str()));
+                if let Some((old, new, kept)) = &compacted {
+                    let sealed = new.as_ref().and_then(|f| next.sealed.iter().find(|s| &s.entry.file == f));
+                    u.compacted(old, sealed.map(|s| (s.entry.file.as_str(), &s.segment)), kept);
+                }
                 u.publish(from, segments_of(&next.sealed, &next.consuming), || {
                     *self.committer.state.write() = Arc::clone(&next);
                 });

@@ -6,6 +6,7 @@
 //! - `status.rs`: what operators see.
 
 mod committer;
+mod compaction;
 mod consumption;
 mod ingest;
 mod recovery;
@@ -200,6 +201,16 @@ impl Table {
                 tokio::time::sleep(table.options.retention_interval).await;
                 if let Err(e) = table.apply_retention() {
                     tracing::error!(table = %table.name, error = %e, "retention failed");
+                }
+                let compacting = Arc::clone(&table);
+                match tokio::task::spawn_blocking(move || compacting.compact()).await {
+                    Ok(Err(e)) => {
+                        tracing::error!(table = %table.name, error = %e, "upsert compaction failed")
+                    }
+                    Err(e) => {
+                        tracing::error!(table = %table.name, error = %e, "upsert compaction task failed")
+                    }
+                    Ok(Ok(_)) => {}
                 }
             }
         });

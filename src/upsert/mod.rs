@@ -771,6 +771,57 @@ impl Upsert {
         swap();
     }
 
+    /// A sealed segment `old` was rewritten as `new` with only its rows `kept` (sorted), or
+    /// dropped (None): its bits and the keys that point into it follow the rows, with no
+    /// rebuild. (A row not kept was not visible when the rewrite read the bits, and a row
+    /// never becomes visible again but through a rebuild.)
+    pub(crate) fn compacted(&self, old: &str, new: Option<(&str, &Arc<SealedSegment>)>, kept: &[u32]) {
+        let mut state = self.lock();
+        let Some(id) = state.by_file.remove(old) else { return };
+        let Some((file, segment)) = new else {
+            state.segments.remove(&id);
+            return;
+        };
+        state.by_file.insert(file.to_string(), id);
+        if let Some(rows) = state.segments.get_mut(&id) {
+            let mut valid = Bits::default();
+            valid.grow(kept.len());
+            let mut queryable = rows.queryable.as_ref().map(|_| {
+                let mut q = Bits::default();
+                q.grow(kept.len());
+                q
+            });
+            for (new_row, &old_row) in kept.iter().enumerate() {
+                valid.set(new_row, rows.valid.get(old_row as usize));
+                if let (Some(q), Some(old_q)) = (&mut queryable, &rows.queryable) {
+                    q.set(new_row, old_q.get(old_row as usize));
+                }
+            }
+            rows.valid = valid;
+            rows.queryable = queryable;
+            rows.source = RowSource::Sealed(Arc::clone(segment));
+        }
+        let moved: Vec<(u32, u64)> = state
+            .keys
+            .iter()
+            .filter(|(_, e)| Loc(e.loc).segment() == id)
+            .filter_map(|(slot, e)| {
+                let row = kept.binary_search(&(Loc(e.loc).row() as u32)).ok()?;
+                Some((slot, Loc::new(id, row as u32).0))
+            })
+            .collect();
+        for (slot, loc) in moved {
+            state.keys.entry_mut(slot).loc = loc;
+        }
+    }
+
+    /// The visible rows of sealed segment `file` (of its `rows`), for a compaction.
+    pub(crate) fn valid_rows(&self, file: &str, rows: usize) -> Option<arrow::buffer::BooleanBuffer> {
+        let mut state = self.lock();
+        let id = *state.by_file.get(file)?;
+        state.segments.get_mut(&id).map(|s| s.valid.buffer(rows))
+    }
+
     /// Rebuilds the map from the rows of `segments`, in stream order.
     fn rebuild(&self, state: &mut State, segments: &Segments<'_>) {
         let started = std::time::Instant::now();

@@ -393,6 +393,17 @@ impl MutableSegment {
         inner.last_append_ms = Some(now_ms());
     }
 
+    /// Widens the segment's time range (epoch ms) to hold `range`: for rows appended as
+    /// batches ([`MutableSegment::append_batch`]) whose times are known.
+    pub fn widen_time_range(&self, range: Option<(i64, i64)>) {
+        let Some((lo, hi)) = range else { return };
+        let mut inner = self.lock();
+        inner.time_range = Some(match inner.time_range {
+            None => (lo, hi),
+            Some((a, b)) => (a.min(lo), b.max(hi)),
+        });
+    }
+
     /// Appends a batch of decoded rows: kept as it is when large, gathered with the next ones
     /// when small.
     pub fn append_batch(&self, batch: RecordBatch) {
