@@ -9,7 +9,7 @@
 
 use crate::error::Error;
 use crate::manifest::{LostSegment, Manifest, SegmentEntry};
-use crate::upsert::{RebuildOrder, Segments, Upsert};
+use crate::upsert::{Compaction, RebuildOrder, Segments, Upsert};
 use parking_lot::{Mutex, MutexGuard, RwLock};
 use shoal_segment::{MutableSegment, SealedSegment};
 use shoal_stream::Checkpoint;
@@ -94,7 +94,7 @@ impl Committer {
         state.manifest = Arc::new(manifest.clone());
         if let Some(u) = &upsert {
             // The key map is built from the sealed segments' rows.
-            u.publish(None, segments_of(&state.sealed, &state.consuming), || {});
+            u.publish(None, None, segments_of(&state.sealed, &state.consuming), || {});
         }
         Committer {
             dir,
@@ -265,11 +265,15 @@ impl CommitGuard<'_> {
         match &self.committer.upsert {
             Some(u) => {
                 let from = sealed_from.as_ref().map(|(c, f)| (c, f.as_str()));
-                if let Some((old, new, kept)) = &compacted {
-                    let sealed = new.as_ref().and_then(|f| next.sealed.iter().find(|s| &s.entry.file == f));
-                    u.compacted(old, sealed.map(|s| (s.entry.file.as_str(), &s.segment)), kept);
-                }
-                u.publish(from, segments_of(&next.sealed, &next.consuming), || {
+                let compaction = compacted.as_ref().map(|(old, new, kept)| Compaction {
+                    old: old.as_str(),
+                    new: new
+                        .as_ref()
+                        .and_then(|f| next.sealed.iter().find(|s| &s.entry.file == f))
+                        .map(|s| (s.entry.file.as_str(), &s.segment)),
+                    kept: kept.as_slice(),
+                });
+                u.publish(from, compaction, segments_of(&next.sealed, &next.consuming), || {
                     *self.committer.state.write() = Arc::clone(&next);
                 });
             }

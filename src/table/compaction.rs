@@ -22,15 +22,27 @@ impl Table {
         ) else {
             return Ok(0);
         };
-        let buffer_ms = config.buffer.as_millis() as i64;
+        let buffer_ms = i64::try_from(config.buffer.as_millis()).unwrap_or(i64::MAX);
         let mut done = 0;
         for s in &self.committer.current().sealed {
             let rows = s.entry.rows as usize;
             // Pinot compacts completed segments older than the buffer.
-            if rows == 0 || s.entry.time_range.is_none_or(|(_, newest)| newest > now_ms() - buffer_ms) {
+            if rows == 0
+                || s.entry.time_range.is_none_or(|(_, newest)| newest > now_ms().saturating_sub(buffer_ms))
+            {
                 continue;
             }
             let Some(valid) = upsert.valid_rows(&s.entry.file, rows) else { continue };
+            // A segment whose rows cannot be read is left to the scrub and the queries, which
+            // quarantine it.
+            let batches = match s.segment.batches() {
+                Ok(b) if b.iter().map(|b| b.num_rows()).sum::<usize>() == rows => b,
+                Ok(_) => continue,
+                Err(e) => {
+                    tracing::warn!(table = %self.name, file = %s.entry.file, error = %e, "a segment to compact cannot be read");
+                    continue;
+                }
+            };
             let visible = valid.count_set_bits();
             let invalid = rows - visible;
             let percent = invalid as f64 * 100.0 / rows as f64;
@@ -41,10 +53,10 @@ impl Table {
             {
                 continue;
             }
-            let kept: Vec<u32> = valid.set_indices().map(|i| i as u32).collect();
+            let kept: Arc<Vec<u32>> = Arc::new(valid.set_indices().map(|i| i as u32).collect());
             let segment = MutableSegment::new(Arc::clone(&self.layout));
             let mut start = 0;
-            for batch in s.segment.batches()? {
+            for batch in batches {
                 let n = batch.num_rows();
                 let mask = BooleanArray::new(valid.slice(start, n), None);
                 let rows = filter_record_batch(batch, &mask).map_err(|e| Error::Corrupt {
@@ -59,14 +71,17 @@ impl Table {
             let span = Span { first: s.entry.first.clone(), last: s.entry.last.clone() };
             let sealed = self.write_sealed(&s.entry.shard, &segment, s.entry.after.clone(), &span)?;
             let mut guard = self.commit_lock_for(&sealed)?;
-            if !guard.manifest().segments.iter().any(|e| e.file == s.entry.file) {
-                // Expired or quarantined meanwhile.
+            // Expired or quarantined meanwhile, or a rebuild (which holds the commit lock, as
+            // this does now) made a row valid that was not kept: try again next time.
+            if !guard.manifest().segments.iter().any(|e| e.file == s.entry.file)
+                || !upsert.only_kept_valid(&s.entry.file, kept.as_slice())
+            {
                 if let Some(n) = &sealed {
                     let _ = std::fs::remove_file(self.dir.join(SEGMENTS_DIR).join(&n.entry.file));
                 }
                 continue;
             }
-            guard.apply(Edit::Compact { old: s.entry.file.clone(), sealed, kept: Arc::new(kept) })?;
+            guard.apply(Edit::Compact { old: s.entry.file.clone(), sealed, kept })?;
             drop(guard);
             // Queries still holding the old segment keep its map; the file goes now.
             let _ = std::fs::remove_file(self.dir.join(SEGMENTS_DIR).join(&s.entry.file));

@@ -713,10 +713,14 @@ impl Upsert {
     pub(crate) fn publish(
         &self,
         sealed_from: Option<(&Arc<MutableSegment>, &str)>,
+        compaction: Option<Compaction<'_>>,
         segments: Segments<'_>,
         swap: impl FnOnce(),
     ) {
         let mut state = self.lock();
+        if let Some(c) = compaction {
+            Self::compacted(&mut state, c);
+        }
         if let Some((consuming, file)) = sealed_from
             && let Some(id) = state.by_consuming.remove(&ptr(consuming))
         {
@@ -775,8 +779,8 @@ impl Upsert {
     /// dropped (None): its bits and the keys that point into it follow the rows, with no
     /// rebuild. (A row not kept was not visible when the rewrite read the bits, and a row
     /// never becomes visible again but through a rebuild.)
-    pub(crate) fn compacted(&self, old: &str, new: Option<(&str, &Arc<SealedSegment>)>, kept: &[u32]) {
-        let mut state = self.lock();
+    fn compacted(state: &mut State, compaction: Compaction<'_>) {
+        let Compaction { old, new, kept } = compaction;
         let Some(id) = state.by_file.remove(old) else { return };
         let Some((file, segment)) = new else {
             state.segments.remove(&id);
@@ -801,6 +805,8 @@ impl Upsert {
             rows.queryable = queryable;
             rows.source = RowSource::Sealed(Arc::clone(segment));
         }
+        // Every key's row is a valid one, and every valid row was kept (`only_kept_valid`,
+        // checked under the commit lock that every rebuild also holds).
         let moved: Vec<(u32, u64)> = state
             .keys
             .iter()
@@ -813,6 +819,15 @@ impl Upsert {
         for (slot, loc) in moved {
             state.keys.entry_mut(slot).loc = loc;
         }
+    }
+
+    /// Whether every valid row of sealed segment `file` is among `kept` (sorted): true unless a
+    /// rebuild made other rows valid since `kept` was read. Asked under the commit lock, which
+    /// every rebuild holds; ingest only clears a sealed segment's bits.
+    pub(crate) fn only_kept_valid(&self, file: &str, kept: &[u32]) -> bool {
+        let state = self.lock();
+        let Some(rows) = state.by_file.get(file).and_then(|id| state.segments.get(id)) else { return false };
+        (0..rows.valid.len()).all(|r| !rows.valid.get(r) || kept.binary_search(&(r as u32)).is_ok())
     }
 
     /// The visible rows of sealed segment `file` (of its `rows`), for a compaction.
@@ -975,6 +990,14 @@ impl View<'_> {
             }
         }
     }
+}
+
+/// A sealed segment `old` rewritten as `new` (file and segment; None: dropped) with only its
+/// rows `kept` (sorted).
+pub(crate) struct Compaction<'a> {
+    pub old: &'a str,
+    pub new: Option<(&'a str, &'a Arc<SealedSegment>)>,
+    pub kept: &'a [u32],
 }
 
 /// A segment of a table state, as a snapshot names it.
