@@ -8,7 +8,9 @@ use shoal_stream::Source;
 use shoal_stream::memory::MemoryStream;
 use std::collections::HashMap;
 use std::future::Future;
+use std::io::BufRead;
 use std::pin::Pin;
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -281,5 +283,63 @@ pub async fn put_ids(
             .await
             .unwrap();
         assert_eq!(out.failed_record_count(), Some(0), "every put succeeds");
+    }
+}
+
+/// A child process running an ignored test of the same test binary (an engine to SIGKILL),
+/// its log lines gathered as they come.
+pub struct Child {
+    process: std::process::Child,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Child {
+    /// Runs the ignored test `test` of the test binary `exe` with the environment `env`.
+    pub fn start(exe: &std::path::Path, test: &str, env: &[(&str, &std::ffi::OsStr)]) -> Child {
+        let mut process = Command::new(exe)
+            .args([test, "--exact", "--ignored", "--nocapture", "--test-threads", "1"])
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let stdout = process.stdout.take().unwrap();
+        let lines = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                lines.lock().unwrap().push(line);
+            }
+        });
+        Child { process, log }
+    }
+
+    pub fn count(&self, what: &str) -> usize {
+        self.log.lock().unwrap().iter().filter(|l| l.contains(what)).count()
+    }
+
+    /// Waits until the child has logged `what` more than `after` times.
+    pub async fn wait_for(&self, what: &str, after: usize, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        while tokio::time::Instant::now() < deadline {
+            if self.count(what) > after {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        false
+    }
+
+    /// SIGKILL; false when the child had already died.
+    pub fn kill(&mut self) -> bool {
+        let alive = self.process.try_wait().unwrap().is_none();
+        self.process.kill().unwrap();
+        self.process.wait().unwrap();
+        alive
+    }
+
+    pub fn tail(&self) -> String {
+        let log = self.log.lock().unwrap();
+        log[log.len().saturating_sub(30)..].join("\n")
     }
 }

@@ -15,9 +15,7 @@ mod common;
 use common::*;
 use shoal::{Engine, EngineOptions, Faults};
 use shoal_stream::emulator::Emulator;
-use std::io::BufRead;
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 const DIR: &str = "SHOAL_CRASH_DIR";
@@ -52,61 +50,9 @@ async fn crash_child() {
     tokio::time::sleep(Duration::from_secs(3600)).await;
 }
 
-/// A running child, its log lines gathered as they come.
-struct Child {
-    process: std::process::Child,
-    log: Arc<Mutex<Vec<String>>>,
-}
-
-impl Child {
-    fn start(exe: &std::path::Path, dir: &std::path::Path, endpoint: &str) -> Child {
-        let mut process = Command::new(exe)
-            .args(["crash_child", "--exact", "--ignored", "--nocapture", "--test-threads", "1"])
-            .env(DIR, dir)
-            .env(ENDPOINT, endpoint)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let stdout = process.stdout.take().unwrap();
-        let lines = Arc::clone(&log);
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
-                lines.lock().unwrap().push(line);
-            }
-        });
-        Child { process, log }
-    }
-
-    fn count(&self, what: &str) -> usize {
-        self.log.lock().unwrap().iter().filter(|l| l.contains(what)).count()
-    }
-
-    /// Waits until the child has logged `what` more than `after` times.
-    async fn wait_for(&self, what: &str, after: usize, limit: Duration) -> bool {
-        let deadline = tokio::time::Instant::now() + limit;
-        while tokio::time::Instant::now() < deadline {
-            if self.count(what) > after {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        false
-    }
-
-    /// SIGKILL; false when the child had already died.
-    fn kill(&mut self) -> bool {
-        let alive = self.process.try_wait().unwrap().is_none();
-        self.process.kill().unwrap();
-        self.process.wait().unwrap();
-        alive
-    }
-
-    fn tail(&self) -> String {
-        let log = self.log.lock().unwrap();
-        log[log.len().saturating_sub(30)..].join("\n")
-    }
+/// The child test, started on `dir` and `endpoint`.
+fn child(exe: &std::path::Path, dir: &std::path::Path, endpoint: &str) -> Child {
+    Child::start(exe, "crash_child", &[(DIR, dir.as_os_str()), (ENDPOINT, endpoint.as_ref())])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -128,7 +74,7 @@ async fn crash_and_restart_twelve_times() {
         let mut report = Vec::new();
         let mut orphans_removed = 0;
         for kill in 0..KILLS {
-            let mut child = Child::start(&exe, dir.path(), &emulator.endpoint());
+            let mut child = child(&exe, dir.path(), &emulator.endpoint());
             assert!(
                 child.wait_for("CHILD STARTED", 0, Duration::from_secs(60)).await,
                 "kill {kill}: the child starts:\n{}",
@@ -155,7 +101,7 @@ async fn crash_and_restart_twelve_times() {
             report.push((kill, at_seal, mid_write));
         }
         // A start after the last kill removes what the last seal left.
-        let mut child = Child::start(&exe, dir.path(), &emulator.endpoint());
+        let mut child = child(&exe, dir.path(), &emulator.endpoint());
         assert!(child.wait_for("CHILD STARTED", 0, Duration::from_secs(60)).await, "{}", child.tail());
         orphans_removed += child.count(ORPHAN);
         child.kill();

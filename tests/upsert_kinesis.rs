@@ -11,9 +11,7 @@ use common::*;
 use serde_json::{Value, json};
 use shoal::{Engine, EngineOptions, Faults};
 use shoal_stream::emulator::Emulator;
-use std::io::BufRead;
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 const DIR: &str = "SHOAL_UPSERT_DIR";
@@ -148,39 +146,24 @@ async fn upsert_survives_sigkills() {
             writing.store(false, std::sync::atomic::Ordering::SeqCst);
         }
     };
+    let endpoint = emulator.endpoint();
     let killer = async {
         let mut seed = now_ms() as u64 | 1;
         let mut mid_write = 0;
         for kill in 0..KILLS {
-            let log = Arc::new(Mutex::new(Vec::<String>::new()));
-            let mut child = Command::new(&exe)
-                .args(["upsert_child", "--exact", "--ignored", "--nocapture", "--test-threads", "1"])
-                .env(DIR, dir.path())
-                .env(ENDPOINT, emulator.endpoint())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap();
-            let stdout = child.stdout.take().unwrap();
-            let lines = Arc::clone(&log);
-            std::thread::spawn(move || {
-                for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
-                    lines.lock().unwrap().push(line);
-                }
-            });
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-            while !log.lock().unwrap().iter().any(|l| l.contains("CHILD STARTED")) {
-                assert!(tokio::time::Instant::now() < deadline, "kill {kill}: the child starts");
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
+            let env = [(DIR, dir.path().as_os_str()), (ENDPOINT, endpoint.as_ref())];
+            let mut child = Child::start(&exe, "upsert_child", &env);
+            assert!(
+                child.wait_for("CHILD STARTED", 0, Duration::from_secs(60)).await,
+                "kill {kill}: the child starts:\n{}",
+                child.tail()
+            );
             seed ^= seed << 13;
             seed ^= seed >> 7;
             seed ^= seed << 17;
             tokio::time::sleep(Duration::from_millis(800 + seed % 2500)).await;
             mid_write += usize::from(writing.load(std::sync::atomic::Ordering::SeqCst));
-            assert!(child.try_wait().unwrap().is_none(), "kill {kill}: the child was alive");
-            child.kill().unwrap();
-            child.wait().unwrap();
+            assert!(child.kill(), "kill {kill}: the child was alive:\n{}", child.tail());
         }
         mid_write
     };

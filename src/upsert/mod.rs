@@ -130,16 +130,7 @@ impl RowSource {
     fn row(&self, row: usize) -> Option<RecordBatch> {
         match self {
             RowSource::Consuming(c) => c.row(row),
-            RowSource::Sealed(s) => {
-                let mut start = 0;
-                for b in s.batches().ok()? {
-                    if row < start + b.num_rows() {
-                        return Some(b.slice(row - start, 1));
-                    }
-                    start += b.num_rows();
-                }
-                None
-            }
+            RowSource::Sealed(s) => shoal_segment::mutable::row_of(s.batches().ok()?, row),
         }
     }
 }
@@ -345,7 +336,13 @@ impl Upsert {
         }
         let Read { keys, cmps, deletes } = read;
         let mut keep = Vec::with_capacity(rows);
-        let mut out_of_order = Vec::with_capacity(if self.out_of_order_column.is_some() { rows } else { 0 });
+        // Filled only for an `outOfOrderRecordColumn`.
+        let mut out_of_order: Option<Vec<bool>> = self.out_of_order_column.map(|_| Vec::with_capacity(rows));
+        let mark = |o: &mut Option<Vec<bool>>, late: bool| {
+            if let Some(o) = o {
+                o.push(late);
+            }
+        };
         let mut bad = Vec::new();
         let mut merges = Vec::new();
         // The batch row of each row kept so far (kept rows become rows start.. of the segment).
@@ -357,7 +354,7 @@ impl Upsert {
                 Err(message) => {
                     bad.push((row, Dropped { reason: DropReason::BadComparison, message: message.clone() }));
                     keep.push(false);
-                    out_of_order.push(false);
+                    mark(&mut out_of_order, false);
                     continue;
                 }
             };
@@ -368,7 +365,7 @@ impl Upsert {
                 Verdict::Duplicate => {
                     counted(&self.counters.deduplicated);
                     keep.push(false);
-                    out_of_order.push(false);
+                    mark(&mut out_of_order, false);
                     continue;
                 }
                 Verdict::Late => {
@@ -376,7 +373,7 @@ impl Upsert {
                     if self.drop_out_of_order {
                         counted(&self.counters.out_of_order_dropped);
                         keep.push(false);
-                        out_of_order.push(false);
+                        mark(&mut out_of_order, false);
                         continue;
                     }
                 }
@@ -405,7 +402,7 @@ impl Upsert {
             }
             keep.push(true);
             kept_rows.push(row);
-            out_of_order.push(late);
+            mark(&mut out_of_order, late);
             doc += 1;
         }
         let mut batch = batch.clone();
@@ -414,7 +411,7 @@ impl Upsert {
         {
             batch = merger.merge(&batch, merges);
         }
-        if let Some(c) = self.out_of_order_column {
+        if let (Some(c), Some(out_of_order)) = (self.out_of_order_column, out_of_order) {
             let mut columns = batch.columns().to_vec();
             columns[c] = Arc::new(BooleanArray::from(out_of_order));
             batch = RecordBatch::try_new(batch.schema(), columns).expect("same schema and length");

@@ -336,8 +336,9 @@ impl MutableSegment {
     }
 
     /// Decodes records as [`MutableSegment::append`] does, without appending them: the rows
-    /// come back as one batch, to be looked at (a primary key's table decides which rows stay)
-    /// and appended with [`MutableSegment::append_decoded`].
+    /// come back as the decoder's batches, to be looked at (a primary key's table decides which
+    /// rows stay) and appended with [`MutableSegment::append_decoded`] or
+    /// [`MutableSegment::append_batch`].
     pub fn decode<'a, I>(&self, records: I) -> Decoded
     where
         I: IntoIterator<Item = (&'a [u8], RecordMeta<'a>)>,
@@ -429,13 +430,11 @@ impl MutableSegment {
     /// Row `row` as a batch of one row, if it exists.
     pub fn row(&self, row: usize) -> Option<RecordBatch> {
         let inner = self.lock();
-        let mut start = 0;
-        for b in inner.frozen.iter().chain(&inner.pending) {
-            if row < start + b.num_rows() {
-                return Some(b.slice(row - start, 1));
-            }
-            start += b.num_rows();
+        let batches = inner.frozen.iter().chain(&inner.pending);
+        if let Some(found) = row_of(batches.clone(), row) {
+            return Some(found);
         }
+        let start: usize = batches.map(RecordBatch::num_rows).sum();
         if row < start + inner.active_rows {
             let columns: Vec<ArrayRef> = inner.builders.iter().map(|b| b.finish_cloned()).collect();
             return Some(batch(&self.layout, columns).slice(row - start, 1));
@@ -594,6 +593,18 @@ impl Inner {
 fn batch(layout: &TableLayout, columns: Vec<ArrayRef>) -> RecordBatch {
     RecordBatch::try_new(Arc::clone(&layout.arrow), columns)
         .expect("builders are made from the layout's own types and append whole rows")
+}
+
+/// Row `row` of the rows of `batches`, in order, as a batch of one row.
+pub fn row_of<'a>(batches: impl IntoIterator<Item = &'a RecordBatch>, row: usize) -> Option<RecordBatch> {
+    let mut start = 0;
+    for b in batches {
+        if row < start + b.num_rows() {
+            return Some(b.slice(row - start, 1));
+        }
+        start += b.num_rows();
+    }
+    None
 }
 
 /// Exact data bytes of a batch (values, offsets, validity), as written to a sealed file.
