@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of Shoal from a fresh clone, installing what the tests need first:
 # the Kinesis emulator (npm package kinesis-local, pinned in tools/kinesis-local), DuckDB and
-# the pinotdb client from PyPI (pinned in benches/compare and tests/clients requirements files),
+# the pinotdb client and moto's S3 server from PyPI (pinned in the requirements files of
+# benches/compare, tests/clients and tests/deepstore),
 # and Debian's chromium with chromium-driver.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +21,9 @@ python3 -m pip install --quiet --disable-pip-version-check -r benches/compare/re
 
 echo "== installing the pinotdb client for the client test (tests/clients/requirements.txt)"
 python3 -m pip install --quiet --disable-pip-version-check -r tests/clients/requirements.txt
+
+echo "== installing moto's S3 server for the deep-store tests (tests/deepstore/requirements.txt)"
+python3 -m pip install --quiet --disable-pip-version-check -r tests/deepstore/requirements.txt
 
 # Debian packages: chromium and chromium-driver for the console test, strace for the test
 # that checks which directory changes are fsynced (tests/durability.rs).

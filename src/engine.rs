@@ -90,6 +90,10 @@ pub struct EngineOptions {
     pub scrub: Option<ScrubOptions>,
     /// Where tables read records from.
     pub sources: Arc<dyn SourceFactory>,
+    /// The deep store (None: none): every sealed segment is uploaded to it as Parquet, a lost
+    /// data directory is restored from it, and tables with a `deep_store` tier keep their old
+    /// segments only there.
+    pub deep_store: Option<crate::deep::DeepStoreOptions>,
     /// Faults the tests inject.
     #[cfg(feature = "fault-injection")]
     pub faults: Arc<Faults>,
@@ -104,6 +108,7 @@ impl Default for EngineOptions {
             seal_retry: Duration::from_secs(5),
             scrub: Some(ScrubOptions::default()),
             sources: Arc::new(KinesisSources),
+            deep_store: None,
             #[cfg(feature = "fault-injection")]
             faults: Arc::new(Faults::default()),
         }
@@ -116,6 +121,8 @@ struct Inner {
     query: QueryEngine,
     metrics: Arc<Metrics>,
     options: EngineOptions,
+    /// The deep store, opened.
+    deep: Option<Arc<crate::deep::DeepStore>>,
     /// Serialises create and drop.
     admin: tokio::sync::Mutex<()>,
     /// The data directory's lock (one process per directory); every table holds it too, so
@@ -151,7 +158,7 @@ impl std::fmt::Debug for Engine {
 
 /// A table directory's config file; its presence marks a complete table directory.
 pub(crate) const TABLE_CONFIG_FILE: &str = "table.json";
-const SCHEMA_FILE: &str = "schema.json";
+pub(crate) const SCHEMA_FILE: &str = "schema.json";
 /// A dropped table's directory is first renamed to a name with this prefix, then deleted, so
 /// that a crash in between leaves no half-deleted table behind (it is deleted at the next open).
 const DROPPED_PREFIX: &str = ".dropped-";
@@ -217,6 +224,10 @@ impl Engine {
         let lock = DataDirLock::take(&data_dir)?;
         let tables_dir = data_dir.join("tables");
         durable::create_dir(&tables_dir).map_err(|e| io_error(&tables_dir, e))?;
+        let deep = match &options.deep_store {
+            Some(o) => Some(Arc::new(crate::deep::DeepStore::open(o).await?)),
+            None => None,
+        };
         let engine = Engine {
             inner: Arc::new(Inner {
                 query: QueryEngine::new(options.query.clone()),
@@ -224,6 +235,7 @@ impl Engine {
                 tables: RwLock::new(BTreeMap::new()),
                 metrics: Arc::new(Metrics::default()),
                 options,
+                deep,
                 admin: tokio::sync::Mutex::new(()),
                 lock: parking_lot::Mutex::new(Some(Arc::new(lock))),
             }),
@@ -238,6 +250,19 @@ impl Engine {
                 std::fs::remove_dir_all(&path).map_err(|e| io_error(&path, e))?;
             } else if path.join(TABLE_CONFIG_FILE).exists() {
                 entries.push(path);
+            }
+        }
+        if entries.is_empty()
+            && let Some(deep) = engine.inner.deep.clone()
+        {
+            // A lost (or new) data directory: the tables the deep store holds come back.
+            for name in deep.tables().await? {
+                let dir = tables_dir.join(&name);
+                if let Err(e) = engine.restore_from_deep(&deep, &name, &dir, None).await {
+                    engine.shutdown().await;
+                    return Err(e);
+                }
+                entries.push(dir);
             }
         }
         entries.sort();
@@ -274,6 +299,7 @@ impl Engine {
             seal_retry: o.seal_retry,
             scrub: o.scrub.clone(),
             sources: Arc::clone(&o.sources),
+            deep_store: self.inner.deep.clone(),
             #[cfg(feature = "fault-injection")]
             faults: Arc::clone(&o.faults),
         };
@@ -308,14 +334,66 @@ impl Engine {
             return Err(Error::ShutDown);
         }
         let dir = self.inner.data_dir.join("tables").join(&name);
+        for w in &definition.warnings {
+            tracing::warn!(table = %name, "{w}");
+        }
+        if let Some(deep) = self.inner.deep.clone()
+            && !dir.join(TABLE_CONFIG_FILE).exists()
+            && crate::deep::restore::manifest(&deep, &name).await?.is_some()
+        {
+            // The deep store holds the table: its segments and checkpoints come back, under
+            // the config given now (its copy there has its secrets masked).
+            self.restore_from_deep(&deep, &name, &dir, Some((table_config, schema))).await?;
+            self.start_table(definition, dir).await?;
+            return Ok(());
+        }
         durable::create_dir(&dir).map_err(|e| io_error(&dir, e))?;
         write_private(&dir.join(SCHEMA_FILE), schema)?;
         // The table config last: its presence marks a complete table directory.
         write_private(&dir.join(TABLE_CONFIG_FILE), definition.config.original_json())?;
-        for w in &definition.warnings {
-            tracing::warn!(table = %name, "{w}");
-        }
         self.start_table(definition, dir).await?;
+        Ok(())
+    }
+
+    /// Rebuilds a table's directory from the deep store: its segments (the cold tier's stay in
+    /// the store), its manifest, then its schema and config (`given`, else the store's copy
+    /// without its masked secrets), the config last.
+    async fn restore_from_deep(
+        &self,
+        deep: &crate::deep::DeepStore,
+        name: &str,
+        dir: &Path,
+        given: Option<(&Value, &Value)>,
+    ) -> Result<(), Error> {
+        let started = Instant::now();
+        let (table_config, schema) = match given {
+            Some((t, s)) => (t.clone(), s.clone()),
+            None => crate::deep::restore::definition(deep, name).await?,
+        };
+        let definition = TableDefinition::from_json(&table_config, &schema)?;
+        let manifest = crate::deep::restore::manifest(deep, name)
+            .await?
+            .ok_or_else(|| Error::DeepStore(format!("deep store {}: {name} has no manifest", deep.url())))?;
+        if dir.exists() {
+            // A table directory without its config: an interrupted create or restore.
+            std::fs::remove_dir_all(dir).map_err(|e| io_error(dir, e))?;
+        }
+        durable::create_dir(dir).map_err(|e| io_error(dir, e))?;
+        let layout = crate::table::layout_of(&definition);
+        let restored =
+            crate::deep::restore::restore(deep, name, manifest, dir, &layout, definition.config.cold_after)
+                .await?;
+        write_private(&dir.join(SCHEMA_FILE), &schema)?;
+        write_private(&dir.join(TABLE_CONFIG_FILE), &table_config)?;
+        tracing::info!(
+            table = name,
+            store = deep.url(),
+            local = restored.local,
+            cold = restored.cold,
+            rows = restored.rows,
+            elapsed = ?started.elapsed(),
+            "table restored from the deep store"
+        );
         Ok(())
     }
 
@@ -335,7 +413,15 @@ impl Engine {
         let dir = table.dir().to_path_buf();
         let away = dir.with_file_name(format!("{DROPPED_PREFIX}{}-{}", table.name, shoal_stream::now_ms()));
         durable::rename(&dir, &away).map_err(|e| io_error(&dir, e))?;
-        std::fs::remove_dir_all(&away).map_err(|e| io_error(&away, e))
+        std::fs::remove_dir_all(&away).map_err(|e| io_error(&away, e))?;
+        if let Some(deep) = &self.inner.deep {
+            // Its copy goes too, manifest first (a later create must not restore half a table).
+            deep.delete(&deep.path(name, crate::table::DEEP_MANIFEST)).await?;
+            for path in deep.list_table(&table.name).await? {
+                deep.delete(&path).await?;
+            }
+        }
+        Ok(())
     }
 
     /// The tables' names.

@@ -47,6 +47,10 @@ pub enum Error {
         /// The holder's pid, as its lock file says.
         holder: String,
     },
+    /// The deep store could not be reached or refused a request (its URL is shown without
+    /// credentials).
+    #[error("{0}")]
+    DeepStore(String),
     /// An internal task failed (it panicked or was cancelled).
     #[error("an internal task failed: {0}")]
     Task(String),

@@ -12,6 +12,7 @@
 #![warn(missing_docs)]
 
 pub mod config;
+mod deep;
 pub mod engine;
 pub mod error;
 pub mod manifest;
@@ -23,6 +24,7 @@ mod upsert;
 pub use upsert::UpsertCounters;
 
 pub use config::{ConfigError, TableConfig, TableDefinition};
+pub use deep::{DeepStore, DeepStoreOptions};
 #[cfg(feature = "fault-injection")]
 pub use engine::Faults;
 pub use engine::{Engine, EngineOptions, KinesisSources, SourceFactory};
@@ -32,6 +34,6 @@ pub use shoal_query::{QueryOptions, QueryResult, RequestOptions};
 pub use shoal_segment::{Problem, Schema};
 pub use shoal_stream::Secret;
 pub use table::{
-    PauseStatus, QuarantineState, QuarantinedSegment, ScrubOptions, SegmentStatus, ShardState, ShardStatus,
-    TableStatus,
+    DeepStoreStatus, PauseStatus, QuarantineState, QuarantinedSegment, ScrubOptions, SegmentStatus,
+    ShardState, ShardStatus, TableStatus,
 };

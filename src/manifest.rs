@@ -15,7 +15,7 @@ pub const MANIFEST_VERSION: u32 = 1;
 pub const MANIFEST_FILE: &str = "manifest.json";
 
 /// A sealed segment the manifest names.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SegmentEntry {
     /// File name in the table's `segments/` directory.
     pub file: String,
@@ -37,11 +37,31 @@ pub struct SegmentEntry {
     /// The last record consumed into it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last: Option<Checkpoint>,
+    /// Its copy in the deep store, once uploaded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deep: Option<DeepObject>,
+    /// True once its local file is gone (the cold tier): queries read its deep-store copy.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cold: bool,
+}
+
+/// A sealed segment's Parquet copy in the deep store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeepObject {
+    /// The object's key under the store's prefix: `<table>/dt=<yyyy-MM-dd>/<segment>.parquet`.
+    pub key: String,
+    /// Its size in bytes.
+    pub bytes: u64,
+    /// When the segment started consuming, epoch ms (its name is made from it).
+    pub created_ms: i64,
+    /// Per-column statistics, in the table's column order: cold segments are pruned with them
+    /// without reading the object.
+    pub stats: Vec<shoal_segment::ColumnStats>,
 }
 
 /// A segment whose file was refused (and moved to `quarantine/`), waiting for its rows to be
 /// read again from the stream.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LostSegment {
     /// The segment as it was committed.
     pub entry: SegmentEntry,
@@ -50,7 +70,7 @@ pub struct LostSegment {
 }
 
 /// What a table has committed.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
     /// Format version.
     pub version: u32,
@@ -182,6 +202,8 @@ mod tests {
             after: None,
             first: None,
             last: None,
+            deep: None,
+            cold: false,
         });
         m.checkpoints.insert(
             "s".into(),
@@ -212,6 +234,8 @@ mod tests {
                 after: None,
                 first: None,
                 last: None,
+                deep: None,
+                cold: false,
             });
             m.commit(dir.path()).unwrap();
             let err = Manifest::load(dir.path()).unwrap_err();

@@ -37,6 +37,20 @@ pub struct TableMetrics {
     pub segments_quarantined: AtomicU64,
     /// Ingest tasks that panicked (each is started again from the shard's last commit).
     pub ingest_panics: AtomicU64,
+    /// Segments uploaded to the deep store.
+    pub deep_uploads: AtomicU64,
+    /// Bytes uploaded to the deep store.
+    pub deep_upload_bytes: AtomicU64,
+    /// Deep-store rounds that failed (each is retried with backoff).
+    pub deep_upload_failures: AtomicU64,
+    /// Segments evicted from local disk to the cold tier.
+    pub deep_evicted: AtomicU64,
+    /// Sealed segments not uploaded yet (a gauge).
+    pub deep_pending_segments: AtomicU64,
+    /// Bytes of the sealed segments not uploaded yet (a gauge).
+    pub deep_pending_bytes: AtomicU64,
+    /// Segments whose only copy is in the deep store (a gauge).
+    pub deep_cold_segments: AtomicU64,
     /// The table's consumer (per-shard MillisBehindLatest, throttles, ...).
     pub stream: Mutex<Option<Arc<StreamMetrics>>>,
 }
@@ -164,6 +178,55 @@ impl Metrics {
                 esc(t),
                 load(&m.segments_compacted)
             );
+        }
+        for (name, kind, help, get) in [
+            (
+                "shoal_deep_store_uploads_total",
+                "counter",
+                "Sealed segments uploaded to the deep store.",
+                (|m: &TableMetrics| &m.deep_uploads) as fn(&TableMetrics) -> &AtomicU64,
+            ),
+            (
+                "shoal_deep_store_upload_bytes_total",
+                "counter",
+                "Parquet bytes uploaded to the deep store.",
+                |m| &m.deep_upload_bytes,
+            ),
+            (
+                "shoal_deep_store_failures_total",
+                "counter",
+                "Deep-store rounds that failed and were retried.",
+                |m| &m.deep_upload_failures,
+            ),
+            (
+                "shoal_deep_store_evicted_total",
+                "counter",
+                "Segments dropped from local disk into the cold tier.",
+                |m| &m.deep_evicted,
+            ),
+            (
+                "shoal_deep_store_pending_segments",
+                "gauge",
+                "Sealed segments not uploaded to the deep store yet (the upload lag).",
+                |m| &m.deep_pending_segments,
+            ),
+            (
+                "shoal_deep_store_pending_bytes",
+                "gauge",
+                "Bytes of sealed segments not uploaded to the deep store yet.",
+                |m| &m.deep_pending_bytes,
+            ),
+            (
+                "shoal_deep_store_cold_segments",
+                "gauge",
+                "Segments whose only copy is in the deep store (the cold tier).",
+                |m| &m.deep_cold_segments,
+            ),
+        ] {
+            family(&mut out, name, kind, help);
+            for (t, m) in &tables {
+                let _ = writeln!(out, "{name}{{table=\"{}\"}} {}", esc(t), load(get(m)));
+            }
         }
         family(&mut out, "shoal_segments_sealed_total", "counter", "Segments sealed.");
         for (t, m) in &tables {

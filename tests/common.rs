@@ -343,3 +343,153 @@ impl Child {
         log[log.len().saturating_sub(30)..].join("\n")
     }
 }
+
+/// moto's S3 server (PyPI `moto[server]`, installed by scripts/test.sh) on a free loopback
+/// port, killed when dropped. Its request log (one line per request) is kept in a file.
+pub struct Moto {
+    process: std::process::Child,
+    pub port: u16,
+    log: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+/// The key moto is given; a test checks it never shows.
+pub const MOTO_SECRET: &str = "moto-secret-7f3a9c";
+
+impl Moto {
+    /// Starts the server and creates `bucket`.
+    pub async fn start(bucket: &str) -> Moto {
+        use std::os::unix::process::CommandExt;
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("moto.log");
+        let file = std::fs::File::create(&log).unwrap();
+        let mut command = Command::new("python3");
+        command
+            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .stdin(Stdio::null());
+        // SAFETY: prctl in the child before exec; it touches no memory of the parent.
+        unsafe {
+            command.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let process = command
+            .spawn()
+            .expect("python3 must run moto's S3 server: run scripts/test.sh, which installs moto[server]");
+        let moto = Moto { process, port, log, _dir: dir };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            if moto.http("PUT", &format!("/{bucket}")).await.is_some_and(|status| status == 200) {
+                return moto;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "moto's S3 server did not start (is moto[server] installed? scripts/test.sh installs it):\n{}",
+                moto.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// One plain HTTP request without a body; the status code, None when nothing answered.
+    async fn http(&self, method: &str, path: &str) -> Option<u16> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.ok()?;
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            self.port
+        );
+        stream.write_all(request.as_bytes()).await.ok()?;
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await.ok()?.ok()?;
+        let text = String::from_utf8_lossy(&answer);
+        text.split_whitespace().nth(1)?.parse().ok()
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The deep store `s3://bucket/prefix` on this server.
+    pub fn deep_store(&self, bucket: &str, prefix: &str) -> shoal::DeepStoreOptions {
+        shoal::DeepStoreOptions::new(format!("s3://{bucket}/{prefix}"))
+            .with_option("aws_endpoint", self.endpoint())
+            .with_option("aws_allow_http", "true")
+            .with_option("aws_region", "us-east-1")
+            .with_option("aws_access_key_id", "moto-test")
+            .with_option("aws_secret_access_key", MOTO_SECRET)
+    }
+
+    /// The standard AWS environment that points a child process's deep store (and its default
+    /// credential chain, which Kinesis uses too) here.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL", self.endpoint()),
+            ("AWS_ALLOW_HTTP", "true".into()),
+            ("AWS_REGION", "us-east-1".into()),
+            ("AWS_ACCESS_KEY_ID", "moto-test".into()),
+            ("AWS_SECRET_ACCESS_KEY", MOTO_SECRET.into()),
+        ]
+    }
+
+    /// The store itself, for a test to look into.
+    pub fn client(&self, bucket: &str) -> Arc<dyn object_store::ObjectStore> {
+        Arc::new(
+            object_store::aws::AmazonS3Builder::new()
+                .with_endpoint(self.endpoint())
+                .with_allow_http(true)
+                .with_bucket_name(bucket)
+                .with_region("us-east-1")
+                .with_access_key_id("moto-test")
+                .with_secret_access_key(MOTO_SECRET)
+                .build()
+                .unwrap(),
+        )
+    }
+
+    /// Every key under `prefix`, sorted.
+    pub async fn keys(&self, bucket: &str, prefix: &str) -> Vec<String> {
+        use futures::TryStreamExt;
+        let store = self.client(bucket);
+        let prefix = object_store::path::Path::from(prefix);
+        let mut keys: Vec<String> =
+            store.list(Some(&prefix)).map_ok(|m| m.location.to_string()).try_collect().await.unwrap();
+        keys.sort();
+        keys
+    }
+
+    /// Requests moto has logged whose line contains `what`.
+    pub fn requests(&self, what: &str) -> usize {
+        std::fs::read_to_string(&self.log).unwrap_or_default().lines().filter(|l| l.contains(what)).count()
+    }
+
+    /// Stops the server (SIGSTOP): connections hang, as in a network partition; its objects
+    /// stay. `resume` lets it go on.
+    pub fn pause(&self) {
+        // SAFETY: a signal to the child this struct owns.
+        unsafe { libc::kill(self.process.id() as i32, libc::SIGSTOP) };
+    }
+
+    pub fn resume(&self) {
+        // SAFETY: as in `pause`.
+        unsafe { libc::kill(self.process.id() as i32, libc::SIGCONT) };
+    }
+
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        self.resume();
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}

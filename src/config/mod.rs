@@ -2,7 +2,7 @@
 //! edge. Validation reports every problem at once, each with its key path, and cross-checks
 //! the config against its schema.
 
-mod secrets;
+pub(crate) mod secrets;
 pub mod stream;
 pub mod units;
 
@@ -276,6 +276,9 @@ pub struct TableConfig {
     pub upsert: Option<UpsertConfig>,
     /// `dedupConfig`, when `dedupEnabled`.
     pub dedup: Option<DedupConfig>,
+    /// `tierConfigs`: a sealed segment whose newest row is older than this keeps only its
+    /// deep-store copy (the cold tier); None keeps every segment on local disk.
+    pub cold_after: Option<Duration>,
     /// `metadata`, kept as given (secret values masked, see `secrets.rs`).
     pub metadata: Map<String, Value>,
     /// The whole document with secret values replaced by `***`, at any depth (unknown keys are
@@ -527,6 +530,13 @@ impl TableConfig {
                 "rows of an upsert or dedup table stay in ingest order: its key map names rows by position, so sortedColumn is not applied",
             );
         }
+        let cold_after = read_tiers(&r, problems);
+        if cold_after.is_some() && (upsert.is_some() || dedup.is_some()) {
+            problems.error(
+                "tierConfigs",
+                "an upsert or dedup table keeps every segment on local disk: its key map reads their rows",
+            );
+        }
         // Masking keeps every object and list, so the shape checks below see the document's.
         let masked = secrets::mask(doc);
         let metadata = match masked.get("metadata").filter(|v| !v.is_null()) {
@@ -575,6 +585,7 @@ impl TableConfig {
                 ingestion,
                 upsert,
                 dedup,
+                cold_after,
                 metadata,
                 masked,
                 original: Sensitive(Arc::new(doc.clone())),
@@ -592,6 +603,11 @@ impl TableConfig {
             *slot = Value::Object(self.stream.normalised());
         }
         doc
+    }
+
+    /// The config as given, with every secret value as `***` (unknown keys kept).
+    pub fn masked_json(&self) -> &Value {
+        &self.masked
     }
 
     /// The config as given, secrets included: for persisting it next to the table's data.
@@ -789,6 +805,48 @@ fn check_upsert(u: &UpsertConfig, time_column: Option<&str>, schema: &Schema, pr
             _ => {}
         }
     }
+}
+
+/// `tierConfigs`: Pinot moves a segment older than `segmentAge` to the servers of a tier.
+/// One Shoal process has one server, so its one tier is the deep store
+/// (`"storageType": "deep_store"`): such a segment is dropped from local disk once uploaded,
+/// and queries read it from the deep store.
+fn read_tiers(r: &JsonReader<'_>, problems: &mut Problems) -> Option<Duration> {
+    let tiers = r.array("tierConfigs", problems, |path, item, problems| {
+        let t = JsonReader::of(path, item, problems)?;
+        let storage = t.required_string("storageType", problems)?;
+        if !matches!(storage.to_ascii_lowercase().replace('-', "_").as_str(), "deep_store" | "deepstore") {
+            problems.warn(
+                t.path_of("storageType"),
+                format!("{storage:?} tiers move segments between Pinot servers, and one Shoal process is one server: not applied (Shoal's tier is \"deep_store\")"),
+            );
+            return None;
+        }
+        match t.string("segmentSelectorType", problems) {
+            None => {}
+            Some(k) if k.eq_ignore_ascii_case("time") => {}
+            Some(k) => {
+                problems.error(t.path_of("segmentSelectorType"), format!("{k:?} is not supported: use \"time\""));
+                return None;
+            }
+        }
+        let age = t.required_string("segmentAge", problems)?;
+        match units::parse_duration(&age) {
+            Ok(d) if d > Duration::ZERO => Some(d),
+            Ok(_) => {
+                problems.error(t.path_of("segmentAge"), "must be more than 0");
+                None
+            }
+            Err(e) => {
+                problems.error(t.path_of("segmentAge"), e);
+                None
+            }
+        }
+    });
+    if tiers.len() > 1 {
+        problems.error("tierConfigs", "at most one deep_store tier is supported");
+    }
+    tiers.into_iter().next()
 }
 
 fn read_segments(r: &JsonReader<'_>, problems: &mut Problems) -> Option<SegmentsConfig> {

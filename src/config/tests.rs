@@ -947,3 +947,40 @@ fn upsert_and_dedup_configs_are_read_and_checked() {
     let e = TableDefinition::from_json(&both, &schema()).unwrap_err();
     assert!(e.table.iter().any(|p| p.path == "dedupConfig" && p.message.contains("not both")), "{e:?}");
 }
+
+/// `tierConfigs` with Shoal's `deep_store` storage type sets the cold tier's age; other
+/// storage types are warned about and not applied; bad ages and selectors name their paths;
+/// upsert tables refuse a cold tier.
+#[test]
+fn tier_configs_set_the_cold_tier() {
+    let with_tiers = |tiers: Value| {
+        let mut t = seed_config();
+        t["tierConfigs"] = tiers;
+        TableDefinition::from_json(&t, &seed_schema())
+    };
+    let def = with_tiers(json!([{"name": "cold", "segmentSelectorType": "time", "segmentAge": "7d", "storageType": "deep_store"}]))
+        .unwrap();
+    assert_eq!(def.config.cold_after, Some(Duration::from_secs(7 * 86_400)));
+    let def = with_tiers(json!([{"name": "t", "segmentSelectorType": "time", "segmentAge": "1d", "storageType": "pinot_server", "serverTag": "x"}]))
+        .unwrap();
+    assert_eq!(def.config.cold_after, None);
+    assert!(warning_paths(&def).contains(&"tierConfigs[0].storageType"), "{:?}", def.warnings);
+    assert_eq!(TableDefinition::from_json(&seed_config(), &seed_schema()).unwrap().config.cold_after, None);
+    for (tiers, path) in [
+        (json!([{"segmentAge": "soon", "storageType": "deep_store"}]), "tierConfigs[0].segmentAge"),
+        (json!([{"segmentAge": "0d", "storageType": "deep_store"}]), "tierConfigs[0].segmentAge"),
+        (json!([{"storageType": "deep_store"}]), "tierConfigs[0].segmentAge"),
+        (
+            json!([{"segmentSelectorType": "fixed", "segmentAge": "1d", "storageType": "deep_store"}]),
+            "tierConfigs[0].segmentSelectorType",
+        ),
+        (
+            json!([{"segmentAge": "1d", "storageType": "deep_store"}, {"segmentAge": "2d", "storageType": "deep_store"}]),
+            "tierConfigs",
+        ),
+        (json!({"segmentAge": "1d"}), "tierConfigs"),
+    ] {
+        let err = with_tiers(tiers.clone()).unwrap_err();
+        assert!(err.table.iter().any(|p| p.path == path), "{tiers}: {err}");
+    }
+}

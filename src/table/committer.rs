@@ -8,7 +8,7 @@
 //! number under it, writes and maps the file, then commits. The lock is held only to commit.
 
 use crate::error::Error;
-use crate::manifest::{LostSegment, Manifest, SegmentEntry};
+use crate::manifest::{DeepObject, LostSegment, Manifest, SegmentEntry};
 use crate::upsert::{Compaction, RebuildOrder, Segments, Upsert};
 use parking_lot::{Mutex, MutexGuard, RwLock};
 use shoal_segment::{MutableSegment, SealedSegment};
@@ -29,6 +29,8 @@ pub(crate) struct Sealed {
 pub(crate) struct TableState {
     pub sealed: Vec<Sealed>,
     pub consuming: BTreeMap<String, Arc<MutableSegment>>,
+    /// Sealed segments whose only copy is in the deep store (the cold tier), in commit order.
+    pub cold: Vec<SegmentEntry>,
     /// The manifest committed with this state (for status and resume, without the lock).
     pub manifest: Arc<Manifest>,
 }
@@ -60,6 +62,10 @@ pub(crate) enum Edit {
     Quarantine { file: String, reason: String },
     /// Consumption is paused (with why and since when) or resumed.
     Pause(Option<crate::manifest::Pause>),
+    /// A sealed segment's copy is in the deep store.
+    Uploaded { file: String, object: DeepObject },
+    /// Uploaded segments leave local disk: queries read them from the deep store.
+    Evict { files: BTreeSet<String> },
 }
 
 /// What the commit lock guards.
@@ -82,6 +88,8 @@ pub(crate) struct Committer {
     upsert: Option<Arc<Upsert>>,
     /// Written only while `locked` is held.
     state: RwLock<Arc<TableState>>,
+    /// Woken after every commit (the deep-store uploader waits on it).
+    pub(crate) changed: tokio::sync::Notify,
 }
 
 impl Committer {
@@ -101,6 +109,7 @@ impl Committer {
             locked: Mutex::new(Locked { manifest, reserved: BTreeMap::new(), closed: false }),
             upsert,
             state: RwLock::new(Arc::new(state)),
+            changed: tokio::sync::Notify::new(),
         }
     }
 
@@ -160,6 +169,7 @@ impl CommitGuard<'_> {
         let state = self.committer.current();
         let mut sealed = state.sealed.clone();
         let mut consuming = state.consuming.clone();
+        let mut cold = state.cold.clone();
         let mut new_file = None;
         // A seal hands its consuming segment's rows (and their key map state) to the file.
         let sealed_from = match &edit {
@@ -210,6 +220,23 @@ impl CommitGuard<'_> {
             Edit::Expire { files } => {
                 next.segments.retain(|s| !files.contains(&s.file));
                 sealed.retain(|s| !files.contains(&s.entry.file));
+                cold.retain(|e| !files.contains(&e.file));
+            }
+            Edit::Uploaded { file, object } => {
+                // A segment expired or compacted away meanwhile is not named again.
+                if let Some(e) = next.segments.iter_mut().find(|s| s.file == file) {
+                    e.deep = Some(object.clone());
+                }
+                if let Some(s) = sealed.iter_mut().find(|s| s.entry.file == file) {
+                    s.entry.deep = Some(object);
+                }
+            }
+            Edit::Evict { files } => {
+                for e in next.segments.iter_mut().filter(|e| files.contains(&e.file) && e.deep.is_some()) {
+                    e.cold = true;
+                    cold.push(e.clone());
+                }
+                sealed.retain(|s| !cold.iter().any(|c| c.file == s.entry.file));
             }
             Edit::Compact { old, sealed: replacement, .. } => {
                 let at = next.segments.iter().position(|s| s.file == old);
@@ -261,7 +288,7 @@ impl CommitGuard<'_> {
             committed = Arc::new(next.clone());
             self.locked.manifest = next;
         }
-        let next = Arc::new(TableState { sealed, consuming, manifest: committed });
+        let next = Arc::new(TableState { sealed, consuming, cold, manifest: committed });
         match &self.committer.upsert {
             Some(u) => {
                 let from = sealed_from.as_ref().map(|(c, f)| (c, f.as_str()));
@@ -279,6 +306,7 @@ impl CommitGuard<'_> {
             }
             None => *self.committer.state.write() = next,
         }
+        self.committer.changed.notify_waiters();
         Ok(())
     }
 }

@@ -374,6 +374,8 @@ impl Table {
             after,
             first: span.first.clone(),
             last: span.last.clone(),
+            deep: None,
+            cold: false,
         };
         Ok(Some(Sealed { entry, segment }))
     }

@@ -11,11 +11,14 @@ mod consumption;
 mod ingest;
 mod recovery;
 mod status;
+mod tiering;
+pub(crate) use tiering::DEEP_MANIFEST;
 
 pub use consumption::PauseStatus;
 pub use recovery::ScrubOptions;
 pub use status::{
-    QuarantineState, QuarantinedSegment, SegmentStatus, ShardState, ShardStatus, TableStatus, UpsertStatus,
+    DeepStoreStatus, QuarantineState, QuarantinedSegment, SegmentStatus, ShardState, ShardStatus,
+    TableStatus, UpsertStatus,
 };
 
 use crate::config::TableDefinition;
@@ -25,7 +28,7 @@ use crate::metrics::TableMetrics;
 use crate::upsert::{SegmentRef, Upsert};
 use committer::Committer;
 use parking_lot::Mutex;
-use shoal_query::{SegmentData, SnapshotSource, TableSnapshot};
+use shoal_query::{ColdSegment, SegmentData, SnapshotSource, TableSnapshot};
 use shoal_segment::mutable::now_ms;
 use shoal_segment::{LayoutOptions, SealedSegment, SegmentError, TableLayout};
 use shoal_stream::{Checkpoint, Source};
@@ -57,6 +60,8 @@ pub struct TableOptions {
     pub scrub: Option<ScrubOptions>,
     /// Where the table reads records from (also to read lost segments again).
     pub sources: Arc<dyn SourceFactory>,
+    /// The engine's deep store: sealed segments are uploaded to it.
+    pub deep_store: Option<Arc<crate::deep::DeepStore>>,
     /// Faults the tests inject.
     #[cfg(feature = "fault-injection")]
     pub faults: Arc<crate::engine::Faults>,
@@ -105,6 +110,19 @@ impl SnapshotSource for Table {
         let mut segments: Vec<SegmentData> =
             state.sealed.iter().map(|s| SegmentData::Sealed(Arc::clone(&s.segment))).collect();
         segments.extend(state.consuming.values().map(|c| SegmentData::Consuming(c.snapshot())));
+        if let Some(deep) = &self.options.deep_store {
+            segments.extend(state.cold.iter().filter_map(|e| {
+                let object = e.deep.as_ref()?;
+                Some(SegmentData::Cold(Arc::new(ColdSegment {
+                    store: Arc::clone(&deep.store),
+                    store_url: deep.query_url.clone(),
+                    path: deep.key_path(&object.key),
+                    bytes: object.bytes,
+                    rows: e.rows as usize,
+                    stats: object.stats.clone(),
+                })))
+            }));
+        }
         let mut snapshot = TableSnapshot::new(segments);
         if let Some(view) = &mut view {
             let sealed = state.sealed.iter().map(|s| SegmentRef::Sealed(&s.entry.file));
@@ -155,6 +173,12 @@ impl Table {
     ) -> Result<Table, Error> {
         let layout = layout_of(&definition);
         let opened = recovery::open_dir(&name, &dir, &layout)?;
+        if options.deep_store.is_none() && !opened.state.cold.is_empty() {
+            return Err(Error::DeepStore(format!(
+                "table {name}: {} of its segments live only in the deep store (the cold tier); open the engine with its deep store",
+                opened.state.cold.len()
+            )));
+        }
         let upsert = Upsert::of(&definition, &layout, Arc::clone(&metrics.upsert)).map(Arc::new);
         let board = StatusBoard::default();
         for l in &opened.manifest.lost {
@@ -223,6 +247,20 @@ impl Table {
                 }
             });
         }
+        if let Some(deep) = self.options.deep_store.clone() {
+            self.spawn_until_stopped(Arc::clone(self).deep_store_loop(deep));
+            // The upload lag's gauges follow every commit, also while an upload hangs.
+            let table = Arc::clone(self);
+            self.spawn_until_stopped(async move {
+                loop {
+                    let changed = table.committer.changed.notified();
+                    tokio::pin!(changed);
+                    changed.as_mut().enable();
+                    table.update_deep_gauges();
+                    changed.await;
+                }
+            });
+        }
         if let Some(scrub) = self.options.scrub.clone() {
             self.spawn_until_stopped(Arc::clone(self).scrub(scrub));
         }
@@ -283,7 +321,7 @@ impl Table {
     pub fn apply_retention(&self) -> Result<usize, Error> {
         let Some(retention) = self.definition.config.segments.retention else { return Ok(0) };
         let cutoff = now_ms() - retention.as_millis() as i64;
-        let expired: BTreeSet<String> = {
+        let (expired, cold): (BTreeSet<String>, BTreeSet<String>) = {
             let mut guard = self.committer.lock()?;
             let expired: BTreeSet<String> = guard
                 .manifest()
@@ -295,10 +333,18 @@ impl Table {
             if expired.is_empty() {
                 return Ok(0);
             }
+            let cold = guard
+                .manifest()
+                .segments
+                .iter()
+                .filter(|s| s.cold && expired.contains(&s.file))
+                .map(|s| s.file.clone())
+                .collect();
             guard.apply(committer::Edit::Expire { files: expired.clone() })?;
-            expired
+            (expired, cold)
         };
-        for file in &expired {
+        // The deep store's copies go once its manifest no longer names them (the uploader).
+        for file in expired.difference(&cold) {
             // Queries still holding the segment keep its map; the file goes now.
             let path = self.dir.join(SEGMENTS_DIR).join(file);
             if let Err(e) = std::fs::remove_file(&path) {
@@ -336,7 +382,7 @@ impl Table {
                 s.error = Some("consumption paused by an operator".into());
             }
         }
-        let segments: Vec<SegmentStatus> = state
+        let mut segments: Vec<SegmentStatus> = state
             .sealed
             .iter()
             .map(|s| SegmentStatus {
@@ -346,8 +392,20 @@ impl Table {
                 time_range: s.entry.time_range,
                 verified: s.segment.is_read(),
                 bytes: s.segment.file_bytes(),
+                uploaded: s.entry.deep.is_some(),
+                cold: false,
             })
             .collect();
+        segments.extend(state.cold.iter().map(|e| SegmentStatus {
+            name: e.file.strip_suffix(".seg").unwrap_or(&e.file).to_string(),
+            shard: e.shard.clone(),
+            rows: e.rows,
+            time_range: e.time_range,
+            verified: false,
+            bytes: 0,
+            uploaded: true,
+            cold: true,
+        }));
         TableStatus {
             table: self.name.clone(),
             sealed_rows: segments.iter().map(|s| s.rows).sum(),
@@ -360,6 +418,7 @@ impl Table {
             quarantined: self.board.quarantine_list(),
             paused: state.manifest.paused.is_some(),
             upsert: self.committer.upsert().map(|u| u.status()),
+            deep_store: self.deep_status(&state),
         }
     }
 

@@ -69,7 +69,13 @@ pub(super) fn open_dir(name: &str, dir: &Path, layout: &TableLayout) -> Result<O
     }
     let mut sealed = Vec::new();
     let mut refused = Vec::new();
+    let mut cold = Vec::new();
     for entry in &manifest.segments {
+        if entry.cold {
+            // Its only copy is in the deep store, by design.
+            cold.push(entry.clone());
+            continue;
+        }
         let path = segments_dir.join(&entry.file);
         match SealedSegment::open(&path).and_then(|s| s.check_schema(&layout.arrow).map(|()| s)) {
             Ok(segment) => sealed.push(Sealed { entry: entry.clone(), segment: Arc::new(segment) }),
@@ -107,7 +113,7 @@ pub(super) fn open_dir(name: &str, dir: &Path, layout: &TableLayout) -> Result<O
     for lost in &refused {
         move_to_quarantine(dir, &lost.entry.file);
     }
-    Ok(Opened { manifest, state: TableState { sealed, ..TableState::default() } })
+    Ok(Opened { manifest, state: TableState { sealed, cold, ..TableState::default() } })
 }
 
 /// Moves a segment file the manifest no longer names into `quarantine/`, durably. The file is

@@ -79,8 +79,12 @@ pub struct SegmentStatus {
     pub time_range: Option<(i64, i64)>,
     /// True once its row data has been read and found intact (by the scrub or a query).
     pub verified: bool,
-    /// The file's size in bytes.
+    /// The file's size in bytes (0 for a cold segment, which has no local file).
     pub bytes: u64,
+    /// True once its Parquet copy is in the deep store.
+    pub uploaded: bool,
+    /// True when its only copy is in the deep store (the cold tier).
+    pub cold: bool,
 }
 
 /// A segment whose file was refused, and what became of its rows.
@@ -125,6 +129,27 @@ pub struct TableStatus {
     pub quarantined: Vec<QuarantinedSegment>,
     /// An upsert or dedup table's key map and what it decided.
     pub upsert: Option<UpsertStatus>,
+    /// The table's deep store, when the engine has one.
+    pub deep_store: Option<DeepStoreStatus>,
+}
+
+/// A table's copy in the deep store: how far uploads have come.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeepStoreStatus {
+    /// The store's URL, without credentials.
+    pub url: String,
+    /// Sealed segments uploaded.
+    pub uploaded_segments: u64,
+    /// Sealed segments not uploaded yet (the upload lag).
+    pub pending_segments: u64,
+    /// Bytes of the local files not uploaded yet.
+    pub pending_bytes: u64,
+    /// Segments the deep-store manifest names (what a restore would find).
+    pub manifest_segments: u64,
+    /// Segments whose only copy is in the deep store.
+    pub cold_segments: u64,
+    /// Why the last attempt failed, while uploads fail (retried with backoff).
+    pub error: Option<String>,
 }
 
 /// An upsert or dedup table's key map.
@@ -160,12 +185,14 @@ impl TableStatus {
     }
 }
 
-/// The parts of the status that are not the committed state: shard progress and quarantined
-/// segments' recovery.
+/// The parts of the status that are not the committed state: shard progress, quarantined
+/// segments' recovery, the deep store's uploads.
 #[derive(Debug, Default)]
 pub(crate) struct StatusBoard {
     shards: Mutex<BTreeMap<String, ShardStatus>>,
     quarantined: Mutex<Vec<QuarantinedSegment>>,
+    /// Segments the last deep-store manifest written named, and the last upload error.
+    pub(crate) deep: Mutex<(u64, Option<String>)>,
 }
 
 impl StatusBoard {

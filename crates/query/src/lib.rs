@@ -13,5 +13,6 @@ mod scan;
 pub use dialect::{PinotOptions, RequestOptions};
 pub use engine::{ErrorKind, QueryEngine, QueryError, QueryOptions, QueryResult, QueryStream};
 pub use provider::{
-    RowValidity, ScanRecorder, ScanStats, SegmentData, ShoalTable, SnapshotSource, TableSnapshot, UpsertView,
+    ColdSegment, RowValidity, ScanRecorder, ScanStats, SegmentData, ShoalTable, SnapshotSource,
+    TableSnapshot, UpsertView,
 };

@@ -2,7 +2,7 @@
 //! pruned by segment statistics, one partition per segment (large ones split), scanned with
 //! the query's filters by [`SegmentScanExec`], which counts what each segment gave.
 
-use crate::scan::{Piece, ScanCounters, SegmentCount, SegmentScanExec};
+use crate::scan::{ColdCountExec, Piece, ScanCounters, SegmentCount, SegmentScanExec};
 use arrow::array::{ArrayRef, RecordBatch, UInt64Array, new_null_array};
 use arrow::buffer::BooleanBuffer;
 use arrow::datatypes::{DataType, SchemaRef};
@@ -33,6 +33,33 @@ pub enum SegmentData {
     Sealed(Arc<SealedSegment>),
     /// A snapshot of a consuming segment.
     Consuming(SegmentSnapshot),
+    /// A sealed segment whose only copy is a Parquet object in the deep store (the cold tier):
+    /// pruned by the statistics the manifest keeps, read by DataFusion's Parquet reader.
+    Cold(Arc<ColdSegment>),
+}
+
+/// A cold segment: where its Parquet object is, and what the manifest knows of it.
+#[derive(Clone)]
+pub struct ColdSegment {
+    /// The deep store.
+    pub store: Arc<dyn object_store::ObjectStore>,
+    /// The URL the store is registered under in a query's runtime (`scheme://host`, unique to
+    /// the store in the process).
+    pub store_url: String,
+    /// The object's path in the store.
+    pub path: object_store::path::Path,
+    /// The object's size in bytes.
+    pub bytes: u64,
+    /// Rows.
+    pub rows: usize,
+    /// Per-column statistics, in the table's column order.
+    pub stats: Vec<ColumnStats>,
+}
+
+impl fmt::Debug for ColdSegment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ColdSegment").field("path", &self.path).field("rows", &self.rows).finish()
+    }
 }
 
 impl SegmentData {
@@ -41,6 +68,7 @@ impl SegmentData {
         match self {
             SegmentData::Sealed(s) => s.meta().rows as usize,
             SegmentData::Consuming(c) => c.rows,
+            SegmentData::Cold(c) => c.rows,
         }
     }
 
@@ -48,6 +76,7 @@ impl SegmentData {
         match self {
             SegmentData::Sealed(s) => s.meta().columns.get(column).map(|c| &c.stats),
             SegmentData::Consuming(c) => c.stats.get(column),
+            SegmentData::Cold(c) => c.stats.get(column),
         }
     }
 
@@ -57,6 +86,8 @@ impl SegmentData {
                 s.batches().map(<[RecordBatch]>::to_vec).map_err(|e| (Arc::clone(s), e))
             }
             SegmentData::Consuming(c) => Ok(c.batches.clone()),
+            // Read by a Parquet scan of its own (`ShoalTable::cold_scan`).
+            SegmentData::Cold(_) => Ok(Vec::new()),
         }
     }
 }
@@ -331,6 +362,7 @@ impl TableProvider for ShoalTable {
         let mut partitions = Vec::new();
         let mut partition_segment = Vec::new();
         let mut counted = Vec::new();
+        let mut cold = Vec::new();
         let mut stats = ScanStats::default();
         for (at, (segment, keep)) in snapshot.segments.iter().zip(&keep).enumerate() {
             let rows = segment.rows() as u64;
@@ -354,6 +386,16 @@ impl TableProvider for ShoalTable {
             stats.segments_processed += 1;
             if consuming {
                 stats.consuming_processed += 1;
+            }
+            if let SegmentData::Cold(c) = segment {
+                cold.push((counted.len(), Arc::clone(c)));
+                counted.push(SegmentCount {
+                    consuming: false,
+                    rows,
+                    evaluated: AtomicU64::new(0),
+                    passed: AtomicU64::new(0),
+                });
+                continue;
             }
             let batches = if rows == 0 {
                 Vec::new()
@@ -420,15 +462,94 @@ impl TableProvider for ShoalTable {
             executed: AtomicBool::new(false),
         });
         self.recorder.record(stats, Arc::clone(&counters));
-        Ok(Arc::new(SegmentScanExec::new(
-            self.schema(),
-            partitions,
-            partition_segment,
-            projection.cloned(),
-            predicate,
-            limit,
-            counters,
-        )?))
+        let local_scan = !partitions.is_empty() || cold.is_empty();
+        let mut plans: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
+        if local_scan {
+            plans.push(Arc::new(SegmentScanExec::new(
+                self.schema(),
+                partitions,
+                partition_segment,
+                projection.cloned(),
+                predicate.clone(),
+                limit,
+                Arc::clone(&counters),
+            )?));
+        }
+        for (index, segment) in cold {
+            plans.push(self.cold_scan(state, &segment, index, projection, predicate.as_ref(), &counters)?);
+        }
+        match plans.len() {
+            1 => Ok(plans.remove(0)),
+            _ => Ok(datafusion::physical_plan::union::UnionExec::try_new(plans)?),
+        }
+    }
+}
+
+impl ShoalTable {
+    /// The scan of one cold segment: DataFusion's Parquet reader over its object (row groups
+    /// and pages pruned by the predicate with the file's statistics and page index), the
+    /// filter, the projection, and the counts.
+    fn cold_scan(
+        &self,
+        state: &dyn Session,
+        segment: &ColdSegment,
+        index: usize,
+        projection: Option<&Vec<usize>>,
+        predicate: Option<&Arc<dyn PhysicalExpr>>,
+        counters: &Arc<ScanCounters>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        use datafusion::datasource::listing::PartitionedFile;
+        use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
+        use datafusion::datasource::source::DataSourceExec;
+        use datafusion::execution::object_store::ObjectStoreUrl;
+        use datafusion::physical_expr::utils::{collect_columns, reassign_expr_columns};
+        use datafusion::physical_plan::filter::FilterExec;
+        use datafusion::physical_plan::projection::ProjectionExec;
+        let schema = self.schema();
+        let url = ObjectStoreUrl::parse(&segment.store_url)?;
+        state.runtime_env().register_object_store(url.as_ref(), Arc::clone(&segment.store));
+        let wanted: Vec<usize> = projection.cloned().unwrap_or_else(|| (0..schema.fields().len()).collect());
+        // Read the projected columns and those the filter names.
+        let mut read = wanted.clone();
+        if let Some(p) = predicate {
+            let mut named: Vec<usize> =
+                collect_columns(p).iter().filter_map(|c| schema.index_of(c.name()).ok()).collect();
+            named.sort_unstable();
+            for i in named {
+                if !read.contains(&i) {
+                    read.push(i);
+                }
+            }
+        }
+        let mut source = ParquetSource::new(Arc::clone(&schema)).with_enable_page_index(true);
+        if let Some(p) = predicate {
+            source = source.with_predicate(Arc::clone(p));
+        }
+        let file = PartitionedFile::new(segment.path.to_string(), segment.bytes);
+        let config = FileScanConfigBuilder::new(url, Arc::new(source))
+            .with_file_groups(vec![FileGroup::new(vec![file])])
+            .with_projection_indices(Some(read.clone()))?
+            .build();
+        let mut plan: Arc<dyn ExecutionPlan> = DataSourceExec::from_data_source(config);
+        if let Some(p) = predicate {
+            let p = reassign_expr_columns(Arc::clone(p), &plan.schema())?;
+            plan = Arc::new(FilterExec::try_new(p, plan)?);
+        }
+        if read.len() != wanted.len() {
+            let read_schema = plan.schema();
+            let exprs: Vec<(Arc<dyn PhysicalExpr>, String)> = wanted
+                .iter()
+                .enumerate()
+                .map(|(at, &i)| {
+                    let name = schema.field(i).name().clone();
+                    let column = datafusion::physical_expr::expressions::Column::new(&name, at);
+                    debug_assert_eq!(read_schema.field(at).name(), &name);
+                    (Arc::new(column) as Arc<dyn PhysicalExpr>, name)
+                })
+                .collect();
+            plan = Arc::new(ProjectionExec::try_new(exprs, plan)?);
+        }
+        Ok(Arc::new(ColdCountExec::new(plan, index, Arc::clone(counters), predicate.is_some())))
     }
 }
 

@@ -371,3 +371,92 @@ impl Iterator for PartitionRows {
         }
     }
 }
+
+/// The scan of one cold segment (DataFusion's Parquet reader, the query's filter and projection
+/// under it), counting into the segment's counters the rows that pass.
+#[derive(Debug)]
+pub(crate) struct ColdCountExec {
+    input: Arc<dyn ExecutionPlan>,
+    segment: usize,
+    counters: Arc<ScanCounters>,
+    filtered: bool,
+}
+
+impl ColdCountExec {
+    pub(crate) fn new(
+        input: Arc<dyn ExecutionPlan>,
+        segment: usize,
+        counters: Arc<ScanCounters>,
+        filtered: bool,
+    ) -> ColdCountExec {
+        ColdCountExec { input, segment, counters, filtered }
+    }
+}
+
+impl DisplayAs for ColdCountExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "ColdSegmentExec: segment={}", self.segment)
+    }
+}
+
+impl ExecutionPlan for ColdCountExec {
+    fn name(&self) -> &str {
+        "ColdSegmentExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        self.input.properties()
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![&self.input]
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn replace_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
+        _options: ReplaceChildrenOptions,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let input = children
+            .into_iter()
+            .next()
+            .ok_or_else(|| DataFusionError::Internal("ColdSegmentExec takes one child".into()))?;
+        Ok(Arc::new(ColdCountExec::new(input, self.segment, Arc::clone(&self.counters), self.filtered)))
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        self.replace_children(children, ReplaceChildrenOptions::new(ChildrenPropertiesMode::Recompute))
+    }
+
+    fn execute(&self, partition: usize, context: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
+        use futures::StreamExt;
+        self.counters.executed.store(true, Ordering::Relaxed);
+        let counters = Arc::clone(&self.counters);
+        let segment = self.segment;
+        if partition == 0
+            && self.filtered
+            && let Some(s) = counters.segments.get(segment)
+        {
+            // No index: the filter is evaluated on every row of the segment.
+            s.evaluated.fetch_add(s.rows, Ordering::Relaxed);
+        }
+        let stream = self.input.execute(partition, context)?;
+        let schema = stream.schema();
+        let counted = stream.inspect(move |b| {
+            if let (Ok(b), Some(s)) = (b, counters.segments.get(segment)) {
+                s.passed.fetch_add(b.num_rows() as u64, Ordering::Relaxed);
+            }
+        });
+        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, counted)))
+    }
+}

@@ -88,6 +88,13 @@ struct Args {
     /// Longest a request may take, in milliseconds (default: the query time limit plus 15 s).
     #[arg(long, value_name = "MS")]
     request_timeout_ms: Option<u64>,
+    /// The deep store: every sealed segment is uploaded there as Parquet, a lost data
+    /// directory is restored from it, and `deep_store` tiers keep old segments only there.
+    /// `s3://bucket/prefix` (settings and credentials from the AWS environment, as for
+    /// Kinesis: AWS_REGION, AWS_ENDPOINT_URL, AWS_ALLOW_HTTP=true for plain HTTP),
+    /// `gs://bucket/prefix`, `az://container/prefix`, or `file:///path`.
+    #[arg(long, value_name = "URL")]
+    deep_store: Option<String>,
     /// Check the files, print the normalised table configs and exit.
     #[arg(long)]
     validate: bool,
@@ -234,6 +241,7 @@ async fn serve(
             default_limit: usize::try_from(args.default_limit).ok(),
             ..defaults
         },
+        deep_store: args.deep_store.as_deref().map(shoal::DeepStoreOptions::new),
         ..EngineOptions::default()
     };
     let engine = Engine::open_with(&args.data_dir, options)

@@ -162,13 +162,18 @@ pub fn table_status(status: &TableStatus) -> Value {
         .segments
         .iter()
         .map(|s| {
-            json!({
+            let mut segment = json!({
                 "name": s.name,
                 "shard": s.shard,
                 "rows": s.rows,
                 "timeRange": s.time_range,
                 "verified": s.verified,
-            })
+            });
+            if status.deep_store.is_some() {
+                segment["uploaded"] = json!(s.uploaded);
+                segment["tier"] = json!(if s.cold { "deepStore" } else { "local" });
+            }
+            segment
         })
         .collect();
     let mut out = json!({
@@ -182,6 +187,17 @@ pub fn table_status(status: &TableStatus) -> Value {
         "incomplete": status.incomplete,
         "paused": status.paused,
     });
+    if let Some(d) = &status.deep_store {
+        out["deepStore"] = json!({
+            "url": d.url,
+            "uploadedSegments": d.uploaded_segments,
+            "pendingSegments": d.pending_segments,
+            "pendingBytes": d.pending_bytes,
+            "manifestSegments": d.manifest_segments,
+            "coldSegments": d.cold_segments,
+            "error": d.error,
+        });
+    }
     if !status.quarantined.is_empty() {
         out["quarantined"] = status
             .quarantined

@@ -88,3 +88,56 @@ fn java_environment_credentials() -> Option<Credentials> {
     let token = std::env::var("AWS_SESSION_TOKEN").ok().filter(|v| !v.is_empty());
     Some(Credentials::new(access, secret, token, None, "java-environment"))
 }
+
+/// The AWS default credential chain (environment, profile files, SSO, web identity, the
+/// container and instance endpoints), the same one Kinesis clients use, for other AWS clients
+/// of the process (the deep store's S3). Its keys are handed out only as [`Secret`]s.
+#[derive(Debug, Clone)]
+pub struct DefaultCredentials {
+    provider: SharedCredentialsProvider,
+}
+
+/// One set of AWS credentials from [`DefaultCredentials`].
+#[derive(Debug, Clone)]
+pub struct AwsKeys {
+    /// The access key id.
+    pub access_key: crate::Secret,
+    /// The secret access key.
+    pub secret_key: crate::Secret,
+    /// The session token, for temporary credentials.
+    pub session_token: Option<crate::Secret>,
+    /// When they expire (None: never).
+    pub expires: Option<std::time::SystemTime>,
+}
+
+impl DefaultCredentials {
+    /// Loads the default chain; None when it has no provider at all.
+    pub async fn load() -> Option<DefaultCredentials> {
+        let loader = aws_config::defaults(BehaviorVersion::latest()).http_client(http_client());
+        let loader = match java_environment_credentials() {
+            Some(creds) => loader.credentials_provider(creds),
+            None => loader,
+        };
+        let config = loader.load().await;
+        config.credentials_provider().map(|provider| DefaultCredentials { provider })
+    }
+
+    /// The region the default chain names (`AWS_REGION`, the profile), if any.
+    pub async fn region() -> Option<String> {
+        let config = aws_config::defaults(BehaviorVersion::latest()).http_client(http_client()).load().await;
+        config.region().map(|r| r.to_string())
+    }
+
+    /// Current credentials (the chain caches and refreshes them); the error names the provider
+    /// that failed, never a key.
+    pub async fn keys(&self) -> Result<AwsKeys, String> {
+        use aws_credential_types::provider::ProvideCredentials;
+        let c = self.provider.provide_credentials().await.map_err(|e| format!("AWS credentials: {e}"))?;
+        Ok(AwsKeys {
+            access_key: crate::Secret::new(c.access_key_id()),
+            secret_key: crate::Secret::new(c.secret_access_key()),
+            session_token: c.session_token().map(crate::Secret::new),
+            expires: c.expiry(),
+        })
+    }
+}
