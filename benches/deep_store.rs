@@ -14,7 +14,7 @@
 //!   equal.
 
 #[path = "../tests/common.rs"]
-#[allow(dead_code, unused_imports)]
+#[allow(unused_imports)]
 mod common;
 
 use serde_json::{Value, json};
@@ -226,7 +226,12 @@ async fn main() {
         };
         let (local_ms, local) = run("events").await;
         let (cold_ms, cold) = run("events_cold").await;
-        assert_eq!(rounded(&cold.replace("events_cold", "events")), rounded(&local), "{}: the same answer", q["name"]);
+        assert_eq!(
+            rounded(&cold.replace("events_cold", "events")),
+            rounded(&local),
+            "{}: the same answer",
+            q["name"]
+        );
         ratios.push(cold_ms / local_ms);
         println!(
             "  {:<20} local {local_ms:>9.1} ms   cold {cold_ms:>9.1} ms   {:.2}x",

@@ -252,17 +252,32 @@ impl Engine {
                 entries.push(path);
             }
         }
-        if entries.is_empty()
-            && let Some(deep) = engine.inner.deep.clone()
-        {
-            // A lost (or new) data directory: the tables the deep store holds come back.
-            for name in deep.tables().await? {
-                let dir = tables_dir.join(&name);
-                if let Err(e) = engine.restore_from_deep(&deep, &name, &dir, None).await {
+        if let Some(deep) = engine.inner.deep.clone() {
+            // The tables the deep store holds and the data directory does not (it was lost, or
+            // a restore was cut short) come back.
+            match deep.tables().await {
+                Ok(names) => {
+                    for name in names {
+                        let dir = tables_dir.join(&name);
+                        if entries.contains(&dir) {
+                            continue;
+                        }
+                        if let Err(e) = engine.restore_from_deep(&deep, &name, &dir, None).await {
+                            engine.shutdown().await;
+                            return Err(e);
+                        }
+                        entries.push(dir);
+                    }
+                }
+                // An outage of the store does not keep the local tables from opening; what
+                // only the store holds comes back at the next open.
+                Err(e) if !entries.is_empty() => {
+                    tracing::warn!(error = %e, "the deep store cannot be listed: no table is restored from it now");
+                }
+                Err(e) => {
                     engine.shutdown().await;
                     return Err(e);
                 }
-                entries.push(dir);
             }
         }
         entries.sort();
@@ -407,6 +422,18 @@ impl Engine {
         self.inner.query.deregister(name);
         self.inner.tables.write().unwrap_or_else(|p| p.into_inner()).remove(name);
         table.stop().await;
+        if let Some(deep) = &self.inner.deep {
+            // The deep store's manifest goes first: without it the store no longer holds the
+            // table, and neither an open nor a create brings it back. When it cannot be
+            // deleted, the drop fails and the table goes on.
+            if let Err(e) = deep.delete(&deep.path(&table.name, crate::table::DEEP_MANIFEST)).await {
+                let restarted = self.start_table(table.definition.clone(), table.dir().to_path_buf()).await;
+                if let Err(again) = restarted {
+                    tracing::error!(table = %table.name, error = %again, "the table could not be started again after a failed drop");
+                }
+                return Err(e);
+            }
+        }
         self.inner.metrics.remove(name);
         // Renamed away first (durably), then deleted: a crash in between leaves a directory the
         // next open finishes deleting, never a table with half its files.
@@ -415,10 +442,17 @@ impl Engine {
         durable::rename(&dir, &away).map_err(|e| io_error(&dir, e))?;
         std::fs::remove_dir_all(&away).map_err(|e| io_error(&away, e))?;
         if let Some(deep) = &self.inner.deep {
-            // Its copy goes too, manifest first (a later create must not restore half a table).
-            deep.delete(&deep.path(name, crate::table::DEEP_MANIFEST)).await?;
-            for path in deep.list_table(&table.name).await? {
-                deep.delete(&path).await?;
+            // The objects: left ones are named by no manifest, and the next uploader of a table
+            // of this name deletes them. The manifest once more, in case an upload's last write
+            // landed after the first delete.
+            let objects = deep.list_table(&table.name).await.unwrap_or_default();
+            for path in objects {
+                if let Err(e) = deep.delete(&path).await {
+                    tracing::warn!(table = %table.name, error = %e, "a dropped table's object is left in the deep store");
+                }
+            }
+            if let Err(e) = deep.delete(&deep.path(&table.name, crate::table::DEEP_MANIFEST)).await {
+                tracing::warn!(table = %table.name, error = %e, "a dropped table's deep-store manifest could not be deleted again");
             }
         }
         Ok(())

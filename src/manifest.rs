@@ -43,11 +43,19 @@ pub struct SegmentEntry {
     /// True once its local file is gone (the cold tier): queries read its deep-store copy.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub cold: bool,
+    /// An upsert compaction's rewrite not uploaded yet: the uploaded segment it replaced, which
+    /// the deep store's manifest names (and keeps) in its place until then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaces: Option<Box<SegmentEntry>>,
 }
 
 /// A sealed segment's Parquet copy in the deep store.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeepObject {
+    /// The deep store's URL (without credentials): an engine opened with another store uploads
+    /// the segment again.
+    #[serde(default)]
+    pub store: String,
     /// The object's key under the store's prefix: `<table>/dt=<yyyy-MM-dd>/<segment>.parquet`.
     pub key: String,
     /// Its size in bytes.
@@ -204,6 +212,7 @@ mod tests {
             last: None,
             deep: None,
             cold: false,
+            replaces: None,
         });
         m.checkpoints.insert(
             "s".into(),
@@ -236,6 +245,7 @@ mod tests {
                 last: None,
                 deep: None,
                 cold: false,
+                replaces: None,
             });
             m.commit(dir.path()).unwrap();
             let err = Manifest::load(dir.path()).unwrap_err();

@@ -26,6 +26,7 @@ const SEALING: &str = "segment file written; committing it";
 fn engine_options(deep: shoal::DeepStoreOptions) -> EngineOptions {
     let mut deep = deep;
     deep.retry_max = Duration::from_secs(2);
+    deep.delete_grace = Duration::from_secs(1);
     EngineOptions {
         deep_store: Some(deep),
         retention_interval: Duration::from_millis(300),
@@ -307,10 +308,7 @@ async fn an_s3_outage_loses_and_duplicates_nothing() {
     let engine = Engine::open_with(elsewhere.path(), engine_options(moto.deep_store("outage-bucket", "s")))
         .await
         .unwrap();
-    assert!(engine.tables().is_empty() || engine.tables() == ["outage"]);
-    if engine.tables().is_empty() {
-        engine.create_table(&config, &schema("outage")).await.unwrap();
-    }
+    assert_eq!(engine.tables(), ["outage"], "restored at open");
     assert_eq!(wait_for_rows(&engine, "outage", 2400, Duration::from_secs(60)).await, (2400, 2400));
     engine.shutdown().await;
 }
@@ -387,21 +385,23 @@ async fn cold_tier_queries_equal_local_ones_and_retention_empties_both_tiers() {
     engine.sql(&format!("SELECT count(*) FROM cold WHERE ts < {}", now - DAY)).await.unwrap();
     assert!(reads() > before, "the cold segments were read from the store:\n{}", moto.log_tail());
     engine.shutdown().await;
-    // The same table, restored elsewhere under a retention of 2 days: the old rows expire from
-    // both tiers. (That data directory holds another table, so that the open restores nothing
-    // and `create_table` restores the table under the config it is given.)
-    let elsewhere = tempfile::tempdir().unwrap();
+    // The same table, restored elsewhere under a retention of 2 days (set in the store's copy
+    // of its config, which a restore at open uses): the old rows expire from both tiers.
     let keys = || moto.keys("tier-bucket", "t/cold/");
     assert_eq!(keys().await.iter().filter(|k| k.ends_with(".parquet")).count(), status.segments.len());
-    let plain = Engine::open(elsewhere.path()).await.unwrap();
-    plain.create_table(&table_config("other", "tiers", &endpoint, 250), &schema("other")).await.unwrap();
-    plain.shutdown().await;
+    {
+        use object_store::ObjectStoreExt;
+        let store = moto.client("tier-bucket");
+        let path = object_store::path::Path::from("t/cold/table.json");
+        let mut config: Value =
+            serde_json::from_slice(&store.get(&path).await.unwrap().bytes().await.unwrap()).unwrap();
+        config["segmentsConfig"]["retentionTimeUnit"] = json!("DAYS");
+        config["segmentsConfig"]["retentionTimeValue"] = json!("2");
+        store.put(&path, serde_json::to_vec(&config).unwrap().into()).await.unwrap();
+    }
+    let elsewhere = tempfile::tempdir().unwrap();
     let engine = Engine::open_with(elsewhere.path(), engine_options(deep)).await.unwrap();
-    assert_eq!(engine.tables(), ["other"]);
-    engine
-        .create_table(&tiered("cold", "tiers", &endpoint, 250, Some("1d"), Some(2)), &schema("cold"))
-        .await
-        .unwrap();
+    assert_eq!(engine.tables(), ["cold", "local"], "restored at open");
     wait_until("retention empties both tiers", Duration::from_secs(120), async || {
         keys().await.iter().filter(|k| k.ends_with(".parquet")).count() == status.segments.len() - 4
     })
@@ -474,4 +474,139 @@ async fn serve_uploads_to_a_file_deep_store() {
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
     assert!(days.iter().any(|d| d.starts_with("dt=")), "{days:?}");
+}
+
+/// A `file://` deep store in `dir`.
+fn file_store(dir: &std::path::Path) -> shoal::DeepStoreOptions {
+    shoal::DeepStoreOptions::new(format!("file://{}", dir.display()))
+}
+
+/// Review findings, on a `file://` store: a damaged local file whose copy is in the store is
+/// replaced by that copy (not read again from the stream); a restore cut short is finished at
+/// the next open; segments uploaded to another store are uploaded again, and cold ones refuse
+/// the open; an unreadable deep-store manifest is never overwritten.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damaged_files_cut_restores_and_other_stores() {
+    let emulator = Emulator::start().await.expect("kinesis-local must be installed and start");
+    emulator.create_stream("keep", 1).await.unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let (data, lake, other) = (root.path().join("data"), root.path().join("lake"), root.path().join("other"));
+    let config = table_config("keep", "keep", &emulator.endpoint(), 300);
+    let engine = Engine::open_with(&data, engine_options(file_store(&lake))).await.unwrap();
+    engine.create_table(&config, &schema("keep")).await.unwrap();
+    // A second table, so that a data directory holding it is not empty.
+    engine
+        .create_table(&table_config("also", "keep", &emulator.endpoint(), 300), &schema("also"))
+        .await
+        .unwrap();
+    put_ids(&emulator, "keep", 0..600, now_ms(), |i| format!("k{i}"), None).await;
+    assert_eq!(wait_for_rows(&engine, "keep", 600, Duration::from_secs(60)).await, (600, 600));
+    let status = wait_uploaded(&engine, "keep", Duration::from_secs(60)).await;
+    assert_eq!(status.segments.len(), 2);
+    assert_eq!(wait_for_rows(&engine, "also", 600, Duration::from_secs(60)).await, (600, 600));
+    wait_uploaded(&engine, "also", Duration::from_secs(60)).await;
+    engine.shutdown().await;
+
+    // A damaged file (cut short): its deep-store copy replaces it.
+    let segments = data.join("tables/keep/segments");
+    let victim = segments.join(format!("{}.seg", status.segments[0].name));
+    let len = std::fs::metadata(&victim).unwrap().len();
+    std::fs::OpenOptions::new().write(true).open(&victim).unwrap().set_len(len / 2).unwrap();
+    let engine = Engine::open_with(&data, engine_options(file_store(&lake))).await.unwrap();
+    let s = engine.table_status("keep").unwrap();
+    assert!(s.quarantined.is_empty(), "not read again from the stream: {:?}", s.quarantined);
+    let cold: Vec<_> = s.segments.iter().filter(|x| x.cold).map(|x| x.name.clone()).collect();
+    assert_eq!(cold, [status.segments[0].name.clone()], "{:?}", s.segments);
+    assert_eq!(counts(&engine, "keep").await, (600, 600));
+    engine.shutdown().await;
+
+    // A cold segment's file left behind (an eviction cut short) goes at the next open.
+    std::fs::write(&victim, b"left behind").unwrap();
+    let engine = Engine::open_with(&data, engine_options(file_store(&lake))).await.unwrap();
+    assert!(!victim.exists(), "the file of a cold segment is removed at open");
+    assert_eq!(counts(&engine, "keep").await, (600, 600));
+    engine.shutdown().await;
+
+    // A restore cut short (the config, written last, missing) is finished at the next open,
+    // although the directory holds another table.
+    let restored = root.path().join("restored");
+    let engine = Engine::open_with(&restored, engine_options(file_store(&lake))).await.unwrap();
+    assert_eq!(engine.tables(), ["also", "keep"]);
+    engine.shutdown().await;
+    std::fs::remove_file(restored.join("tables/keep/table.json")).unwrap();
+    let engine = Engine::open_with(&restored, engine_options(file_store(&lake))).await.unwrap();
+    assert_eq!(engine.tables(), ["also", "keep"], "restored again");
+    assert_eq!(engine.table_status("keep").unwrap().sealed_rows, 600);
+    engine.shutdown().await;
+
+    // Another store: the cold segment's only copy is in the first one, so the open is refused.
+    let err = Engine::open_with(&data, engine_options(file_store(&other))).await.unwrap_err().to_string();
+    assert!(err.contains("live only in the deep store") && err.contains("lake"), "{err}");
+    // An engine open on the new store before it holds the table.
+    let fresh =
+        Engine::open_with(root.path().join("fresh"), engine_options(file_store(&other))).await.unwrap();
+    assert!(fresh.tables().is_empty());
+    // A table without cold segments is uploaded to the new store again.
+    let engine = Engine::open_with(&restored, engine_options(file_store(&other))).await.unwrap();
+    wait_uploaded(&engine, "keep", Duration::from_secs(60)).await;
+    let m: Value = serde_json::from_slice(&std::fs::read(other.join("keep/manifest.json")).unwrap()).unwrap();
+    assert_eq!(m["segments"].as_array().unwrap().len(), 2, "{m}");
+    for segment in m["segments"].as_array().unwrap() {
+        let key = segment["deep"]["key"].as_str().unwrap();
+        assert!(other.join(key).exists(), "{key} is in the new store");
+    }
+    engine.shutdown().await;
+    // Now the store holds the table: `create_table` restores it, under the config given.
+    fresh.create_table(&config, &schema("keep")).await.unwrap();
+    assert_eq!(fresh.table_status("keep").unwrap().sealed_rows, 600, "restored, not consumed again");
+    assert_eq!(wait_for_rows(&fresh, "keep", 600, Duration::from_secs(30)).await, (600, 600));
+    fresh.shutdown().await;
+
+    // An unreadable deep-store manifest is left as it is, with the error in the status.
+    std::fs::write(other.join("keep/manifest.json"), b"{not json").unwrap();
+    let engine = Engine::open_with(&restored, engine_options(file_store(&other))).await.unwrap();
+    wait_until("the error shows", Duration::from_secs(30), async || {
+        engine
+            .table_status("keep")
+            .unwrap()
+            .deep_store
+            .unwrap()
+            .error
+            .is_some_and(|e| e.contains("cannot be read"))
+    })
+    .await;
+    assert_eq!(std::fs::read(other.join("keep/manifest.json")).unwrap(), b"{not json");
+    engine.shutdown().await;
+}
+
+/// Dropping a table deletes its deep-store copy first; while the store cannot be reached the
+/// drop fails and the table goes on; once dropped, a new engine does not bring it back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_table_stays_dropped() {
+    let emulator = Emulator::start().await.expect("kinesis-local must be installed and start");
+    emulator.create_stream("gone", 1).await.unwrap();
+    let moto = Moto::start("gone-bucket").await;
+    let store = || moto.deep_store("gone-bucket", "p").with_option("timeout", "1s");
+    let data = tempfile::tempdir().unwrap();
+    let engine = Engine::open_with(data.path(), engine_options(store())).await.unwrap();
+    engine
+        .create_table(&table_config("gone", "gone", &emulator.endpoint(), 100), &schema("gone"))
+        .await
+        .unwrap();
+    put_ids(&emulator, "gone", 0..200, now_ms(), |i| format!("k{i}"), None).await;
+    assert_eq!(wait_for_rows(&engine, "gone", 200, Duration::from_secs(60)).await, (200, 200));
+    wait_uploaded(&engine, "gone", Duration::from_secs(60)).await;
+    moto.pause();
+    let err = engine.drop_table("gone").await.unwrap_err().to_string();
+    assert!(err.contains("deep store"), "{err}");
+    assert_eq!(engine.tables(), ["gone"], "the table goes on");
+    assert_eq!(counts(&engine, "gone").await, (200, 200));
+    moto.resume();
+    engine.drop_table("gone").await.unwrap();
+    engine.shutdown().await;
+    assert!(moto.keys("gone-bucket", "p/gone/").await.is_empty());
+    let elsewhere = tempfile::tempdir().unwrap();
+    let engine = Engine::open_with(elsewhere.path(), engine_options(store())).await.unwrap();
+    assert!(engine.tables().is_empty(), "not restored: {:?}", engine.tables());
+    engine.shutdown().await;
 }

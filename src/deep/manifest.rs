@@ -23,12 +23,18 @@ fn start_of(e: &SegmentEntry) -> Option<&Checkpoint> {
 
 /// The deep-store manifest of `local`.
 pub(crate) fn of(local: &Manifest) -> Manifest {
-    let k = local.segments.iter().take_while(|s| s.deep.is_some()).count();
+    // A compaction's rewrite not uploaded yet counts by the uploaded segment it replaced.
+    let uploaded = |s: &SegmentEntry| match (&s.deep, &s.replaces) {
+        (Some(_), _) => Some(SegmentEntry { cold: false, replaces: None, ..s.clone() }),
+        (None, Some(old)) => Some(SegmentEntry { cold: false, replaces: None, ..(**old).clone() }),
+        (None, None) => None,
+    };
+    let k = local.segments.iter().take_while(|s| uploaded(s).is_some()).count();
     let (prefix, rest) = local.segments.split_at(k);
     let mut deep = Manifest {
         version: local.version,
         generation: local.generation,
-        segments: prefix.iter().map(|s| SegmentEntry { cold: false, ..s.clone() }).collect(),
+        segments: prefix.iter().filter_map(uploaded).collect(),
         checkpoints: Default::default(),
         ended_shards: Default::default(),
         next_sequence: local.next_sequence.clone(),
@@ -104,12 +110,14 @@ mod tests {
             first: Some(cp(from + 1)),
             last: Some(cp(to)),
             deep: uploaded.then(|| DeepObject {
+                store: String::new(),
                 key: String::new(),
                 bytes: 1,
                 created_ms: 0,
                 stats: Vec::new(),
             }),
             cold: false,
+            replaces: None,
         }
     }
 
@@ -162,6 +170,20 @@ mod tests {
         assert!(deep.segments.is_empty());
         assert_eq!(deep.checkpoints.get("a"), None, "a is read from its start again");
         assert_eq!(deep.checkpoints.get("c"), Some(&cp(3)), "c sealed nothing: its checkpoint stands");
+    }
+
+    #[test]
+    fn a_compaction_rewrite_counts_by_the_segment_it_replaced_until_uploaded() {
+        let mut local = Manifest::new();
+        let mut rewrite = seg("a", 5, 0, 10, false);
+        rewrite.rows = 3;
+        rewrite.replaces = Some(Box::new(seg("a", 0, 0, 10, true)));
+        local.segments = vec![rewrite, seg("a", 1, 10, 20, true)];
+        local.checkpoints.insert("a".into(), cp(20));
+        let deep = of(&local);
+        assert_eq!(files(&deep), ["a-0.seg", "a-1.seg"], "the old segment stays named");
+        assert_eq!(deep.segments[0].rows, 10);
+        assert_eq!(deep.checkpoints.get("a"), Some(&cp(20)));
     }
 
     #[test]

@@ -46,6 +46,9 @@ pub struct DeepStoreOptions {
     /// Longest wait between two attempts of a failing upload (default 30 s; the first retry
     /// comes after 200 ms).
     pub retry_max: Duration,
+    /// How long an object that no manifest names any more (its segment expired or was
+    /// compacted) stays, for queries that took their snapshot before (default 2 minutes).
+    pub delete_grace: Duration,
 }
 
 impl std::fmt::Debug for DeepStoreOptions {
@@ -54,6 +57,7 @@ impl std::fmt::Debug for DeepStoreOptions {
             .field("url", &redact_url(&self.url))
             .field("options", &self.options.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>())
             .field("retry_max", &self.retry_max)
+            .field("delete_grace", &self.delete_grace)
             .finish()
     }
 }
@@ -62,7 +66,12 @@ impl DeepStoreOptions {
     /// A deep store at `url`: `s3://bucket/prefix`, `gs://bucket/prefix`,
     /// `az://container/prefix` (or `abfss://…`), or `file:///absolute/path`.
     pub fn new(url: impl Into<String>) -> DeepStoreOptions {
-        DeepStoreOptions { url: url.into(), options: Vec::new(), retry_max: Duration::from_secs(30) }
+        DeepStoreOptions {
+            url: url.into(),
+            options: Vec::new(),
+            retry_max: Duration::from_secs(30),
+            delete_grace: Duration::from_secs(120),
+        }
     }
 
     /// Sets one of object_store's configuration keys for the URL's scheme (for S3:
@@ -88,6 +97,7 @@ pub struct DeepStore {
     /// The URL queries register the store under (unique per store in the process).
     pub(crate) query_url: String,
     pub(crate) retry_max: Duration,
+    pub(crate) delete_grace: Duration,
 }
 
 impl std::fmt::Debug for DeepStore {
@@ -133,6 +143,7 @@ impl DeepStore {
                     shown,
                     query_url: query_url(),
                     retry_max: options.retry_max,
+                    delete_grace: options.delete_grace,
                 });
             }
             ObjectStoreScheme::AmazonS3 => {
@@ -190,7 +201,14 @@ impl DeepStore {
             }
             _ => return Err(bad("unsupported scheme: use s3://, gs://, az://, abfss:// or file://".into())),
         };
-        Ok(DeepStore { store, prefix: path, shown, query_url: query_url(), retry_max: options.retry_max })
+        Ok(DeepStore {
+            store,
+            prefix: path,
+            shown,
+            query_url: query_url(),
+            retry_max: options.retry_max,
+            delete_grace: options.delete_grace,
+        })
     }
 
     /// The store's URL, without credentials.

@@ -226,9 +226,11 @@ impl CommitGuard<'_> {
                 // A segment expired or compacted away meanwhile is not named again.
                 if let Some(e) = next.segments.iter_mut().find(|s| s.file == file) {
                     e.deep = Some(object.clone());
+                    e.replaces = None;
                 }
                 if let Some(s) = sealed.iter_mut().find(|s| s.entry.file == file) {
                     s.entry.deep = Some(object);
+                    s.entry.replaces = None;
                 }
             }
             Edit::Evict { files } => {
@@ -242,7 +244,15 @@ impl CommitGuard<'_> {
                 let at = next.segments.iter().position(|s| s.file == old);
                 let held = sealed.iter().position(|s| s.entry.file == old);
                 match replacement {
-                    Some(s) => {
+                    Some(mut s) => {
+                        // Until the rewrite is uploaded, the deep store keeps the segment it
+                        // replaces (the same rows and more, valid for a restore).
+                        let old = at.map(|at| &next.segments[at]);
+                        let uploaded = old.and_then(|o| match (&o.deep, &o.replaces) {
+                            (Some(_), _) => Some(Box::new(SegmentEntry { replaces: None, ..o.clone() })),
+                            (None, replaced) => replaced.clone(),
+                        });
+                        s.entry.replaces = uploaded;
                         let after = next
                             .next_sequence
                             .get(&s.entry.shard)
@@ -275,6 +285,7 @@ impl CommitGuard<'_> {
                     next.lost.push(LostSegment { entry, reason });
                 }
                 sealed.retain(|s| s.entry.file != file);
+                cold.retain(|e| e.file != file);
             }
         }
         let mut committed = Arc::clone(&state.manifest);

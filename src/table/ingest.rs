@@ -376,6 +376,7 @@ impl Table {
             last: span.last.clone(),
             deep: None,
             cold: false,
+            replaces: None,
         };
         Ok(Some(Sealed { entry, segment }))
     }

@@ -172,12 +172,37 @@ impl Table {
         options: TableOptions,
     ) -> Result<Table, Error> {
         let layout = layout_of(&definition);
-        let opened = recovery::open_dir(&name, &dir, &layout)?;
-        if options.deep_store.is_none() && !opened.state.cold.is_empty() {
+        let opened = recovery::open_dir(&name, &dir, &layout, options.deep_store.is_some())?;
+        let mut opened = opened;
+        let cold_store =
+            opened.state.cold.iter().filter_map(|e| e.deep.as_ref()).map(|d| d.store.as_str()).next();
+        if let Some(cold_store) = cold_store
+            && options.deep_store.as_ref().is_none_or(|d| d.url() != cold_store)
+        {
             return Err(Error::DeepStore(format!(
-                "table {name}: {} of its segments live only in the deep store (the cold tier); open the engine with its deep store",
+                "table {name}: {} of its segments live only in the deep store {cold_store} (the cold tier); open the engine with that deep store",
                 opened.state.cold.len()
             )));
+        }
+        if let Some(deep) = &options.deep_store {
+            // Segments uploaded to another store are uploaded to this one again.
+            let mut changed = false;
+            for e in opened.manifest.segments.iter_mut().filter(|e| !e.cold) {
+                if e.deep.as_ref().is_some_and(|d| d.store != deep.url()) {
+                    e.deep = None;
+                    e.replaces = None;
+                    changed = true;
+                }
+            }
+            if changed {
+                opened.manifest.commit(&dir)?;
+                for s in &mut opened.state.sealed {
+                    if s.entry.deep.as_ref().is_some_and(|d| d.store != deep.url()) {
+                        s.entry.deep = None;
+                        s.entry.replaces = None;
+                    }
+                }
+            }
         }
         let upsert = Upsert::of(&definition, &layout, Arc::clone(&metrics.upsert)).map(Arc::new);
         let board = StatusBoard::default();

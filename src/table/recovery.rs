@@ -53,7 +53,12 @@ pub(super) struct Opened {
 /// Opens a table directory: loads the manifest, deletes segment files it does not name
 /// (half-sealed segments), maps the named ones without reading their rows, and quarantines the
 /// damaged ones (committed as lost, their files moved to `quarantine/`).
-pub(super) fn open_dir(name: &str, dir: &Path, layout: &TableLayout) -> Result<Opened, Error> {
+pub(super) fn open_dir(
+    name: &str,
+    dir: &Path,
+    layout: &TableLayout,
+    deep_store: bool,
+) -> Result<Opened, Error> {
     let segments_dir = dir.join(SEGMENTS_DIR);
     durable::create_dir(&segments_dir).map_err(|e| io_error(&segments_dir, e))?;
     let mut manifest = Manifest::load(dir)?;
@@ -70,15 +75,25 @@ pub(super) fn open_dir(name: &str, dir: &Path, layout: &TableLayout) -> Result<O
     let mut sealed = Vec::new();
     let mut refused = Vec::new();
     let mut cold = Vec::new();
+    let mut replaced = Vec::new();
     for entry in &manifest.segments {
         if entry.cold {
-            // Its only copy is in the deep store, by design.
+            // Its only copy is in the deep store, by design; a file left by an eviction that a
+            // crash interrupted goes now.
             cold.push(entry.clone());
+            let path = segments_dir.join(&entry.file);
+            if path.exists() {
+                std::fs::remove_file(&path).map_err(|e| io_error(&path, e))?;
+            }
             continue;
         }
         let path = segments_dir.join(&entry.file);
         match SealedSegment::open(&path).and_then(|s| s.check_schema(&layout.arrow).map(|()| s)) {
             Ok(segment) => sealed.push(Sealed { entry: entry.clone(), segment: Arc::new(segment) }),
+            Err(e) if is_damage(&e) && deep_store && entry.deep.is_some() => {
+                tracing::error!(table = %name, file = %path.display(), error = %e, "segment refused at open: its deep-store copy replaces it (read from the store from now on)");
+                replaced.push(entry.file.clone());
+            }
             Err(e) if is_damage(&e) => {
                 tracing::error!(table = %name, file = %path.display(), error = %e, "segment refused at open: quarantined; its rows will be read again from the stream");
                 refused.push(LostSegment { entry: entry.clone(), reason: e.to_string() });
@@ -107,11 +122,19 @@ pub(super) fn open_dir(name: &str, dir: &Path, layout: &TableLayout) -> Result<O
         manifest.lost.extend(refused.iter().cloned());
         changed = true;
     }
+    for entry in manifest.segments.iter_mut().filter(|e| replaced.contains(&e.file)) {
+        entry.cold = true;
+        cold.push(entry.clone());
+        changed = true;
+    }
     if changed {
         manifest.commit(dir)?;
     }
     for lost in &refused {
         move_to_quarantine(dir, &lost.entry.file);
+    }
+    for file in &replaced {
+        move_to_quarantine(dir, file);
     }
     Ok(Opened { manifest, state: TableState { sealed, cold, ..TableState::default() } })
 }
@@ -142,6 +165,25 @@ impl Table {
             let Some(entry) = guard.manifest().segments.iter().find(|s| s.file == file).cloned() else {
                 return;
             };
+            if entry.cold {
+                // Evicted since the read that failed: its copy in the deep store is what
+                // queries read now.
+                return;
+            }
+            if entry.deep.is_some() && self.options.deep_store.is_some() {
+                // Its copy in the deep store is intact (checked when it was written): queries
+                // read that from now on, and the stream is not needed.
+                let files = std::iter::once(file.to_string()).collect();
+                if let Err(e) = guard.apply(Edit::Evict { files }) {
+                    tracing::error!(table = %self.name, file, error = %e, "cannot commit a damaged segment as cold; it stays in the table until it is found again");
+                    return;
+                }
+                drop(guard);
+                tracing::error!(table = %self.name, file, %reason, "segment data damaged: its deep-store copy replaces it (read from the store from now on)");
+                self.metrics.segments_quarantined.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                move_to_quarantine(&self.dir, file);
+                return;
+            }
             if let Err(e) = guard.apply(Edit::Quarantine { file: file.to_string(), reason: reason.clone() }) {
                 tracing::error!(table = %self.name, file, error = %e, "cannot commit a damaged segment as lost; it stays in the table until it is found again");
                 return;

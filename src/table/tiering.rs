@@ -31,6 +31,8 @@ pub(crate) const DEEP_MANIFEST: &str = "manifest.json";
 /// What the uploader knows between rounds.
 #[derive(Default)]
 struct Progress {
+    /// Objects no manifest names any more, and since when.
+    doomed: Vec<(tokio::time::Instant, String)>,
     /// Config and schema written, leftovers swept.
     started: bool,
     /// The deep-store manifest last written (or found), generation aside.
@@ -53,8 +55,14 @@ impl Table {
                 Ok(()) => {
                     backoff = first_retry;
                     self.board.deep.lock().1 = None;
-                    // Also wakes now and then, for segments that age into the cold tier.
-                    let _ = tokio::time::timeout(self.options.retention_interval, changed).await;
+                    // Also wakes now and then, for segments that age into the cold tier and
+                    // objects past their grace.
+                    let wait = if progress.doomed.is_empty() {
+                        self.options.retention_interval
+                    } else {
+                        self.options.retention_interval.min(deep.delete_grace)
+                    };
+                    let _ = tokio::time::timeout(wait, changed).await;
                 }
                 Err(e) => {
                     self.metrics.deep_upload_failures.fetch_add(1, Ordering::Relaxed);
@@ -105,10 +113,21 @@ impl Table {
         let schema = std::fs::read(&schema_path).map_err(|e| crate::error::io_error(&schema_path, e))?;
         deep.put(&deep.path(&self.name, crate::engine::SCHEMA_FILE), schema.into()).await?;
         let found = deep.get(&deep.path(&self.name, DEEP_MANIFEST)).await?;
-        progress.published = found.and_then(|b| serde_json::from_slice::<Manifest>(&b).ok()).map(|mut m| {
-            m.generation = 0;
-            m
-        });
+        progress.published = match found {
+            None => None,
+            Some(bytes) => {
+                // Never overwritten (nor its objects swept) unread: an operator looks first.
+                let mut m = serde_json::from_slice::<Manifest>(&bytes).map_err(|e| {
+                    Error::DeepStore(format!(
+                        "deep store {}: {}/{DEEP_MANIFEST} cannot be read ({e}); it is left as it is",
+                        deep.url(),
+                        self.name
+                    ))
+                })?;
+                m.generation = 0;
+                Some(m)
+            }
+        };
         self.board.deep.lock().0 = progress.published.as_ref().map_or(0, |m| m.segments.len() as u64);
         let named = self.named_objects(progress.published.as_ref());
         for path in deep.list_table(&self.name).await? {
@@ -129,7 +148,8 @@ impl Table {
         let local = state.manifest.segments.iter().chain(state.manifest.lost.iter().map(|l| &l.entry));
         let deep =
             published.into_iter().flat_map(|m| m.segments.iter().chain(m.lost.iter().map(|l| &l.entry)));
-        local.chain(deep).filter_map(|e| e.deep.as_ref().map(|d| d.key.clone())).collect()
+        let replaced = state.manifest.segments.iter().filter_map(|e| e.replaces.as_deref());
+        local.chain(replaced).chain(deep).filter_map(|e| e.deep.as_ref().map(|d| d.key.clone())).collect()
     }
 
     /// Writes one sealed segment's Parquet object.
@@ -164,7 +184,7 @@ impl Table {
         let key = DeepStore::segment_key(&self.name, &file, oldest);
         let size = bytes.len() as u64;
         deep.put(&deep.key_path(&key), bytes).await?;
-        Ok(DeepObject { key, bytes: size, created_ms, stats })
+        Ok(DeepObject { store: deep.url().to_string(), key, bytes: size, created_ms, stats })
     }
 
     /// Writes the deep-store manifest when it changed, then deletes the objects no manifest
@@ -180,10 +200,21 @@ impl Table {
             progress.published = Some(next);
         }
         let named = self.named_objects(progress.published.as_ref());
-        let gone: Vec<String> = progress.objects.difference(&named).cloned().collect();
-        for key in gone {
+        let now = tokio::time::Instant::now();
+        for key in progress.objects.difference(&named) {
+            if !progress.doomed.iter().any(|(_, k)| k == key) {
+                progress.doomed.push((now, key.clone()));
+            }
+        }
+        // Named again (cannot happen today, but never delete what a manifest names).
+        progress.doomed.retain(|(_, k)| !named.contains(k));
+        while let Some(at) =
+            progress.doomed.iter().position(|(since, _)| now.duration_since(*since) >= deep.delete_grace)
+        {
+            let key = progress.doomed[at].1.clone();
             deep.delete(&deep.key_path(&key)).await?;
             progress.objects.remove(&key);
+            progress.doomed.remove(at);
         }
         Ok(())
     }
