@@ -74,3 +74,60 @@ pub(crate) fn read(schema: &SchemaRef, bytes: Bytes) -> Result<Vec<RecordBatch>,
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Int64Array, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use parquet::file::metadata::{PageIndexPolicy, ParquetMetaDataReader};
+    use std::sync::Arc;
+
+    #[test]
+    fn files_have_zstd_row_groups_statistics_the_page_index_and_read_back() {
+        let schema: SchemaRef = Arc::new(Schema::new(vec![
+            Field::new("n", DataType::Int64, false),
+            Field::new("s", DataType::Utf8, true),
+        ]));
+        let batches: Vec<RecordBatch> = (0..3)
+            .map(|b| {
+                let n: Vec<i64> = (b * 100_000..(b + 1) * 100_000).collect();
+                let s: Vec<Option<String>> =
+                    n.iter().map(|i| (i % 7 != 0).then(|| format!("v{}", i % 13))).collect();
+                RecordBatch::try_new(
+                    Arc::clone(&schema),
+                    vec![Arc::new(Int64Array::from(n)), Arc::new(StringArray::from(s))],
+                )
+                .unwrap()
+            })
+            .collect();
+        let info = FileInfo { segment: "t__0__0__x", shard: "shard-0", sorted_by: Some(0) };
+        let bytes = write(&schema, &batches, &info).unwrap();
+        let meta = ParquetMetaDataReader::new()
+            .with_page_index_policy(PageIndexPolicy::Required)
+            .parse_and_finish(&bytes)
+            .unwrap();
+        assert_eq!(meta.num_row_groups(), 3, "300,000 rows in groups of 128 Ki");
+        assert_eq!(meta.row_group(0).num_rows(), ROW_GROUP_ROWS as i64);
+        for rg in meta.row_groups() {
+            for c in rg.columns() {
+                assert!(matches!(c.compression(), Compression::ZSTD(_)));
+                assert!(c.statistics().is_some_and(|s| s.min_bytes_opt().is_some()));
+            }
+            assert_eq!(rg.sorting_columns().map(|s| s[0].column_idx), Some(0));
+        }
+        assert!(meta.column_index().is_some() && meta.offset_index().is_some(), "the page index");
+        let kv = meta.file_metadata().key_value_metadata().unwrap();
+        assert!(kv.iter().any(|k| k.key == "shoal.segment" && k.value.as_deref() == Some("t__0__0__x")));
+        let back = read(&schema, bytes).unwrap();
+        assert_eq!(
+            arrow::compute::concat_batches(&schema, &back).unwrap(),
+            arrow::compute::concat_batches(&schema, &batches).unwrap()
+        );
+        let other: SchemaRef = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
+        assert!(
+            read(&other, write(&schema, &batches, &info).unwrap()).is_err(),
+            "another table's file is refused"
+        );
+    }
+}
