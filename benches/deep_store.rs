@@ -9,6 +9,7 @@
 //!   every segment (Parquet encoding and PUT), timed until nothing is pending;
 //! - bytes per row: NDJSON, the local segment files, the Parquet objects;
 //! - restore: `Engine::open` on an empty data directory, until `events` is back;
+//! With `SHOAL_DEEP_FILE=1` the store is a `file://` directory on local disk instead.
 //! - the comparison's query set on `events_cold` (every segment read from the store by
 //!   DataFusion's Parquet reader) against `events` (local), medians of 5 runs, answers checked
 //!   equal.
@@ -106,8 +107,19 @@ async fn main() {
     let rows: usize =
         std::env::var("SHOAL_DEEP_ROWS").ok().and_then(|r| r.parse().ok()).unwrap_or(10_000_000);
     let root = tempfile::tempdir().unwrap();
+    // SHOAL_DEEP_FILE=1: a file:// store on local disk instead (the format's cost without
+    // moto's).
     let moto = common::Moto::start("bench").await;
-    let deep = moto.deep_store("bench", "lake");
+    let on_disk = std::env::var_os("SHOAL_DEEP_FILE").is_some();
+    let deep = if on_disk {
+        shoal::DeepStoreOptions::new(format!("file://{}/lake", root.path().display()))
+    } else {
+        moto.deep_store("bench", "lake")
+    };
+    println!(
+        "deep store: {}",
+        if on_disk { "file:// on local disk" } else { "moto's S3 server on loopback" }
+    );
 
     // The events, on two shards.
     let stream = MemoryStream::new(2);

@@ -375,6 +375,9 @@ async fn cold_tier_queries_equal_local_ones_and_retention_empties_both_tiers() {
         .await
         .unwrap();
     assert_eq!(reads(), before, "pruned by the manifest's statistics");
+    let all = engine.sql("SELECT count(*) FROM cold").await.unwrap();
+    assert_eq!(text(&all), text(&engine.sql("SELECT count(*) FROM local").await.unwrap()));
+    assert_eq!(reads(), before, "count(*) from the manifest's row counts");
     let sealed_read = recent.stats.segments_processed - recent.stats.consuming_processed;
     assert_eq!(
         sealed_read,

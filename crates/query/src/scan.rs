@@ -459,4 +459,21 @@ impl ExecutionPlan for ColdCountExec {
         });
         Ok(Box::pin(RecordBatchStreamAdapter::new(schema, counted)))
     }
+
+    fn statistics_from_inputs(
+        &self,
+        _input_stats: &[Arc<Statistics>],
+        args: &StatisticsArgs,
+    ) -> Result<Arc<Statistics>> {
+        // The manifest's row count: exact without a filter (DataFusion may answer `count(*)`
+        // from it, reading no object), at most that with one. Per partition it is not known
+        // (the reader may split the file).
+        let rows = self.counters.segments.get(self.segment).map_or(0, |s| s.rows as usize);
+        let rows = match (args.partition(), self.filtered) {
+            (Some(_), _) => Precision::Absent,
+            (None, false) => Precision::Exact(rows),
+            (None, true) => Precision::Inexact(rows),
+        };
+        Ok(Arc::new(Statistics::new_unknown(&self.schema()).with_num_rows(rows)))
+    }
 }
