@@ -9,10 +9,11 @@
 //!   every segment (Parquet encoding and PUT), timed until nothing is pending;
 //! - bytes per row: NDJSON, the local segment files, the Parquet objects;
 //! - restore: `Engine::open` on an empty data directory, until `events` is back;
-//! With `SHOAL_DEEP_FILE=1` the store is a `file://` directory on local disk instead.
 //! - the comparison's query set on `events_cold` (every segment read from the store by
 //!   DataFusion's Parquet reader) against `events` (local), medians of 5 runs, answers checked
 //!   equal.
+//!
+//! With `SHOAL_DEEP_FILE=1` the store is a `file://` directory on local disk instead.
 
 #[path = "../tests/common.rs"]
 #[allow(unused_imports)]
