@@ -262,11 +262,14 @@ impl Engine {
                         if entries.contains(&dir) {
                             continue;
                         }
-                        if let Err(e) = engine.restore_from_deep(&deep, &name, &dir, None).await {
-                            engine.shutdown().await;
-                            return Err(e);
+                        // One table the store cannot give back does not keep the others
+                        // closed; the next open tries it again.
+                        match engine.restore_from_deep(&deep, &name, &dir, None).await {
+                            Ok(()) => entries.push(dir),
+                            Err(e) => {
+                                tracing::error!(table = %name, error = %e, "a table cannot be restored from the deep store now; the next open tries again")
+                            }
                         }
-                        entries.push(dir);
                     }
                 }
                 // An outage of the store does not keep the local tables from opening; what

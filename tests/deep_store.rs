@@ -549,6 +549,24 @@ async fn damaged_files_cut_restores_and_other_stores() {
     let fresh =
         Engine::open_with(root.path().join("fresh"), engine_options(file_store(&other))).await.unwrap();
     assert!(fresh.tables().is_empty());
+    // A damaged file whose copy is in another store than the engine's is quarantined and read
+    // again from the stream (it cannot be replaced by a copy this engine does not reach): a
+    // copy of the first data directory with only `also` (its config has the stream's keys),
+    // opened with the new store.
+    let data2 = root.path().join("data2");
+    let cp = std::process::Command::new("cp").arg("-r").arg(&data).arg(&data2).status().unwrap();
+    assert!(cp.success());
+    std::fs::remove_dir_all(data2.join("tables/keep")).unwrap();
+    let also = engine_status_segments(&data2, "also");
+    let damaged = data2.join("tables/also/segments").join(format!("{}.seg", also[0]));
+    let len = std::fs::metadata(&damaged).unwrap().len();
+    std::fs::OpenOptions::new().write(true).open(&damaged).unwrap().set_len(len / 2).unwrap();
+    let engine = Engine::open_with(&data2, engine_options(file_store(&other))).await.unwrap();
+    let s = engine.table_status("also").unwrap();
+    assert_eq!(s.quarantined.len(), 1, "{:?}", s.quarantined);
+    assert!(s.segments.iter().all(|x| !x.cold), "{:?}", s.segments);
+    assert_eq!(wait_for_rows(&engine, "also", 600, Duration::from_secs(60)).await, (600, 600));
+    engine.shutdown().await;
     // A table without cold segments is uploaded to the new store again.
     let engine = Engine::open_with(&restored, engine_options(file_store(&other))).await.unwrap();
     wait_uploaded(&engine, "keep", Duration::from_secs(60)).await;
@@ -564,6 +582,25 @@ async fn damaged_files_cut_restores_and_other_stores() {
     assert_eq!(fresh.table_status("keep").unwrap().sealed_rows, 600, "restored, not consumed again");
     assert_eq!(wait_for_rows(&fresh, "keep", 600, Duration::from_secs(30)).await, (600, 600));
     fresh.shutdown().await;
+
+    // A copy of the first store (a migrated bucket), with one table it cannot give back: the
+    // other is restored, its segments recorded as the copy's (not uploaded again, and cold
+    // ones read from it).
+    let copy = root.path().join("copy");
+    let cp = std::process::Command::new("cp").arg("-r").arg(&lake).arg(&copy).status().unwrap();
+    assert!(cp.success());
+    std::fs::write(copy.join("also/schema.json"), b"{broken").unwrap();
+    let migrated = root.path().join("migrated");
+    let engine = Engine::open_with(&migrated, engine_options(file_store(&copy))).await.unwrap();
+    assert_eq!(engine.tables(), ["keep"], "the table with a broken schema is left for the next open");
+    assert_eq!(counts(&engine, "keep").await, (600, 600));
+    let m: Value =
+        serde_json::from_slice(&std::fs::read(migrated.join("tables/keep/manifest.json")).unwrap()).unwrap();
+    let copy_url = format!("file://{}", copy.display());
+    for segment in m["segments"].as_array().unwrap() {
+        assert_eq!(segment["deep"]["store"], copy_url.as_str(), "{segment}");
+    }
+    engine.shutdown().await;
 
     // An unreadable deep-store manifest is left as it is, with the error in the status.
     std::fs::write(other.join("keep/manifest.json"), b"{not json").unwrap();
@@ -611,5 +648,65 @@ async fn a_dropped_table_stays_dropped() {
     let elsewhere = tempfile::tempdir().unwrap();
     let engine = Engine::open_with(elsewhere.path(), engine_options(store())).await.unwrap();
     assert!(engine.tables().is_empty(), "not restored: {:?}", engine.tables());
+    engine.shutdown().await;
+}
+
+/// The names of a table's segments, from its manifest on disk.
+fn engine_status_segments(data: &std::path::Path, table: &str) -> Vec<String> {
+    let m: Value =
+        serde_json::from_slice(&std::fs::read(data.join(format!("tables/{table}/manifest.json"))).unwrap())
+            .unwrap();
+    m["segments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["file"].as_str().unwrap().trim_end_matches(".seg").to_string())
+        .collect()
+}
+
+/// An upsert table's damaged file is read again from the stream even when its copy is in the
+/// deep store: its key map reads every segment's rows, so it never has cold segments.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upsert_tables_damaged_file_is_read_again_not_made_cold() {
+    let emulator = Emulator::start().await.expect("kinesis-local must be installed and start");
+    emulator.create_stream("ups", 1).await.unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let (data, lake) = (root.path().join("data"), root.path().join("lake"));
+    let mut config = table_config("ups", "ups", &emulator.endpoint(), 300);
+    config["upsertConfig"] = json!({"mode": "FULL"});
+    let mut schema = schema("ups");
+    schema["primaryKeyColumns"] = json!(["key"]);
+    let engine = Engine::open_with(&data, engine_options(file_store(&lake))).await.unwrap();
+    engine.create_table(&config, &schema).await.unwrap();
+    let t = now_ms();
+    put_ids(&emulator, "ups", 0..600, t, |i| format!("k{i}"), None).await;
+    let visible = async |engine: &Engine| {
+        let b = engine.sql("SELECT count(*) FROM ups").await.unwrap();
+        arrow::compute::cast(b[0].column(0), &arrow::datatypes::DataType::Int64)
+            .unwrap()
+            .as_any()
+            .downcast_ref::<arrow::array::Int64Array>()
+            .unwrap()
+            .value(0)
+    };
+    wait_until("600 versions of 37 keys", Duration::from_secs(60), async || {
+        engine.table_status("ups").unwrap().sealed_rows == 600
+    })
+    .await;
+    assert_eq!(visible(&engine).await, 37);
+    let status = wait_uploaded(&engine, "ups", Duration::from_secs(60)).await;
+    engine.shutdown().await;
+    let damaged = data.join("tables/ups/segments").join(format!("{}.seg", status.segments[0].name));
+    let len = std::fs::metadata(&damaged).unwrap().len();
+    std::fs::OpenOptions::new().write(true).open(&damaged).unwrap().set_len(len / 2).unwrap();
+    let engine = Engine::open_with(&data, engine_options(file_store(&lake))).await.unwrap();
+    let s = engine.table_status("ups").unwrap();
+    assert_eq!(s.quarantined.len(), 1, "{:?}", s.quarantined);
+    assert!(s.segments.iter().all(|x| !x.cold), "{:?}", s.segments);
+    wait_until("the rows read again", Duration::from_secs(60), async || {
+        engine.table_status("ups").unwrap().sealed_rows == 600
+    })
+    .await;
+    assert_eq!(visible(&engine).await, 37, "each key once");
     engine.shutdown().await;
 }

@@ -114,7 +114,8 @@ pub(crate) fn redact_url(url: &str) -> String {
             let _ = u.set_username("");
             u.set_query(None);
             u.set_fragment(None);
-            u.to_string()
+            // One spelling per store: `s3://b/p/` is `s3://b/p`.
+            u.to_string().trim_end_matches('/').to_string()
         }
         Err(_) => "<not a URL>".to_string(),
     }

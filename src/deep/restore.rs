@@ -88,20 +88,23 @@ pub(crate) async fn restore(
     let mut local = Vec::new();
     for (at, entry) in manifest.segments.iter_mut().enumerate() {
         restored.rows += entry.rows;
-        let Some(object) = &entry.deep else {
+        let Some(object) = entry.deep.as_mut() else {
             return Err(Error::DeepStore(format!(
                 "deep store {}: {table}/manifest.json names {} without its object",
                 deep.url(),
                 entry.file
             )));
         };
+        // The objects are this store's now (it may be a copy of another, or spelled otherwise).
+        object.store = deep.url().to_string();
+        let path = deep.key_path(&object.key);
         let old = entry.time_range.is_some_and(|(_, newest)| cutoff.is_some_and(|c| newest < c));
         if old {
             entry.cold = true;
             restored.cold += 1;
         } else {
             entry.cold = false;
-            local.push((at, deep.key_path(&object.key)));
+            local.push((at, path));
         }
     }
     let mut downloads = futures::stream::iter(local)

@@ -172,7 +172,11 @@ impl Table {
         options: TableOptions,
     ) -> Result<Table, Error> {
         let layout = layout_of(&definition);
-        let opened = recovery::open_dir(&name, &dir, &layout, options.deep_store.is_some())?;
+        // A damaged file whose copy is in this deep store is replaced by the copy, but not in an
+        // upsert or dedup table, whose key map reads every segment's rows.
+        let keyed = definition.config.upsert.is_some() || definition.config.dedup.is_some();
+        let copies = options.deep_store.as_ref().filter(|_| !keyed).map(|d| d.url().to_string());
+        let opened = recovery::open_dir(&name, &dir, &layout, copies.as_deref())?;
         let mut opened = opened;
         let cold_store =
             opened.state.cold.iter().filter_map(|e| e.deep.as_ref()).map(|d| d.store.as_str()).next();
@@ -186,21 +190,28 @@ impl Table {
         }
         if let Some(deep) = &options.deep_store {
             // Segments uploaded to another store are uploaded to this one again.
-            let mut changed = false;
-            for e in opened.manifest.segments.iter_mut().filter(|e| !e.cold) {
-                if e.deep.as_ref().is_some_and(|d| d.store != deep.url()) {
+            let elsewhere =
+                |d: &Option<crate::manifest::DeepObject>| d.as_ref().is_some_and(|d| d.store != deep.url());
+            let forget = |e: &mut crate::manifest::SegmentEntry| {
+                let mut changed = false;
+                if elsewhere(&e.deep) {
                     e.deep = None;
+                    changed = true;
+                }
+                if e.replaces.as_ref().is_some_and(|r| elsewhere(&r.deep)) {
                     e.replaces = None;
                     changed = true;
                 }
+                changed
+            };
+            let mut changed = false;
+            for e in opened.manifest.segments.iter_mut().filter(|e| !e.cold) {
+                changed |= forget(e);
             }
             if changed {
                 opened.manifest.commit(&dir)?;
                 for s in &mut opened.state.sealed {
-                    if s.entry.deep.as_ref().is_some_and(|d| d.store != deep.url()) {
-                        s.entry.deep = None;
-                        s.entry.replaces = None;
-                    }
+                    forget(&mut s.entry);
                 }
             }
         }

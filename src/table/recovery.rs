@@ -57,7 +57,7 @@ pub(super) fn open_dir(
     name: &str,
     dir: &Path,
     layout: &TableLayout,
-    deep_store: bool,
+    copies: Option<&str>,
 ) -> Result<Opened, Error> {
     let segments_dir = dir.join(SEGMENTS_DIR);
     durable::create_dir(&segments_dir).map_err(|e| io_error(&segments_dir, e))?;
@@ -90,7 +90,9 @@ pub(super) fn open_dir(
         let path = segments_dir.join(&entry.file);
         match SealedSegment::open(&path).and_then(|s| s.check_schema(&layout.arrow).map(|()| s)) {
             Ok(segment) => sealed.push(Sealed { entry: entry.clone(), segment: Arc::new(segment) }),
-            Err(e) if is_damage(&e) && deep_store && entry.deep.is_some() => {
+            Err(e)
+                if is_damage(&e) && entry.deep.as_ref().is_some_and(|d| Some(d.store.as_str()) == copies) =>
+            {
                 tracing::error!(table = %name, file = %path.display(), error = %e, "segment refused at open: its deep-store copy replaces it (read from the store from now on)");
                 replaced.push(entry.file.clone());
             }
@@ -170,7 +172,12 @@ impl Table {
                 // queries read now.
                 return;
             }
-            if entry.deep.is_some() && self.options.deep_store.is_some() {
+            let copy_here = entry
+                .deep
+                .as_ref()
+                .zip(self.options.deep_store.as_ref())
+                .is_some_and(|(object, deep)| object.store == deep.url());
+            if copy_here && self.committer.upsert().is_none() {
                 // Its copy in the deep store is intact (checked when it was written): queries
                 // read that from now on, and the stream is not needed.
                 let files = std::iter::once(file.to_string()).collect();

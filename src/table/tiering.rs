@@ -212,7 +212,13 @@ impl Table {
             progress.doomed.iter().position(|(since, _)| now.duration_since(*since) >= deep.delete_grace)
         {
             let key = progress.doomed[at].1.clone();
-            deep.delete(&deep.key_path(&key)).await?;
+            if let Err(e) = deep.delete(&deep.key_path(&key)).await {
+                // Uploads go on (a store may forbid deletes); the delete is tried again later.
+                tracing::warn!(table = %self.name, object = %key, error = %e, "deep store: an object no manifest names cannot be deleted yet");
+                self.metrics.deep_upload_failures.fetch_add(1, Ordering::Relaxed);
+                progress.doomed[at].0 = now;
+                break;
+            }
             progress.objects.remove(&key);
             progress.doomed.remove(at);
         }
