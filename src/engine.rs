@@ -115,7 +115,7 @@ impl Default for EngineOptions {
     }
 }
 
-struct Inner {
+pub(crate) struct Inner {
     data_dir: PathBuf,
     tables: RwLock<BTreeMap<String, Arc<Table>>>,
     query: QueryEngine,
@@ -128,6 +128,13 @@ struct Inner {
     /// The data directory's lock (one process per directory); every table holds it too, so
     /// that it is released only once nothing of the engine can write any more.
     lock: parking_lot::Mutex<Option<Arc<DataDirLock>>>,
+}
+
+impl Inner {
+    /// The table `name` while it is open (not dropped, the engine not shut down).
+    pub(crate) fn live_table(&self, name: &str) -> Option<Arc<Table>> {
+        self.tables.read().unwrap_or_else(|p| p.into_inner()).get(name).cloned()
+    }
 }
 
 impl Drop for Inner {
@@ -345,7 +352,7 @@ impl Engine {
         let _admin = self.inner.admin.lock().await;
         let definition = TableDefinition::from_json(table_config, schema)?;
         let name = definition.config.name.clone();
-        if self.table(&name).is_ok() {
+        if self.table(&name).is_ok() || self.inner.query.has_external(&name) {
             return Err(Error::TableExists(name));
         }
         if self.inner.lock.lock().is_none() {
@@ -459,6 +466,62 @@ impl Engine {
             }
         }
         Ok(())
+    }
+
+    /// A realtime table as a DataFusion `TableProvider`, for an app's own `SessionContext`
+    /// (to join it with the app's tables, say).
+    ///
+    /// Each scan takes a fresh snapshot of the table, with the pruning, statistics and
+    /// consistency of Shoal's own queries: a seal swaps a consuming segment for its sealed file
+    /// in one step, so a scan never sees a row twice nor misses one. While the table seals or
+    /// expires segments, a scan already planned reads the segments it took (an expired one
+    /// stays mapped until the scan ends); the next scan sees the change. Once the table is
+    /// dropped or the engine shut down, scanning fails with an error naming the table (the
+    /// provider holds neither the table nor the engine alive). The app's context has none of
+    /// Shoal's query limits (time, memory, rows): set its own.
+    ///
+    /// ```no_run
+    /// # async fn demo(engine: shoal::Engine) -> Result<(), Box<dyn std::error::Error>> {
+    /// let ctx = datafusion::prelude::SessionContext::new();
+    /// ctx.register_table("events", engine.table_provider("events")?)?;
+    /// shoal::register_functions(&ctx);
+    /// let top = ctx.sql("SELECT country, count(*) FROM events GROUP BY country").await?.collect().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn table_provider(&self, name: &str) -> Result<Arc<dyn datafusion::catalog::TableProvider>, Error> {
+        let table = self.table(name)?;
+        Ok(Arc::new(crate::embed::TableHandle::new(Arc::downgrade(&self.inner), &table)))
+    }
+
+    /// Makes an app's own table (a Parquet file, a `MemTable`, a database table: any DataFusion
+    /// `TableProvider`) queryable in Shoal's SQL as `name`, beside the realtime tables, also
+    /// through the server. The name of a realtime table (or its `_REALTIME` alias) is refused.
+    ///
+    /// ```no_run
+    /// # async fn demo(engine: shoal::Engine, regions: arrow::array::RecordBatch) -> Result<(), Box<dyn std::error::Error>> {
+    /// let table = datafusion::datasource::MemTable::try_new(regions.schema(), vec![vec![regions]])?;
+    /// engine.register_table("regions", std::sync::Arc::new(table))?;
+    /// engine.sql("SELECT r.region, count(*) FROM events e JOIN regions r ON e.country = r.country GROUP BY r.region").await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn register_table(
+        &self,
+        name: &str,
+        provider: Arc<dyn datafusion::catalog::TableProvider>,
+    ) -> Result<(), Error> {
+        if self.table(name).is_ok() {
+            return Err(Error::TableExists(name.to_string()));
+        }
+        Ok(self.inner.query.register_external(name, provider)?)
+    }
+
+    /// Removes an app's table registered with [`Engine::register_table`].
+    pub fn deregister_table(&self, name: &str) -> Result<(), Error> {
+        if self.inner.query.deregister_external(name) {
+            Ok(())
+        } else {
+            Err(Error::NoSuchTable(name.to_string()))
+        }
     }
 
     /// The tables' names.

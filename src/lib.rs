@@ -13,6 +13,7 @@
 
 pub mod config;
 mod deep;
+mod embed;
 pub mod engine;
 pub mod error;
 pub mod manifest;
@@ -30,7 +31,9 @@ pub use engine::Faults;
 pub use engine::{Engine, EngineOptions, KinesisSources, SourceFactory};
 pub use error::Error;
 pub use metrics::Metrics;
-pub use shoal_query::{QueryOptions, QueryResult, RequestOptions};
+pub use shoal_query::{
+    QueryOptions, QueryResult, RequestOptions, register_pinot_functions as register_functions,
+};
 pub use shoal_segment::{Problem, Schema};
 pub use shoal_stream::Secret;
 pub use table::{

@@ -6,6 +6,7 @@ use crate::provider::{ScanRecorder, ScanStats, ShoalTable, SnapshotSource, Upser
 use crate::rewrite::{canonicalize, rewrite};
 use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, SchemaRef};
+use datafusion::catalog::TableProvider;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{DataFusionError, SchemaError, TableReference};
 use datafusion::execution::SendableRecordBatchStream;
@@ -272,6 +273,8 @@ struct Registered {
 #[derive(Debug)]
 pub struct QueryEngine {
     tables: RwLock<BTreeMap<String, Registered>>,
+    /// An app's own tables, queryable beside Shoal's.
+    external: RwLock<BTreeMap<String, Arc<dyn TableProvider>>>,
     options: QueryOptions,
     /// The memory every query draws from.
     memory: Arc<dyn MemoryPool>,
@@ -292,6 +295,7 @@ impl QueryEngine {
     pub fn new(options: QueryOptions) -> QueryEngine {
         QueryEngine {
             tables: RwLock::default(),
+            external: RwLock::default(),
             memory: Arc::new(GreedyMemoryPool::new(options.total_memory.max(1))),
             running: Arc::new(Semaphore::new(options.max_concurrent_queries.max(1))),
             waiting: AtomicUsize::new(0),
@@ -364,6 +368,39 @@ impl QueryEngine {
     /// Removes a table.
     pub fn deregister(&self, name: &str) {
         self.tables.write().unwrap_or_else(|p| p.into_inner()).remove(name);
+    }
+
+    /// Makes an app's own table (any DataFusion `TableProvider`) queryable as `name`, beside
+    /// the realtime tables. A name a realtime table has (or its `_REALTIME` alias) is refused,
+    /// as is one registered already.
+    pub fn register_external(&self, name: &str, provider: Arc<dyn TableProvider>) -> Result<(), QueryError> {
+        let lower = name.to_lowercase();
+        let taken = self
+            .tables
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .any(|t| t.to_lowercase() == lower || format!("{t}_realtime").to_lowercase() == lower);
+        let mut external = self.external.write().unwrap_or_else(|p| p.into_inner());
+        if taken || external.keys().any(|t| t.to_lowercase() == lower) {
+            return Err(QueryError::validation(format!("a table named {name:?} exists already")));
+        }
+        if name.is_empty() || name.contains(['.', '"', '`']) {
+            return Err(QueryError::validation(format!("{name:?} is not a table name")));
+        }
+        external.insert(name.to_string(), provider);
+        Ok(())
+    }
+
+    /// Removes an app's table; false when none had the name.
+    pub fn deregister_external(&self, name: &str) -> bool {
+        self.external.write().unwrap_or_else(|p| p.into_inner()).remove(name).is_some()
+    }
+
+    /// Whether an app's table has the name (in any case).
+    pub fn has_external(&self, name: &str) -> bool {
+        let lower = name.to_lowercase();
+        self.external.read().unwrap_or_else(|p| p.into_inner()).keys().any(|t| t.to_lowercase() == lower)
     }
 
     /// Plans `sql` and starts it; refuses anything but reads.
@@ -555,6 +592,12 @@ impl QueryEngine {
                 names.insert(alias.to_lowercase(), alias);
             }
         }
+        for (name, provider) in self.external.read().unwrap_or_else(|p| p.into_inner()).iter() {
+            for field in provider.schema().fields() {
+                names.entry(field.name().to_lowercase()).or_insert_with(|| field.name().clone());
+            }
+            names.insert(name.to_lowercase(), name.clone());
+        }
         (names, multi_value)
     }
 
@@ -581,6 +624,10 @@ impl QueryEngine {
         }
         for f in aggregate_functions() {
             ctx.register_udaf(f);
+        }
+        for (name, provider) in self.external.read().unwrap_or_else(|p| p.into_inner()).iter() {
+            ctx.register_table(TableReference::bare(name.as_str()), Arc::clone(provider))
+                .map_err(QueryError::from_datafusion)?;
         }
         let tables = self.tables.read().unwrap_or_else(|p| p.into_inner());
         for (name, t) in tables.iter() {

@@ -268,7 +268,8 @@ impl ScanRecorder {
 pub struct ShoalTable {
     layout: Arc<TableLayout>,
     source: Arc<dyn SnapshotSource>,
-    recorder: Arc<ScanRecorder>,
+    /// Where scans record what they touch (None: nowhere, for a provider that lives long).
+    recorder: Option<Arc<ScanRecorder>>,
     prune: bool,
     view: UpsertView,
 }
@@ -280,7 +281,13 @@ impl ShoalTable {
         source: Arc<dyn SnapshotSource>,
         recorder: Arc<ScanRecorder>,
     ) -> Self {
-        ShoalTable { layout, source, recorder, prune: true, view: UpsertView::Latest }
+        ShoalTable { layout, source, recorder: Some(recorder), prune: true, view: UpsertView::Latest }
+    }
+
+    /// A provider over `source` that records nothing: for a context that outlives one query
+    /// (an app's own `SessionContext`).
+    pub fn unrecorded(layout: Arc<TableLayout>, source: Arc<dyn SnapshotSource>) -> Self {
+        ShoalTable { layout, source, recorder: None, prune: true, view: UpsertView::Latest }
     }
 
     /// Whether scans skip segments by their statistics (on by default). Off is for benchmarks
@@ -461,7 +468,9 @@ impl TableProvider for ShoalTable {
             output_columns,
             executed: AtomicBool::new(false),
         });
-        self.recorder.record(stats, Arc::clone(&counters));
+        if let Some(recorder) = &self.recorder {
+            recorder.record(stats, Arc::clone(&counters));
+        }
         let local_scan = !partitions.is_empty() || cold.is_empty();
         let mut plans: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
         if local_scan {
