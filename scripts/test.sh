@@ -47,5 +47,8 @@ export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 
+echo "== cargo doc (every public item documented, no broken link: warnings are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
+
 echo "== cargo test (every crate, unit and integration tests)"
 cargo test --workspace --locked "$@"

@@ -1,6 +1,6 @@
 //! The DataFusion TableProvider of a table: one snapshot of its sealed and consuming segments,
 //! pruned by segment statistics, one partition per segment (large ones split), scanned with
-//! the query's filters by [`SegmentScanExec`], which counts what each segment gave.
+//! the query's filters by `SegmentScanExec`, which counts what each segment gave.
 
 use crate::scan::{ColdCountExec, Piece, ScanCounters, SegmentCount, SegmentScanExec};
 use arrow::array::{ArrayRef, RecordBatch, UInt64Array, new_null_array};

@@ -91,7 +91,7 @@ fn java_environment_credentials() -> Option<Credentials> {
 
 /// The AWS default credential chain (environment, profile files, SSO, web identity, the
 /// container and instance endpoints), the same one Kinesis clients use, for other AWS clients
-/// of the process (the deep store's S3). Its keys are handed out only as [`Secret`]s.
+/// of the process (the deep store's S3). Its keys are handed out only as [`Secret`](crate::Secret)s.
 #[derive(Debug, Clone)]
 pub struct DefaultCredentials {
     provider: SharedCredentialsProvider,
