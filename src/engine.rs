@@ -271,7 +271,7 @@ impl Engine {
                         }
                         // One table the store cannot give back does not keep the others
                         // closed; the next open tries it again.
-                        match engine.restore_from_deep(&deep, &name, &dir, None).await {
+                        match engine.restore_stored(&deep, &name, &dir).await {
                             Ok(()) => entries.push(dir),
                             Err(e) => {
                                 tracing::error!(table = %name, error = %e, "a table cannot be restored from the deep store now; the next open tries again")
@@ -362,13 +362,17 @@ impl Engine {
         for w in &definition.warnings {
             tracing::warn!(table = %name, "{w}");
         }
-        if let Some(deep) = self.inner.deep.clone()
-            && !dir.join(TABLE_CONFIG_FILE).exists()
-            && crate::deep::restore::manifest(&deep, &name).await?.is_some()
-        {
+        let held = match self.inner.deep.clone() {
+            Some(deep) if !dir.join(TABLE_CONFIG_FILE).exists() => {
+                crate::deep::restore::manifest(&deep, &name).await?.map(|m| (deep, m))
+            }
+            _ => None,
+        };
+        if let Some((deep, manifest)) = held {
             // The deep store holds the table: its segments and checkpoints come back, under
             // the config given now (its copy there has its secrets masked).
-            self.restore_from_deep(&deep, &name, &dir, Some((table_config, schema))).await?;
+            let given = Restoring { table_config, schema, definition: &definition, manifest };
+            self.restore_from_deep(&deep, &name, &dir, given).await?;
             self.start_table(definition, dir).await?;
             return Ok(());
         }
@@ -380,36 +384,46 @@ impl Engine {
         Ok(())
     }
 
+    /// Rebuilds a table's directory from the deep store under the store's own copy of its
+    /// config (its masked secrets left out).
+    async fn restore_stored(
+        &self,
+        deep: &crate::deep::DeepStore,
+        name: &str,
+        dir: &Path,
+    ) -> Result<(), Error> {
+        let (table_config, schema) = crate::deep::restore::definition(deep, name).await?;
+        let definition = TableDefinition::from_json(&table_config, &schema)?;
+        let manifest = crate::deep::restore::manifest(deep, name)
+            .await?
+            .ok_or_else(|| Error::DeepStore(format!("deep store {}: {name} has no manifest", deep.url())))?;
+        let given =
+            Restoring { table_config: &table_config, schema: &schema, definition: &definition, manifest };
+        self.restore_from_deep(deep, name, dir, given).await
+    }
+
     /// Rebuilds a table's directory from the deep store: its segments (the cold tier's stay in
-    /// the store), its manifest, then its schema and config (`given`, else the store's copy
-    /// without its masked secrets), the config last.
+    /// the store), its manifest, then its schema and config, the config last.
     async fn restore_from_deep(
         &self,
         deep: &crate::deep::DeepStore,
         name: &str,
         dir: &Path,
-        given: Option<(&Value, &Value)>,
+        given: Restoring<'_>,
     ) -> Result<(), Error> {
         let started = Instant::now();
-        let (table_config, schema) = match given {
-            Some((t, s)) => (t.clone(), s.clone()),
-            None => crate::deep::restore::definition(deep, name).await?,
-        };
-        let definition = TableDefinition::from_json(&table_config, &schema)?;
-        let manifest = crate::deep::restore::manifest(deep, name)
-            .await?
-            .ok_or_else(|| Error::DeepStore(format!("deep store {}: {name} has no manifest", deep.url())))?;
+        let Restoring { table_config, schema, definition, manifest } = given;
         if dir.exists() {
             // A table directory without its config: an interrupted create or restore.
             std::fs::remove_dir_all(dir).map_err(|e| io_error(dir, e))?;
         }
         durable::create_dir(dir).map_err(|e| io_error(dir, e))?;
-        let layout = crate::table::layout_of(&definition);
+        let layout = crate::table::layout_of(definition);
         let restored =
             crate::deep::restore::restore(deep, name, manifest, dir, &layout, definition.config.cold_after)
                 .await?;
-        write_private(&dir.join(SCHEMA_FILE), &schema)?;
-        write_private(&dir.join(TABLE_CONFIG_FILE), &table_config)?;
+        write_private(&dir.join(SCHEMA_FILE), schema)?;
+        write_private(&dir.join(TABLE_CONFIG_FILE), table_config)?;
         tracing::info!(
             table = name,
             store = deep.url(),
@@ -650,6 +664,14 @@ impl Engine {
         self.inner.tables.write().unwrap_or_else(|p| p.into_inner()).clear();
         self.inner.lock.lock().take();
     }
+}
+
+/// A table to restore under the config a caller gave, with the deep-store manifest read.
+struct Restoring<'a> {
+    table_config: &'a Value,
+    schema: &'a Value,
+    definition: &'a TableDefinition,
+    manifest: crate::manifest::Manifest,
 }
 
 /// Writes JSON readable by the owner only (it may hold credentials).

@@ -34,22 +34,11 @@ fn engine_options(deep: shoal::DeepStoreOptions) -> EngineOptions {
     }
 }
 
-/// `table_config` with a cold tier after `age` and a retention of `retention_days`.
-fn tiered(
-    name: &str,
-    stream: &str,
-    endpoint: &str,
-    rows: u64,
-    age: Option<&str>,
-    retention_days: Option<u64>,
-) -> Value {
+/// `table_config` with a cold tier after `age`.
+fn tiered(name: &str, stream: &str, endpoint: &str, rows: u64, age: Option<&str>) -> Value {
     let mut c = table_config(name, stream, endpoint, rows);
     if let Some(age) = age {
         c["tierConfigs"] = json!([{"name": "cold", "segmentSelectorType": "time", "segmentAge": age, "storageType": "deep_store"}]);
-    }
-    if let Some(days) = retention_days {
-        c["segmentsConfig"]["retentionTimeUnit"] = json!("DAYS");
-        c["segmentsConfig"]["retentionTimeValue"] = json!(days.to_string());
     }
     c
 }
@@ -322,14 +311,8 @@ async fn cold_tier_queries_equal_local_ones_and_retention_empties_both_tiers() {
     let deep = moto.deep_store("tier-bucket", "t");
     let engine = Engine::open_with(data.path(), engine_options(deep.clone())).await.unwrap();
     let endpoint = emulator.endpoint();
-    engine
-        .create_table(&tiered("local", "tiers", &endpoint, 250, None, None), &schema("local"))
-        .await
-        .unwrap();
-    engine
-        .create_table(&tiered("cold", "tiers", &endpoint, 250, Some("1d"), None), &schema("cold"))
-        .await
-        .unwrap();
+    engine.create_table(&tiered("local", "tiers", &endpoint, 250, None), &schema("local")).await.unwrap();
+    engine.create_table(&tiered("cold", "tiers", &endpoint, 250, Some("1d")), &schema("cold")).await.unwrap();
     let now = now_ms();
     let old = now - 3 * DAY;
     put_ids(&emulator, "tiers", 0..1000, old, |i| format!("k{i}"), None).await;

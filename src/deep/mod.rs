@@ -288,8 +288,11 @@ impl DeepStore {
         let mut names = Vec::new();
         for dir in listed.common_prefixes {
             let Some(name) = dir.filename() else { continue };
-            if self.get(&self.path(name, "manifest.json")).await?.is_some() {
-                names.push(name.to_string());
+            let manifest = self.path(name, "manifest.json");
+            match self.store.head(&manifest).await {
+                Ok(_) => names.push(name.to_string()),
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(self.error(&format!("reading {manifest}"), e)),
             }
         }
         Ok(names)

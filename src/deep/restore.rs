@@ -103,17 +103,26 @@ pub(crate) async fn restore(
             entry.cold = true;
             restored.cold += 1;
         } else {
+            let object = object.clone();
             entry.cold = false;
-            local.push((at, path));
+            local.push((at, path, object));
         }
     }
     let mut downloads = futures::stream::iter(local)
-        .map(|(at, path)| async move { deep.get(&path).await.map(|b| (at, path, b)) })
+        .map(|(at, path, object)| async move { deep.get(&path).await.map(|b| (at, path, object, b)) })
         .buffered(PARALLEL_DOWNLOADS);
     while let Some(next) = downloads.next().await {
-        let (at, path, bytes) = next?;
+        let (at, path, object, bytes) = next?;
         let bytes =
             bytes.ok_or_else(|| Error::DeepStore(format!("deep store {}: {path} is missing", deep.url())))?;
+        if bytes.len() as u64 != object.bytes {
+            return Err(Error::DeepStore(format!(
+                "deep store {}: {path} holds {} bytes where the manifest says {}",
+                deep.url(),
+                bytes.len(),
+                object.bytes
+            )));
+        }
         let entry = manifest.segments[at].clone();
         let (layout, dir, owner) = (Arc::clone(layout), segments_dir.clone(), table.to_string());
         let written = tokio::task::spawn_blocking(move || -> Result<String, Error> {
@@ -126,7 +135,6 @@ pub(crate) async fn restore(
                     entry.rows
                 )));
             }
-            let object = entry.deep.as_ref().expect("checked above");
             let snapshot = SegmentSnapshot {
                 batches,
                 rows,

@@ -76,7 +76,6 @@ impl Table {
     }
 
     async fn deep_round(self: &Arc<Table>, deep: &DeepStore, progress: &mut Progress) -> Result<(), Error> {
-        self.update_deep_gauges();
         if !progress.started {
             self.deep_start(deep, progress).await?;
             progress.started = true;
@@ -94,12 +93,10 @@ impl Table {
             self.committer.lock()?.apply(Edit::Uploaded { file: sealed.entry.file.clone(), object })?;
             self.metrics.deep_uploads.fetch_add(1, Ordering::Relaxed);
             self.metrics.deep_upload_bytes.fetch_add(bytes, Ordering::Relaxed);
-            self.update_deep_gauges();
             self.publish(deep, progress).await?;
         }
         self.publish(deep, progress).await?;
         self.evict(progress)?;
-        self.update_deep_gauges();
         Ok(())
     }
 
