@@ -1,5 +1,6 @@
 //! The embedding API: an engine holding tables in a data directory.
 
+use crate::append::Appended;
 use crate::config::TableDefinition;
 use crate::error::{Error, io_error};
 use crate::metrics::Metrics;
@@ -29,7 +30,10 @@ pub struct KinesisSources;
 
 impl SourceFactory for KinesisSources {
     fn create(&self, table: &TableDefinition) -> Pin<Box<dyn Future<Output = Box<dyn Source>> + Send>> {
-        let config = table.config.stream.kinesis.clone();
+        let Some(config) = table.config.stream.kinesis.clone() else {
+            // A table the app feeds reads its append log; the engine never asks for its source.
+            return Box::pin(async { Box::new(crate::append::NoSource) as Box<dyn Source> });
+        };
         Box::pin(async move { Box::new(KinesisSource::connect(config).await) as Box<dyn Source> })
     }
 }
@@ -336,7 +340,7 @@ impl Engine {
                 .map_err(|e| Error::Task(format!("opening a table: {e}")))??
         };
         let table = Arc::new(table);
-        let source = self.inner.options.sources.create(&definition).await;
+        let source = table.source().await;
         table.start(source);
         self.inner.query.register(
             &name,
@@ -536,6 +540,75 @@ impl Engine {
         } else {
             Err(Error::NoSuchTable(name.to_string()))
         }
+    }
+
+    /// Appends records to a table the app feeds: one whose `streamConfigs` say
+    /// `"streamType": "append"` instead of naming a Kinesis stream. Each record is one message
+    /// (JSON, as the table's decoder reads it); the records go through the same decode,
+    /// transforms, seal and commit as a stream's.
+    ///
+    /// **Durability.** When `append` returns `Ok`, the records are written and fsynced to the
+    /// table's append log: they survive a crash of the process (or of the machine, on a disk
+    /// that honours fsync), and after a restart the table reads every record after its last
+    /// commit from the log again, each once. The records of one call are durable together:
+    /// a crash during the call keeps all of them or none. When `append` returns an error,
+    /// none of them was acknowledged (and none is kept, unless the error came after the write,
+    /// from the sync). The log is the table's only copy of rows not yet sealed: a table
+    /// restored from the deep store (its directory lost) has what was sealed and uploaded.
+    ///
+    /// **Visibility.** The rows become queryable as soon as the table's ingest loop takes them,
+    /// normally within milliseconds; [`Appended::queryable`] waits for that. A paused table
+    /// accepts appends and reads them at its resume.
+    ///
+    /// ```no_run
+    /// # async fn demo(engine: shoal::Engine) -> Result<(), shoal::Error> {
+    /// let appended = engine.append("clicks", [r#"{"user":"ann","ts":1764460800000}"#]).await?;
+    /// appended.queryable().await?; // durable already; now queries see it too
+    /// # Ok(()) }
+    /// ```
+    pub async fn append<R: AsRef<[u8]>>(
+        &self,
+        table: &str,
+        records: impl IntoIterator<Item = R>,
+    ) -> Result<Appended, Error> {
+        if self.inner.lock.lock().is_none() {
+            return Err(Error::ShutDown);
+        }
+        let table = self.table(table)?;
+        let Some(log) = table.append_log.clone() else {
+            return Err(Error::NotAppendable(table.name.clone()));
+        };
+        let records: Vec<bytes::Bytes> =
+            records.into_iter().map(|r| bytes::Bytes::copy_from_slice(r.as_ref())).collect();
+        let size: usize = records.iter().map(|r| r.len() + 4).sum();
+        if size > crate::append::BATCH_LIMIT {
+            return Err(Error::TooLarge { bytes: size, limit: crate::append::BATCH_LIMIT });
+        }
+        let count = records.len();
+        if count == 0 {
+            return Ok(Appended {
+                table: table.name.clone(),
+                records: 0,
+                first: None,
+                last: None,
+                progress: None,
+            });
+        }
+        let committed = table.committed_append();
+        let (first, last) = tokio::task::spawn_blocking(move || {
+            let written = log.append(&records, shoal_stream::now_ms());
+            log.trim(committed);
+            written
+        })
+        .await
+        .map_err(|e| Error::Task(format!("appending: {e}")))??;
+        Ok(Appended {
+            table: table.name.clone(),
+            records: count,
+            first: Some(first),
+            last: Some(last),
+            progress: Some(table.append_progress.subscribe()),
+        })
     }
 
     /// The tables' names.

@@ -51,6 +51,19 @@ pub enum Error {
     /// credentials).
     #[error("{0}")]
     DeepStore(String),
+    /// `Engine::append` was given a table that reads a Kinesis stream.
+    #[error(
+        "table {0:?} consumes a Kinesis stream: Engine::append takes a table whose streamType is \"append\""
+    )]
+    NotAppendable(String),
+    /// A request is larger than Shoal takes at once.
+    #[error("{bytes} bytes is more than the {limit} one call takes: split it")]
+    TooLarge {
+        /// Its size.
+        bytes: usize,
+        /// The most one call takes.
+        limit: usize,
+    },
     /// An internal task failed (it panicked or was cancelled).
     #[error("an internal task failed: {0}")]
     Task(String),

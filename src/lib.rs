@@ -11,6 +11,7 @@
 //! ```
 #![warn(missing_docs)]
 
+mod append;
 pub mod config;
 mod deep;
 mod embed;
@@ -24,6 +25,7 @@ mod upsert;
 
 pub use upsert::UpsertCounters;
 
+pub use append::Appended;
 pub use config::{ConfigError, TableConfig, TableDefinition};
 pub use deep::{DeepStore, DeepStoreOptions};
 #[cfg(feature = "fault-injection")]

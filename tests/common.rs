@@ -338,6 +338,11 @@ impl Child {
         alive
     }
 
+    /// Every line logged so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+
     pub fn tail(&self) -> String {
         let log = self.log.lock().unwrap();
         log[log.len().saturating_sub(30)..].join("\n")

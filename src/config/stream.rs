@@ -21,7 +21,7 @@ use std::time::Duration;
 
 /// Stream keys.
 pub mod keys {
-    /// Must be `kinesis`.
+    /// `kinesis`, or Shoal's `append` for a table an app feeds through `Engine::append`.
     pub const STREAM_TYPE: &str = "streamType";
     /// Stream name.
     pub const TOPIC_NAME: &str = "stream.kinesis.topic.name";
@@ -89,6 +89,24 @@ pub mod keys {
     pub const FLUSH_SEGMENT_SIZE_OLD: &str = "realtime.segment.flush.desired.size";
 }
 
+/// The `streamType` of a table an app feeds through `Engine::append` (Shoal's addition).
+pub const APPEND: &str = "append";
+/// The decoder an `append` table uses when its config names none.
+const DEFAULT_DECODER: &str = "org.apache.pinot.plugin.inputformat.json.JSONMessageDecoder";
+/// The stream keys an `append` table takes.
+const APPEND_KEYS: &[&str] = &[
+    keys::STREAM_TYPE,
+    keys::DECODER_CLASS,
+    keys::METADATA_POPULATE,
+    keys::METADATA_POPULATE_PREFIXED,
+    keys::FLUSH_ROWS,
+    keys::FLUSH_ROWS_OLD,
+    keys::FLUSH_SEGMENT_ROWS,
+    keys::FLUSH_TIME,
+    keys::FLUSH_SEGMENT_SIZE,
+    keys::FLUSH_SEGMENT_SIZE_OLD,
+];
+
 /// How record bytes are decoded. Only JSON exists today.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decoder {
@@ -101,8 +119,9 @@ pub enum Decoder {
 pub struct StreamSettings {
     /// Where the map was found, e.g. `tableIndexConfig.streamConfigs`.
     pub path: String,
-    /// What the Kinesis consumer needs.
-    pub kinesis: KinesisConfig,
+    /// What the Kinesis consumer needs; None for a table the app feeds (`streamType`
+    /// `append`).
+    pub kinesis: Option<KinesisConfig>,
     /// When consuming segments seal.
     pub flush: FlushThresholds,
     /// How records are decoded.
@@ -290,11 +309,15 @@ impl StreamSettings {
         let m = StringMap::new(path, map, problems);
 
         match m.get(keys::STREAM_TYPE) {
-            None => problems.error(m.at(keys::STREAM_TYPE), "missing: must be \"kinesis\""),
+            None => problems.error(
+                m.at(keys::STREAM_TYPE),
+                "missing: must be \"kinesis\" (or \"append\" for a table the app feeds)",
+            ),
             Some(t) if t.eq_ignore_ascii_case("kinesis") => {}
+            Some(t) if t.eq_ignore_ascii_case(APPEND) => return Self::parse_append(&m, problems),
             Some(t) => problems.error(
                 m.at(keys::STREAM_TYPE),
-                format!("{t:?} is not supported: Shoal consumes Kinesis, so this must be \"kinesis\""),
+                format!("{t:?} is not supported: Shoal consumes Kinesis (\"kinesis\"), or records an app appends (\"append\")"),
             ),
         }
         let stream_name = m.required(keys::TOPIC_NAME, "the Kinesis stream name", problems);
@@ -463,7 +486,7 @@ impl StreamSettings {
 
         Some(StreamSettings {
             path: path.to_string(),
-            kinesis: KinesisConfig {
+            kinesis: Some(KinesisConfig {
                 stream_name: stream_name?,
                 region: region?,
                 endpoint,
@@ -474,7 +497,7 @@ impl StreamSettings {
                 requests_per_second,
                 fetch_timeout,
                 shard_discovery_interval,
-            },
+            }),
             flush,
             decoder: Decoder::Json,
             decoder_class: decoder_class?,
@@ -484,12 +507,68 @@ impl StreamSettings {
         })
     }
 
+    /// The settings of a table an app feeds (`streamType` `append`): the decoder, the flush
+    /// thresholds and the metadata columns; a Kinesis setting is refused.
+    fn parse_append(m: &StringMap<'_>, problems: &mut Problems) -> Option<StreamSettings> {
+        for (key, _) in KNOWN_KEYS {
+            if m.get(key).is_some() && !APPEND_KEYS.contains(key) {
+                problems.error(
+                    m.at(key),
+                    "is a Kinesis setting: a table whose streamType is \"append\" is fed by Engine::append",
+                );
+            }
+        }
+        let decoder_class = m.get(keys::DECODER_CLASS).unwrap_or(DEFAULT_DECODER).to_string();
+        if !decoder_class.ends_with("JSONMessageDecoder") {
+            problems.error(
+                m.at(keys::DECODER_CLASS),
+                format!("{decoder_class:?} is not supported: Shoal decodes JSON (org.apache.pinot.plugin.inputformat.json.JSONMessageDecoder)"),
+            );
+        }
+        let populate_metadata = match m.first_of(&[keys::METADATA_POPULATE_PREFIXED, keys::METADATA_POPULATE])
+        {
+            Some(key) => m.bool(key, false, problems),
+            None => false,
+        };
+        let flush = parse_flush(m, problems);
+        let other = m
+            .values
+            .iter()
+            .filter(|(k, _)| known_kind(k).is_none())
+            .map(|(k, v)| (k.to_string(), if is_secret_key(k) { MASK.to_string() } else { v.clone() }))
+            .collect();
+        Some(StreamSettings {
+            path: m.path.to_string(),
+            kinesis: None,
+            flush,
+            decoder: Decoder::Json,
+            decoder_class,
+            consumer_factory_class: None,
+            populate_metadata,
+            other,
+        })
+    }
+
+    /// Whether an app feeds the table (`streamType` `append`) instead of a Kinesis stream.
+    pub fn is_append(&self) -> bool {
+        self.kinesis.is_none()
+    }
+
     /// The map in Pinot's form with every setting's effective value, secrets as `***`.
     pub fn normalised(&self) -> Map<String, Value> {
-        let k = &self.kinesis;
         let mut out = Map::new();
         let mut put = |key: &str, value: String| {
             out.insert(key.to_string(), Value::String(value));
+        };
+        let Some(k) = &self.kinesis else {
+            put(keys::STREAM_TYPE, APPEND.into());
+            put(keys::DECODER_CLASS, self.decoder_class.clone());
+            put(keys::METADATA_POPULATE, self.populate_metadata.to_string());
+            self.put_flush(&mut put);
+            for (key, value) in &self.other {
+                put(key, value.clone());
+            }
+            return out;
         };
         put(keys::STREAM_TYPE, "kinesis".into());
         put(keys::TOPIC_NAME, k.stream_name.clone());
@@ -542,6 +621,14 @@ impl StreamSettings {
             put(keys::ASYNC_SESSION_UPDATE, r.async_session_update.to_string());
         }
         put(keys::METADATA_POPULATE, self.populate_metadata.to_string());
+        self.put_flush(&mut put);
+        for (key, value) in &self.other {
+            put(key, value.clone());
+        }
+        out
+    }
+
+    fn put_flush(&self, put: &mut impl FnMut(&str, String)) {
         match self.flush.limit {
             FlushLimit::SegmentRows(n) => put(keys::FLUSH_SEGMENT_ROWS, n.to_string()),
             FlushLimit::TableRows(n) => put(keys::FLUSH_ROWS, n.to_string()),
@@ -551,10 +638,6 @@ impl StreamSettings {
             }
         }
         put(keys::FLUSH_TIME, format_duration(self.flush.time));
-        for (key, value) in &self.other {
-            put(key, value.clone());
-        }
-        out
     }
 }
 
@@ -791,12 +874,12 @@ mod tests {
         let (s, problems) = parse(base());
         assert!(problems.is_ok(), "{problems:?}");
         let s = s.unwrap();
-        assert_eq!(s.kinesis.max_records_to_fetch, 10_000);
-        assert_eq!(s.kinesis.requests_per_second, 1.0);
-        assert_eq!(s.kinesis.fetch_timeout, Duration::from_millis(5000));
-        assert_eq!(s.kinesis.start, StartPosition::Latest);
+        assert_eq!(s.kinesis.as_ref().unwrap().max_records_to_fetch, 10_000);
+        assert_eq!(s.kinesis.as_ref().unwrap().requests_per_second, 1.0);
+        assert_eq!(s.kinesis.as_ref().unwrap().fetch_timeout, Duration::from_millis(5000));
+        assert_eq!(s.kinesis.as_ref().unwrap().start, StartPosition::Latest);
         assert_eq!(s.flush, FlushThresholds::default());
-        assert!(s.kinesis.credentials.is_none());
+        assert!(s.kinesis.as_ref().unwrap().credentials.is_none());
     }
 
     #[test]
@@ -839,11 +922,16 @@ mod tests {
         let (s, _) = with(
             json!({"shardIteratorType": "AT_TIMESTAMP", "shardIteratorTimestamp": "2025-03-26T18:27:00Z"}),
         );
-        assert_eq!(s.unwrap().kinesis.start, StartPosition::AtTimestamp { millis: 1_743_013_620_000 });
+        assert_eq!(
+            s.unwrap().kinesis.as_ref().unwrap().start,
+            StartPosition::AtTimestamp { millis: 1_743_013_620_000 }
+        );
         let (s, _) = with(
             json!({"shardIteratorType": "AFTER_SEQUENCE_NUMBER", "shardIteratorSequenceNumbers": "shardId-000000000000=49590338271490256608559692538361571095921575989136588898"}),
         );
-        let StartPosition::AfterSequenceNumber { shards } = s.unwrap().kinesis.start else { panic!() };
+        let StartPosition::AfterSequenceNumber { shards } = s.unwrap().kinesis.unwrap().start else {
+            panic!()
+        };
         assert_eq!(
             shards["shardId-000000000000"].as_str(),
             "49590338271490256608559692538361571095921575989136588898"
@@ -851,12 +939,12 @@ mod tests {
         let (s, _) = with(
             json!({"shardIteratorType": "AT_SEQUENCE_NUMBER", "shardIteratorSequenceNumbers": "{\"shardId-1\": \"12\"}"}),
         );
-        assert!(matches!(s.unwrap().kinesis.start, StartPosition::AtSequenceNumber { .. }));
+        assert!(matches!(s.unwrap().kinesis.as_ref().unwrap().start, StartPosition::AtSequenceNumber { .. }));
         // Without numbers: a warning, and the start Pinot gives a new table.
         let (s, problems) = with(json!({"shardIteratorType": "AT_SEQUENCE_NUMBER"}));
         assert!(problems.is_ok(), "{problems:?}");
         assert_eq!(problems.warnings[0].path, "s.shardIteratorType");
-        assert_eq!(s.unwrap().kinesis.start, StartPosition::TrimHorizon);
+        assert_eq!(s.unwrap().kinesis.as_ref().unwrap().start, StartPosition::TrimHorizon);
         let (_, problems) = with(
             json!({"shardIteratorType": "AT_SEQUENCE_NUMBER", "shardIteratorSequenceNumbers": "shardId-1"}),
         );
@@ -876,7 +964,7 @@ mod tests {
         let (s, problems) = with(json!({"maxRecordsToFetch": 500, "metadata.populate": true, "custom.n": 5}));
         assert!(problems.is_ok(), "{problems:?}");
         let s = s.unwrap();
-        assert_eq!(s.kinesis.max_records_to_fetch, 500);
+        assert_eq!(s.kinesis.as_ref().unwrap().max_records_to_fetch, 500);
         assert!(s.populate_metadata);
         assert_eq!(s.other["custom.n"], "5");
         // Names, switches and sequence numbers of another type are refused, once, at their key.
@@ -919,6 +1007,9 @@ mod tests {
         for secret in ["AKIAEXAMPLEKEY", "wJalrXUtnFEMIexample", "FwoGZXIvYXdzEXAMPLE", "hunter2"] {
             assert!(!shown.contains(secret), "{secret} leaked: {shown}");
         }
-        assert_eq!(s.kinesis.credentials.unwrap().secret_key.expose(), "wJalrXUtnFEMIexample");
+        assert_eq!(
+            s.kinesis.as_ref().unwrap().credentials.as_ref().unwrap().secret_key.expose(),
+            "wJalrXUtnFEMIexample"
+        );
     }
 }

@@ -43,12 +43,15 @@ fn the_seed_config_runs_as_written() {
     assert_eq!(c.name, "kinesisTable");
     assert_eq!(c.segments.time_column, "timestamp");
     assert_eq!(c.stream.path, STREAMS);
-    assert_eq!(c.stream.kinesis.stream_name, "<your kinesis stream name>");
-    assert_eq!(c.stream.kinesis.region, "<your region>");
-    assert_eq!(c.stream.kinesis.credentials.as_ref().unwrap().secret_key.expose(), SEED_SECRET);
-    assert_eq!(c.stream.kinesis.fetch_timeout, Duration::from_secs(30));
-    assert_eq!(c.stream.kinesis.max_records_to_fetch, 10_000);
-    assert_eq!(c.stream.kinesis.start, StartPosition::TrimHorizon);
+    assert_eq!(c.stream.kinesis.as_ref().unwrap().stream_name, "<your kinesis stream name>");
+    assert_eq!(c.stream.kinesis.as_ref().unwrap().region, "<your region>");
+    assert_eq!(
+        c.stream.kinesis.as_ref().unwrap().credentials.as_ref().unwrap().secret_key.expose(),
+        SEED_SECRET
+    );
+    assert_eq!(c.stream.kinesis.as_ref().unwrap().fetch_timeout, Duration::from_secs(30));
+    assert_eq!(c.stream.kinesis.as_ref().unwrap().max_records_to_fetch, 10_000);
+    assert_eq!(c.stream.kinesis.as_ref().unwrap().start, StartPosition::TrimHorizon);
     assert_eq!(c.stream.flush.limit, FlushLimit::TableRows(1_000_000));
     assert_eq!(c.stream.flush.time, Duration::from_secs(6 * 3600));
     assert_eq!(c.metadata["customConfigs"], json!({}));
@@ -112,7 +115,7 @@ fn auto_offset_reset_decides_when_shard_iterator_type_is_unset() {
     ];
     for (reset, expected) in cases {
         let def = seed_with(&[(ITERATOR, None), (RESET, Some(reset))]).unwrap();
-        assert_eq!(def.config.stream.kinesis.start, expected, "{reset}");
+        assert_eq!(def.config.stream.kinesis.as_ref().unwrap().start, expected, "{reset}");
         assert!(
             def.warnings
                 .iter()
@@ -123,13 +126,17 @@ fn auto_offset_reset_decides_when_shard_iterator_type_is_unset() {
         // The normalised config reads back to the same start.
         let out = def.config.normalised_json();
         let again = TableDefinition::from_json(&out, &seed_schema()).unwrap();
-        assert_eq!(again.config.stream.kinesis.start, expected, "{reset} normalised: {out}");
+        assert_eq!(
+            again.config.stream.kinesis.as_ref().unwrap().start,
+            expected,
+            "{reset} normalised: {out}"
+        );
     }
     let periodic = seed_with(&[(ITERATOR, None), (RESET, Some("4h30m"))]).unwrap().config.normalised_json();
     assert_eq!(periodic["tableIndexConfig"]["streamConfigs"][RESET], json!("270m"));
     // Neither key: LATEST, Shoal's documented default.
     let def = seed_with(&[(ITERATOR, None)]).unwrap();
-    assert_eq!(def.config.stream.kinesis.start, StartPosition::Latest);
+    assert_eq!(def.config.stream.kinesis.as_ref().unwrap().start, StartPosition::Latest);
     assert_eq!(def.config.normalised_json()["tableIndexConfig"]["streamConfigs"][ITERATOR], json!("LATEST"));
 }
 
@@ -189,7 +196,7 @@ fn an_explicit_shard_iterator_type_wins_and_a_disagreement_is_a_warning() {
         let mut settings = vec![(ITERATOR, Some(iterator)), (RESET, Some(reset))];
         settings.extend(extra.map(|(k, v)| (k, Some(v))));
         let def = seed_with(&settings).unwrap();
-        assert_eq!(def.config.stream.kinesis.start, expected, "{iterator} with {reset}");
+        assert_eq!(def.config.stream.kinesis.as_ref().unwrap().start, expected, "{iterator} with {reset}");
         let warned: Vec<_> = def.warnings.iter().filter(|w| w.path == format!("{STREAMS}.{RESET}")).collect();
         assert_eq!(warned.len(), usize::from(disagree), "{iterator} with {reset}: {:?}", def.warnings);
         for w in warned {
@@ -210,7 +217,11 @@ fn an_explicit_shard_iterator_type_wins_and_a_disagreement_is_a_warning() {
             (Some("2d"), StartPosition::Period { millis: 2 * 86_400_000 }),
         ] {
             let def = seed_with(&[(ITERATOR, Some(iterator)), (RESET, reset)]).unwrap();
-            assert_eq!(def.config.stream.kinesis.start, expected, "{iterator} with {reset:?}");
+            assert_eq!(
+                def.config.stream.kinesis.as_ref().unwrap().start,
+                expected,
+                "{iterator} with {reset:?}"
+            );
             let warning = def.warnings.iter().find(|w| w.path == format!("{STREAMS}.{ITERATOR}"));
             let warning = warning.unwrap_or_else(|| panic!("{iterator} with {reset:?}: {:?}", def.warnings));
             assert!(warning.message.contains(NUMBERS), "{warning}");
@@ -232,8 +243,8 @@ fn the_stream_config_maps_form_parses() {
     let c = &def.config;
     assert_eq!(c.name, "events");
     assert_eq!(c.stream.path, "ingestionConfig.streamIngestionConfig.streamConfigMaps[0]");
-    assert_eq!(c.stream.kinesis.max_records_to_fetch, 5000);
-    assert_eq!(c.stream.kinesis.requests_per_second, 2.0);
+    assert_eq!(c.stream.kinesis.as_ref().unwrap().max_records_to_fetch, 5000);
+    assert_eq!(c.stream.kinesis.as_ref().unwrap().requests_per_second, 2.0);
     assert_eq!(c.stream.flush.limit, FlushLimit::SegmentSize(100 << 20));
     assert_eq!(c.stream.flush.time, Duration::from_secs(1800));
     assert_eq!(c.sorted_column.as_deref(), Some("country"));

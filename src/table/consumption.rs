@@ -179,7 +179,7 @@ impl Table {
     pub async fn resume(self: &Arc<Table>) -> Result<PauseStatus, Error> {
         if self.committer.current().manifest.paused.is_some() {
             self.committer.lock()?.apply(Edit::Pause(None))?;
-            let source = self.options.sources.create(&self.definition).await;
+            let source = self.source().await;
             self.start_consuming(source);
             tracing::info!(table = %self.name, "consumption resumed");
         }

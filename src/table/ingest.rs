@@ -149,6 +149,16 @@ impl Table {
                 _ => None,
             };
         });
+        // A table the app feeds: `Appended::queryable` waits for this.
+        if self.append_log.is_some()
+            && let Some(seq) = newest.and_then(|r| r.sequence_number.as_str().parse::<u64>().ok())
+        {
+            self.append_progress.send_if_modified(|done| {
+                let moved = seq > *done;
+                *done = (*done).max(seq);
+                moved
+            });
+        }
     }
 
     /// True when `segment` (the shard's) must seal now: a flush threshold is reached, or the

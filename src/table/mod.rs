@@ -92,6 +92,10 @@ pub struct Table {
     /// Segments a query found unreadable, for the recovery task.
     unreadable: mpsc::UnboundedSender<(String, String)>,
     unreadable_rx: Mutex<Option<mpsc::UnboundedReceiver<(String, String)>>>,
+    /// The append log of a table the app feeds (`streamType` `append`).
+    pub(crate) append_log: Option<Arc<crate::append::AppendLog>>,
+    /// The last sequence number of the append log the ingest loop has taken (0: none).
+    pub(crate) append_progress: watch::Sender<u64>,
 }
 
 impl std::fmt::Debug for Table {
@@ -227,9 +231,21 @@ impl Table {
                 rows_restored: 0,
             });
         }
+        let append_log = if definition.config.stream.is_append() {
+            let committed = opened
+                .manifest
+                .checkpoints
+                .get(crate::append::APPEND_SHARD)
+                .map_or(0, |c| c.sequence.as_str().parse().unwrap_or(0));
+            Some(Arc::new(crate::append::AppendLog::open(&dir, committed)?))
+        } else {
+            None
+        };
         let (stop, _) = watch::channel(false);
         let (unreadable, unreadable_rx) = mpsc::unbounded_channel();
         Ok(Table {
+            append_log,
+            append_progress: watch::Sender::new(0),
             name,
             definition,
             layout,
@@ -246,6 +262,25 @@ impl Table {
             unreadable,
             unreadable_rx: Mutex::new(Some(unreadable_rx)),
         })
+    }
+
+    /// The source the table reads: its append log for a table the app feeds, else the one the
+    /// engine's source factory makes.
+    pub(crate) async fn source(&self) -> Box<dyn Source> {
+        match &self.append_log {
+            Some(log) => Box::new(crate::append::AppendSource { log: Arc::clone(log) }),
+            None => self.options.sources.create(&self.definition).await,
+        }
+    }
+
+    /// The sequence number of the append log the table has committed (0: none).
+    pub(crate) fn committed_append(&self) -> u64 {
+        self.committer
+            .current()
+            .manifest
+            .checkpoints
+            .get(crate::append::APPEND_SHARD)
+            .map_or(0, |c| c.sequence.as_str().parse().unwrap_or(0))
     }
 
     /// Starts consuming from `source` (unless the table is paused), resuming after the

@@ -284,7 +284,7 @@ impl Table {
             tracing::error!(table = %self.name, file, "the lost segment was committed without its stream positions; its rows cannot be read again");
             return;
         };
-        let source = self.options.sources.create(&self.definition).await;
+        let source = self.source().await;
         let Some(mut handle) = source.replay(&entry.shard, entry.after.clone()) else {
             tracing::error!(table = %self.name, file, "the source cannot read a shard again; the lost segment's rows wait for the next start");
             return;
