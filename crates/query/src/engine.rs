@@ -2,6 +2,7 @@
 
 use crate::dialect::{self, PinotOptions, RequestOptions, ResultShape};
 use crate::guard;
+use crate::lookup::{DimensionTable, Dimensions, lookup_function};
 use crate::provider::{ScanRecorder, ScanStats, ShoalTable, SnapshotSource, UpsertView};
 use crate::rewrite::{canonicalize, rewrite};
 use arrow::array::RecordBatch;
@@ -9,11 +10,12 @@ use arrow::datatypes::{DataType, SchemaRef};
 use datafusion::catalog::TableProvider;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{DataFusionError, SchemaError, TableReference};
+use datafusion::datasource::MemTable;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::memory_pool::{GreedyMemoryPool, MemoryPool};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::SessionStateBuilder;
-use datafusion::logical_expr::LogicalPlan;
+use datafusion::logical_expr::{LogicalPlan, ScalarUDF};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
@@ -275,6 +277,8 @@ pub struct QueryEngine {
     tables: RwLock<BTreeMap<String, Registered>>,
     /// An app's own tables, queryable beside Shoal's.
     external: RwLock<BTreeMap<String, Arc<dyn TableProvider>>>,
+    /// The dimension tables `LOOKUP` reads; each is also among `external`, under its name.
+    dimensions: Arc<Dimensions>,
     options: QueryOptions,
     /// The memory every query draws from.
     memory: Arc<dyn MemoryPool>,
@@ -296,6 +300,7 @@ impl QueryEngine {
         QueryEngine {
             tables: RwLock::default(),
             external: RwLock::default(),
+            dimensions: Arc::default(),
             memory: Arc::new(GreedyMemoryPool::new(options.total_memory.max(1))),
             running: Arc::new(Semaphore::new(options.max_concurrent_queries.max(1))),
             waiting: AtomicUsize::new(0),
@@ -374,6 +379,18 @@ impl QueryEngine {
     /// the realtime tables. A name a realtime table has (or its `_REALTIME` alias) is refused,
     /// as is one registered already.
     pub fn register_external(&self, name: &str, provider: Arc<dyn TableProvider>) -> Result<(), QueryError> {
+        self.add_external(name, provider, None)
+    }
+
+    /// Adds an app's table, and with `dimension` makes it a dimension table too, which may
+    /// replace a dimension table of that name (in any case). Both are changed under the lock
+    /// of `external`, so a query sees both or neither.
+    fn add_external(
+        &self,
+        name: &str,
+        provider: Arc<dyn TableProvider>,
+        dimension: Option<Arc<DimensionTable>>,
+    ) -> Result<(), QueryError> {
         let lower = name.to_lowercase();
         let taken = self
             .tables
@@ -382,19 +399,66 @@ impl QueryEngine {
             .keys()
             .any(|t| t.to_lowercase() == lower || format!("{t}_realtime").to_lowercase() == lower);
         let mut external = self.external.write().unwrap_or_else(|p| p.into_inner());
-        if taken || external.keys().any(|t| t.to_lowercase() == lower) {
+        let existing = external.keys().find(|t| t.to_lowercase() == lower).cloned();
+        let replaces = dimension.is_some() && self.dimensions.contains(name);
+        if taken || (existing.is_some() && !replaces) {
             return Err(QueryError::validation(format!("a table named {name:?} exists already")));
         }
         if name.is_empty() || name.contains(['.', '"', '`']) {
             return Err(QueryError::validation(format!("{name:?} is not a table name")));
         }
+        if let Some(existing) = existing {
+            external.remove(&existing);
+        }
         external.insert(name.to_string(), provider);
+        if let Some(table) = dimension {
+            self.dimensions.insert(name, table);
+        }
         Ok(())
     }
 
-    /// Removes an app's table; false when none had the name.
+    /// Removes an app's table; false when none had the name. A dimension table of that name
+    /// is removed from `LOOKUP` too.
     pub fn deregister_external(&self, name: &str) -> bool {
-        self.external.write().unwrap_or_else(|p| p.into_inner()).remove(name).is_some()
+        let mut external = self.external.write().unwrap_or_else(|p| p.into_inner());
+        let removed = external.remove(name).is_some();
+        if removed && self.dimensions.contains(name) {
+            self.dimensions.remove(name);
+        }
+        removed
+    }
+
+    /// Makes `table` a dimension table that Pinot's `LOOKUP('name', ...)` reads (also as
+    /// `'name_OFFLINE'`), and a table SQL can query as `name` (over its rows, duplicate keys
+    /// included), beside the realtime tables and the app's own. A dimension table of that name
+    /// (in any case) is replaced: that is how one is reloaded, and queries planned before go
+    /// on with the old one. Any other table of that name is refused, as in
+    /// [`QueryEngine::register_external`].
+    pub fn register_dimension(&self, name: &str, table: Arc<DimensionTable>) -> Result<(), QueryError> {
+        let provider = MemTable::try_new(table.schema(), vec![vec![table.batch().clone()]])
+            .map_err(QueryError::from_datafusion)?;
+        self.add_external(name, Arc::new(provider), Some(table))
+    }
+
+    /// Removes the dimension table `name` (in any case) from `LOOKUP` and from the tables SQL
+    /// can query; false when there was none.
+    pub fn deregister_dimension(&self, name: &str) -> bool {
+        let mut external = self.external.write().unwrap_or_else(|p| p.into_inner());
+        let Some((registered, _)) = self.dimensions.remove_entry(name) else { return false };
+        external.remove(&registered);
+        true
+    }
+
+    /// The dimension tables `LOOKUP` reads. A table inserted here directly is read by
+    /// `LOOKUP` only; [`QueryEngine::register_dimension`] also makes it a table SQL can query.
+    pub fn dimensions(&self) -> &Arc<Dimensions> {
+        &self.dimensions
+    }
+
+    /// This engine's `LOOKUP`, for an app's own DataFusion session: it reads the dimension
+    /// tables registered here, as they are when a query is planned.
+    pub fn lookup_udf(&self) -> ScalarUDF {
+        lookup_function(Arc::clone(&self.dimensions))
     }
 
     /// Whether an app's table has the name (in any case).
@@ -622,6 +686,7 @@ impl QueryEngine {
         for f in scalar_functions().into_iter().chain(guard::capped_functions(self.options.max_value_bytes)) {
             ctx.register_udf(f);
         }
+        ctx.register_udf(self.lookup_udf());
         for f in aggregate_functions() {
             ctx.register_udaf(f);
         }

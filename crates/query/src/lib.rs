@@ -6,6 +6,7 @@
 pub mod dialect;
 pub mod engine;
 mod guard;
+pub mod lookup;
 pub mod provider;
 pub mod rewrite;
 mod scan;
@@ -40,6 +41,7 @@ pub fn register_pinot_functions(ctx: &datafusion::prelude::SessionContext) {
     }
 }
 pub use engine::{ErrorKind, QueryEngine, QueryError, QueryOptions, QueryResult, QueryStream};
+pub use lookup::{DimensionTable, Dimensions, lookup_function};
 pub use provider::{
     ColdSegment, RowValidity, ScanRecorder, ScanStats, SegmentData, ShoalTable, SnapshotSource,
     TableSnapshot, UpsertView,
