@@ -129,6 +129,8 @@ pub(crate) struct Inner {
     deep: Option<Arc<crate::deep::DeepStore>>,
     /// Serialises create and drop.
     admin: tokio::sync::Mutex<()>,
+    /// The dimension tables' definitions (also those whose file could not be read).
+    dimensions: parking_lot::Mutex<BTreeMap<String, crate::dimension::Dimension>>,
     /// The data directory's lock (one process per directory); every table holds it too, so
     /// that it is released only once nothing of the engine can write any more.
     lock: parking_lot::Mutex<Option<Arc<DataDirLock>>>,
@@ -248,6 +250,7 @@ impl Engine {
                 options,
                 deep,
                 admin: tokio::sync::Mutex::new(()),
+                dimensions: parking_lot::Mutex::new(BTreeMap::new()),
                 lock: parking_lot::Mutex::new(Some(Arc::new(lock))),
             }),
         };
@@ -314,7 +317,37 @@ impl Engine {
             }
             tracing::info!(elapsed = ?started.elapsed(), "table reopened");
         }
+        engine.load_dimensions().await?;
         Ok(engine)
+    }
+
+    /// Loads the dimension tables kept in the data directory. One whose file cannot be read
+    /// is left out of queries (an error is logged) until `reload_dimension_table` reads it.
+    async fn load_dimensions(&self) -> Result<(), Error> {
+        let dir = self.inner.data_dir.join(crate::dimension::DIMENSIONS_DIR);
+        if !dir.exists() {
+            return Ok(());
+        }
+        let mut dirs: Vec<PathBuf> = Vec::new();
+        for entry in std::fs::read_dir(&dir).map_err(|e| io_error(&dir, e))? {
+            dirs.push(entry.map_err(|e| io_error(&dir, e))?.path());
+        }
+        dirs.sort();
+        for path in dirs {
+            let Some(dimension) = crate::dimension::Dimension::load(&path)? else {
+                // A create that a crash interrupted.
+                std::fs::remove_dir_all(&path).map_err(|e| io_error(&path, e))?;
+                continue;
+            };
+            match dimension.read().await {
+                Ok(table) => self.inner.query.register_dimension(&dimension.name, Arc::new(table))?,
+                Err(e) => {
+                    tracing::error!(table = %dimension.name, error = %e, "a dimension table's file cannot be read: the table is left out until it is reloaded")
+                }
+            }
+            self.inner.dimensions.lock().insert(dimension.name.clone(), dimension);
+        }
+        Ok(())
     }
 
     async fn start_table(&self, definition: TableDefinition, dir: PathBuf) -> Result<Arc<Table>, Error> {
@@ -611,6 +644,106 @@ impl Engine {
         })
     }
 
+    /// Creates a Pinot dimension table: `table_config` is an OFFLINE table config with
+    /// `"isDimTable": true` (and, optionally, `dimensionTableConfig.errorOnDuplicatePrimaryKey`),
+    /// `schema` a Pinot schema with `primaryKeyColumns`, and `file` the app's data: JSON lines
+    /// (`.json`, `.jsonl`, `.ndjson`; or a `.json` array of objects), CSV with a header row
+    /// (`.csv`) or Parquet (`.parquet`). JSON goes through the same decoder as a stream's records;
+    /// CSV and Parquet columns are cast to the schema's types. A missing or null value becomes
+    /// the column's default null value, as Pinot stores it; a record that cannot be read fails
+    /// the create (nothing is kept). Rows with a primary key an earlier row has replace it.
+    ///
+    /// The table is held in memory and answers Pinot's
+    /// `LOOKUP('table', 'column', 'keyColumn', value, ...)` and ordinary SQL. The definition is
+    /// kept in the data directory and the file is read again at every open; the app owns the
+    /// file, and [`Engine::reload_dimension_table`] reads it again after it changes. Returns
+    /// the rows read.
+    ///
+    /// ```no_run
+    /// # async fn demo(engine: shoal::Engine) -> Result<(), shoal::Error> {
+    /// let config = serde_json::json!({"tableName": "regions", "tableType": "OFFLINE", "isDimTable": true});
+    /// let schema = serde_json::json!({
+    ///     "schemaName": "regions",
+    ///     "dimensionFieldSpecs": [{"name": "country", "dataType": "STRING"}, {"name": "region", "dataType": "STRING"}],
+    ///     "primaryKeyColumns": ["country"]
+    /// });
+    /// engine.create_dimension_table(&config, &schema, "/srv/app/regions.csv").await?;
+    /// engine.sql("SELECT LOOKUP('regions', 'region', 'country', country) AS region, count(*) FROM events GROUP BY 1").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn create_dimension_table(
+        &self,
+        table_config: &Value,
+        schema: &Value,
+        file: impl AsRef<Path>,
+    ) -> Result<usize, Error> {
+        let _admin = self.inner.admin.lock().await;
+        if self.inner.lock.lock().is_none() {
+            return Err(Error::ShutDown);
+        }
+        let file = std::path::absolute(file.as_ref()).map_err(|e| io_error(file.as_ref(), e))?;
+        let dimension = crate::dimension::Dimension::parse(table_config, schema, &file)?;
+        let name = dimension.name.clone();
+        if self.table(&name).is_ok()
+            || self.inner.query.has_external(&name)
+            || self.inner.dimensions.lock().keys().any(|d| d.eq_ignore_ascii_case(&name))
+        {
+            return Err(Error::TableExists(name));
+        }
+        let table = dimension.read().await?;
+        let rows = table.num_rows();
+        let dir = self.inner.data_dir.join(crate::dimension::DIMENSIONS_DIR).join(&name);
+        dimension.save(&dir)?;
+        self.inner.query.register_dimension(&name, Arc::new(table))?;
+        self.inner.dimensions.lock().insert(name, dimension);
+        Ok(rows)
+    }
+
+    /// Reads a dimension table's file again and swaps the table in; queries already planned
+    /// finish on the old rows. When the file cannot be read, the old rows stay and the error
+    /// says why. Returns the rows read.
+    pub async fn reload_dimension_table(&self, name: &str) -> Result<usize, Error> {
+        let dimension = self.dimension(name)?;
+        let table = dimension.read().await?;
+        let rows = table.num_rows();
+        self.inner.query.register_dimension(&dimension.name, Arc::new(table))?;
+        Ok(rows)
+    }
+
+    /// Removes a dimension table (the app's file stays).
+    pub async fn drop_dimension_table(&self, name: &str) -> Result<(), Error> {
+        let _admin = self.inner.admin.lock().await;
+        let dimension = self.dimension(name)?;
+        let dir = self.inner.data_dir.join(crate::dimension::DIMENSIONS_DIR).join(&dimension.name);
+        std::fs::remove_dir_all(&dir).map_err(|e| io_error(&dir, e))?;
+        self.inner.query.deregister_dimension(&dimension.name);
+        self.inner.dimensions.lock().remove(&dimension.name);
+        Ok(())
+    }
+
+    /// The dimension tables' names (also those whose file could not be read at the open).
+    pub fn dimension_tables(&self) -> Vec<String> {
+        self.inner.dimensions.lock().keys().cloned().collect()
+    }
+
+    fn dimension(&self, name: &str) -> Result<crate::dimension::Dimension, Error> {
+        let name = name.strip_suffix("_OFFLINE").unwrap_or(name);
+        self.inner
+            .dimensions
+            .lock()
+            .values()
+            .find(|d| d.name.eq_ignore_ascii_case(name))
+            .cloned()
+            .ok_or_else(|| Error::NoSuchTable(name.to_string()))
+    }
+
+    /// Registers Shoal's Pinot functions in an app's own DataFusion context, with `LOOKUP`
+    /// over this engine's dimension tables (as they are when each query is planned).
+    pub fn register_functions(&self, ctx: &datafusion::prelude::SessionContext) {
+        shoal_query::register_pinot_functions(ctx);
+        ctx.register_udf(self.inner.query.lookup_udf());
+    }
+
     /// The tables' names.
     pub fn tables(&self) -> Vec<String> {
         self.inner.tables.read().unwrap_or_else(|p| p.into_inner()).keys().cloned().collect()
@@ -748,7 +881,7 @@ struct Restoring<'a> {
 }
 
 /// Writes JSON readable by the owner only (it may hold credentials).
-fn write_private(path: &Path, value: &Value) -> Result<(), Error> {
+pub(crate) fn write_private(path: &Path, value: &Value) -> Result<(), Error> {
     let bytes = serde_json::to_vec_pretty(value)
         .map_err(|e| Error::Corrupt { path: path.to_path_buf(), reason: e.to_string() })?;
     durable::write_atomic(path, &bytes, 0o600).map_err(|e| io_error(path, e.source))

@@ -14,6 +14,7 @@
 mod append;
 pub mod config;
 mod deep;
+mod dimension;
 mod embed;
 pub mod engine;
 pub mod error;
