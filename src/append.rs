@@ -26,6 +26,7 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
 /// The one shard of a table an app feeds.
@@ -60,11 +61,17 @@ impl Appended {
     /// Waits until the table's ingest loop has taken the records: from then on every query
     /// sees their rows (a record that cannot be decoded is counted and skipped, as from a
     /// stream). While the table's consumption is paused this waits for the resume; it fails
-    /// when the table is dropped or the engine shut down first.
+    /// (`NoSuchTable`) when the table is dropped or the engine shut down first, the records
+    /// staying durable in the log of a table that was not dropped.
     pub async fn queryable(&self) -> Result<(), Error> {
         let (Some(last), Some(progress)) = (self.last, &self.progress) else { return Ok(()) };
         let mut progress = progress.clone();
-        progress.wait_for(|&done| done >= last).await.map(|_| ()).map_err(|_| Error::ShutDown)
+        let table = &self.table;
+        progress
+            .wait_for(|&done| done >= last)
+            .await
+            .map(|_| ())
+            .map_err(|_| Error::NoSuchTable(table.clone()))
     }
 }
 
@@ -77,10 +84,13 @@ struct LogState {
     /// A failed fsync leaves the file's state unknown: nothing more is written to it until the
     /// table is opened again.
     broken: Option<String>,
+    /// The table stopped (dropped, shut down): nothing more is written.
+    closed: bool,
 }
 
 /// A table's append log.
 pub(crate) struct AppendLog {
+    table: String,
     dir: PathBuf,
     state: Mutex<LogState>,
     /// The last durable sequence number (0: none).
@@ -91,6 +101,27 @@ impl std::fmt::Debug for AppendLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AppendLog").field("dir", &self.dir).finish()
     }
+}
+
+/// Whether the bad frame at `at` is the torn end of a write a crash cut short: it is the last
+/// thing in the file (its header cut off, its length running to or past the end), or only
+/// zeros follow (space the file system allocated before the data reached it).
+fn torn_tail(file: &mut File, at: u64, size: u64) -> std::io::Result<bool> {
+    let rest = size - at;
+    if rest < HEADER as u64 {
+        return Ok(true);
+    }
+    file.seek(SeekFrom::Start(at))?;
+    let mut header = [0u8; HEADER];
+    file.read_exact(&mut header)?;
+    let len = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes")) as u64;
+    if HEADER as u64 + len >= rest {
+        return Ok(true);
+    }
+    let mut tail = Vec::new();
+    file.seek(SeekFrom::Start(at))?;
+    file.read_to_end(&mut tail)?;
+    Ok(tail.iter().all(|b| *b == 0))
 }
 
 /// One frame read back.
@@ -182,17 +213,19 @@ fn encode_frame(first: u64, arrival_ms: i64, records: &[Bytes]) -> Vec<u8> {
 }
 
 impl AppendLog {
-    /// Opens the log in `table_dir`: checks every frame, cuts a torn end off the last file,
-    /// and deletes the files the table has committed (`committed`: its checkpoint's sequence
-    /// number).
-    pub(crate) fn open(table_dir: &Path, committed: u64) -> Result<AppendLog, Error> {
+    /// Opens the log in `table_dir`: deletes the files wholly at or before `keep_after` (the
+    /// table's committed checkpoint, or earlier while a lost segment still needs its records
+    /// read again), checks every frame of the others, and cuts a torn last frame (a crash
+    /// during its write: never acknowledged) off the last file. Damage anywhere else refuses
+    /// the open: acknowledged batches are never cut away.
+    pub(crate) fn open(table: &str, table_dir: &Path, keep_after: u64) -> Result<AppendLog, Error> {
         let dir = table_dir.join(LOG_DIR);
         durable::create_dir(&dir).map_err(|e| io_error(&dir, e))?;
         let mut files = Vec::new();
         for entry in std::fs::read_dir(&dir).map_err(|e| io_error(&dir, e))? {
             let path = entry.map_err(|e| io_error(&dir, e))?.path();
             let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            match name.strip_suffix(".log").and_then(|n| n.parse::<u64>().ok()) {
+            match name.strip_suffix(".log").and_then(|n| n.parse::<u64>().ok()).filter(|f| *f > 0) {
                 Some(first) => files.push((first, path)),
                 None => {
                     tracing::warn!(file = %path.display(), "an unknown file in an append log is left alone")
@@ -200,21 +233,27 @@ impl AppendLog {
             }
         }
         files.sort();
-        let mut next = 1;
+        // A file whose successor starts at or before keep_after + 1 holds only records that are
+        // no longer needed: it goes unread.
+        while files.len() > 1 && files[1].0 <= keep_after + 1 {
+            let (_, path) = files.remove(0);
+            std::fs::remove_file(&path).map_err(|e| io_error(&path, e))?;
+        }
+        let mut next = files.first().map_or(1, |f| f.0);
         let count = files.len();
         for (i, (first, path)) in files.iter().enumerate() {
-            if i > 0 && *first != next {
+            if *first != next {
                 return Err(Error::Corrupt {
                     path: path.clone(),
                     reason: format!("the append log jumps from sequence number {} to {first}", next - 1),
                 });
             }
-            next = *first;
             let mut file = std::fs::OpenOptions::new()
                 .read(true)
                 .write(true)
                 .open(path)
                 .map_err(|e| io_error(path, e))?;
+            let size = file.metadata().map_err(|e| io_error(path, e))?.len();
             let mut reader = std::io::BufReader::new(&mut file);
             let mut good = 0u64;
             loop {
@@ -233,34 +272,42 @@ impl AppendLog {
                             ),
                         });
                     }
-                    // A crash during the last write leaves a torn frame at the end of the
-                    // last file: its batch was never acknowledged, and it goes.
-                    Err(reason) if i + 1 == count => {
-                        tracing::warn!(file = %path.display(), offset = good, reason, "cutting a torn batch off the append log's end");
+                    Err(reason) => {
                         drop(reader);
+                        if i + 1 < count
+                            || !torn_tail(&mut file, good, size).map_err(|e| io_error(path, e))?
+                        {
+                            return Err(Error::Corrupt {
+                                path: path.clone(),
+                                reason: format!(
+                                    "{reason} at byte {good}, with acknowledged batches after it"
+                                ),
+                            });
+                        }
+                        // The last write, cut short by a crash: its batch was never
+                        // acknowledged, and it goes.
+                        tracing::warn!(table, file = %path.display(), offset = good, reason, "cutting a torn batch off the append log's end");
                         file.set_len(good).map_err(|e| io_error(path, e))?;
                         file.sync_all().map_err(|e| io_error(path, e))?;
                         break;
                     }
-                    Err(reason) => return Err(Error::Corrupt { path: path.clone(), reason }),
                 }
             }
         }
-        if next <= committed + 1 {
+        if next <= keep_after + 1 {
             // Every record in the log is committed: it starts again, empty, after them (also
             // when it was lost with its directory, so that no committed number is reused).
             for (_, path) in files.drain(..) {
                 std::fs::remove_file(&path).map_err(|e| io_error(&path, e))?;
             }
         }
-        let next = next.max(committed + 1);
-        let log = AppendLog {
+        let next = next.max(keep_after + 1);
+        Ok(AppendLog {
+            table: table.to_string(),
             dir,
-            state: Mutex::new(LogState { files, current: None, next, broken: None }),
+            state: Mutex::new(LogState { files, current: None, next, broken: None, closed: false }),
             durable: watch::Sender::new(next - 1),
-        };
-        log.trim(committed);
-        Ok(log)
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, LogState> {
@@ -273,6 +320,9 @@ impl AppendLog {
         assert!(!records.is_empty(), "an empty batch is not written");
         let mut guard = self.lock();
         let state = &mut *guard;
+        if state.closed {
+            return Err(Error::NoSuchTable(self.table.clone()));
+        }
         if let Some(reason) = &state.broken {
             return Err(Error::Io {
                 path: self.dir.clone(),
@@ -302,9 +352,15 @@ impl AppendLog {
         }
         *len += frame.len() as u64;
         state.next = last + 1;
-        drop(guard);
+        // Under the lock: the mark only moves forward, in the order of the writes.
         self.durable.send_replace(last);
+        drop(guard);
         Ok((first, last))
+    }
+
+    /// Stops all writing (the table stopped); a write under way finishes first.
+    pub(crate) fn close(&self) {
+        self.lock().closed = true;
     }
 
     /// Starts a new file at `first`, durably.
@@ -325,14 +381,19 @@ impl AppendLog {
         Ok(())
     }
 
-    /// Deletes the files whose records are all at or before `committed` (never the last one).
-    pub(crate) fn trim(&self, committed: u64) {
+    /// Deletes the files whose records are all at or before `keep_after` (never the last
+    /// one). A file that cannot be deleted stays, and so do the ones after it.
+    pub(crate) fn trim(&self, keep_after: u64) {
         let mut state = self.lock();
-        while state.files.len() > 1 && state.files[1].0 <= committed + 1 {
-            let (_, path) = state.files.remove(0);
-            if let Err(e) = std::fs::remove_file(&path) {
+        while state.files.len() > 1 && state.files[1].0 <= keep_after + 1 {
+            let path = &state.files[0].1;
+            if let Err(e) = std::fs::remove_file(path)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
                 tracing::warn!(file = %path.display(), error = %e, "a committed append log file could not be deleted");
+                return;
             }
+            state.files.remove(0);
         }
     }
 
@@ -430,6 +491,7 @@ impl AppendSource {
         tokio::spawn(async move {
             let mut durable = log.durable.subscribe();
             let mut cursor = Some(Cursor { log, next: after + 1, file: None, at: 0 });
+            let mut backoff: Option<Duration> = None;
             loop {
                 if *shutdown.borrow() {
                     return;
@@ -459,19 +521,33 @@ impl AppendSource {
                         }
                         continue;
                     }
-                    Ok(_) => {}
+                    Ok(_) => backoff = None,
                     Err(reason) => {
-                        // The log lost what this reader needs (a replay of trimmed records, or
-                        // a damaged file): it stops, and says why.
-                        tracing::error!(reason, "the append log cannot be read further");
-                        return;
+                        // A failed read (an I/O error, a frame a failed write left in this
+                        // reader's buffer): the file is opened again after a pause that grows
+                        // to 30 s, and the ingest loop waits; never a busy loop.
+                        let pause = backoff.map_or(Duration::from_millis(100), |p: Duration| {
+                            (p * 2).min(Duration::from_secs(30))
+                        });
+                        if backoff.is_none() || pause == Duration::from_secs(30) {
+                            tracing::error!(reason, retry_in = ?pause, "the append log cannot be read now");
+                        }
+                        backoff = Some(pause);
+                        if let Some(c) = cursor.as_mut() {
+                            c.file = None;
+                        }
+                        tokio::select! {
+                            _ = tokio::time::sleep(pause) => {}
+                            _ = shutdown.changed() => return,
+                            _ = events.closed() => return,
+                        }
+                        continue;
                     }
                 }
                 tokio::select! {
                     _ = durable.changed() => {}
                     _ = shutdown.changed() => return,
-                    // A file that was not yet visible at the last look.
-                    _ = tokio::time::sleep(std::time::Duration::from_millis(200)) => {}
+                    _ = events.closed() => return,
                 }
             }
         });
@@ -571,13 +647,13 @@ mod tests {
     #[test]
     fn batches_are_numbered_read_back_and_survive_a_reopen() {
         let dir = tempfile::tempdir().unwrap();
-        let log = Arc::new(AppendLog::open(dir.path(), 0).unwrap());
+        let log = Arc::new(AppendLog::open("t", dir.path(), 0).unwrap());
         assert_eq!(log.append(&batch(&["a", "b"]), 1).unwrap(), (1, 2));
         assert_eq!(log.append(&batch(&["c"]), 2).unwrap(), (3, 3));
         assert_eq!(read_all(&log, 0), vec![(1, "a".into()), (2, "b".into()), (3, "c".into())]);
         assert_eq!(read_all(&log, 2), vec![(3, "c".into())]);
         drop(log);
-        let log = Arc::new(AppendLog::open(dir.path(), 0).unwrap());
+        let log = Arc::new(AppendLog::open("t", dir.path(), 0).unwrap());
         assert_eq!(log.append(&batch(&["d"]), 3).unwrap(), (4, 4));
         assert_eq!(read_all(&log, 1).len(), 3);
     }
@@ -585,7 +661,7 @@ mod tests {
     #[test]
     fn a_torn_last_batch_is_cut_off_whole_and_a_damaged_middle_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let log = AppendLog::open(dir.path(), 0).unwrap();
+        let log = AppendLog::open("t", dir.path(), 0).unwrap();
         log.append(&batch(&["a"]), 1).unwrap();
         log.append(&batch(&["b", "c"]), 1).unwrap();
         drop(log);
@@ -594,26 +670,54 @@ mod tests {
         // A crash in the middle of the second batch's write.
         let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
         file.set_len(len - 3).unwrap();
-        let log = Arc::new(AppendLog::open(dir.path(), 0).unwrap());
+        let log = Arc::new(AppendLog::open("t", dir.path(), 0).unwrap());
         assert_eq!(read_all(&log, 0), vec![(1, "a".into())]);
         // The numbers of the lost batch are given out again: it was never acknowledged.
         assert_eq!(log.append(&batch(&["x"]), 1).unwrap(), (2, 2));
         drop(log);
         // A flipped byte inside an acknowledged batch that is not the last: refused.
-        let log = AppendLog::open(dir.path(), 0).unwrap();
+        let log = AppendLog::open("t", dir.path(), 0).unwrap();
         log.append(&batch(&["y"]), 1).unwrap();
         drop(log);
         let mut bytes = std::fs::read(&path).unwrap();
         bytes[HEADER + 21] ^= 0xff;
         std::fs::write(&path, bytes).unwrap();
-        let e = AppendLog::open(dir.path(), 0).unwrap_err();
+        let e = AppendLog::open("t", dir.path(), 0).unwrap_err();
         assert!(e.to_string().contains("checksum"), "{e}");
+    }
+
+    #[test]
+    fn damage_inside_the_last_file_is_refused_and_a_zeroed_tail_is_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AppendLog::open("t", dir.path(), 0).unwrap();
+        for text in ["a", "b", "c"] {
+            log.append(&batch(&[text]), 1).unwrap();
+        }
+        drop(log);
+        let path = dir.path().join(LOG_DIR).join(file_name(1));
+        let good = std::fs::read(&path).unwrap();
+        // A flipped byte in the middle batch of the last file: acknowledged batches follow it.
+        let frame = good.len() / 3;
+        let mut bytes = good.clone();
+        bytes[frame + HEADER + 21] ^= 0xff;
+        std::fs::write(&path, &bytes).unwrap();
+        let e = AppendLog::open("t", dir.path(), 0).unwrap_err().to_string();
+        assert!(e.contains("acknowledged batches after it"), "{e}");
+        // A last batch whose space was allocated but never written (zeros): cut off.
+        let mut bytes = good.clone();
+        bytes[2 * frame..].fill(0);
+        std::fs::write(&path, &bytes).unwrap();
+        let log = Arc::new(AppendLog::open("t", dir.path(), 0).unwrap());
+        assert_eq!(read_all(&log, 0), vec![(1, "a".into()), (2, "b".into())]);
+        // A closed log takes nothing more.
+        log.close();
+        assert!(matches!(log.append(&batch(&["d"]), 1), Err(Error::NoSuchTable(_))));
     }
 
     #[test]
     fn committed_files_are_deleted_and_numbering_continues_after_the_checkpoint() {
         let dir = tempfile::tempdir().unwrap();
-        let log = AppendLog::open(dir.path(), 0).unwrap();
+        let log = AppendLog::open("t", dir.path(), 0).unwrap();
         log.append(&batch(&["a"]), 1).unwrap();
         {
             let mut state = log.lock();
@@ -631,7 +735,7 @@ mod tests {
         drop(log);
         // The log is gone (a restored table): numbers go on after the committed checkpoint.
         std::fs::remove_dir_all(dir.path().join(LOG_DIR)).unwrap();
-        let log = AppendLog::open(dir.path(), 7).unwrap();
+        let log = AppendLog::open("t", dir.path(), 7).unwrap();
         assert_eq!(log.append(&batch(&["c"]), 1).unwrap(), (8, 8));
     }
 }

@@ -627,10 +627,10 @@ impl Engine {
                 progress: None,
             });
         }
-        let committed = table.committed_append();
+        let keep_after = table.append_keep_after();
         let (first, last) = tokio::task::spawn_blocking(move || {
             let written = log.append(&records, shoal_stream::now_ms());
-            log.trim(committed);
+            log.trim(keep_after);
             written
         })
         .await

@@ -116,6 +116,10 @@ async fn an_append_table_refuses_kinesis_settings_by_key_path() {
     engine.create_table(&append_config("clicks", 4), &append_schema("clicks")).await.unwrap();
     let def = engine.definition("clicks").unwrap();
     assert!(def.config.stream.is_append());
+    let again =
+        shoal::TableDefinition::from_json(&def.config.normalised_json(), &append_schema("clicks")).unwrap();
+    assert!(again.config.stream.is_append());
+    assert_eq!(again.config.normalised_json(), def.config.normalised_json());
     engine.shutdown().await;
 }
 
@@ -139,6 +143,31 @@ async fn a_restart_reads_the_unsealed_rows_from_the_log_once() {
     assert_eq!(next.first, Some(16), "numbering goes on after the log");
     next.queryable().await.unwrap();
     assert_eq!(counts(&engine, "clicks").await, (16, 16));
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_segment_of_an_append_table_is_read_again_from_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let ts = now_ms();
+    let segments = {
+        let engine = Engine::open_with(dir.path(), options(MemorySources::default())).await.unwrap();
+        engine.create_table(&append_config("clicks", 4), &append_schema("clicks")).await.unwrap();
+        let records: Vec<String> = (0..10).map(|i| record(i, ts)).collect();
+        engine.append("clicks", &records).await.unwrap().queryable().await.unwrap();
+        let segments = engine.table_status("clicks").unwrap().segments;
+        engine.shutdown().await;
+        segments
+    };
+    assert_eq!(segments.len(), 2);
+    // The first segment (records 1..=4) cut short.
+    let file = dir.path().join("tables/clicks/segments").join(format!("{}.seg", segments[0].name));
+    let bytes = std::fs::read(&file).unwrap();
+    std::fs::write(&file, &bytes[..bytes.len() / 2]).unwrap();
+    let engine = Engine::open_with(dir.path(), options(MemorySources::default())).await.unwrap();
+    assert_eq!(engine.table_status("clicks").unwrap().quarantined.len(), 1);
+    // Its rows come back from the append log, none twice.
+    assert_eq!(wait_for_rows(&engine, "clicks", 10, Duration::from_secs(60)).await, (10, 10));
     engine.shutdown().await;
 }
 

@@ -163,6 +163,20 @@ pub fn layout_of(definition: &TableDefinition) -> Arc<TableLayout> {
     ))
 }
 
+/// The sequence number of the append log up to which a table needs no record again: its
+/// committed checkpoint, or just before the first record of the earliest lost segment, which
+/// is read again from the log.
+fn append_keep_after(manifest: &crate::manifest::Manifest) -> u64 {
+    let seq = |c: &shoal_stream::Checkpoint| c.sequence.as_str().parse::<u64>().unwrap_or(0);
+    let committed = manifest.checkpoints.get(crate::append::APPEND_SHARD).map_or(0, seq);
+    manifest
+        .lost
+        .iter()
+        .filter(|l| l.entry.shard == crate::append::APPEND_SHARD)
+        .map(|l| l.entry.after.as_ref().map_or(0, seq))
+        .fold(committed, u64::min)
+}
+
 impl Table {
     /// Opens a table in `dir`: loads the manifest, deletes files it does not name (half-sealed
     /// segments), maps the sealed segments (without reading them) and quarantines the damaged
@@ -232,12 +246,8 @@ impl Table {
             });
         }
         let append_log = if definition.config.stream.is_append() {
-            let committed = opened
-                .manifest
-                .checkpoints
-                .get(crate::append::APPEND_SHARD)
-                .map_or(0, |c| c.sequence.as_str().parse().unwrap_or(0));
-            Some(Arc::new(crate::append::AppendLog::open(&dir, committed)?))
+            let keep_after = append_keep_after(&opened.manifest);
+            Some(Arc::new(crate::append::AppendLog::open(&name, &dir, keep_after)?))
         } else {
             None
         };
@@ -273,14 +283,9 @@ impl Table {
         }
     }
 
-    /// The sequence number of the append log the table has committed (0: none).
-    pub(crate) fn committed_append(&self) -> u64 {
-        self.committer
-            .current()
-            .manifest
-            .checkpoints
-            .get(crate::append::APPEND_SHARD)
-            .map_or(0, |c| c.sequence.as_str().parse().unwrap_or(0))
+    /// The sequence number of the append log up to which the table needs no record again.
+    pub(crate) fn append_keep_after(&self) -> u64 {
+        append_keep_after(&self.committer.current().manifest)
     }
 
     /// Starts consuming from `source` (unless the table is paused), resuming after the
@@ -357,6 +362,9 @@ impl Table {
 
     /// Stops the readers and ingestion tasks; what is committed stays committed.
     pub async fn stop(&self) {
+        if let Some(log) = &self.append_log {
+            log.close();
+        }
         self.stop_consuming().await;
         let _ = self.stop.send(true);
         // Tasks started while stopping are waited for too.
@@ -376,6 +384,9 @@ impl Table {
 
     /// Tells the source and every task to stop, without waiting (for a drop).
     pub(crate) fn stop_now(&self) {
+        if let Some(log) = &self.append_log {
+            log.close();
+        }
         let consumption = std::mem::take(&mut *self.consumption.lock());
         if let Some(handle) = consumption.source {
             handle.stop();
