@@ -66,12 +66,10 @@ fn table(name: &str, cold: bool) -> Value {
 }
 
 fn options(stream: &MemoryStream, deep: Option<shoal::DeepStoreOptions>) -> EngineOptions {
-    EngineOptions {
-        sources: Arc::new(Shared(stream.clone())),
-        deep_store: deep,
-        retention_interval: Duration::from_millis(200),
-        ..EngineOptions::default()
-    }
+    EngineOptions::default()
+        .with_sources(Arc::new(Shared(stream.clone())))
+        .with_deep_store(deep)
+        .with_retention_interval(Duration::from_millis(200))
 }
 
 async fn wait(what: &str, mut done: impl AsyncFnMut() -> bool) {

@@ -114,7 +114,7 @@ fn records_stream(records: impl Iterator<Item = (usize, String)>) -> MemoryStrea
 
 /// Opens an engine on `dir` over `streams`.
 async fn open(dir: &std::path::Path, streams: &Streams) -> Engine {
-    let options = EngineOptions { sources: Arc::new(streams.clone()), ..EngineOptions::default() };
+    let options = EngineOptions::default().with_sources(Arc::new(streams.clone()));
     Engine::open_with(dir, options).await.unwrap()
 }
 

@@ -192,12 +192,12 @@ async fn main() {
     let queries: Vec<Value> =
         serde_json::from_str(include_str!("../benches/compare/queries.json")).expect("queries.json");
     let fill = |sql: &str| sql.replace("{t0}", &t0.to_string()).replace("{t1}", &t1.to_string());
-    let options = QueryOptions { timeout: std::time::Duration::from_secs(600), ..QueryOptions::default() };
+    let options = QueryOptions::default().with_timeout(std::time::Duration::from_secs(600));
     let table = Arc::new(Table(segments));
     let engine = QueryEngine::new(options.clone());
     engine.register("events", Arc::clone(&layout), Arc::clone(&table) as Arc<dyn SnapshotSource>);
     // The same table with pruning off, to time the same time-range SQL reading every segment.
-    let unpruned = QueryEngine::new(QueryOptions { prune: false, ..options });
+    let unpruned = QueryEngine::new(options.with_prune(false));
     unpruned.register("events", Arc::clone(&layout), table);
     let mut shoal_ms = Vec::new();
     // Per query: the column types and rows of Shoal's answer.

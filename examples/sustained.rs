@@ -83,7 +83,7 @@ async fn main() {
     let stream = MemoryStream::new(args.shards);
     let shards = stream.open_shards();
     let dir = std::env::temp_dir().join(format!("shoal-sustained-{}", std::process::id()));
-    let options = EngineOptions { sources: Arc::new(OneStream(stream.clone())), ..EngineOptions::default() };
+    let options = EngineOptions::default().with_sources(Arc::new(OneStream(stream.clone())));
     let engine = Engine::open_with(&dir, options).await.expect("open the engine");
     let schema: serde_json::Value =
         serde_json::from_str(include_str!("config/events.schema.json")).expect("the events schema");

@@ -79,6 +79,7 @@ impl Faults {
 
 /// Engine settings.
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct EngineOptions {
     /// Query limits.
     pub query: QueryOptions,
@@ -101,6 +102,58 @@ pub struct EngineOptions {
     /// Faults the tests inject.
     #[cfg(feature = "fault-injection")]
     pub faults: Arc<Faults>,
+}
+
+/// Builder methods: `EngineOptions::default().with_…(…)`, so that a setting added later breaks no caller.
+impl EngineOptions {
+    /// Sets [`EngineOptions::query`].
+    pub fn with_query(mut self, query: QueryOptions) -> Self {
+        self.query = query;
+        self
+    }
+
+    /// Sets [`EngineOptions::consuming_memory_cap`].
+    pub fn with_consuming_memory_cap(mut self, consuming_memory_cap: usize) -> Self {
+        self.consuming_memory_cap = consuming_memory_cap;
+        self
+    }
+
+    /// Sets [`EngineOptions::retention_interval`].
+    pub fn with_retention_interval(mut self, retention_interval: Duration) -> Self {
+        self.retention_interval = retention_interval;
+        self
+    }
+
+    /// Sets [`EngineOptions::seal_retry`].
+    pub fn with_seal_retry(mut self, seal_retry: Duration) -> Self {
+        self.seal_retry = seal_retry;
+        self
+    }
+
+    /// Sets [`EngineOptions::scrub`].
+    pub fn with_scrub(mut self, scrub: Option<ScrubOptions>) -> Self {
+        self.scrub = scrub;
+        self
+    }
+
+    /// Sets [`EngineOptions::sources`].
+    pub fn with_sources(mut self, sources: Arc<dyn SourceFactory>) -> Self {
+        self.sources = sources;
+        self
+    }
+
+    /// Sets [`EngineOptions::deep_store`].
+    pub fn with_deep_store(mut self, deep_store: Option<crate::deep::DeepStoreOptions>) -> Self {
+        self.deep_store = deep_store;
+        self
+    }
+
+    /// Sets [`EngineOptions::faults`].
+    #[cfg(feature = "fault-injection")]
+    pub fn with_faults(mut self, faults: Arc<Faults>) -> Self {
+        self.faults = faults;
+        self
+    }
 }
 
 impl Default for EngineOptions {

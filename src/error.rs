@@ -72,6 +72,63 @@ pub enum Error {
     ShutDown,
 }
 
+/// What kind of failure an [`Error`] is, to match on without taking the error apart.
+///
+/// ```
+/// # async fn demo(engine: shoal::Engine) {
+/// match engine.sql("SELECT count(*) FROM nope").await {
+///     Err(e) if e.kind() == shoal::ErrorKind::Query(shoal::QueryErrorKind::TableNotFound) => {}
+///     Err(e) if e.kind() == shoal::ErrorKind::Query(shoal::QueryErrorKind::Timeout) => {}
+///     _ => {}
+/// }
+/// # }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// A table config, schema or setting is invalid ([`Error::Config`]).
+    InvalidConfig,
+    /// A request is not one Shoal takes: a table that takes no appends, a batch too large.
+    InvalidInput,
+    /// No table has the name.
+    NotFound,
+    /// A table has the name already.
+    AlreadyExists,
+    /// A file could not be read or written.
+    Io,
+    /// A file is damaged or not what it should be.
+    Corrupt,
+    /// A query failed, and why (Pinot's error codes follow from it).
+    Query(shoal_query::ErrorKind),
+    /// The deep store could not be reached or refused a request.
+    DeepStore,
+    /// Another engine holds the data directory.
+    InUse,
+    /// The engine is shut down.
+    ShutDown,
+    /// An internal task failed.
+    Internal,
+}
+
+impl Error {
+    /// The kind of failure.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Config(_) => ErrorKind::InvalidConfig,
+            Error::Io { .. } => ErrorKind::Io,
+            Error::Corrupt { .. } | Error::Segment(_) => ErrorKind::Corrupt,
+            Error::Query(q) => ErrorKind::Query(q.kind),
+            Error::NoSuchTable(_) => ErrorKind::NotFound,
+            Error::TableExists(_) => ErrorKind::AlreadyExists,
+            Error::DataDirInUse { .. } => ErrorKind::InUse,
+            Error::DeepStore(_) => ErrorKind::DeepStore,
+            Error::NotAppendable(_) | Error::TooLarge { .. } => ErrorKind::InvalidInput,
+            Error::Task(_) => ErrorKind::Internal,
+            Error::ShutDown => ErrorKind::ShutDown,
+        }
+    }
+}
+
 /// An I/O error naming its file.
 pub fn io_error(path: &Path, source: std::io::Error) -> Error {
     Error::Io { path: path.to_path_buf(), source }

@@ -32,11 +32,29 @@ pub use deep::{DeepStore, DeepStoreOptions};
 #[cfg(feature = "fault-injection")]
 pub use engine::Faults;
 pub use engine::{Engine, EngineOptions, KinesisSources, SourceFactory};
-pub use error::Error;
+pub use error::{Error, ErrorKind};
 pub use metrics::Metrics;
 pub use shoal_query::{
-    QueryOptions, QueryResult, RequestOptions, register_pinot_functions as register_functions,
+    ErrorKind as QueryErrorKind, QueryError, QueryOptions, QueryResult, QueryStream, RequestOptions,
+    ScanStats, register_pinot_functions as register_functions,
 };
+
+/// What a table reads records from, for an app that feeds a table from a source of its own:
+/// implement [`Source`](source::Source) (one [`ShardReader`](source::ShardReader) per shard,
+/// each yielding [`ShardEvent`](source::ShardEvent)s of [`Record`](source::Record)s in order)
+/// and hand the engine a [`SourceFactory`] that makes it
+/// ([`EngineOptions::with_sources`]). `examples/channel_source.rs` feeds a table from an
+/// in-process channel this way. A table's checkpoints ([`ResumeState`](source::ResumeState))
+/// say where a source resumes after a restart: a source that cannot read again what was not
+/// yet committed loses it at a crash, which is what [`Engine::append`] and its log avoid.
+pub mod source {
+    pub use crate::engine::{KinesisSources, SourceFactory};
+    pub use shoal_stream::source::Control;
+    pub use shoal_stream::{
+        Checkpoint, Record, ResumeState, SequenceNumber, ShardEvent, ShardReader, Source, SourceHandle,
+        StreamMetrics,
+    };
+}
 pub use shoal_segment::{Problem, Schema};
 pub use shoal_stream::Secret;
 pub use table::{

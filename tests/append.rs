@@ -88,6 +88,13 @@ async fn appended_records_are_decoded_transformed_sealed_and_committed() {
     let e = engine.append("kin", [record(1, ts)]).await.unwrap_err();
     assert!(matches!(e, Error::NotAppendable(ref t) if t == "kin"), "{e}");
     assert!(matches!(engine.append("nope", [record(1, ts)]).await.unwrap_err(), Error::NoSuchTable(_)));
+    // Errors are matched by kind too.
+    assert_eq!(engine.append("nope", [record(1, ts)]).await.unwrap_err().kind(), shoal::ErrorKind::NotFound);
+    assert_eq!(e.kind(), shoal::ErrorKind::InvalidInput);
+    let e = engine.sql("SELECT count(*) FROM nope").await.unwrap_err();
+    assert_eq!(e.kind(), shoal::ErrorKind::Query(shoal::QueryErrorKind::TableNotFound), "{e}");
+    let e = engine.create_table(&append_config("clicks", 4), &append_schema("clicks")).await.unwrap_err();
+    assert_eq!(e.kind(), shoal::ErrorKind::AlreadyExists);
 
     // A paused table takes appends and reads them at its resume.
     engine.pause_consumption("clicks", None).await.unwrap();

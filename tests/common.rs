@@ -32,11 +32,9 @@ impl SourceFactory for MemorySources {
 }
 
 pub fn options(sources: impl SourceFactory + 'static) -> EngineOptions {
-    EngineOptions {
-        sources: Arc::new(sources),
-        retention_interval: Duration::from_millis(200),
-        ..EngineOptions::default()
-    }
+    EngineOptions::default()
+        .with_sources(Arc::new(sources))
+        .with_retention_interval(Duration::from_millis(200))
 }
 
 /// A table config for `name` reading `stream` at `endpoint`, sealing every `rows` rows.

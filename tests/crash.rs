@@ -38,7 +38,7 @@ async fn crash_child() {
         .with_writer(std::io::stdout)
         .init();
     let faults = Faults::default().pause_before_commit(Duration::from_millis(400));
-    let options = EngineOptions { faults: Arc::new(faults), ..EngineOptions::default() };
+    let options = EngineOptions::default().with_faults(Arc::new(faults));
     let engine = Engine::open_with(&dir, options).await.unwrap();
     if engine.tables().is_empty() {
         engine

@@ -27,11 +27,7 @@ fn engine_options(deep: shoal::DeepStoreOptions) -> EngineOptions {
     let mut deep = deep;
     deep.retry_max = Duration::from_secs(2);
     deep.delete_grace = Duration::from_secs(1);
-    EngineOptions {
-        deep_store: Some(deep),
-        retention_interval: Duration::from_millis(300),
-        ..EngineOptions::default()
-    }
+    EngineOptions::default().with_deep_store(Some(deep)).with_retention_interval(Duration::from_millis(300))
 }
 
 /// `table_config` with a cold tier after `age`.

@@ -9,7 +9,7 @@
 mod common;
 
 use common::*;
-use shoal::{Engine, EngineOptions, ShardState};
+use shoal::{Engine, ShardState};
 use std::time::Duration;
 
 /// Lowers the process's file size limit; restores it when dropped (also on a failed assert).
@@ -53,7 +53,7 @@ async fn a_full_disk_pauses_the_shard_and_loses_nothing() {
     let sources = MemorySources::default();
     let stream = sources.stream("disk", 1);
     let shard = stream.open_shards()[0].clone();
-    let options = EngineOptions { seal_retry: Duration::from_millis(300), ..options(sources.clone()) };
+    let options = options(sources.clone()).with_seal_retry(Duration::from_millis(300));
     let engine = Engine::open_with(dir.path(), options.clone()).await.unwrap();
     engine.create_table(&table_config("disk", "disk", "http://unused", 1000), &schema("disk")).await.unwrap();
     let t = now_ms();

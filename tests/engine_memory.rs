@@ -4,7 +4,7 @@ mod common;
 
 use common::*;
 use serde_json::json;
-use shoal::{Engine, EngineOptions, Error, ShardState};
+use shoal::{Engine, Error, ShardState};
 use std::time::{Duration, Instant};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -77,7 +77,7 @@ async fn reopening_100_segments_does_not_read_them() {
         engine.shutdown().await;
         drop(engine);
         // Without the background scrub, which reads every segment after open on purpose.
-        let reopen = EngineOptions { scrub: None, ..options(sources.clone()) };
+        let reopen = options(sources.clone()).with_scrub(None);
         let started = Instant::now();
         let engine = Engine::open_with(dir.path(), reopen).await.unwrap();
         let took = started.elapsed();

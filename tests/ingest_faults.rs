@@ -42,7 +42,7 @@ async fn over_the_memory_cap_the_largest_consuming_segment_seals() {
     // Before anything freezes, a consuming segment estimates half its records' JSON bytes:
     // 1,000 records of about 55 bytes are about 27 KB, under the cap; 400 more on the other
     // shard take the table over it.
-    let options = EngineOptions { consuming_memory_cap: 32 << 10, ..EngineOptions::default() };
+    let options = EngineOptions::default().with_consuming_memory_cap(32 << 10);
     let engine = Engine::open_with(dir.path(), options).await.unwrap();
     engine
         .create_table(&table_config("capped", "capped", &emulator.endpoint(), 1_000_000), &schema("capped"))
@@ -83,10 +83,8 @@ async fn a_panicking_ingest_task_restarts_from_the_last_commit() {
     emulator.create_stream("panicky", 1).await.unwrap();
     let shard = shards(&emulator, "panicky").await.remove(0);
     let dir = tempfile::tempdir().unwrap();
-    let options = EngineOptions {
-        faults: Arc::new(Faults::default().panic_once_on("\"id\": 777,")),
-        ..EngineOptions::default()
-    };
+    let options =
+        EngineOptions::default().with_faults(Arc::new(Faults::default().panic_once_on("\"id\": 777,")));
     let engine = Engine::open_with(dir.path(), options).await.unwrap();
     engine
         .create_table(&table_config("panicky", "panicky", &emulator.endpoint(), 100), &schema("panicky"))

@@ -119,7 +119,7 @@ async fn a_query_leaves_out_a_damaged_segment_says_so_and_the_rows_come_back() {
     let victim = &files[2];
     flip_a_data_bit(&dir.path().join("tables/queried/segments").join(victim));
 
-    let options = EngineOptions { scrub: None, ..EngineOptions::default() };
+    let options = EngineOptions::default().with_scrub(None);
     let engine = Engine::open_with(dir.path(), options.clone()).await.unwrap();
     let answer = shoal_server::broker::answer(&engine, "SELECT count(*) FROM queried").await;
     assert_eq!(answer.exceptions.len(), 1, "{answer:?}");

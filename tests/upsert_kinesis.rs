@@ -121,7 +121,7 @@ async fn the_last_version_wins_through_seals_a_split_and_a_merge() {
 async fn upsert_child() {
     let (Ok(dir), Ok(endpoint)) = (std::env::var(DIR), std::env::var(ENDPOINT)) else { return };
     let faults = Faults::default().pause_before_commit(Duration::from_millis(300));
-    let options = EngineOptions { faults: Arc::new(faults), ..EngineOptions::default() };
+    let options = EngineOptions::default().with_faults(Arc::new(faults));
     let engine = Engine::open_with(&dir, options).await.unwrap();
     if engine.tables().is_empty() {
         engine.create_table(&upsert_table("killed", &endpoint, 400), &upsert_schema("killed")).await.unwrap();

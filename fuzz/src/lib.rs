@@ -432,13 +432,7 @@ fn functions_engine() -> &'static (tokio::runtime::Runtime, QueryEngine) {
         let rows: Vec<String> = rows.iter().map(|r| r.to_string()).collect();
         let outcome = segment.append(rows.iter().map(|r| (r.as_bytes(), RecordMeta::default())));
         assert_eq!(outcome.rows, rows.len(), "every row of the fuzz table decodes");
-        let engine = QueryEngine::new(QueryOptions {
-            timeout: Duration::from_secs(10),
-            memory_limit: 256 << 20,
-            max_result_rows: 100,
-            target_partitions: 1,
-            ..QueryOptions::default()
-        });
+        let engine = QueryEngine::new(QueryOptions::default().with_timeout(Duration::from_secs(10)).with_memory_limit(256 << 20).with_max_result_rows(100).with_target_partitions(1));
         engine.register("t", layout, Arc::new(FixedRows(segment)));
         (runtime, engine)
     })

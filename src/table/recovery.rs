@@ -19,11 +19,27 @@ use std::time::Duration;
 
 /// How the scrub reads sealed segments in the background.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ScrubOptions {
     /// Most bytes read per second (the scrub sleeps between segments to keep to it).
     pub bytes_per_second: u64,
     /// Time between two passes over every segment (the first starts right after open).
     pub interval: Duration,
+}
+
+/// Builder methods: `ScrubOptions::default().with_…(…)`, so that a setting added later breaks no caller.
+impl ScrubOptions {
+    /// Sets [`ScrubOptions::bytes_per_second`].
+    pub fn with_bytes_per_second(mut self, bytes_per_second: u64) -> Self {
+        self.bytes_per_second = bytes_per_second;
+        self
+    }
+
+    /// Sets [`ScrubOptions::interval`].
+    pub fn with_interval(mut self, interval: Duration) -> Self {
+        self.interval = interval;
+        self
+    }
 }
 
 impl Default for ScrubOptions {

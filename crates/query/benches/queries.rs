@@ -70,7 +70,7 @@ fn queries(c: &mut Criterion) {
     let table = Arc::new(Table { sealed, consuming });
     let engine = QueryEngine::new(QueryOptions::default());
     engine.register("events", Arc::clone(&layout), Arc::clone(&table) as Arc<dyn SnapshotSource>);
-    let unpruned = QueryEngine::new(QueryOptions { prune: false, ..QueryOptions::default() });
+    let unpruned = QueryEngine::new(QueryOptions::default().with_prune(false));
     unpruned.register("events", Arc::clone(&layout), table);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a runtime");
     let set: Vec<Value> =

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 /// What a Pinot client sends with its SQL, besides the SQL itself.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RequestOptions {
     /// The request body's `queryOptions`: `"k1=v1;k2=v2"` (pinot-common `RequestUtils.java`,
     /// `getOptionsFromString`). The `pinotdb` client sends `useMultistageEngine=true` here.
@@ -24,6 +25,21 @@ pub struct RequestOptions {
     /// The body's `"trace": true`, or `?trace=true` on a GET (pinot-common `RequestUtils.java`
     /// turns it into the option `trace=true`).
     pub trace: bool,
+}
+
+/// Builder methods: `RequestOptions::default().with_…(…)`, so that a setting added later breaks no caller.
+impl RequestOptions {
+    /// Sets [`RequestOptions::query_options`].
+    pub fn with_query_options(mut self, query_options: Option<String>) -> Self {
+        self.query_options = query_options;
+        self
+    }
+
+    /// Sets [`RequestOptions::trace`].
+    pub fn with_trace(mut self, trace: bool) -> Self {
+        self.trace = trace;
+        self
+    }
 }
 
 /// The query options one query runs with, merged from its SET statements, its OPTION clause and

@@ -32,6 +32,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Limits every query runs under.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct QueryOptions {
     /// Longest a query may run (default 30 s).
     pub timeout: Duration,
@@ -69,6 +70,87 @@ pub struct QueryOptions {
     pub default_limit: Option<usize>,
 }
 
+/// Builder methods: `QueryOptions::default().with_…(…)`, so that a setting added later breaks no caller.
+impl QueryOptions {
+    /// Sets [`QueryOptions::timeout`].
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Sets [`QueryOptions::memory_limit`].
+    pub fn with_memory_limit(mut self, memory_limit: usize) -> Self {
+        self.memory_limit = memory_limit;
+        self
+    }
+
+    /// Sets [`QueryOptions::max_result_rows`].
+    pub fn with_max_result_rows(mut self, max_result_rows: usize) -> Self {
+        self.max_result_rows = max_result_rows;
+        self
+    }
+
+    /// Sets [`QueryOptions::target_partitions`].
+    pub fn with_target_partitions(mut self, target_partitions: usize) -> Self {
+        self.target_partitions = target_partitions;
+        self
+    }
+
+    /// Sets [`QueryOptions::prune`].
+    pub fn with_prune(mut self, prune: bool) -> Self {
+        self.prune = prune;
+        self
+    }
+
+    /// Sets [`QueryOptions::total_memory`].
+    pub fn with_total_memory(mut self, total_memory: usize) -> Self {
+        self.total_memory = total_memory;
+        self
+    }
+
+    /// Sets [`QueryOptions::max_result_bytes`].
+    pub fn with_max_result_bytes(mut self, max_result_bytes: usize) -> Self {
+        self.max_result_bytes = max_result_bytes;
+        self
+    }
+
+    /// Sets [`QueryOptions::max_value_bytes`].
+    pub fn with_max_value_bytes(mut self, max_value_bytes: usize) -> Self {
+        self.max_value_bytes = max_value_bytes;
+        self
+    }
+
+    /// Sets [`QueryOptions::max_expression_depth`].
+    pub fn with_max_expression_depth(mut self, max_expression_depth: usize) -> Self {
+        self.max_expression_depth = max_expression_depth;
+        self
+    }
+
+    /// Sets [`QueryOptions::max_concurrent_queries`].
+    pub fn with_max_concurrent_queries(mut self, max_concurrent_queries: usize) -> Self {
+        self.max_concurrent_queries = max_concurrent_queries;
+        self
+    }
+
+    /// Sets [`QueryOptions::max_queued_queries`].
+    pub fn with_max_queued_queries(mut self, max_queued_queries: usize) -> Self {
+        self.max_queued_queries = max_queued_queries;
+        self
+    }
+
+    /// Sets [`QueryOptions::max_join_pairs`].
+    pub fn with_max_join_pairs(mut self, max_join_pairs: u64) -> Self {
+        self.max_join_pairs = max_join_pairs;
+        self
+    }
+
+    /// Sets [`QueryOptions::default_limit`].
+    pub fn with_default_limit(mut self, default_limit: Option<usize>) -> Self {
+        self.default_limit = default_limit;
+        self
+    }
+}
+
 impl Default for QueryOptions {
     fn default() -> Self {
         QueryOptions {
@@ -99,7 +181,7 @@ fn cores() -> usize {
 const PLAN_STACK: usize = 64 << 20;
 
 /// What kind of failure a query met, with Pinot's error code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ErrorKind {
     /// The SQL or its options do not parse, or the statement is not allowed (150).

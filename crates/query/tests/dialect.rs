@@ -83,7 +83,7 @@ fn table(options: QueryOptions) -> (QueryEngine, tempfile::TempDir) {
 }
 
 fn pinot_limit() -> QueryOptions {
-    QueryOptions { default_limit: Some(10), ..QueryOptions::default() }
+    QueryOptions::default().with_default_limit(Some(10))
 }
 
 async fn ok(engine: &QueryEngine, sql: &str) -> BrokerResponse {
@@ -102,7 +102,7 @@ fn schema(r: &BrokerResponse) -> (Vec<String>, Vec<String>) {
 }
 
 fn request(query_options: &str) -> RequestOptions {
-    RequestOptions { query_options: Some(query_options.to_string()), trace: false }
+    RequestOptions::default().with_query_options(Some(query_options.to_string())).with_trace(false)
 }
 
 // 1. Query options: SET statements, a trailing OPTION(...), the request's queryOptions
@@ -166,7 +166,7 @@ async fn timeout_ms_is_honoured_up_to_the_engines_limit() {
     assert_eq!(r.exceptions[0].error_code, 250, "{r:?}");
     assert!(r.exceptions[0].message.contains("within 300ms"), "{r:?}");
     // Longer than the engine's limit: the engine's holds.
-    let capped = QueryOptions { timeout: Duration::from_millis(400), ..QueryOptions::default() };
+    let capped = QueryOptions::default().with_timeout(Duration::from_millis(400));
     let (engine, _t, _events, _dir) = common::events_table(1, 20_000, 0, capped);
     let r = answer_query_with(&engine, slow, &request("timeoutMs=600000")).await;
     assert_eq!(r.exceptions[0].error_code, 250, "{r:?}");
@@ -293,11 +293,7 @@ async fn errors_carry_pinots_codes_and_names() {
     }
     // A query that waits for a place to run for all its time: QUERY_SCHEDULING_TIMEOUT
     // (pinot-core ServerQueryExecutorV1Impl.java).
-    let options = QueryOptions {
-        max_concurrent_queries: 1,
-        timeout: Duration::from_secs(4),
-        ..QueryOptions::default()
-    };
+    let options = QueryOptions::default().with_max_concurrent_queries(1).with_timeout(Duration::from_secs(4));
     let (engine, _t, _events, _dir) = common::events_table(1, 20_000, 0, options);
     let engine = Arc::new(engine);
     let running = tokio::spawn({
@@ -377,7 +373,10 @@ async fn scan_statistics_count_what_passed_the_filters() {
     assert!(r.trace_info.is_empty());
     // trace=true: one entry, the phases and the plan with its operators' metrics.
     for (sql, request) in [
-        ("SELECT count(*) FROM t WHERE i > 3", RequestOptions { query_options: None, trace: true }),
+        (
+            "SELECT count(*) FROM t WHERE i > 3",
+            RequestOptions::default().with_query_options(None).with_trace(true),
+        ),
         ("SET trace = true; SELECT count(*) FROM t WHERE i > 3", RequestOptions::default()),
     ] {
         let r = answer_query_with(&engine, sql, &request).await;

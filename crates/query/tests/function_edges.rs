@@ -48,7 +48,7 @@ fn engine() -> QueryEngine {
     let rows: Vec<String> = rows.iter().map(|r| r.to_string()).collect();
     let outcome = segment.append(rows.iter().map(|r| (r.as_bytes(), RecordMeta::default())));
     assert_eq!(outcome.rows, rows.len(), "every row decodes");
-    let engine = QueryEngine::new(QueryOptions { target_partitions: 1, ..Default::default() });
+    let engine = QueryEngine::new(QueryOptions::default().with_target_partitions(1));
     engine.register("x", layout, Arc::new(OneSegment(segment)));
     engine
 }

@@ -67,7 +67,7 @@ async fn functions_cannot_make_huge_values_even_when_folding_constants() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn results_are_cut_at_the_byte_limit() {
-    let options = QueryOptions { max_result_bytes: 256 << 10, ..QueryOptions::default() };
+    let options = QueryOptions::default().with_max_result_bytes(256 << 10);
     let (engine, _t, _events, _dir) = events_table(1, 20_000, 0, options);
     let r = engine.execute("SELECT * FROM events").await.unwrap();
     assert!(r.truncated, "cut at 256 KiB");
@@ -80,7 +80,7 @@ async fn results_are_cut_at_the_byte_limit() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_memory_pool_bounds_every_query() {
     // Each query may hold 512 MiB, but all of them together only 1 MiB.
-    let options = QueryOptions { memory_limit: 512 << 20, total_memory: 1 << 20, ..QueryOptions::default() };
+    let options = QueryOptions::default().with_memory_limit(512 << 20).with_total_memory(1 << 20);
     let (engine, _t, _events, _dir) = events_table(1, 50_000, 0, options);
     let e = engine
         .execute("SELECT event_id, count(*) FROM events GROUP BY event_id ORDER BY 2 DESC")
@@ -95,12 +95,10 @@ async fn one_memory_pool_bounds_every_query() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queries_past_the_running_and_waiting_places_are_refused_at_once() {
-    let options = QueryOptions {
-        max_concurrent_queries: 1,
-        max_queued_queries: 1,
-        timeout: Duration::from_secs(4),
-        ..QueryOptions::default()
-    };
+    let options = QueryOptions::default()
+        .with_max_concurrent_queries(1)
+        .with_max_queued_queries(1)
+        .with_timeout(Duration::from_secs(4));
     let (engine, _t, _events, _dir) = events_table(1, 20_000, 0, options);
     let engine = Arc::new(engine);
     let slow = "SELECT count(*) FROM events a CROSS JOIN events b WHERE a.duration_ms + b.duration_ms = 7";
@@ -142,7 +140,7 @@ async fn queries_past_the_running_and_waiting_places_are_refused_at_once() {
 /// it. Without operators that yield, the join below would hold the thread to its end.
 #[tokio::test(flavor = "current_thread")]
 async fn a_long_query_gives_way_on_a_single_thread() {
-    let options = QueryOptions { timeout: Duration::from_secs(1), ..QueryOptions::default() };
+    let options = QueryOptions::default().with_timeout(Duration::from_secs(1));
     let (engine, _t, _events, _dir) = events_table(1, 4000, 0, options);
     let e = engine
         .execute("SELECT count(*) FROM events a JOIN generate_series(1, 100000000000) g ON a.duration_ms = g.value")
@@ -156,7 +154,7 @@ async fn a_long_query_gives_way_on_a_single_thread() {
 /// time limit can stop it: it is refused before it runs. Within the limit it runs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_join_without_a_key_over_too_many_pairs_is_refused() {
-    let options = QueryOptions { max_join_pairs: 10_000_000, ..QueryOptions::default() };
+    let options = QueryOptions::default().with_max_join_pairs(10_000_000);
     let (engine, _t, _events, _dir) = events_table(1, 4000, 0, options);
     let e = engine
         .execute("SELECT count(*) FROM events a CROSS JOIN events b CROSS JOIN events c WHERE a.duration_ms + b.duration_ms + c.duration_ms = -1")

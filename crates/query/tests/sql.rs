@@ -57,8 +57,7 @@ async fn time_filters_prune_segments() {
 async fn with_pruning_off_every_segment_is_read_and_the_answers_are_the_same() {
     // The same generated rows (the generator is seeded) in two engines, one with pruning off.
     let (pruned, _t, events, _dir) = events_table(4, 5_000, 100, QueryOptions::default());
-    let (unpruned, _u, same, _dir2) =
-        events_table(4, 5_000, 100, QueryOptions { prune: false, ..QueryOptions::default() });
+    let (unpruned, _u, same, _dir2) = events_table(4, 5_000, 100, QueryOptions::default().with_prune(false));
     assert_eq!(events, same);
     let ts = |i: usize| {
         serde_json::from_str::<serde_json::Value>(&events[i]).unwrap()["timestamp"].as_i64().unwrap()
@@ -121,7 +120,7 @@ async fn refused_statements() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_query_past_its_time_limit_ends_with_code_250() {
-    let options = QueryOptions { timeout: Duration::from_millis(300), ..QueryOptions::default() };
+    let options = QueryOptions::default().with_timeout(Duration::from_millis(300));
     let (engine, _t, _events, _dir) = events_table(1, 20_000, 0, options);
     let response = shoal_server::broker::answer_query(
         &engine,
@@ -134,7 +133,7 @@ async fn a_query_past_its_time_limit_ends_with_code_250() {
 
 #[tokio::test]
 async fn a_query_past_its_memory_limit_fails_cleanly() {
-    let options = QueryOptions { memory_limit: 1 << 20, ..QueryOptions::default() };
+    let options = QueryOptions::default().with_memory_limit(1 << 20);
     let (engine, _t, _events, _dir) = events_table(1, 20_000, 0, options);
     let err = engine
         .execute("SELECT event_id, count(*) FROM events GROUP BY event_id ORDER BY 2 DESC")
@@ -149,7 +148,7 @@ async fn a_query_past_its_memory_limit_fails_cleanly() {
 
 #[tokio::test]
 async fn results_are_cut_at_the_row_limit() {
-    let options = QueryOptions { max_result_rows: 1000, ..QueryOptions::default() };
+    let options = QueryOptions::default().with_max_result_rows(1000);
     let (engine, _t, _events, _dir) = events_table(1, 5_000, 0, options);
     let response = shoal_server::broker::answer_query(&engine, "SELECT event_id FROM events").await;
     assert!(response.partial_result);

@@ -226,24 +226,22 @@ async fn serve(
 ) -> Result<(), String> {
     let defaults = shoal::QueryOptions::default();
     let query_timeout = Duration::from_millis(args.query_timeout_ms.max(1));
-    let options = EngineOptions {
-        query: shoal::QueryOptions {
-            timeout: query_timeout,
-            memory_limit: args.query_memory_mib.max(1) << 20,
-            total_memory: args.memory_mib.max(1) << 20,
-            max_result_rows: args.max_result_rows.max(1),
-            max_result_bytes: args.max_result_bytes.max(1),
-            max_concurrent_queries: args
-                .max_concurrent_queries
-                .unwrap_or(defaults.max_concurrent_queries)
-                .max(1),
-            max_queued_queries: args.max_queued_queries,
-            default_limit: usize::try_from(args.default_limit).ok(),
-            ..defaults
-        },
-        deep_store: args.deep_store.as_deref().map(shoal::DeepStoreOptions::new),
-        ..EngineOptions::default()
-    };
+    let options = EngineOptions::default()
+        .with_query(
+            defaults
+                .clone()
+                .with_timeout(query_timeout)
+                .with_memory_limit(args.query_memory_mib.max(1) << 20)
+                .with_total_memory(args.memory_mib.max(1) << 20)
+                .with_max_result_rows(args.max_result_rows.max(1))
+                .with_max_result_bytes(args.max_result_bytes.max(1))
+                .with_max_concurrent_queries(
+                    args.max_concurrent_queries.unwrap_or(defaults.max_concurrent_queries).max(1),
+                )
+                .with_max_queued_queries(args.max_queued_queries)
+                .with_default_limit(usize::try_from(args.default_limit).ok()),
+        )
+        .with_deep_store(args.deep_store.as_deref().map(shoal::DeepStoreOptions::new));
     let engine = Engine::open_with(&args.data_dir, options)
         .await
         .map_err(|e| format!("cannot open the engine in {}: {e}", args.data_dir.display()))?;
@@ -283,13 +281,12 @@ async fn serve(
         args.request_timeout_ms.map(Duration::from_millis).unwrap_or(query_timeout + Duration::from_secs(15));
     let api = Api::new(
         engine.clone(),
-        ApiOptions {
-            token: token.clone(),
-            loopback_hosts_only: loopback,
-            request_timeout,
-            query_runtime: Some(query_runtime),
-            basic,
-        },
+        ApiOptions::default()
+            .with_token(token.clone())
+            .with_loopback_hosts_only(loopback)
+            .with_request_timeout(request_timeout)
+            .with_query_runtime(Some(query_runtime))
+            .with_basic(basic),
     );
     tokio::spawn(progress(engine.clone()));
     println!(

@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 /// How the API answers.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ApiOptions {
     /// Every endpoint but the health ones and the console page (which holds no data) needs
     /// `Authorization: Bearer <token>` when set.
@@ -33,6 +34,39 @@ pub struct ApiOptions {
     /// Basic credentials (`user`, `password`) accepted beside the token, as pinotdb's
     /// `username`/`password` send them.
     pub basic: Option<(String, String)>,
+}
+
+/// Builder methods: `ApiOptions::default().with_…(…)`, so that a setting added later breaks no caller.
+impl ApiOptions {
+    /// Sets [`ApiOptions::token`].
+    pub fn with_token(mut self, token: Option<String>) -> Self {
+        self.token = token;
+        self
+    }
+
+    /// Sets [`ApiOptions::loopback_hosts_only`].
+    pub fn with_loopback_hosts_only(mut self, loopback_hosts_only: bool) -> Self {
+        self.loopback_hosts_only = loopback_hosts_only;
+        self
+    }
+
+    /// Sets [`ApiOptions::request_timeout`].
+    pub fn with_request_timeout(mut self, request_timeout: std::time::Duration) -> Self {
+        self.request_timeout = request_timeout;
+        self
+    }
+
+    /// Sets [`ApiOptions::query_runtime`].
+    pub fn with_query_runtime(mut self, query_runtime: Option<tokio::runtime::Handle>) -> Self {
+        self.query_runtime = query_runtime;
+        self
+    }
+
+    /// Sets [`ApiOptions::basic`].
+    pub fn with_basic(mut self, basic: Option<(String, String)>) -> Self {
+        self.basic = basic;
+        self
+    }
 }
 
 impl Default for ApiOptions {

@@ -223,10 +223,9 @@ fn trace_flag(value: Option<&Value>) -> bool {
 async fn query_get(State(state): State<AppState>, Query(params): Query<HashMap<String, String>>) -> Response {
     // pinot-broker PinotClientRequest.processSqlQueryGet reads `sql` and `trace`; Shoal reads
     // `queryOptions` as well, as the POST body has it.
-    let request = shoal::RequestOptions {
-        query_options: params.get("queryOptions").cloned(),
-        trace: params.get("trace").is_some_and(|t| t.trim().eq_ignore_ascii_case("true")),
-    };
+    let request = shoal::RequestOptions::default()
+        .with_query_options(params.get("queryOptions").cloned())
+        .with_trace(params.get("trace").is_some_and(|t| t.trim().eq_ignore_ascii_case("true")));
     match params.get("sql").filter(|s| !s.trim().is_empty()) {
         Some(sql) => run_query(&state, sql, request).await,
         None => error(StatusCode::BAD_REQUEST, "missing the sql parameter: /query/sql?sql=SELECT ..."),
@@ -266,13 +265,12 @@ async fn query_post(
     };
     // pinot-common RequestUtils.setOptions: the body's `queryOptions` ("k1=v1;k2=v2") and
     // `trace`.
-    let request = shoal::RequestOptions {
-        query_options: value.get("queryOptions").map(|o| match o {
+    let request = shoal::RequestOptions::default()
+        .with_query_options(value.get("queryOptions").map(|o| match o {
             Value::String(s) => s.clone(),
             other => other.to_string(),
-        }),
-        trace: trace_flag(value.get("trace")),
-    };
+        }))
+        .with_trace(trace_flag(value.get("trace")));
     match value.get("sql").and_then(Value::as_str).filter(|s| !s.trim().is_empty()) {
         Some(sql) => run_query(&state, sql, request).await,
         None => error(StatusCode::BAD_REQUEST, "missing \"sql\": send {\"sql\": \"SELECT ...\"}"),

@@ -141,7 +141,25 @@ impl Drop for SourceHandle {
     }
 }
 
-/// Something records can be read from.
+/// Something records can be read from: Kinesis ([`crate::KinesisSource`]), an in-memory stream
+/// ([`crate::MemorySource`]), or a source of an app's own (the shoal crate's
+/// `examples/channel_source.rs` feeds a table from an in-process channel).
+///
+/// The contract:
+/// - `start` hands out one [`ShardReader`] per shard on [`SourceHandle::readers`], a child
+///   shard only after its parents' readers were [`ShardReader::finished`] (none for a shard in
+///   [`ResumeState::ended`]);
+/// - each reader yields [`ShardEvent::Records`] in shard order, starting right after the
+///   shard's checkpoint in [`ResumeState::checkpoints`] (from the shard's start without one),
+///   none twice, with sequence numbers that grow; then, if the shard ends,
+///   [`ShardEvent::End`];
+/// - a reader dropped before its end sends [`Control::Released`] with what the engine
+///   committed, and a source hands the shard out again from there;
+/// - [`SourceHandle::stop`] (or dropping the handle) ends every reader.
+///
+/// Rows reach a table's segments when its ingest loop takes them, and are durable when their
+/// segment commits; what was read but not committed is read again after a restart, from the
+/// checkpoint. A source that cannot read again (a channel) loses those records at a crash.
 pub trait Source: Send + 'static {
     /// Starts reading from where `resume` says, on the current tokio runtime.
     fn start(self: Box<Self>, resume: ResumeState) -> SourceHandle;
