@@ -35,57 +35,72 @@ struct ChannelSource {
 impl Source for ChannelSource {
     fn start(self: Box<Self>, resume: ResumeState) -> SourceHandle {
         let (readers_tx, readers_rx) = mpsc::channel(1);
-        let (events_tx, events_rx) = mpsc::channel(4);
-        let (control_tx, _control_rx) = mpsc::unbounded_channel();
         let (shutdown_tx, mut shutdown) = watch::channel(false);
+        if resume.ended.contains(SHARD) {
+            // Read to its end before (the app closed the channel once): nothing more comes
+            // from it, even from a new channel; a new table (or shard name) would be needed.
+            return SourceHandle::new(readers_rx, Arc::default(), shutdown_tx);
+        }
         // Sequence numbers go on after the committed checkpoint.
         let mut next: u64 =
             resume.checkpoints.get(SHARD).map_or(1, |c| c.sequence.as_str().parse::<u64>().unwrap_or(0) + 1);
-        let reader = ShardReader::new(SHARD.to_string(), Vec::new(), events_rx, control_tx);
-        if resume.ended.contains(SHARD) {
-            // Read to its end before: nothing more comes from it.
-            return SourceHandle::new(readers_rx, Arc::default(), shutdown_tx);
-        }
         tokio::spawn(async move {
-            let _readers = readers_tx.send(reader).await;
             let mut messages = self.messages.lock().await;
+            let (control_tx, mut control) = mpsc::unbounded_channel();
             loop {
-                let first = tokio::select! {
-                    _ = shutdown.changed() => return,
-                    m = messages.recv() => m,
-                };
-                let Some(first) = first else {
-                    // The app closed the channel: the shard ends, and the table seals what is left.
-                    let _ = events_tx.send(ShardEvent::End { children: Vec::new() }).await;
+                // One reader at a time. One the engine drops before the end (its ingest task
+                // failed) is released with what was committed, and a new reader goes on from
+                // the channel: the records the old one held and nobody committed are gone.
+                let (events_tx, events_rx) = mpsc::channel(4);
+                let reader = ShardReader::new(SHARD.to_string(), Vec::new(), events_rx, control_tx.clone());
+                if readers_tx.send(reader).await.is_err() {
                     return;
-                };
-                // What else is waiting goes in the same event.
-                let mut batch = vec![first];
-                while batch.len() < 1000 {
-                    let Ok(m) = messages.try_recv() else { break };
-                    batch.push(m);
                 }
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_millis() as i64);
-                let records = batch
-                    .into_iter()
-                    .map(|data| {
-                        let sequence = SequenceNumber::parse(&next.to_string()).expect("digits");
-                        next += 1;
-                        Record {
-                            shard_id: Arc::from(SHARD),
-                            sequence_number: sequence,
-                            sub_sequence: None,
-                            arrival_ms: now,
-                            partition_key: String::new(),
-                            data: data.into(),
-                        }
-                    })
-                    .collect();
-                let event = ShardEvent::Records { records, millis_behind_latest: Some(0) };
-                if events_tx.send(event).await.is_err() {
-                    return;
+                loop {
+                    let first = tokio::select! {
+                        _ = shutdown.changed() => return,
+                        _ = events_tx.closed() => break,
+                        m = messages.recv() => m,
+                    };
+                    let Some(first) = first else {
+                        // The app closed the channel: the shard ends, and the table seals what
+                        // is left.
+                        let _ = events_tx.send(ShardEvent::End { children: Vec::new() }).await;
+                        return;
+                    };
+                    // What else is waiting goes in the same event.
+                    let mut batch = vec![first];
+                    while batch.len() < 1000 {
+                        let Ok(m) = messages.try_recv() else { break };
+                        batch.push(m);
+                    }
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_millis() as i64);
+                    let records = batch
+                        .into_iter()
+                        .map(|data| {
+                            let sequence = SequenceNumber::parse(&next.to_string()).expect("digits");
+                            next += 1;
+                            Record {
+                                shard_id: Arc::from(SHARD),
+                                sequence_number: sequence,
+                                sub_sequence: None,
+                                arrival_ms: now,
+                                partition_key: String::new(),
+                                data: data.into(),
+                            }
+                        })
+                        .collect();
+                    let event = ShardEvent::Records { records, millis_behind_latest: Some(0) };
+                    if events_tx.send(event).await.is_err() {
+                        break;
+                    }
+                }
+                // The engine's word that it let the reader go (Control::Released).
+                tokio::select! {
+                    _ = shutdown.changed() => return,
+                    released = control.recv() => if released.is_none() { return },
                 }
             }
         });

@@ -223,14 +223,15 @@ mod tests {
             let total = (round + 1) * 150;
             let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
             let got = loop {
-                let batches = top_10(&ctx).await.unwrap();
-                let got = rows(&batches);
+                // The count first: rows only grow, so a top-10 taken after a full count is over
+                // every purchase.
                 let seen: i64 =
                     ctx.sql("SELECT count(*) FROM purchases").await.unwrap().collect().await.unwrap()[0]
                         .column(0)
                         .as_primitive::<arrow::datatypes::Int64Type>()
                         .value(0);
                 assert!(seen <= total as i64, "more purchases than written: {seen}");
+                let got = rows(&top_10(&ctx).await.unwrap());
                 if seen == total as i64 || tokio::time::Instant::now() > deadline {
                     break got;
                 }

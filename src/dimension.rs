@@ -48,6 +48,11 @@ impl Dimension {
         let r = JsonReader::of("", config, &mut problems);
         let name = r.as_ref().and_then(|r| r.required_string("tableName", &mut problems));
         let name = name.map(|n| n.strip_suffix("_OFFLINE").map(str::to_string).unwrap_or(n));
+        if let Some(n) = &name
+            && (n.is_empty() || !n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+        {
+            problems.error("tableName", format!("{n:?} must be letters, digits, '_' and '-'"));
+        }
         let mut error_on_duplicate = false;
         if let Some(r) = &r {
             match r.string("tableType", &mut problems) {
@@ -112,6 +117,13 @@ impl Dimension {
         crate::engine::write_private(&dir.join(SOURCE_FILE), &json!({"file": self.file}))
     }
 
+    /// Deletes the source file of the definition in `dir`, durably: what is left is no table.
+    pub(crate) fn forget(dir: &Path) -> Result<(), Error> {
+        let path = dir.join(SOURCE_FILE);
+        std::fs::remove_file(&path).map_err(|e| io_error(&path, e))?;
+        shoal_segment::durable::sync_dir(dir).map_err(|e| io_error(dir, e))
+    }
+
     /// Reads a definition kept in `dir`; None when it is not whole (an interrupted create).
     pub(crate) fn load(dir: &Path) -> Result<Option<Dimension>, Error> {
         let read = |name: &str| -> Result<Value, Error> {
@@ -153,7 +165,7 @@ impl Dimension {
                 )));
             }
         };
-        let defaults = defaults(&self.layout)?;
+        let defaults = lookup_defaults(&self.layout)?;
         let table = DimensionTable::new(&self.name, batches, self.primary_key.clone(), defaults)
             .map_err(|e| bad(e.to_string()))?;
         if self.error_on_duplicate && table.num_keys() != table.num_rows() {
@@ -177,12 +189,38 @@ impl Dimension {
         }
         let ctx = SessionContext::new();
         let frame = if extension == "csv" {
-            ctx.read_csv(text, CsvReadOptions::new().has_header(true).file_extension(".csv")).await
+            // Every column read as text (no guessing from the first rows: a key "007" stays
+            // "007"), then cast to the schema's type.
+            let header = std::fs::read_to_string(path).map_err(|e| io_error(path, e))?;
+            let header = header.lines().next().unwrap_or_default();
+            let columns: Vec<arrow::datatypes::Field> = header
+                .split(',')
+                .map(|c| {
+                    arrow::datatypes::Field::new(
+                        c.trim().trim_matches('"'),
+                        arrow::datatypes::DataType::Utf8,
+                        true,
+                    )
+                })
+                .collect();
+            let text_schema = arrow::datatypes::Schema::new(columns);
+            ctx.read_csv(
+                text,
+                CsvReadOptions::new().has_header(true).file_extension(".csv").schema(&text_schema),
+            )
+            .await
         } else {
             ctx.read_parquet(text, ParquetReadOptions::default().file_extension(".parquet")).await
         };
-        let read = frame.map_err(|e| bad(e.to_string()))?.collect().await.map_err(|e| bad(e.to_string()))?;
+        let frame = frame.map_err(|e| bad(e.to_string()))?;
+        for key in &self.primary_key {
+            if frame.schema().field_with_unqualified_name(key).is_err() {
+                return Err(bad(format!("the file has no column {key:?}, a primary key column")));
+            }
+        }
+        let read = frame.collect().await.map_err(|e| bad(e.to_string()))?;
         let defaults = defaults(&self.layout)?;
+        let strict = arrow::compute::CastOptions { safe: false, ..Default::default() };
         let target = Arc::clone(&self.layout.arrow);
         let mut out = Vec::with_capacity(read.len());
         for batch in read {
@@ -192,13 +230,15 @@ impl Dimension {
                 let column = match batch.column_by_name(field.name()) {
                     None => default,
                     Some(c) => {
-                        let cast = arrow::compute::cast(c, field.data_type()).map_err(|e| {
-                            bad(format!(
-                                "column {:?} cannot be read as {}: {e}",
-                                field.name(),
-                                field.data_type()
-                            ))
-                        })?;
+                        let cast = arrow::compute::cast_with_options(c, field.data_type(), &strict).map_err(
+                            |e| {
+                                bad(format!(
+                                    "column {:?} cannot be read as {}: {e}",
+                                    field.name(),
+                                    field.data_type()
+                                ))
+                            },
+                        )?;
                         if cast.null_count() == 0 {
                             cast
                         } else {
@@ -266,5 +306,29 @@ fn defaults(layout: &Arc<TableLayout>) -> Result<Vec<ScalarValue>, Error> {
     row.columns()
         .iter()
         .map(|c| ScalarValue::try_from_array(c, 0).map_err(|e| Error::Task(e.to_string())))
+        .collect()
+}
+
+/// What Pinot's `LOOKUP` answers on a miss (`LookupTransformFunction`): the column's default
+/// null value, except that a multi-value column answers an empty array and a FLOAT or DOUBLE
+/// column its default's `intValue()` (`-Infinity` becomes `-2147483648.0`, as Pinot's
+/// `_nullDoubleValue` does).
+fn lookup_defaults(layout: &Arc<TableLayout>) -> Result<Vec<ScalarValue>, Error> {
+    defaults(layout)?
+        .into_iter()
+        .map(|value| {
+            Ok(match value {
+                ScalarValue::List(list) => {
+                    let item = match arrow::array::Array::data_type(list.as_ref()) {
+                        arrow::datatypes::DataType::List(f) => f.data_type().clone(),
+                        other => other.clone(),
+                    };
+                    ScalarValue::List(ScalarValue::new_list_nullable(&[], &item))
+                }
+                ScalarValue::Float64(Some(v)) => ScalarValue::Float64(Some(f64::from(v as i32))),
+                ScalarValue::Float32(Some(v)) => ScalarValue::Float32(Some(v as i32 as f32)),
+                other => other,
+            })
+        })
         .collect()
 }

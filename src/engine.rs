@@ -351,6 +351,9 @@ impl Engine {
             }
         }
         entries.sort();
+        // Every table is opened before any starts: when one cannot be opened, none has begun
+        // consuming, sealing or uploading, and nothing of the failed open goes on writing.
+        let mut opened = Vec::with_capacity(entries.len());
         for dir in entries {
             let read = |name: &str| -> Result<Value, Error> {
                 let path = dir.join(name);
@@ -358,17 +361,24 @@ impl Engine {
                 serde_json::from_slice(&text).map_err(|e| Error::Corrupt { path, reason: e.to_string() })
             };
             let started = Instant::now();
-            let opened = match TableDefinition::from_json(&read(TABLE_CONFIG_FILE)?, &read(SCHEMA_FILE)?) {
-                Ok(definition) => engine.start_table(definition, dir).await.map(|_| ()),
-                Err(e) => Err(e.into()),
+            let table = match (read(TABLE_CONFIG_FILE), read(SCHEMA_FILE)) {
+                (Ok(config), Ok(schema)) => match TableDefinition::from_json(&config, &schema) {
+                    Ok(definition) => engine.open_table(definition, dir).await,
+                    Err(e) => Err(e.into()),
+                },
+                (Err(e), _) | (_, Err(e)) => Err(e),
             };
-            if let Err(e) = opened {
-                // The tables started so far stop before the error is returned: nothing of a
-                // failed open goes on writing.
-                engine.shutdown().await;
-                return Err(e);
+            match table {
+                Ok(table) => opened.push(table),
+                Err(e) => {
+                    engine.shutdown().await;
+                    return Err(e);
+                }
             }
             tracing::info!(elapsed = ?started.elapsed(), "table reopened");
+        }
+        for table in opened {
+            engine.launch(table).await;
         }
         engine.load_dimensions().await?;
         Ok(engine)
@@ -383,17 +393,38 @@ impl Engine {
         }
         let mut dirs: Vec<PathBuf> = Vec::new();
         for entry in std::fs::read_dir(&dir).map_err(|e| io_error(&dir, e))? {
-            dirs.push(entry.map_err(|e| io_error(&dir, e))?.path());
+            let path = entry.map_err(|e| io_error(&dir, e))?.path();
+            // Anything but a table's directory (a file another tool left) is left alone.
+            if path.is_dir() {
+                dirs.push(path);
+            }
         }
         dirs.sort();
         for path in dirs {
-            let Some(dimension) = crate::dimension::Dimension::load(&path)? else {
-                // A create that a crash interrupted.
-                std::fs::remove_dir_all(&path).map_err(|e| io_error(&path, e))?;
-                continue;
+            // One dimension table that cannot be loaded keeps neither the realtime tables nor
+            // the other dimension tables from opening.
+            let dimension = match crate::dimension::Dimension::load(&path) {
+                Ok(Some(d)) => d,
+                Ok(None) => {
+                    // A create or drop that a crash interrupted (its source file is written
+                    // last at a create and deleted first at a drop).
+                    if let Err(e) = std::fs::remove_dir_all(&path) {
+                        tracing::warn!(dir = %path.display(), error = %e, "an incomplete dimension table's directory could not be removed");
+                    }
+                    continue;
+                }
+                Err(e) => {
+                    tracing::error!(dir = %path.display(), error = %e, "a dimension table's definition cannot be read: it is left out");
+                    continue;
+                }
             };
             match dimension.read().await {
-                Ok(table) => self.inner.query.register_dimension(&dimension.name, Arc::new(table))?,
+                Ok(table) => {
+                    if let Err(e) = self.inner.query.register_dimension(&dimension.name, Arc::new(table)) {
+                        tracing::error!(table = %dimension.name, error = %e, "a dimension table cannot be registered: it is left out");
+                        continue;
+                    }
+                }
                 Err(e) => {
                     tracing::error!(table = %dimension.name, error = %e, "a dimension table's file cannot be read: the table is left out until it is reloaded")
                 }
@@ -404,6 +435,13 @@ impl Engine {
     }
 
     async fn start_table(&self, definition: TableDefinition, dir: PathBuf) -> Result<Arc<Table>, Error> {
+        let table = self.open_table(definition, dir).await?;
+        self.launch(Arc::clone(&table)).await;
+        Ok(table)
+    }
+
+    /// Opens a table's directory; nothing runs yet.
+    async fn open_table(&self, definition: TableDefinition, dir: PathBuf) -> Result<Arc<Table>, Error> {
         let name = definition.config.name.clone();
         let o = &self.inner.options;
         let dir_lock = self.inner.lock.lock().clone().ok_or(Error::ShutDown)?;
@@ -425,16 +463,20 @@ impl Engine {
                 .await
                 .map_err(|e| Error::Task(format!("opening a table: {e}")))??
         };
-        let table = Arc::new(table);
+        Ok(Arc::new(table))
+    }
+
+    /// Starts an opened table (consumption, retention, scrub, uploads) and makes it queryable.
+    async fn launch(&self, table: Arc<Table>) {
         let source = table.source().await;
         table.start(source);
+        let name = table.name.clone();
         self.inner.query.register(
             &name,
             Arc::clone(&table.layout),
             Arc::clone(&table) as Arc<dyn SnapshotSource>,
         );
-        self.inner.tables.write().unwrap_or_else(|p| p.into_inner()).insert(name, Arc::clone(&table));
-        Ok(table)
+        self.inner.tables.write().unwrap_or_else(|p| p.into_inner()).insert(name, table);
     }
 
     /// Validates a Pinot table config and schema, persists both and starts consuming.
@@ -442,7 +484,7 @@ impl Engine {
         let _admin = self.inner.admin.lock().await;
         let definition = TableDefinition::from_json(table_config, schema)?;
         let name = definition.config.name.clone();
-        if self.table(&name).is_ok() || self.inner.query.has_external(&name) {
+        if self.name_taken(&name) {
             return Err(Error::TableExists(name));
         }
         if self.inner.lock.lock().is_none() {
@@ -613,7 +655,7 @@ impl Engine {
         name: &str,
         provider: Arc<dyn datafusion::catalog::TableProvider>,
     ) -> Result<(), Error> {
-        if self.table(name).is_ok() {
+        if self.name_taken(name) {
             return Err(Error::TableExists(name.to_string()));
         }
         Ok(self.inner.query.register_external(name, provider)?)
@@ -621,6 +663,11 @@ impl Engine {
 
     /// Removes an app's table registered with [`Engine::register_table`].
     pub fn deregister_table(&self, name: &str) -> Result<(), Error> {
+        if self.dimension(name).is_ok() {
+            return Err(Error::Invalid(format!(
+                "{name:?} is a dimension table: Engine::drop_dimension_table removes it"
+            )));
+        }
         if self.inner.query.deregister_external(name) {
             Ok(())
         } else {
@@ -708,8 +755,8 @@ impl Engine {
     ///
     /// The table is held in memory and answers Pinot's
     /// `LOOKUP('table', 'column', 'keyColumn', value, ...)` and ordinary SQL. The definition is
-    /// kept in the data directory and the file is read again at every open; the app owns the
-    /// file, and [`Engine::reload_dimension_table`] reads it again after it changes. Returns
+    /// kept in the data directory and the file (a relative path is taken from the current
+    /// directory, and kept absolute) is read again at every open; the app owns the file, and [`Engine::reload_dimension_table`] reads it again after it changes. Returns
     /// the rows read.
     ///
     /// ```no_run
@@ -737,25 +784,29 @@ impl Engine {
         let file = std::path::absolute(file.as_ref()).map_err(|e| io_error(file.as_ref(), e))?;
         let dimension = crate::dimension::Dimension::parse(table_config, schema, &file)?;
         let name = dimension.name.clone();
-        if self.table(&name).is_ok()
-            || self.inner.query.has_external(&name)
-            || self.inner.dimensions.lock().keys().any(|d| d.eq_ignore_ascii_case(&name))
-        {
+        if self.name_taken(&name) {
             return Err(Error::TableExists(name));
         }
         let table = dimension.read().await?;
         let rows = table.num_rows();
         let dir = self.inner.data_dir.join(crate::dimension::DIMENSIONS_DIR).join(&name);
         dimension.save(&dir)?;
-        self.inner.query.register_dimension(&name, Arc::new(table))?;
+        if let Err(e) = self.inner.query.register_dimension(&name, Arc::new(table)) {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(e.into());
+        }
         self.inner.dimensions.lock().insert(name, dimension);
         Ok(rows)
     }
 
-    /// Reads a dimension table's file again and swaps the table in; queries already planned
-    /// finish on the old rows. When the file cannot be read, the old rows stay and the error
-    /// says why. Returns the rows read.
+    /// Reads a dimension table's file again and swaps the table in. Queries that scan the
+    /// table itself finish on the rows they started with; `LOOKUP` reads the table as it is
+    /// for each batch, so a query running across the reload sees the new rows from then on.
+    /// When the file cannot be read, the old rows stay and the error says why. Returns the
+    /// rows read.
     pub async fn reload_dimension_table(&self, name: &str) -> Result<usize, Error> {
+        // Under the admin lock: a drop or a create of the name waits for the reload.
+        let _admin = self.inner.admin.lock().await;
         let dimension = self.dimension(name)?;
         let table = dimension.read().await?;
         let rows = table.num_rows();
@@ -766,8 +817,14 @@ impl Engine {
     /// Removes a dimension table (the app's file stays).
     pub async fn drop_dimension_table(&self, name: &str) -> Result<(), Error> {
         let _admin = self.inner.admin.lock().await;
+        if self.inner.lock.lock().is_none() {
+            return Err(Error::ShutDown);
+        }
         let dimension = self.dimension(name)?;
         let dir = self.inner.data_dir.join(crate::dimension::DIMENSIONS_DIR).join(&dimension.name);
+        // The source file first, durably: a crash after it leaves a directory the next open
+        // removes, never a table half deleted.
+        crate::dimension::Dimension::forget(&dir)?;
         std::fs::remove_dir_all(&dir).map_err(|e| io_error(&dir, e))?;
         self.inner.query.deregister_dimension(&dimension.name);
         self.inner.dimensions.lock().remove(&dimension.name);
@@ -777,6 +834,19 @@ impl Engine {
     /// The dimension tables' names (also those whose file could not be read at the open).
     pub fn dimension_tables(&self) -> Vec<String> {
         self.inner.dimensions.lock().keys().cloned().collect()
+    }
+
+    /// Whether a realtime table (or its `_REALTIME` alias), an app's table or a dimension
+    /// table has the name, in any case.
+    fn name_taken(&self, name: &str) -> bool {
+        let lower = name.to_lowercase();
+        let realtime = self.tables().iter().any(|t| {
+            let t = t.to_lowercase();
+            t == lower || format!("{t}_realtime") == lower
+        });
+        realtime
+            || self.inner.query.has_external(name)
+            || self.inner.dimensions.lock().keys().any(|d| d.to_lowercase() == lower)
     }
 
     fn dimension(&self, name: &str) -> Result<crate::dimension::Dimension, Error> {

@@ -56,6 +56,9 @@ pub enum Error {
         "table {0:?} consumes a Kinesis stream: Engine::append takes a table whose streamType is \"append\""
     )]
     NotAppendable(String),
+    /// A request Shoal does not take, and why.
+    #[error("{0}")]
+    Invalid(String),
     /// A request is larger than Shoal takes at once.
     #[error("{bytes} bytes is more than the {limit} one call takes: split it")]
     TooLarge {
@@ -116,13 +119,14 @@ impl Error {
         match self {
             Error::Config(_) => ErrorKind::InvalidConfig,
             Error::Io { .. } => ErrorKind::Io,
+            Error::Segment(shoal_segment::SegmentError::Io { .. }) => ErrorKind::Io,
             Error::Corrupt { .. } | Error::Segment(_) => ErrorKind::Corrupt,
             Error::Query(q) => ErrorKind::Query(q.kind),
             Error::NoSuchTable(_) => ErrorKind::NotFound,
             Error::TableExists(_) => ErrorKind::AlreadyExists,
             Error::DataDirInUse { .. } => ErrorKind::InUse,
             Error::DeepStore(_) => ErrorKind::DeepStore,
-            Error::NotAppendable(_) | Error::TooLarge { .. } => ErrorKind::InvalidInput,
+            Error::NotAppendable(_) | Error::TooLarge { .. } | Error::Invalid(_) => ErrorKind::InvalidInput,
             Error::Task(_) => ErrorKind::Internal,
             Error::ShutDown => ErrorKind::ShutDown,
         }

@@ -38,6 +38,9 @@ pub use shoal_query::{
     ErrorKind as QueryErrorKind, QueryError, QueryOptions, QueryResult, QueryStream, RequestOptions,
     ScanStats, register_pinot_functions as register_functions,
 };
+/// The Arrow and DataFusion Shoal is built with: an app that uses these names has the versions
+/// Shoal's tables and batches need.
+pub use {arrow, datafusion};
 
 /// What a table reads records from, for an app that feeds a table from a source of its own:
 /// implement [`Source`](source::Source) (one [`ShardReader`](source::ShardReader) per shard,

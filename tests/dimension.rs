@@ -254,3 +254,88 @@ async fn bad_dimension_configs_and_files_are_refused_by_name() {
     assert!(!dir.path().join("dimensions").join("countries").exists());
     engine.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dimension_names_values_and_leftovers_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let engine = engine_with_orders(dir.path()).await;
+    let csv = files.path().join("codes.csv");
+    std::fs::write(&csv, "code,region,population\n007,Bond,1\n02139,Cambridge,2\n").unwrap();
+
+    // A name that is no table name, or one another table has in any case, is refused before
+    // anything is written.
+    let mut schema = countries_schema();
+    for name in ["../tables/orders", "Orders", "orders_REALTIME"] {
+        schema["schemaName"] = json!(name);
+        let e = engine.create_dimension_table(&dim_config(name), &schema, &csv).await.unwrap_err();
+        assert!(
+            matches!(e.kind(), shoal::ErrorKind::InvalidConfig | shoal::ErrorKind::AlreadyExists),
+            "{name}: {e}"
+        );
+    }
+    assert!(engine.definition("orders").is_ok());
+    assert!(
+        !dir.path().join("dimensions").exists()
+            || std::fs::read_dir(dir.path().join("dimensions")).unwrap().count() == 0
+    );
+
+    // CSV values are read as text and cast to the schema's types: "007" stays a string key.
+    engine.create_dimension_table(&dim_config("countries"), &countries_schema(), &csv).await.unwrap();
+    let sql = "SELECT LOOKUP('countries', 'region', 'code', '007')";
+    assert_eq!(column(&engine, sql).await, ["Bond"]);
+    assert_eq!(column(&engine, "SELECT LOOKUP('countries', 'population', 'code', '02139')").await, ["2"]);
+    // Its name is taken for every other kind of table, and only its own drop removes it.
+    let e = engine
+        .create_table(&facts_config_named("COUNTRIES"), &facts_schema_named("COUNTRIES"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), shoal::ErrorKind::AlreadyExists, "{e}");
+    assert_eq!(engine.deregister_table("countries").unwrap_err().kind(), shoal::ErrorKind::InvalidInput);
+
+    // A value that does not convert fails the load instead of becoming a default.
+    let bad = files.path().join("bad.csv");
+    std::fs::write(&bad, "code,region,population\nDE,Europe,many\n").unwrap();
+    let mut schema = countries_schema();
+    schema["schemaName"] = json!("bad");
+    let e = engine.create_dimension_table(&dim_config("bad"), &schema, &bad).await.unwrap_err().to_string();
+    assert!(e.contains("population") && e.contains("many"), "{e}");
+    // A file without a primary key column is refused.
+    std::fs::write(&bad, "region,population\nEurope,1\n").unwrap();
+    let e = engine.create_dimension_table(&dim_config("bad"), &schema, &bad).await.unwrap_err().to_string();
+    assert!(e.contains("primary key column") && e.contains("code"), "{e}");
+
+    // A DOUBLE column's miss is Pinot's LOOKUP default: -Infinity's intValue().
+    let doubles = files.path().join("rates.json");
+    std::fs::write(&doubles, "{\"code\":\"DE\",\"rate\":1.5}\n").unwrap();
+    let rates = json!({
+        "schemaName": "rates",
+        "dimensionFieldSpecs": [{"name": "code", "dataType": "STRING"}, {"name": "rate", "dataType": "DOUBLE"}],
+        "primaryKeyColumns": ["code"]
+    });
+    engine.create_dimension_table(&dim_config("rates"), &rates, &doubles).await.unwrap();
+    assert_eq!(column(&engine, "SELECT LOOKUP('rates', 'rate', 'code', 'XX')").await, ["-2147483648.0"]);
+    assert_eq!(column(&engine, "SELECT LOOKUP('rates', 'rate', 'code', 'DE')").await, ["1.5"]);
+    engine.shutdown().await;
+
+    // Leftovers in dimensions/ (a stray file, a definition another version broke) keep
+    // nothing from opening.
+    std::fs::write(dir.path().join("dimensions/.DS_Store"), "x").unwrap();
+    std::fs::write(dir.path().join("dimensions/rates/table.json"), "{broken").unwrap();
+    let engine = engine_with_orders(dir.path()).await;
+    assert_eq!(engine.dimension_tables(), ["countries"]);
+    assert_eq!(column(&engine, "SELECT LOOKUP('countries', 'region', 'code', '007')").await, ["Bond"]);
+    engine.shutdown().await;
+}
+
+fn facts_config_named(name: &str) -> Value {
+    let mut c = facts_config();
+    c["tableName"] = json!(name);
+    c
+}
+
+fn facts_schema_named(name: &str) -> Value {
+    let mut s = facts_schema();
+    s["schemaName"] = json!(name);
+    s
+}

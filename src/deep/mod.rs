@@ -82,6 +82,18 @@ impl DeepStoreOptions {
         self
     }
 
+    /// Sets [`DeepStoreOptions::retry_max`].
+    pub fn with_retry_max(mut self, retry_max: Duration) -> DeepStoreOptions {
+        self.retry_max = retry_max;
+        self
+    }
+
+    /// Sets [`DeepStoreOptions::delete_grace`].
+    pub fn with_delete_grace(mut self, delete_grace: Duration) -> DeepStoreOptions {
+        self.delete_grace = delete_grace;
+        self
+    }
+
     /// The store's URL as given.
     pub fn url(&self) -> &str {
         &self.url

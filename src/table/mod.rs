@@ -48,6 +48,7 @@ pub(crate) const QUARANTINE_DIR: &str = "quarantine";
 
 /// Engine-wide settings a table needs.
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct TableOptions {
     /// Most bytes (estimated) the consuming segments of one table may hold before the largest
     /// seals early.

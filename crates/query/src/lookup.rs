@@ -44,7 +44,7 @@ const USAGE: &str =
 /// - Duplicate primary keys: the later row wins, as in Pinot's `DimensionTableDataManager`,
 ///   which puts every row into its map in order (segments sorted by creation time) and keeps the
 ///   last one; Pinot fails the load only with `dimensionTableConfig.errorOnDuplicatePrimaryKey`,
-///   which Shoal does not offer. Rows are in the order of `batches`, then of their rows.
+///   which the engine checks when it loads a dimension table (`num_keys` against `num_rows`). Rows are in the order of `batches`, then of their rows.
 /// - A row with a NULL in a primary key column is left out of the map: no join value matches it
 ///   (a NULL join value gets the default). Pinot never sees such a row: ingestion stores a NULL
 ///   as the column's default null value, which a caller wanting that must put in the batches.
