@@ -37,13 +37,27 @@ fn webdriver(port: u16, method: &str, path: &str, body: Option<Value>) -> Value 
 }
 
 impl Driver {
+    /// A chromedriver and a Chromium session. A port picked free can be taken by another
+    /// test's server before chromedriver binds it (chromedriver then exits, and another
+    /// process may answer on the port): such a start is retried on a new port.
     fn start() -> Driver {
+        let mut failures = Vec::new();
+        for _ in 0..3 {
+            match Driver::try_start() {
+                Ok(driver) => return driver,
+                Err(e) => failures.push(e),
+            }
+        }
+        panic!("chromedriver gave no session in three tries: {failures:?}");
+    }
+
+    fn try_start() -> Result<Driver, String> {
         let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
             .into_iter()
             .find(|p| std::path::Path::new(p).exists());
         let chromium = chromium.expect("Debian's chromium is needed: apt-get install chromium chromium-driver (scripts/test.sh does this)");
         let port = free_port();
-        let child = Command::new("chromedriver")
+        let mut child = Command::new("chromedriver")
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -51,8 +65,16 @@ impl Driver {
             .expect("chromedriver is needed: apt-get install chromium-driver (scripts/test.sh does this)");
         let started = Instant::now();
         while request(port, "GET", "/status", None, None).is_err() {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(format!("chromedriver on port {port} exited: {status}"));
+            }
             assert!(started.elapsed() < Duration::from_secs(30), "chromedriver did not start");
             std::thread::sleep(Duration::from_millis(100));
+        }
+        // The answer may have come from another process on the port: ours must still run.
+        std::thread::sleep(Duration::from_millis(200));
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!("chromedriver on port {port} exited: {status} (the port was taken)"));
         }
         let profile = tempfile::tempdir().unwrap();
         let args = vec![
@@ -72,12 +94,19 @@ impl Driver {
             "goog:chromeOptions": {"binary": chromium, "args": args},
             "goog:loggingPrefs": {"browser": "ALL"}
         }}});
-        let (status, text) =
-            request(port, "POST", "/session", None, Some(caps.to_string().as_bytes())).unwrap();
+        let answer = request(port, "POST", "/session", None, Some(caps.to_string().as_bytes()));
+        let (status, text) = match answer {
+            Ok(answer) => answer,
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("new session on port {port}: {e}"));
+            }
+        };
         assert_eq!(status, 200, "new session: {text}");
         let v: Value = serde_json::from_str(&text).unwrap();
         let session = v["value"]["sessionId"].as_str().unwrap().to_string();
-        Driver { child, port, session, _profile: profile }
+        Ok(Driver { child, port, session, _profile: profile })
     }
 
     fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
