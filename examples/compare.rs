@@ -191,7 +191,7 @@ async fn main() {
     let (t0, t1) = first_ts.get(1).or(first_ts.first()).copied().flatten().unwrap_or((0, i64::MAX));
     let queries: Vec<Value> =
         serde_json::from_str(include_str!("../benches/compare/queries.json")).expect("queries.json");
-    let fill = |sql: &str| sql.replace("{t0}", &t0.to_string()).replace("{t1}", &t1.to_string());
+    let fill = |sql: &str| shoal_segment::events::fill_query(sql, t0, t1, args.rows);
     let options = QueryOptions::default().with_timeout(std::time::Duration::from_secs(600));
     let table = Arc::new(Table(segments));
     let engine = QueryEngine::new(options.clone());

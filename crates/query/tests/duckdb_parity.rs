@@ -18,14 +18,16 @@ fn close(a: &Value, b: &Value) -> bool {
 
 #[tokio::test]
 async fn benchmark_queries_match_duckdb() {
-    let (engine, _t, events, dir) = events_table(3, 3_000, 1_000, QueryOptions::default());
+    // 1M rows: nine sealed segments of 100,000 and 100,000 consuming.
+    let (engine, _t, events, dir) = events_table(9, 100_000, 100_000, QueryOptions::default());
     let ndjson = dir.path().join("events.ndjson");
     std::fs::write(&ndjson, events.join("\n") + "\n").unwrap();
     let ts = |i: usize| serde_json::from_str::<Value>(&events[i]).unwrap()["timestamp"].as_i64().unwrap();
-    let (t0, t1) = (ts(3_500), ts(5_500));
+    let (t0, t1) = (ts(150_000), ts(420_000));
     let queries: Vec<Value> =
         serde_json::from_str(include_str!("../../../benches/compare/queries.json")).unwrap();
-    let fill = |sql: &str| sql.replace("{t0}", &t0.to_string()).replace("{t1}", &t1.to_string());
+    let rows = events.len();
+    let fill = |sql: &str| shoal_segment::events::fill_query(sql, t0, t1, rows);
 
     let request = serde_json::json!({
         "ndjson": ndjson,

@@ -98,6 +98,18 @@ pub const EVENTS_SCHEMA: &str = r#"{
   ]
 }"#;
 
+/// Fills the placeholders of the comparison's query set (`benches/compare/queries.json`) for a
+/// table of `rows` rows: `{t0}` and `{t1}` (the time range), and `{p90}`, the fraction that
+/// makes DuckDB's `quantile_disc` (the sorted value at index `floor((n - 1) * q)`) pick the row
+/// Pinot's `PERCENTILE(x, 90)` picks (index `floor(n * 0.9)`): `(floor(n * 0.9) + 0.5) / (n - 1)`.
+pub fn fill_query(sql: &str, t0: i64, t1: i64, rows: usize) -> String {
+    let n = rows.max(2) as f64;
+    let p90 = (((n * 0.9).floor() + 0.5) / (n - 1.0)).min(1.0);
+    sql.replace("{t0}", &t0.to_string())
+        .replace("{t1}", &t1.to_string())
+        .replace("{p90}", &format!("{p90:.15}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
