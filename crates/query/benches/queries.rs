@@ -79,11 +79,8 @@ fn queries(c: &mut Criterion) {
     group.sample_size(20);
     for q in &set {
         let name = q["name"].as_str().expect("a name");
-        let sql = q["shoal"]
-            .as_str()
-            .expect("a query")
-            .replace("{t0}", &t0.to_string())
-            .replace("{t1}", &t1.to_string());
+        let rows = SEALED * ROWS_EACH + CONSUMING;
+        let sql = shoal_segment::events::fill_query(q["shoal"].as_str().expect("a query"), t0, t1, rows);
         group.bench_function(name, |b| {
             b.iter(|| {
                 let result = runtime.block_on(engine.execute(&sql)).expect("the query runs");

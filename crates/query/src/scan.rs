@@ -203,7 +203,7 @@ impl ExecutionPlan for SegmentScanExec {
             offset: 0,
             batch_size,
             projection: self.projection.clone(),
-            predicate: self.predicate.clone(),
+            predicate: self.predicate.as_ref().map(narrow).transpose()?,
             remaining: self.limit.unwrap_or(usize::MAX),
             counters: Arc::clone(&self.counters),
             segment: self.partition_segment.get(partition).copied(),
@@ -237,10 +237,34 @@ struct PartitionRows {
     offset: usize,
     batch_size: usize,
     projection: Option<Vec<usize>>,
-    predicate: Option<Arc<dyn PhysicalExpr>>,
+    /// The filters, over just the columns they read (and those columns).
+    predicate: Option<Narrowed>,
     remaining: usize,
     counters: Arc<ScanCounters>,
     segment: Option<usize>,
+}
+
+/// A predicate with the columns it reads: their indices in the segment's batches, and the
+/// predicate rewritten over a batch of just those columns, in that order.
+type Narrowed = (Vec<usize>, Arc<dyn PhysicalExpr>);
+
+fn narrow(predicate: &Arc<dyn PhysicalExpr>) -> Result<Narrowed> {
+    use datafusion::common::tree_node::{Transformed, TreeNode};
+    use datafusion::physical_expr::expressions::Column;
+    let mut columns: Vec<usize> =
+        datafusion::physical_expr::utils::collect_columns(predicate).iter().map(Column::index).collect();
+    columns.sort_unstable();
+    columns.dedup();
+    let rewritten = Arc::clone(predicate)
+        .transform(|e| {
+            let Some(c) = e.downcast_ref::<Column>() else { return Ok(Transformed::no(e)) };
+            let index = columns.binary_search(&c.index()).map_err(|_| {
+                DataFusionError::Internal(format!("column {} of a filter was not collected", c.name()))
+            })?;
+            Ok(Transformed::yes(Arc::new(Column::new(c.name(), index)) as Arc<dyn PhysicalExpr>))
+        })?
+        .data;
+    Ok((columns, rewritten))
 }
 
 impl PartitionRows {
@@ -278,8 +302,12 @@ impl PartitionRows {
     ) -> Result<(RecordBatch, Option<BooleanArray>)> {
         let mask = match &self.predicate {
             None => valid.map(|v| BooleanArray::new(v, None)),
-            Some(predicate) => {
-                let mask = predicate.evaluate(&slice)?.into_array(slice.num_rows())?;
+            Some((columns, predicate)) => {
+                // Evaluated on the columns it reads only: DataFusion's AND evaluates its right
+                // side on the rows its left side kept, copying every column of its input to
+                // do so (a segment's strings and lists with them).
+                let input = slice.project(columns)?;
+                let mask = predicate.evaluate(&input)?.into_array(slice.num_rows())?;
                 let Some(mask) = mask.as_boolean_opt() else {
                     return Err(DataFusionError::Internal(format!(
                         "a filter gave {} values, not booleans",
@@ -475,5 +503,55 @@ impl ExecutionPlan for ColdCountExec {
             (None, true) => Precision::Inexact(rows),
         };
         Ok(Arc::new(Statistics::new_unknown(&self.schema()).with_num_rows(rows)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Int64Array, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::logical_expr::Operator;
+    use datafusion::physical_expr::expressions::{BinaryExpr, Column, Literal};
+    use datafusion::scalar::ScalarValue;
+
+    #[test]
+    fn a_filter_is_evaluated_over_just_the_columns_it_reads() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("a", DataType::Utf8, false),
+            Field::new("country", DataType::Utf8, false),
+            Field::new("b", DataType::Utf8, false),
+            Field::new("ms", DataType::Int64, false),
+        ]));
+        let batch = RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![
+                Arc::new(StringArray::from(vec!["x", "y", "z", "w"])),
+                Arc::new(StringArray::from(vec!["US", "DE", "US", "US"])),
+                Arc::new(StringArray::from(vec!["p", "q", "r", "s"])),
+                Arc::new(Int64Array::from(vec![5, 2000, 2000, 999])),
+            ],
+        )
+        .unwrap();
+        let country: Arc<dyn PhysicalExpr> = Arc::new(BinaryExpr::new(
+            Arc::new(Column::new("country", 1)),
+            Operator::Eq,
+            Arc::new(Literal::new(ScalarValue::Utf8(Some("US".into())))),
+        ));
+        let ms: Arc<dyn PhysicalExpr> = Arc::new(BinaryExpr::new(
+            Arc::new(Column::new("ms", 3)),
+            Operator::Gt,
+            Arc::new(Literal::new(ScalarValue::Int64(Some(1000)))),
+        ));
+        let predicate: Arc<dyn PhysicalExpr> = Arc::new(BinaryExpr::new(country, Operator::And, ms));
+        let (columns, narrowed) = narrow(&predicate).unwrap();
+        assert_eq!(columns, [1, 3], "only the columns the filter reads");
+        let whole = predicate.evaluate(&batch).unwrap().into_array(4).unwrap();
+        let narrow = narrowed.evaluate(&batch.project(&columns).unwrap()).unwrap().into_array(4).unwrap();
+        assert_eq!(whole.as_boolean(), narrow.as_boolean());
+        assert_eq!(
+            narrow.as_boolean().iter().collect::<Vec<_>>(),
+            [Some(false), Some(false), Some(true), Some(false)]
+        );
     }
 }
