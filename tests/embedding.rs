@@ -172,3 +172,48 @@ async fn an_apps_table_in_shoals_sql() {
     assert!(matches!(engine.deregister_table("regions"), Err(shoal::Error::NoSuchTable(_))));
     engine.shutdown().await;
 }
+
+/// A scan planned in the app's context before a segment expires reads the segment it took
+/// (its file stays mapped until the scan ends); the next scan no longer sees it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scan_keeps_the_segments_it_took_while_they_expire() {
+    use datafusion::physical_plan::collect;
+    let dir = tempfile::tempdir().unwrap();
+    let sources = MemorySources::default();
+    let stream = sources.stream("old", 1);
+    let shard = stream.open_shards()[0].clone();
+    // Retention runs only when called here.
+    let options = options(sources.clone()).with_retention_interval(Duration::from_secs(3600));
+    let engine = Engine::open_with(dir.path(), options).await.unwrap();
+    let mut config = table_config("old", "old", "http://unused", 100);
+    config["segmentsConfig"]["retentionTimeUnit"] = serde_json::json!("DAYS");
+    config["segmentsConfig"]["retentionTimeValue"] = serde_json::json!("1");
+    engine.create_table(&config, &schema("old")).await.unwrap();
+    let (old, new) = (now_ms() - 3 * 86_400_000, now_ms());
+    for i in 0..100 {
+        stream.put(&shard, "k", record(i, old));
+    }
+    for i in 100..210 {
+        stream.put(&shard, "k", record(i, new));
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while engine.table_status("old").unwrap().segments.len() < 2 || counts(&engine, "old").await.0 < 210 {
+        assert!(tokio::time::Instant::now() < deadline, "two segments sealed, 210 rows");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let ctx = SessionContext::new();
+    ctx.register_table("events", engine.table_provider("old").unwrap()).unwrap();
+    // Planned (the snapshot taken) before the expiry, run after it.
+    let plan = ctx.sql("SELECT count(*) FROM events").await.unwrap().create_physical_plan().await.unwrap();
+    assert_eq!(engine.apply_retention().unwrap(), 1, "the old segment expires");
+    let before = collect(plan, ctx.task_ctx()).await.unwrap();
+    let rows = arrow::compute::cast(before[0].column(0), &DataType::Int64).unwrap();
+    assert_eq!(
+        rows.as_any().downcast_ref::<Int64Array>().unwrap().value(0),
+        210,
+        "the scan reads what it took"
+    );
+    assert_eq!(count_in(&ctx, "SELECT count(*) FROM events").await, 110, "the next scan sees the expiry");
+    engine.shutdown().await;
+}
