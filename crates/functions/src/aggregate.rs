@@ -1,6 +1,7 @@
 //! Pinot's aggregations that DataFusion lacks: PERCENTILE (exact).
 
-use arrow::array::{Array, ArrayRef, AsArray};
+use arrow::array::{Array, ArrayRef, AsArray, Float64Array, ListArray};
+use arrow::buffer::OffsetBuffer;
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, FieldRef, Float64Type};
 use datafusion::common::{DataFusionError, Result, ScalarValue, exec_err, plan_err};
@@ -51,7 +52,11 @@ impl Accumulator for PercentileAccumulator {
             return plan_err!("PERCENTILE: use PERCENTILE(value, percentile)");
         };
         let v = cast(v, &DataType::Float64)?;
-        self.values.extend(v.as_primitive::<Float64Type>().iter().flatten());
+        let v = v.as_primitive::<Float64Type>();
+        match v.nulls() {
+            Some(_) => self.values.extend(v.iter().flatten()),
+            None => self.values.extend_from_slice(v.values()),
+        }
         if self.percentile.is_none() && !p.is_empty() {
             let p = cast(p, &DataType::Float64)?;
             self.percentile = p.as_primitive::<Float64Type>().iter().flatten().next();
@@ -66,20 +71,26 @@ impl Accumulator for PercentileAccumulator {
         if !(0.0..=100.0).contains(&p) {
             return exec_err!("PERCENTILE: {p} is not between 0 and 100");
         }
-        self.values.sort_by(f64::total_cmp);
+        // The value a sort would put at the index, found by selection (linear, not n log n).
         let n = self.values.len();
         let index = ((n as f64 * p / 100.0) as usize).min(n - 1);
-        Ok(ScalarValue::Float64(Some(self.values[index])))
+        let (_, value, _) = self.values.select_nth_unstable_by(index, f64::total_cmp);
+        Ok(ScalarValue::Float64(Some(*value)))
     }
     fn size(&self) -> usize {
         std::mem::size_of_val(self) + self.values.capacity() * 8
     }
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
-        let list = ScalarValue::new_list_nullable(
-            &self.values.iter().map(|v| ScalarValue::Float64(Some(*v))).collect::<Vec<_>>(),
-            &DataType::Float64,
+        // One list of the values, built as an array (not a scalar per value); the values stay
+        // (DataFusion may evaluate after taking the state).
+        let values = Float64Array::from(self.values.clone());
+        let list = ListArray::new(
+            Arc::new(Field::new("item", DataType::Float64, true)),
+            OffsetBuffer::from_lengths([values.len()]),
+            Arc::new(values),
+            None,
         );
-        Ok(vec![ScalarValue::List(list), ScalarValue::Float64(self.percentile)])
+        Ok(vec![ScalarValue::List(Arc::new(list)), ScalarValue::Float64(self.percentile)])
     }
     fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
         // The states are what `state` made, as `state_fields` declares them.
@@ -93,7 +104,10 @@ impl Accumulator for PercentileAccumulator {
             let values = list.as_primitive_opt::<Float64Type>().ok_or_else(|| {
                 DataFusionError::Internal("PERCENTILE: a partial state holds no doubles".into())
             })?;
-            self.values.extend(values.iter().flatten());
+            match values.nulls() {
+                Some(_) => self.values.extend(values.iter().flatten()),
+                None => self.values.extend_from_slice(values.values()),
+            }
         }
         if self.percentile.is_none() {
             self.percentile = p.iter().flatten().next();

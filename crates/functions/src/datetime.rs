@@ -3,9 +3,9 @@
 //! MONTH, WEEK, DAYOFMONTH, DAYOFWEEK, DAYOFYEAR, HOUR, MINUTE, SECOND, MILLISECOND and
 //! YEAROFWEEK, each in UTC or in a time zone (pinot-common DateTimeFunctions.java).
 
-use crate::scalar::{Call, map_longs};
-use arrow::array::{ArrayRef, Int32Array, Int64Array, StringArray};
-use arrow::datatypes::DataType;
+use crate::scalar::{Call, map_longs, map_longs_into};
+use arrow::array::{ArrayRef, Int64Array, StringArray};
+use arrow::datatypes::{DataType, Int32Type, Int64Type};
 use datafusion::common::{Result, ScalarValue};
 use datafusion::logical_expr::{ColumnarValue, ReturnFieldArgs};
 use shoal_segment::datetime::{DateTimeFormat, Granularity, TimeUnit, civil_from_days, days_from_civil};
@@ -68,7 +68,7 @@ pub(crate) fn date_trunc(call: &Call) -> Result<Int64Array> {
             call.error(format_args!("{start} ms is out of range in outputTimeUnit {}", output.name()))
         })
     };
-    map_longs(&call.longs(1)?, one)
+    map_longs::<Int64Type>(&call.longs(1)?, one)
 }
 
 /// DATETIMECONVERT(value, inputFormat, outputFormat, granularity): the value read in the input
@@ -185,7 +185,7 @@ pub(crate) fn to_date_time(call: &Call) -> Result<ArrayRef> {
             .try_format_millis(v)
             .ok_or_else(|| call.error(format_args!("{v} ms cannot be written in {zone}")))
     };
-    Ok(Arc::new(map_longs::<_, StringArray>(&call.longs(0)?, write)?))
+    Ok(Arc::new(map_longs_into::<_, StringArray>(&call.longs(0)?, write)?))
 }
 
 /// FROMDATETIME(text, pattern[, timeZone[, default]]): the text read in the pattern as wall-clock
@@ -228,7 +228,7 @@ pub(crate) fn ago(call: &Call) -> Result<ColumnarValue> {
 /// toEpochSeconds...: truncated toward zero, as Java's TimeUnit.MILLISECONDS.toSeconds
 /// (pinot-common DateTimeFunctions.java); a division by a positive constant cannot overflow.
 pub(crate) fn to_epoch(call: &Call, unit_ms: i64) -> Result<ArrayRef> {
-    Ok(Arc::new(map_longs::<_, Int64Array>(&call.longs(0)?, |v| Ok(v / unit_ms))?))
+    Ok(Arc::new(map_longs::<Int64Type>(&call.longs(0)?, |v| Ok(v / unit_ms))?))
 }
 
 /// fromEpochSeconds(v) = v × unit; fromEpochSecondsBucket(v, n) = v × n × unit
@@ -240,7 +240,7 @@ pub(crate) fn from_epoch(call: &Call, unit_ms: i64, bucketed: bool) -> Result<Ar
             .and_then(|v| v.checked_mul(unit_ms))
             .ok_or_else(|| call.error(format_args!("{v} is out of range of epoch milliseconds")))
     };
-    Ok(Arc::new(map_longs::<_, Int64Array>(&call.longs(0)?, one)?))
+    Ok(Arc::new(map_longs::<Int64Type>(&call.longs(0)?, one)?))
 }
 
 /// toEpochSecondsRounded(millis, n) = toEpochSeconds(millis) / n × n and
@@ -249,7 +249,7 @@ pub(crate) fn from_epoch(call: &Call, unit_ms: i64, bucketed: bool) -> Result<Ar
 pub(crate) fn to_epoch_rounded(call: &Call, unit_ms: i64, rounded: bool) -> Result<ArrayRef> {
     let n = positive(call, 1, if rounded { "roundToNearest" } else { "bucket" })?;
     let one = |v: i64| Ok(if rounded { v / unit_ms / n * n } else { v / unit_ms / n });
-    Ok(Arc::new(map_longs::<_, Int64Array>(&call.longs(0)?, one)?))
+    Ok(Arc::new(map_longs::<Int64Type>(&call.longs(0)?, one)?))
 }
 
 /// The literal argument `i`, which must be a positive integer (Java divides by it: zero would
@@ -334,7 +334,7 @@ pub(crate) fn date_part(call: &Call, part: DatePart) -> Result<ArrayRef> {
         // Every field of an i64 millisecond fits an i32 (years reach ±292 million).
         i32::try_from(part.of(local)).map_err(|_| call.error(format_args!("{v} ms is out of range")))
     };
-    Ok(Arc::new(map_longs::<_, Int32Array>(&call.longs(0)?, one)?))
+    Ok(Arc::new(map_longs::<Int32Type>(&call.longs(0)?, one)?))
 }
 
 /// ISO-8601 durations, as Java's `Duration.parse` reads them for Pinot's `ago` (pinot-common

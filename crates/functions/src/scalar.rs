@@ -3,7 +3,7 @@
 //! function and the argument.
 
 use crate::{datetime, json, json_match, multivalue, string};
-use arrow::array::{Array, ArrayRef, AsArray, Int64Array, StringArray};
+use arrow::array::{Array, ArrayRef, ArrowPrimitiveType, AsArray, Int64Array, PrimitiveArray, StringArray};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, FieldRef, Int64Type};
 use datafusion::common::{DataFusionError, Result, ScalarValue, plan_err};
@@ -359,9 +359,31 @@ impl Call<'_> {
 }
 
 /// Applies `f` to each non-null value, keeping nulls; an error of `f` fails the call.
-pub(crate) fn map_longs<T, A>(values: &Int64Array, f: impl Fn(i64) -> Result<T>) -> Result<A>
+pub(crate) fn map_longs_into<T, A>(values: &Int64Array, f: impl Fn(i64) -> Result<T>) -> Result<A>
 where
     A: FromIterator<Option<T>>,
 {
     values.iter().map(|v| v.map(&f).transpose()).collect::<Result<A>>()
+}
+
+/// [`map_longs_into`] for a primitive result: written straight into a values buffer, the
+/// input's null buffer shared (a null slot holds the default value, `f` is not called on it).
+pub(crate) fn map_longs<O: ArrowPrimitiveType>(
+    values: &Int64Array,
+    f: impl Fn(i64) -> Result<O::Native>,
+) -> Result<PrimitiveArray<O>> {
+    let mut out = Vec::with_capacity(values.len());
+    match values.nulls() {
+        None => {
+            for &v in values.values() {
+                out.push(f(v)?);
+            }
+        }
+        Some(nulls) => {
+            for (i, &v) in values.values().iter().enumerate() {
+                out.push(if nulls.is_valid(i) { f(v)? } else { O::Native::default() });
+            }
+        }
+    }
+    Ok(PrimitiveArray::new(out.into(), values.nulls().cloned()))
 }

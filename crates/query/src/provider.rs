@@ -366,12 +366,15 @@ impl TableProvider for ShoalTable {
             None => None,
         };
         let keep = self.prune(predicate.as_ref(), &snapshot.segments);
+        let pass_all = self.passes_all(predicate.as_ref(), &snapshot.segments);
         let mut partitions = Vec::new();
         let mut partition_segment = Vec::new();
         let mut counted = Vec::new();
         let mut cold = Vec::new();
         let mut stats = ScanStats::default();
-        for (at, (segment, keep)) in snapshot.segments.iter().zip(&keep).enumerate() {
+        for (at, ((segment, keep), &pass_all)) in
+            snapshot.segments.iter().zip(&keep).zip(&pass_all).enumerate()
+        {
             let rows = segment.rows() as u64;
             let mask = self.view.mask(snapshot.validity.get(at).and_then(Option::as_ref));
             let consuming = matches!(segment, SegmentData::Consuming(_));
@@ -449,7 +452,7 @@ impl TableProvider for ShoalTable {
                     continue;
                 }
                 part_rows += n;
-                part.push(Piece { batch, valid: piece_mask.filter(|_| visible < n) });
+                part.push(Piece { batch, valid: piece_mask.filter(|_| visible < n), pass_all });
                 if part_rows >= PARTITION_ROWS {
                     partitions.push(std::mem::take(&mut part));
                     partition_segment.push(index);
@@ -578,6 +581,104 @@ impl ShoalTable {
         let statistics = SegmentStatistics { layout: &self.layout, segments };
         predicate.prune(&statistics).unwrap_or(all)
     }
+}
+
+impl ShoalTable {
+    /// Which segments' statistics show that every row passes `predicate`: no row has a null in
+    /// a column it reads, and the predicate's negation cannot hold for any row. The scan does
+    /// not evaluate the filters on those segments (as a database skips a zone map's "always
+    /// true" filter, and Pinot a predicate its column's range answers for the whole segment).
+    fn passes_all(&self, predicate: Option<&Arc<dyn PhysicalExpr>>, segments: &[SegmentData]) -> Vec<bool> {
+        let none = vec![false; segments.len()];
+        if !self.prune {
+            return none;
+        }
+        let Some(expr) = predicate else { return none };
+        let Some(negation) = negate(expr, &self.schema()) else { return none };
+        let Some(negation) = PruningPredicateBuilder::new().with_file_schema(self.schema()).build(negation)
+        else {
+            return none;
+        };
+        let statistics = SegmentStatistics { layout: &self.layout, segments };
+        let Ok(may_fail) = negation.prune(&statistics) else { return none };
+        let columns: Vec<usize> = datafusion::physical_expr::utils::collect_columns(expr)
+            .iter()
+            .filter_map(|c| self.layout.column_index(c.name()))
+            .collect();
+        segments
+            .iter()
+            .zip(may_fail)
+            .map(|(segment, may_fail)| {
+                !may_fail && columns.iter().all(|&c| segment.stats(c).is_some_and(|s| s.null_count == 0))
+            })
+            .collect()
+    }
+}
+
+/// The negation of a filter, with NOT pushed down to comparisons, IN lists and LIKEs (the forms
+/// pruning reads); None for anything else, or a NULL literal (whose comparisons are never true,
+/// so that neither a filter nor its negation passes a row).
+fn negate(expr: &Arc<dyn PhysicalExpr>, schema: &arrow::datatypes::Schema) -> Option<Arc<dyn PhysicalExpr>> {
+    use datafusion::logical_expr::Operator;
+    use datafusion::physical_expr::expressions::{BinaryExpr, InListExpr, LikeExpr, Literal, NotExpr};
+    let plain = |e: &Arc<dyn PhysicalExpr>| -> bool {
+        let mut ok = true;
+        let _ = Arc::clone(e).apply(|n| {
+            if n.downcast_ref::<Literal>().is_some_and(|l| l.value().is_null()) {
+                ok = false;
+            }
+            Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
+        });
+        ok
+    };
+    if let Some(not) = expr.downcast_ref::<NotExpr>() {
+        return plain(not.arg()).then(|| Arc::clone(not.arg()));
+    }
+    if let Some(b) = expr.downcast_ref::<BinaryExpr>() {
+        let op = match b.op() {
+            Operator::And | Operator::Or => {
+                let (l, r) = (negate(b.left(), schema)?, negate(b.right(), schema)?);
+                let op = if *b.op() == Operator::And { Operator::Or } else { Operator::And };
+                return Some(Arc::new(BinaryExpr::new(l, op, r)));
+            }
+            Operator::Eq => Operator::NotEq,
+            Operator::NotEq => Operator::Eq,
+            Operator::Lt => Operator::GtEq,
+            Operator::LtEq => Operator::Gt,
+            Operator::Gt => Operator::LtEq,
+            Operator::GtEq => Operator::Lt,
+            _ => return None,
+        };
+        if !plain(b.left()) || !plain(b.right()) {
+            return None;
+        }
+        return Some(Arc::new(BinaryExpr::new(Arc::clone(b.left()), op, Arc::clone(b.right()))));
+    }
+    if let Some(i) = expr.downcast_ref::<InListExpr>() {
+        if !plain(expr) {
+            return None;
+        }
+        let list = i.list().to_vec();
+        return datafusion::physical_expr::expressions::in_list(
+            Arc::clone(i.expr()),
+            list,
+            &!i.negated(),
+            schema,
+        )
+        .ok();
+    }
+    if let Some(l) = expr.downcast_ref::<LikeExpr>() {
+        if !plain(expr) {
+            return None;
+        }
+        return Some(Arc::new(LikeExpr::new(
+            !l.negated(),
+            l.case_insensitive(),
+            Arc::clone(l.expr()),
+            Arc::clone(l.pattern()),
+        )));
+    }
+    None
 }
 
 /// Segment statistics as DataFusion's pruning reads them.

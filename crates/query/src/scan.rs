@@ -30,6 +30,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 pub(crate) struct Piece {
     pub batch: RecordBatch,
     pub valid: Option<BooleanBuffer>,
+    /// Statistics show that every row passes the scan's filters: they are not evaluated.
+    pub pass_all: bool,
 }
 
 impl Piece {
@@ -220,9 +222,15 @@ impl ExecutionPlan for SegmentScanExec {
             Some(p) => self.partition_rows(p),
             None => (0..self.partitions.len()).map(|p| self.partition_rows(p)).sum(),
         };
-        // Without a filter the count is exact (and DataFusion may answer `count(*)` from it);
-        // with one it is what the filter may let through at most.
-        let rows = if self.predicate.is_none() { Precision::Exact(rows) } else { Precision::Inexact(rows) };
+        // Without a filter, or where statistics show that every row read passes it (the
+        // segments that none could pass are not read), the count is exact and DataFusion may
+        // answer `count(*)` from it; otherwise it is what the filter may let through at most.
+        let pass_all = self.partitions.iter().flatten().all(|p| p.pass_all);
+        let rows = if self.predicate.is_none() || pass_all {
+            Precision::Exact(rows)
+        } else {
+            Precision::Inexact(rows)
+        };
         Ok(Arc::new(Statistics::new_unknown(&self.schema()).with_num_rows(rows)))
     }
 }
@@ -268,7 +276,7 @@ fn narrow(predicate: &Arc<dyn PhysicalExpr>) -> Result<Narrowed> {
 }
 
 impl PartitionRows {
-    fn next_slice(&mut self) -> Option<(RecordBatch, Option<BooleanBuffer>)> {
+    fn next_slice(&mut self) -> Option<(RecordBatch, Option<BooleanBuffer>, bool)> {
         loop {
             let piece = self.batches.front()?;
             let batch = &piece.batch;
@@ -281,7 +289,7 @@ impl PartitionRows {
             let slice = batch.slice(self.offset, len);
             let valid = piece.valid.as_ref().map(|v| v.slice(self.offset, len));
             self.offset += len;
-            return Some((slice, valid));
+            return Some((slice, valid, piece.pass_all));
         }
     }
 
@@ -299,8 +307,10 @@ impl PartitionRows {
         &self,
         slice: RecordBatch,
         valid: Option<BooleanBuffer>,
+        pass_all: bool,
     ) -> Result<(RecordBatch, Option<BooleanArray>)> {
         let mask = match &self.predicate {
+            Some(_) if pass_all => valid.map(|v| BooleanArray::new(v, None)),
             None => valid.map(|v| BooleanArray::new(v, None)),
             Some((columns, predicate)) => {
                 // Evaluated on the columns it reads only: DataFusion's AND evaluates its right
@@ -349,7 +359,7 @@ impl Iterator for PartitionRows {
             if self.remaining == 0 {
                 return None;
             }
-            let Some((slice, valid)) = self.next_slice() else {
+            let Some((slice, valid, pass_all)) = self.next_slice() else {
                 // The input is over: what the coalescer holds goes out last.
                 let mut c = self.coalescer.take()?;
                 if let Err(e) = c.finish_buffered_batch() {
@@ -360,10 +370,11 @@ impl Iterator for PartitionRows {
             // Pinot evaluates filters on the valid rows only.
             let evaluated = match (&self.predicate, &valid) {
                 (None, _) => 0,
+                (Some(_), _) if pass_all => 0,
                 (Some(_), Some(v)) => v.count_set_bits(),
                 (Some(_), None) => slice.num_rows(),
             };
-            let (projected, mask) = match self.filtered(slice, valid) {
+            let (projected, mask) = match self.filtered(slice, valid, pass_all) {
                 Ok(b) => b,
                 Err(e) => return Some(Err(e)),
             };
