@@ -139,6 +139,7 @@ pub(crate) async fn restore(
                 batches,
                 rows,
                 stats: object.stats.clone(),
+                batch_stats: Vec::new(),
                 time_range: entry.time_range,
                 first_sequence: entry.first.as_ref().map(|c| c.sequence.to_string()),
                 last_sequence: entry.last.as_ref().map(|c| c.sequence.to_string()),

@@ -45,6 +45,13 @@ pub const MV_MATCH: &str = "mv_match";
 /// Every scalar function Shoal adds, registered under Pinot's names (and over DataFusion's
 /// `substr` and `substring`, whose positions mean other things).
 pub fn scalar_functions() -> Vec<ScalarUDF> {
+    // Built once: a query's session registers them all, and building them (names, aliases,
+    // signatures) is part of every query's fixed cost.
+    static FUNCTIONS: std::sync::OnceLock<Vec<ScalarUDF>> = std::sync::OnceLock::new();
+    FUNCTIONS.get_or_init(build_scalar_functions).clone()
+}
+
+fn build_scalar_functions() -> Vec<ScalarUDF> {
     let mut fns = vec![
         PinotFn::new("DATETRUNC", Kind::DateTrunc),
         PinotFn::new("DATETIMECONVERT", Kind::DateTimeConvert),
@@ -87,6 +94,11 @@ pub fn scalar_functions() -> Vec<ScalarUDF> {
 /// multi-value aggregations. Pinot's other aggregate spellings (DISTINCTCOUNT, PERCENTILE95,
 /// LASTWITHTIME...) are rewritten into DataFusion's in `shoal-query`.
 pub fn aggregate_functions() -> Vec<AggregateUDF> {
+    static FUNCTIONS: std::sync::OnceLock<Vec<AggregateUDF>> = std::sync::OnceLock::new();
+    FUNCTIONS.get_or_init(build_aggregate_functions).clone()
+}
+
+fn build_aggregate_functions() -> Vec<AggregateUDF> {
     let mut out = vec![AggregateUDF::from(aggregate::Percentile {
         signature: Signature::any(2, Volatility::Immutable),
     })];

@@ -26,7 +26,7 @@ use shoal_functions::{aggregate_functions, scalar_functions};
 use shoal_segment::TableLayout;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -179,6 +179,54 @@ fn cores() -> usize {
 /// accepted (`max_expression_depth`), with DataFusion's and sqlparser's recursion guards
 /// growing it further where they recurse.
 const PLAN_STACK: usize = 64 << 20;
+
+/// Planning threads kept between queries: starting and ending a thread maps and unmaps its
+/// 64 MiB stack (with a TLB shootdown on every core), a large part of a short query's cost.
+static PLANNERS: Planners = Planners { idle: Mutex::new(Vec::new()) };
+
+/// Planning threads left idle at most; more are started while queries plan at once, and end
+/// when they are done.
+const IDLE_PLANNERS: usize = 8;
+
+type PlanJob = Box<dyn FnOnce() + Send>;
+
+/// Threads with deep stacks that plan queries, each waiting on its own channel while idle.
+struct Planners {
+    idle: Mutex<Vec<std::sync::mpsc::Sender<PlanJob>>>,
+}
+
+impl Planners {
+    /// Runs `job` on an idle planning thread, or on a new one.
+    fn run(&'static self, mut job: PlanJob) -> std::io::Result<()> {
+        loop {
+            let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+            let Some(thread) = idle else { break };
+            match thread.send(job) {
+                Ok(()) => return Ok(()),
+                // That thread is gone (it panicked): the job goes to another.
+                Err(returned) => job = returned.0,
+            }
+        }
+        let (tx, rx) = std::sync::mpsc::channel::<PlanJob>();
+        std::thread::Builder::new().name("shoal-plan".into()).stack_size(PLAN_STACK).spawn(move || {
+            job();
+            loop {
+                {
+                    let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+                    if idle.len() >= IDLE_PLANNERS {
+                        return;
+                    }
+                    idle.push(tx.clone());
+                }
+                match rx.recv() {
+                    Ok(job) => job(),
+                    Err(_) => return,
+                }
+            }
+        })?;
+        Ok(())
+    }
+}
 
 /// What kind of failure a query met, with Pinot's error code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -618,12 +666,10 @@ impl QueryEngine {
             max_join_pairs: self.options.max_join_pairs,
             default_limit: self.options.default_limit,
         };
-        std::thread::Builder::new()
-            .name("shoal-plan".into())
-            .stack_size(PLAN_STACK)
-            .spawn(move || {
+        PLANNERS
+            .run(Box::new(move || {
                 let _ = tx.send(runtime.block_on(plan_and_start(ctx, planning)));
-            })
+            }))
             .map_err(|e| QueryError {
                 kind: ErrorKind::ResourceLimit,
                 message: format!("cannot start a thread to plan the query: {e}"),

@@ -3,7 +3,7 @@
 //! the query's filters by `SegmentScanExec`, which counts what each segment gave.
 
 use crate::scan::{ColdCountExec, Piece, ScanCounters, SegmentCount, SegmentScanExec};
-use arrow::array::{ArrayRef, RecordBatch, UInt64Array, new_null_array};
+use arrow::array::{Array, ArrayRef, RecordBatch, UInt64Array, new_null_array};
 use arrow::buffer::BooleanBuffer;
 use arrow::datatypes::{DataType, SchemaRef};
 use async_trait::async_trait;
@@ -366,7 +366,10 @@ impl TableProvider for ShoalTable {
             None => None,
         };
         let keep = self.prune(predicate.as_ref(), &snapshot.segments);
-        let pass_all = self.passes_all(predicate.as_ref(), &snapshot.segments);
+        let pass_all = self.passes_all(
+            predicate.as_ref(),
+            &SegmentStatistics { layout: &self.layout, segments: &snapshot.segments },
+        );
         let mut partitions = Vec::new();
         let mut partition_segment = Vec::new();
         let mut counted = Vec::new();
@@ -429,10 +432,22 @@ impl TableProvider for ShoalTable {
                 evaluated: AtomicU64::new(0),
                 passed: AtomicU64::new(0),
             });
+            // Inside the segment the filters are tried on each batch's statistics: a batch none
+            // of whose rows can pass is not read, one whose rows all pass is not filtered.
+            let (batch_keep, batch_pass) = if predicate.is_some() && !pass_all && batches.len() > 1 {
+                let statistics = BatchStatistics { layout: &self.layout, segment, batches: batches.len() };
+                (
+                    self.may_match(predicate.as_ref(), &statistics),
+                    self.passes_all(predicate.as_ref(), &statistics),
+                )
+            } else {
+                (vec![true; batches.len()], vec![pass_all; batches.len()])
+            };
             let mut part = Vec::new();
             let mut part_rows = 0;
+            let mut read_visible = 0;
             let mut start = 0;
-            for batch in batches {
+            for (batch, (keep, pass_all)) in batches.into_iter().zip(batch_keep.into_iter().zip(batch_pass)) {
                 let n = batch.num_rows();
                 // A row past the validity's end was appended after it was taken: not visible.
                 let piece_mask = mask.map(|m| {
@@ -447,11 +462,12 @@ impl TableProvider for ShoalTable {
                 });
                 start += n;
                 let visible = piece_mask.as_ref().map_or(n, BooleanBuffer::count_set_bits);
-                if visible == 0 {
-                    // No row of this batch is visible: not read at all.
+                if visible == 0 || !keep {
+                    // No row of this batch is visible, or none can pass the filters: not read at all.
                     continue;
                 }
                 part_rows += n;
+                read_visible += visible as u64;
                 part.push(Piece { batch, valid: piece_mask.filter(|_| visible < n), pass_all });
                 if part_rows >= PARTITION_ROWS {
                     partitions.push(std::mem::take(&mut part));
@@ -463,6 +479,8 @@ impl TableProvider for ShoalTable {
                 partitions.push(part);
                 partition_segment.push(index);
             }
+            // A `count(*)` answered from statistics counts the rows of the batches read.
+            counted[index].rows = read_visible;
         }
         let output_columns = projection.map_or(self.schema().fields().len(), Vec::len) as u64;
         let counters = Arc::new(ScanCounters {
@@ -568,7 +586,17 @@ impl ShoalTable {
 impl ShoalTable {
     /// Which segments may hold rows matching `predicate`.
     fn prune(&self, predicate: Option<&Arc<dyn PhysicalExpr>>, segments: &[SegmentData]) -> Vec<bool> {
-        let all = vec![true; segments.len()];
+        self.may_match(predicate, &SegmentStatistics { layout: &self.layout, segments })
+    }
+
+    /// Which containers of `statistics` (segments, or the batches of one) may hold rows
+    /// matching `predicate`.
+    fn may_match(
+        &self,
+        predicate: Option<&Arc<dyn PhysicalExpr>>,
+        statistics: &impl PruningStatistics,
+    ) -> Vec<bool> {
+        let all = vec![true; statistics.num_containers()];
         if !self.prune {
             return all;
         }
@@ -578,18 +606,19 @@ impl ShoalTable {
         else {
             return all;
         };
-        let statistics = SegmentStatistics { layout: &self.layout, segments };
-        predicate.prune(&statistics).unwrap_or(all)
+        predicate.prune(statistics).unwrap_or(all)
     }
-}
 
-impl ShoalTable {
-    /// Which segments' statistics show that every row passes `predicate`: no row has a null in
+    /// Which containers of `statistics` every row of passes `predicate`: no row has a null in
     /// a column it reads, and the predicate's negation cannot hold for any row. The scan does
-    /// not evaluate the filters on those segments (as a database skips a zone map's "always
-    /// true" filter, and Pinot a predicate its column's range answers for the whole segment).
-    fn passes_all(&self, predicate: Option<&Arc<dyn PhysicalExpr>>, segments: &[SegmentData]) -> Vec<bool> {
-        let none = vec![false; segments.len()];
+    /// not evaluate the filters there (as a database skips a zone map's "always true" filter,
+    /// and Pinot a predicate its column's range answers for the whole segment).
+    fn passes_all(
+        &self,
+        predicate: Option<&Arc<dyn PhysicalExpr>>,
+        statistics: &impl PruningStatistics,
+    ) -> Vec<bool> {
+        let none = vec![false; statistics.num_containers()];
         if !self.prune {
             return none;
         }
@@ -599,19 +628,19 @@ impl ShoalTable {
         else {
             return none;
         };
-        let statistics = SegmentStatistics { layout: &self.layout, segments };
-        let Ok(may_fail) = negation.prune(&statistics) else { return none };
-        let columns: Vec<usize> = datafusion::physical_expr::utils::collect_columns(expr)
-            .iter()
-            .filter_map(|c| self.layout.column_index(c.name()))
-            .collect();
-        segments
-            .iter()
-            .zip(may_fail)
-            .map(|(segment, may_fail)| {
-                !may_fail && columns.iter().all(|&c| segment.stats(c).is_some_and(|s| s.null_count == 0))
-            })
-            .collect()
+        let Ok(mut passes) = negation.prune(statistics) else { return none };
+        for p in &mut passes {
+            *p = !*p;
+        }
+        for column in datafusion::physical_expr::utils::collect_columns(expr) {
+            let nulls = statistics.null_counts(&Column::new_unqualified(column.name()));
+            let nulls = nulls.as_ref().and_then(|n| n.as_any().downcast_ref::<UInt64Array>());
+            let Some(nulls) = nulls else { return none };
+            for (i, p) in passes.iter_mut().enumerate() {
+                *p &= nulls.is_valid(i) && nulls.value(i) == 0;
+            }
+        }
+        passes
     }
 }
 
@@ -690,21 +719,89 @@ struct SegmentStatistics<'a> {
 impl SegmentStatistics<'_> {
     fn values(&self, column: &Column, pick: impl Fn(&ColumnStats) -> Option<&StatValue>) -> Option<ArrayRef> {
         let index = self.layout.column_index(&column.name)?;
-        let data_type = self.layout.arrow.field(index).data_type().clone();
-        let scalars: Vec<ScalarValue> = self
-            .segments
-            .iter()
-            .map(|s| {
-                s.stats(index)
-                    .and_then(&pick)
-                    .and_then(|v| to_scalar(v, &data_type))
-                    .unwrap_or_else(|| ScalarValue::try_from(&data_type).unwrap_or(ScalarValue::Null))
-            })
-            .collect();
-        if scalars.is_empty() {
-            return Some(new_null_array(&data_type, 0));
+        stat_values(self.layout, index, self.segments.iter().map(|s| s.stats(index)), pick)
+    }
+}
+
+/// The statistics of the batches of one segment as DataFusion's pruning reads them: a sealed
+/// segment's are computed per column on first use, a consuming segment's kept as it freezes.
+struct BatchStatistics<'a> {
+    layout: &'a TableLayout,
+    segment: &'a SegmentData,
+    batches: usize,
+}
+
+impl BatchStatistics<'_> {
+    /// Column `index`'s statistics in each batch (None: not known).
+    fn column(&self, index: usize) -> Vec<Option<&ColumnStats>> {
+        let known: Option<Vec<Option<&ColumnStats>>> = match self.segment {
+            SegmentData::Sealed(s) => s.batch_stats(index).ok().map(|b| b.iter().map(Some).collect()),
+            SegmentData::Consuming(c) => Some(c.batch_stats.iter().map(|b| b.get(index)).collect()),
+            SegmentData::Cold(_) => None,
+        };
+        match known {
+            Some(k) if k.len() == self.batches => k,
+            _ => vec![None; self.batches],
         }
-        ScalarValue::iter_to_array(scalars).ok()
+    }
+
+    fn values(&self, column: &Column, pick: impl Fn(&ColumnStats) -> Option<&StatValue>) -> Option<ArrayRef> {
+        let index = self.layout.column_index(&column.name)?;
+        stat_values(self.layout, index, self.column(index).into_iter(), pick)
+    }
+}
+
+/// A min or max per container of column `index` (null where not known).
+fn stat_values<'s>(
+    layout: &TableLayout,
+    index: usize,
+    stats: impl Iterator<Item = Option<&'s ColumnStats>>,
+    pick: impl Fn(&ColumnStats) -> Option<&StatValue>,
+) -> Option<ArrayRef> {
+    let data_type = layout.arrow.field(index).data_type().clone();
+    let scalars: Vec<ScalarValue> = stats
+        .map(|s| {
+            s.and_then(&pick)
+                .and_then(|v| to_scalar(v, &data_type))
+                .unwrap_or_else(|| ScalarValue::try_from(&data_type).unwrap_or(ScalarValue::Null))
+        })
+        .collect();
+    if scalars.is_empty() {
+        return Some(new_null_array(&data_type, 0));
+    }
+    ScalarValue::iter_to_array(scalars).ok()
+}
+
+impl PruningStatistics for BatchStatistics<'_> {
+    fn min_values(&self, column: &Column) -> Option<ArrayRef> {
+        self.values(column, |s| s.min.as_ref())
+    }
+
+    fn max_values(&self, column: &Column) -> Option<ArrayRef> {
+        self.values(column, |s| s.max.as_ref())
+    }
+
+    fn num_containers(&self) -> usize {
+        self.batches
+    }
+
+    fn null_counts(&self, column: &Column) -> Option<ArrayRef> {
+        let index = self.layout.column_index(&column.name)?;
+        Some(Arc::new(UInt64Array::from_iter(
+            self.column(index).into_iter().map(|c| c.map(|c| c.null_count)),
+        )))
+    }
+
+    fn row_counts(&self) -> Option<ArrayRef> {
+        None
+    }
+
+    fn contained(
+        &self,
+        _column: &Column,
+        _values: &HashSet<ScalarValue>,
+    ) -> Option<arrow::array::BooleanArray> {
+        None
     }
 }
 

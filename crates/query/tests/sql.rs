@@ -325,3 +325,74 @@ async fn filters_that_statistics_show_every_row_passes_are_not_evaluated_and_ans
         }
     }
 }
+
+#[tokio::test]
+async fn inside_a_segment_batches_are_skipped_or_passed_whole_by_their_statistics() {
+    // One sealed segment of 40,000 rows and a consuming one of 20,000, both held in batches
+    // (8,192 rows each but the last), in engines with pruning on and off.
+    let (on, table, events, _d1) = events_table(1, 40_000, 20_000, QueryOptions::default());
+    let (off, _u, _, _d2) = events_table(1, 40_000, 20_000, QueryOptions::default().with_prune(false));
+    let ts: Vec<i64> = events
+        .iter()
+        .map(|e| serde_json::from_str::<serde_json::Value>(e).unwrap()["timestamp"].as_i64().unwrap())
+        .collect();
+    let mut lengths: Vec<usize> =
+        table.sealed.read().unwrap()[0].batches().unwrap().iter().map(|b| b.num_rows()).collect();
+    lengths.extend(table.consuming.read().unwrap()[0].snapshot().batches.iter().map(|b| b.num_rows()));
+    assert!(lengths.len() >= 7, "{lengths:?}");
+    let mut batches = Vec::new();
+    let mut start = 0;
+    for n in lengths {
+        batches.push(start..start + n);
+        start += n;
+    }
+    assert_eq!(start, ts.len());
+    // Ranges (exclusive bounds) from the data: across batch edges, inside one batch, across
+    // the sealed and the consuming segment, and all rows.
+    let ranges = [
+        (ts[8_191], ts[24_576]),
+        (ts[9_000], ts[9_500]),
+        (ts[30_000], ts[50_000]),
+        (ts[0] - 1, ts[59_999] + 1),
+        (ts[45_000], i64::MAX),
+    ];
+    for (a, b) in ranges {
+        let filter = format!("\"timestamp\" > {a} AND \"timestamp\" < {b}");
+        // What statistics per batch decide: a batch whose range lies inside passes whole, one
+        // whose range misses is skipped, the others are evaluated row by row.
+        let passing = ts.iter().filter(|&&t| t > a && t < b).count() as u64;
+        let evaluated: usize = batches
+            .iter()
+            .map(|r| {
+                let (min, max) = (ts[r.clone()].iter().min().unwrap(), ts[r.clone()].iter().max().unwrap());
+                let may = *max > a && *min < b;
+                let all = *min > a && *max < b;
+                if may && !all { r.len() } else { 0 }
+            })
+            .sum();
+        for sql in [
+            format!("SELECT count(*), sum(duration_ms), min(user_id) FROM events WHERE {filter}"),
+            format!("SELECT event_id FROM events WHERE {filter} ORDER BY event_id LIMIT 5"),
+            format!("SELECT count(*) FROM events WHERE {filter}"),
+        ] {
+            let x = shoal_server::broker::answer_query(&on, &sql).await;
+            let y = shoal_server::broker::answer_query(&off, &sql).await;
+            assert!(
+                x.exceptions.is_empty() && y.exceptions.is_empty(),
+                "{sql}: {:?} {:?}",
+                x.exceptions,
+                y.exceptions
+            );
+            assert_eq!(x.result_table.as_ref().unwrap().rows, y.result_table.as_ref().unwrap().rows, "{sql}");
+            if sql.contains("sum(duration_ms)") {
+                assert_eq!(x.result_table.as_ref().unwrap().rows[0][0].as_u64().unwrap(), passing, "{sql}");
+                assert_eq!(x.num_entries_scanned_in_filter, evaluated as u64, "{sql}");
+                assert_eq!((x.num_docs_scanned, y.num_docs_scanned), (passing, passing), "{sql}");
+            }
+            if sql.starts_with("SELECT count(*) FROM") {
+                // Answered from exact row counts or by a scan: either way the rows that pass.
+                assert_eq!(x.num_docs_scanned, passing, "{sql}");
+            }
+        }
+    }
+}

@@ -56,6 +56,8 @@ struct Inner {
     builders: Vec<ColumnBuilder>,
     frozen: Vec<RecordBatch>,
     frozen_stats: Vec<ColumnStats>,
+    /// Per frozen batch, its own statistics.
+    frozen_batch_stats: Vec<Arc<[ColumnStats]>>,
     frozen_rows: usize,
     frozen_bytes: usize,
     /// Whole batches appended by [`MutableSegment::append_decoded`] since the last freeze,
@@ -90,6 +92,9 @@ pub struct SegmentSnapshot {
     pub rows: usize,
     /// Per-column statistics, in layout order.
     pub stats: Vec<ColumnStats>,
+    /// Per batch of `batches`, its per-column statistics (empty when not known), for pruning
+    /// inside the segment.
+    pub batch_stats: Vec<Arc<[ColumnStats]>>,
     /// Smallest and largest time column value (epoch ms).
     pub time_range: Option<(i64, i64)>,
     /// Sequence number of the first record offered.
@@ -139,6 +144,7 @@ impl MutableSegment {
                 builders,
                 frozen: Vec::new(),
                 frozen_stats: Vec::new(),
+                frozen_batch_stats: Vec::new(),
                 frozen_rows: 0,
                 frozen_bytes: 0,
                 pending: Vec::new(),
@@ -305,12 +311,14 @@ impl MutableSegment {
         let inner = self.lock();
         let mut batches = inner.frozen.clone();
         let mut stats = inner.frozen_stats.clone();
+        let mut batch_stats = inner.frozen_batch_stats.clone();
         let mut before = inner.frozen_rows;
         for tail in &inner.pending {
             let tail_stats: Vec<ColumnStats> = tail.columns().iter().map(ColumnStats::of).collect();
             merge_all(&mut stats, &tail_stats, before);
             before += tail.num_rows();
             batches.push(tail.clone());
+            batch_stats.push(tail_stats.into());
         }
         if inner.active_rows > 0 {
             let columns: Vec<ArrayRef> = inner.builders.iter().map(|b| b.finish_cloned()).collect();
@@ -318,11 +326,13 @@ impl MutableSegment {
             let tail_stats: Vec<ColumnStats> = tail.columns().iter().map(ColumnStats::of).collect();
             merge_all(&mut stats, &tail_stats, before);
             batches.push(tail);
+            batch_stats.push(tail_stats.into());
         }
         SegmentSnapshot {
             batches,
             rows: inner.rows(),
             stats,
+            batch_stats,
             time_range: inner.time_range,
             first_sequence: inner.first_sequence.clone(),
             last_sequence: inner.last_sequence.clone(),
@@ -584,6 +594,7 @@ impl Inner {
     fn push_frozen(&mut self, frozen: RecordBatch) {
         let stats: Vec<ColumnStats> = frozen.columns().iter().map(ColumnStats::of).collect();
         merge_all(&mut self.frozen_stats, &stats, self.frozen_rows);
+        self.frozen_batch_stats.push(stats.into());
         self.frozen_bytes += batch_bytes(&frozen);
         self.frozen_rows += frozen.num_rows();
         self.frozen.push(frozen);

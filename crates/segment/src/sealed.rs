@@ -374,6 +374,9 @@ pub struct SealedSegment {
     blocks: Vec<Block>,
     dictionaries: Vec<Block>,
     batches: OnceLock<Result<Vec<RecordBatch>, String>>,
+    /// Per column, the statistics of each batch: computed the first time pruning inside the
+    /// segment asks for them (files do not store them).
+    batch_stats: Vec<OnceLock<Vec<ColumnStats>>>,
     /// Set once the data checksum has been checked and found right.
     verified: AtomicBool,
 }
@@ -469,6 +472,7 @@ impl SealedSegment {
                 return Err(corrupt(path, "an IPC block lies outside the file"));
             }
         }
+        let columns = schema.fields().len();
         Ok(SealedSegment {
             path: path.to_path_buf(),
             meta,
@@ -478,6 +482,7 @@ impl SealedSegment {
             schema,
             blocks,
             dictionaries,
+            batch_stats: (0..columns).map(|_| OnceLock::new()).collect(),
             batches: OnceLock::new(),
             verified: AtomicBool::new(false),
         })
@@ -536,6 +541,19 @@ impl SealedSegment {
     /// Opening reads no row data.
     pub fn is_read(&self) -> bool {
         self.verified.load(Ordering::Relaxed) || self.batches.get().is_some()
+    }
+
+    /// The statistics of column `column` in each batch of [`SealedSegment::batches`], computed
+    /// once (one pass over the column) and kept.
+    pub fn batch_stats(&self, column: usize) -> Result<&[ColumnStats], SegmentError> {
+        let Some(cell) = self.batch_stats.get(column) else {
+            return Err(corrupt(&self.path, format!("no column {column}")));
+        };
+        if let Some(stats) = cell.get() {
+            return Ok(stats);
+        }
+        let batches = self.batches()?;
+        Ok(cell.get_or_init(|| batches.iter().map(|b| ColumnStats::of(b.column(column))).collect()))
     }
 
     /// The rows, as record batches pointing into the mapped file. The first call checks the
