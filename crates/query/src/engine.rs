@@ -11,14 +11,15 @@ use datafusion::catalog::TableProvider;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{DataFusionError, SchemaError, TableReference};
 use datafusion::datasource::MemTable;
+use datafusion::execution::FunctionRegistry;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::memory_pool::{GreedyMemoryPool, MemoryPool};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
-use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
 use datafusion::logical_expr::{LogicalPlan, ScalarUDF};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
+use datafusion::prelude::{SQLOptions, SessionConfig};
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::Statement;
 use futures::StreamExt;
@@ -793,7 +794,10 @@ impl QueryEngine {
         (names, multi_value)
     }
 
-    fn context(&self, recorder: &Arc<ScanRecorder>, view: UpsertView) -> Result<SessionContext, QueryError> {
+    /// The session a query plans and runs in: Shoal's functions and every table registered.
+    /// A `SessionState`, not a `SessionContext`: each `SessionContext::state()` clones the
+    /// function registries, a measurable part of a short query.
+    fn context(&self, recorder: &Arc<ScanRecorder>, view: UpsertView) -> Result<SessionState, QueryError> {
         let mut config = SessionConfig::new()
             .with_information_schema(true)
             .with_target_partitions(self.options.target_partitions.max(1));
@@ -804,23 +808,32 @@ impl QueryEngine {
             .with_memory_pool(Arc::new(pool))
             .build_arc()
             .map_err(QueryError::from_datafusion)?;
-        let state = SessionStateBuilder::new()
+        let mut state = SessionStateBuilder::new()
             .with_config(config)
             .with_runtime_env(runtime)
             .with_default_features()
             .with_physical_optimizer_rule(Arc::new(guard::YieldEverywhere))
             .build();
-        let ctx = SessionContext::new_with_state(state);
-        for f in scalar_functions().into_iter().chain(guard::capped_functions(self.options.max_value_bytes)) {
-            ctx.register_udf(f);
+        let udfs = scalar_functions()
+            .into_iter()
+            .chain(guard::capped_functions(self.options.max_value_bytes))
+            .chain([self.lookup_udf()]);
+        for f in udfs {
+            state.register_udf(Arc::new(f)).map_err(QueryError::from_datafusion)?;
         }
-        ctx.register_udf(self.lookup_udf());
         for f in aggregate_functions() {
-            ctx.register_udaf(f);
+            state.register_udaf(Arc::new(f)).map_err(QueryError::from_datafusion)?;
         }
-        for (name, provider) in self.external.read().unwrap_or_else(|p| p.into_inner()).iter() {
-            ctx.register_table(TableReference::bare(name.as_str()), Arc::clone(provider))
+        let register = |name: &str, provider: Arc<dyn TableProvider>| -> Result<(), QueryError> {
+            let reference = TableReference::bare(name);
+            let schema = state.schema_for_ref(reference.clone()).map_err(QueryError::from_datafusion)?;
+            schema
+                .register_table(reference.table().to_string(), provider)
                 .map_err(QueryError::from_datafusion)?;
+            Ok(())
+        };
+        for (name, provider) in self.external.read().unwrap_or_else(|p| p.into_inner()).iter() {
+            register(name, Arc::clone(provider))?;
         }
         let tables = self.tables.read().unwrap_or_else(|p| p.into_inner());
         for (name, t) in tables.iter() {
@@ -829,11 +842,10 @@ impl QueryEngine {
                     ShoalTable::new(Arc::clone(&t.layout), Arc::clone(&t.source), Arc::clone(recorder))
                         .with_pruning(self.options.prune)
                         .with_upsert_view(view);
-                ctx.register_table(TableReference::bare(alias.as_str()), Arc::new(provider))
-                    .map_err(QueryError::from_datafusion)?;
+                register(&alias, Arc::new(provider))?;
             }
         }
-        Ok(ctx)
+        Ok(state)
     }
 }
 
@@ -898,7 +910,7 @@ fn trace(phases: &Phases, plan: &Arc<dyn ExecutionPlan>, stats: &ScanStats) -> S
 
 /// Rewrites Pinot's spellings, applies the default limit, refuses anything but reads, plans and
 /// starts the statement.
-async fn plan_and_start(ctx: SessionContext, planning: Planning) -> Result<Planned, QueryError> {
+async fn plan_and_start(state: SessionState, planning: Planning) -> Result<Planned, QueryError> {
     let Planning { mut statement, names, multi_value, tables, max_join_pairs, default_limit } = planning;
     let mut shape = ResultShape::default();
     match &mut statement {
@@ -929,7 +941,7 @@ async fn plan_and_start(ctx: SessionContext, planning: Planning) -> Result<Plann
         }
         _ => {}
     }
-    let plan = ctx.state().statement_to_plan(statement).await.map_err(QueryError::from_datafusion)?;
+    let plan = state.statement_to_plan(statement).await.map_err(QueryError::from_datafusion)?;
     SQLOptions::new()
         .with_allow_ddl(false)
         .with_allow_dml(false)
@@ -937,11 +949,10 @@ async fn plan_and_start(ctx: SessionContext, planning: Planning) -> Result<Plann
         .verify_plan(&plan)
         .map_err(|e| QueryError::validation(format!("{} (Shoal's SQL is read-only)", e.strip_backtrace())))?;
     let read = tables_read(&plan, &tables);
-    let frame = ctx.execute_logical_plan(plan).await.map_err(QueryError::from_datafusion)?;
-    let task = frame.task_ctx();
-    let physical = frame.create_physical_plan().await.map_err(QueryError::from_datafusion)?;
+    let task = state.task_ctx();
+    let physical = state.create_physical_plan(&plan).await.map_err(QueryError::from_datafusion)?;
     guard::check_join_pairs(&physical, max_join_pairs).map_err(QueryError::from_datafusion)?;
-    let stream = datafusion::physical_plan::execute_stream(Arc::clone(&physical), Arc::new(task))
+    let stream = datafusion::physical_plan::execute_stream(Arc::clone(&physical), task)
         .map_err(QueryError::from_datafusion)?;
     Ok(Planned { stream, plan: physical, shape, tables: read })
 }

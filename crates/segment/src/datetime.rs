@@ -58,7 +58,14 @@ impl TimeUnit {
     /// Converts `value` in this unit to `to`, truncating toward zero as Java's
     /// `TimeUnit.convert` does; None when the result is outside i64 (where Java saturates).
     pub fn convert(self, value: i64, to: TimeUnit) -> Option<i64> {
-        i64::try_from(i128::from(value) * self.nanos() / to.nanos()).ok()
+        // Each unit is a whole number of every finer one (at most 8.64e13 nanoseconds in a
+        // day): a multiplication or a division in i64, not in i128 (this runs per row).
+        let (from, to) = (self.nanos(), to.nanos());
+        if from >= to {
+            value.checked_mul(i64::try_from(from / to).ok()?)
+        } else {
+            Some(value / i64::try_from(to / from).ok()?)
+        }
     }
 
     /// Nanoseconds in one unit.
@@ -662,6 +669,22 @@ pub fn civil_from_days(days: i64) -> (i64, i64, i64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unit_conversion_truncates_toward_zero_and_refuses_overflow_as_in_i128() {
+        use TimeUnit::*;
+        let units = [Nanoseconds, Microseconds, Milliseconds, Seconds, Minutes, Hours, Days];
+        let values = [0, 1, -1, 999, -999, 1_001, -1_001, 86_399_999, -86_400_001, 1_706_704_496_789];
+        let extremes = [i64::MAX, i64::MIN, i64::MAX / 1_000, i64::MIN / 1_000 - 1];
+        for from in units {
+            for to in units {
+                for v in values.into_iter().chain(extremes) {
+                    let wide = i64::try_from(i128::from(v) * from.nanos() / to.nanos()).ok();
+                    assert_eq!(from.convert(v, to), wide, "{v} {from:?} -> {to:?}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn parses_both_format_spellings() {
