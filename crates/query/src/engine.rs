@@ -181,6 +181,9 @@ fn cores() -> usize {
 /// growing it further where they recurse.
 const PLAN_STACK: usize = 64 << 20;
 
+/// Rows a partial aggregation reads before it checks whether it reduces its input: one batch.
+const SKIP_PROBE_ROWS: usize = 8_192;
+
 /// Planning threads kept between queries: starting and ending a thread maps and unmaps its
 /// 64 MiB stack (with a TLB shootdown on every core), a large part of a short query's cost.
 static PLANNERS: Planners = Planners { idle: Mutex::new(Vec::new()) };
@@ -803,6 +806,11 @@ impl QueryEngine {
             .with_target_partitions(self.options.target_partitions.max(1));
         // Names keep their case; `canonicalize` matches them without regard to case.
         config.options_mut().sql_parser.enable_ident_normalization = false;
+        // A partial aggregation whose first batch finds nearly as many groups as rows (a
+        // GROUP BY or DISTINCT over a high-cardinality key: users, sessions, ids) hands its
+        // rows on to the final one at once, instead of building a hash table of 100,000 rows
+        // that reduces nothing first (DataFusion's default probe).
+        config.options_mut().execution.skip_partial_aggregation_probe_rows_threshold = SKIP_PROBE_ROWS;
         let pool = guard::QueryPool::new(Arc::clone(&self.memory), self.options.memory_limit);
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_pool(Arc::new(pool))
