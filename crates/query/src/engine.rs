@@ -189,8 +189,8 @@ const SKIP_PROBE_ROWS: usize = 8_192;
 static PLANNERS: Planners = Planners { idle: Mutex::new(Vec::new()) };
 
 /// Planning threads left idle at most; more are started while queries plan at once, and end
-/// when they are done.
-const IDLE_PLANNERS: usize = 8;
+/// when they are done. Few: an idle thread keeps the stack pages its deepest plan touched.
+const IDLE_PLANNERS: usize = 2;
 
 type PlanJob = Box<dyn FnOnce() + Send>;
 
@@ -918,7 +918,7 @@ fn trace(phases: &Phases, plan: &Arc<dyn ExecutionPlan>, stats: &ScanStats) -> S
 
 /// Rewrites Pinot's spellings, applies the default limit, refuses anything but reads, plans and
 /// starts the statement.
-async fn plan_and_start(state: SessionState, planning: Planning) -> Result<Planned, QueryError> {
+async fn plan_and_start(mut state: SessionState, planning: Planning) -> Result<Planned, QueryError> {
     let Planning { mut statement, names, multi_value, tables, max_join_pairs, default_limit } = planning;
     let mut shape = ResultShape::default();
     match &mut statement {
@@ -949,6 +949,9 @@ async fn plan_and_start(state: SessionState, planning: Planning) -> Result<Plann
         }
         _ => {}
     }
+    // The query's start time (now(), current_date and current_timestamp fold to it) and the
+    // session's options for the functions, as SessionContext::state() would set them.
+    state.mark_start_execution();
     let plan = state.statement_to_plan(statement).await.map_err(QueryError::from_datafusion)?;
     SQLOptions::new()
         .with_allow_ddl(false)

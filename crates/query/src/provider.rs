@@ -366,18 +366,12 @@ impl TableProvider for ShoalTable {
             None => None,
         };
         let keep = self.prune(predicate.as_ref(), &snapshot.segments);
-        let pass_all = self.passes_all(
-            predicate.as_ref(),
-            &SegmentStatistics { layout: &self.layout, segments: &snapshot.segments },
-        );
         let mut partitions = Vec::new();
         let mut partition_segment = Vec::new();
         let mut counted = Vec::new();
         let mut cold = Vec::new();
         let mut stats = ScanStats::default();
-        for (at, ((segment, keep), &pass_all)) in
-            snapshot.segments.iter().zip(&keep).zip(&pass_all).enumerate()
-        {
+        for (at, (segment, keep)) in snapshot.segments.iter().zip(&keep).enumerate() {
             let rows = segment.rows() as u64;
             let mask = self.view.mask(snapshot.validity.get(at).and_then(Option::as_ref));
             let consuming = matches!(segment, SegmentData::Consuming(_));
@@ -433,15 +427,17 @@ impl TableProvider for ShoalTable {
                 passed: AtomicU64::new(0),
             });
             // Inside the segment the filters are tried on each batch's statistics: a batch none
-            // of whose rows can pass is not read, one whose rows all pass is not filtered.
-            let (batch_keep, batch_pass) = if predicate.is_some() && !pass_all && batches.len() > 1 {
+            // of whose rows can pass is not read, one whose rows all pass is not filtered. The
+            // batches' statistics are computed from their own rows (not merged, nor read from a
+            // file), so that "every row passes" rests on exact bounds.
+            let (batch_keep, batch_pass) = if predicate.is_some() {
                 let statistics = BatchStatistics { layout: &self.layout, segment, batches: batches.len() };
                 (
                     self.may_match(predicate.as_ref(), &statistics),
                     self.passes_all(predicate.as_ref(), &statistics),
                 )
             } else {
-                (vec![true; batches.len()], vec![pass_all; batches.len()])
+                (vec![true; batches.len()], vec![false; batches.len()])
             };
             let mut part = Vec::new();
             let mut part_rows = 0;
@@ -644,24 +640,20 @@ impl ShoalTable {
     }
 }
 
-/// The negation of a filter, with NOT pushed down to comparisons, IN lists and LIKEs (the forms
-/// pruning reads); None for anything else, or a NULL literal (whose comparisons are never true,
-/// so that neither a filter nor its negation passes a row).
+/// The negation of a filter made of comparisons, IN lists and LIKEs between a bare column and
+/// non-null literals, joined by AND, OR and NOT (the forms pruning reads), with NOT pushed down
+/// to them; None for anything else. Only such leaves are negated: with no null in the column,
+/// each is true or false on every row, so the negation passes exactly the rows the filter
+/// fails (a cast or a function of the column may give NULL where the column has none, and a
+/// NULL literal makes both sides NULL).
 fn negate(expr: &Arc<dyn PhysicalExpr>, schema: &arrow::datatypes::Schema) -> Option<Arc<dyn PhysicalExpr>> {
     use datafusion::logical_expr::Operator;
-    use datafusion::physical_expr::expressions::{BinaryExpr, InListExpr, LikeExpr, Literal, NotExpr};
-    let plain = |e: &Arc<dyn PhysicalExpr>| -> bool {
-        let mut ok = true;
-        let _ = Arc::clone(e).apply(|n| {
-            if n.downcast_ref::<Literal>().is_some_and(|l| l.value().is_null()) {
-                ok = false;
-            }
-            Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
-        });
-        ok
-    };
+    use datafusion::physical_expr::expressions::{BinaryExpr, InListExpr, LikeExpr, NotExpr};
+    if !simple(expr) {
+        return None;
+    }
     if let Some(not) = expr.downcast_ref::<NotExpr>() {
-        return plain(not.arg()).then(|| Arc::clone(not.arg()));
+        return Some(Arc::clone(not.arg()));
     }
     if let Some(b) = expr.downcast_ref::<BinaryExpr>() {
         let op = match b.op() {
@@ -678,15 +670,9 @@ fn negate(expr: &Arc<dyn PhysicalExpr>, schema: &arrow::datatypes::Schema) -> Op
             Operator::GtEq => Operator::Lt,
             _ => return None,
         };
-        if !plain(b.left()) || !plain(b.right()) {
-            return None;
-        }
         return Some(Arc::new(BinaryExpr::new(Arc::clone(b.left()), op, Arc::clone(b.right()))));
     }
     if let Some(i) = expr.downcast_ref::<InListExpr>() {
-        if !plain(expr) {
-            return None;
-        }
         let list = i.list().to_vec();
         return datafusion::physical_expr::expressions::in_list(
             Arc::clone(i.expr()),
@@ -697,9 +683,6 @@ fn negate(expr: &Arc<dyn PhysicalExpr>, schema: &arrow::datatypes::Schema) -> Op
         .ok();
     }
     if let Some(l) = expr.downcast_ref::<LikeExpr>() {
-        if !plain(expr) {
-            return None;
-        }
         return Some(Arc::new(LikeExpr::new(
             !l.negated(),
             l.case_insensitive(),
@@ -708,6 +691,42 @@ fn negate(expr: &Arc<dyn PhysicalExpr>, schema: &arrow::datatypes::Schema) -> Op
         )));
     }
     None
+}
+
+/// Whether `negate` may negate `expr`: comparisons, IN lists and LIKEs of a bare column with
+/// non-null literals, under AND, OR and NOT.
+fn simple(expr: &Arc<dyn PhysicalExpr>) -> bool {
+    use datafusion::logical_expr::Operator;
+    use datafusion::physical_expr::expressions::{
+        BinaryExpr, Column as ColumnExpr, InListExpr, LikeExpr, Literal, NotExpr,
+    };
+    let column = |e: &Arc<dyn PhysicalExpr>| e.downcast_ref::<ColumnExpr>().is_some();
+    let literal =
+        |e: &Arc<dyn PhysicalExpr>| e.downcast_ref::<Literal>().is_some_and(|l| !l.value().is_null());
+    if let Some(not) = expr.downcast_ref::<NotExpr>() {
+        return simple(not.arg());
+    }
+    if let Some(b) = expr.downcast_ref::<BinaryExpr>() {
+        return match b.op() {
+            Operator::And | Operator::Or => simple(b.left()) && simple(b.right()),
+            Operator::Eq
+            | Operator::NotEq
+            | Operator::Lt
+            | Operator::LtEq
+            | Operator::Gt
+            | Operator::GtEq => {
+                (column(b.left()) && literal(b.right())) || (literal(b.left()) && column(b.right()))
+            }
+            _ => false,
+        };
+    }
+    if let Some(i) = expr.downcast_ref::<InListExpr>() {
+        return column(i.expr()) && i.list().iter().all(literal);
+    }
+    if let Some(l) = expr.downcast_ref::<LikeExpr>() {
+        return column(l.expr()) && literal(l.pattern());
+    }
+    false
 }
 
 /// Segment statistics as DataFusion's pruning reads them.

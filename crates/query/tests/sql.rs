@@ -396,3 +396,65 @@ async fn inside_a_segment_batches_are_skipped_or_passed_whole_by_their_statistic
         }
     }
 }
+
+#[tokio::test]
+async fn bounds_hold_every_value_and_casts_are_not_taken_for_the_column() {
+    // Null handling off (Pinot's default): a missing DOUBLE dimension is -Infinity, which no
+    // min can state. Segments of 9,000 rows (two batches each), the -Infinity rows in the
+    // first batch only: the segment's bounds must not be the second batch's.
+    let schema = serde_json::json!({
+        "schemaName": "t",
+        "dimensionFieldSpecs": [{"name": "d", "dataType": "DOUBLE"}, {"name": "s", "dataType": "STRING"}],
+        "metricFieldSpecs": [{"name": "v", "dataType": "LONG"}]
+    });
+    let segment = |offset: i64| -> Vec<String> {
+        (0..9_000)
+            .map(|i| match i {
+                0..10 => format!(r#"{{"v": {}, "s": "{}"}}"#, offset + i, "x".repeat(300)),
+                _ => format!(r#"{{"v": {}, "d": {}, "s": "m"}}"#, offset + i, 1.0 + (i % 7) as f64),
+            })
+            .collect()
+    };
+    let segments = vec![segment(0), segment(9_000)];
+    let [(on, _d1), (off, _d2)] = segments_of(schema.clone(), &segments);
+    for (sql, expected) in [
+        // The ten -Infinity rows of each segment.
+        ("SELECT count(*) FROM t WHERE d < 0", 20),
+        ("SELECT count(*) FROM t WHERE d > 0", 17_980),
+        ("SELECT count(*) FROM t WHERE d >= 1 AND d <= 7", 17_980),
+        // The ten long strings of each segment sort after 'm'... and 'x' > 'n'.
+        ("SELECT count(*) FROM t WHERE s < 'n'", 17_980),
+        ("SELECT count(*) FROM t WHERE s > 'n'", 20),
+    ] {
+        for engine in [&on, &off] {
+            let r = shoal_server::broker::answer_query(engine, sql).await;
+            assert!(r.exceptions.is_empty(), "{sql}: {:?}", r.exceptions);
+            assert_eq!(r.result_table.unwrap().rows[0][0].as_i64().unwrap(), expected, "{sql}");
+        }
+    }
+    // A cast can be NULL where the column is not: TRY_CAST(1e20 AS INT) is NULL, so that row
+    // fails `> 0` and must not be passed whole by the column's bounds.
+    let rows = vec![
+        vec![r#"{"v": 1, "d": 1.5, "s": "a"}"#.to_string(), r#"{"v": 2, "d": 1e20, "s": "a"}"#.to_string()],
+        vec![],
+    ];
+    let [(on, _d3), (off, _d4)] = segments_of(schema, &rows);
+    for engine in [&on, &off] {
+        let sql = "SELECT count(*), sum(v) FROM t WHERE TRY_CAST(d AS INT) > 0";
+        let r = shoal_server::broker::answer_query(engine, sql).await;
+        assert!(r.exceptions.is_empty(), "{sql}: {:?}", r.exceptions);
+        let row = &r.result_table.unwrap().rows[0];
+        assert_eq!((row[0].as_i64(), row[1].as_f64()), (Some(1), Some(1.0)), "{sql}");
+    }
+}
+
+#[tokio::test]
+async fn the_query_start_time_is_set_for_current_date_and_timestamp() {
+    let (engine, _t, _events, _dir) = events_table(1, 100, 10, QueryOptions::default());
+    let r = engine
+        .execute("SELECT current_date IS NOT NULL, to_unixtime(current_timestamp) > 1700000000, count(*) FROM events")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let b = &r.batches[0];
+    assert!(b.column(0).as_boolean().value(0) && b.column(1).as_boolean().value(0));
+}

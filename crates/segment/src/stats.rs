@@ -29,7 +29,8 @@ impl StatValue {
     fn cmp_same(&self, other: &StatValue) -> Option<Ordering> {
         match (self, other) {
             (StatValue::Int(a), StatValue::Int(b)) => Some(a.cmp(b)),
-            (StatValue::Float(a), StatValue::Float(b)) => a.partial_cmp(b),
+            // Arrow's order (-0.0 before 0.0), as its kernels compare.
+            (StatValue::Float(a), StatValue::Float(b)) => Some(a.total_cmp(b)),
             (StatValue::Bool(a), StatValue::Bool(b)) => Some(a.cmp(b)),
             (StatValue::Str(a), StatValue::Str(b)) => Some(a.cmp(b)),
             (StatValue::Decimal(a), StatValue::Decimal(b)) => {
@@ -49,6 +50,11 @@ pub struct ColumnStats {
     pub max: Option<StatValue>,
     /// Null rows.
     pub null_count: u64,
+    /// Some non-null value is not covered by `min` and `max` (a value that is not finite, a
+    /// string longer than the longest kept, a list): the bounds are unknown, and stay unknown
+    /// when merged with other parts. Absent (false) in files written before it existed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unbounded: bool,
 }
 
 /// Longest string kept as a min or max: a longer one makes the bound unknown.
@@ -103,12 +109,22 @@ impl ColumnStats {
             }
             _ => (None, None),
         };
-        ColumnStats { min, max, null_count }
+        // A bound left out while values exist is unknown, not "all null".
+        let unbounded = null_count < array.len() as u64 && (min.is_none() || max.is_none());
+        let (min, max) = if unbounded { (None, None) } else { (min, max) };
+        ColumnStats { min, max, null_count, unbounded }
     }
 
     /// Widens these statistics by another part of the same column.
     pub fn merge(&mut self, other: &ColumnStats) {
         self.null_count += other.null_count;
+        self.unbounded |= other.unbounded;
+        if self.unbounded {
+            // One part's values lie outside any bound it could state: so do the whole's.
+            (self.min, self.max) = (None, None);
+            return;
+        }
+        // A part without bounds here holds only nulls.
         self.min = pick(self.min.take(), other.min.clone(), Ordering::Less);
         self.max = pick(self.max.take(), other.max.clone(), Ordering::Greater);
     }
@@ -152,7 +168,12 @@ mod tests {
         let mut s = ColumnStats::of(&a);
         assert_eq!(
             s,
-            ColumnStats { min: Some(StatValue::Int(-2)), max: Some(StatValue::Int(5)), null_count: 1 }
+            ColumnStats {
+                min: Some(StatValue::Int(-2)),
+                max: Some(StatValue::Int(5)),
+                null_count: 1,
+                unbounded: false
+            }
         );
         s.merge(&ColumnStats::of(&b));
         assert_eq!(s.max, Some(StatValue::Int(9)));
@@ -161,5 +182,43 @@ mod tests {
         assert_eq!((s.min, s.max), (Some(StatValue::Str("a".into())), Some(StatValue::Str("c".into()))));
         let floats: ArrayRef = Arc::new(Float64Array::from(vec![f64::NEG_INFINITY, 1.0]));
         assert_eq!(ColumnStats::of(&floats).min, None);
+    }
+
+    #[test]
+    fn a_part_whose_values_lie_outside_its_bounds_leaves_the_whole_unbounded() {
+        // Pinot's default for a missing DOUBLE is -Infinity: a part holding it has no min.
+        let with_infinity: ArrayRef = Arc::new(Float64Array::from(vec![f64::NEG_INFINITY, 2.0]));
+        let finite: ArrayRef = Arc::new(Float64Array::from(vec![1.0, 3.0]));
+        let all_null: ArrayRef = Arc::new(Float64Array::from(vec![None, None]));
+        for (first, second) in [(&with_infinity, &finite), (&finite, &with_infinity)] {
+            let mut s = ColumnStats::of(first);
+            s.merge(&ColumnStats::of(second));
+            assert!(s.unbounded);
+            assert_eq!((s.min, s.max), (None, None), "not 1.0..3.0: -Infinity is below");
+        }
+        // A part of nulls only has no bounds and takes nothing away.
+        let mut s = ColumnStats::of(&finite);
+        s.merge(&ColumnStats::of(&all_null));
+        assert_eq!(
+            (s.min, s.max, s.null_count, s.unbounded),
+            (Some(StatValue::Float(1.0)), Some(StatValue::Float(3.0)), 2, false)
+        );
+        // A string longer than the longest kept, beside short ones.
+        let long: ArrayRef = Arc::new(StringArray::from(vec!["a".repeat(300), "b".into()]));
+        let short: ArrayRef = Arc::new(StringArray::from(vec!["c", "d"]));
+        let mut s = ColumnStats::of(&short);
+        s.merge(&ColumnStats::of(&long));
+        assert_eq!((s.min, s.max), (None, None));
+        // -0.0 is below 0.0, as Arrow compares.
+        let zero: ArrayRef = Arc::new(Float64Array::from(vec![0.0]));
+        let negative_zero: ArrayRef = Arc::new(Float64Array::from(vec![-0.0]));
+        let mut s = ColumnStats::of(&negative_zero);
+        s.merge(&ColumnStats::of(&zero));
+        assert!(matches!(s.min, Some(StatValue::Float(m)) if m.is_sign_negative()));
+        // Files written before the flag read as bounded.
+        let old: ColumnStats =
+            serde_json::from_str(r#"{"min": {"int": 1}, "max": {"int": 2}, "null_count": 0}"#).unwrap();
+        assert!(!old.unbounded);
+        assert!(!serde_json::to_string(&old).unwrap().contains("unbounded"));
     }
 }
