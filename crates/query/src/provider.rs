@@ -14,7 +14,7 @@ use datafusion::common::{Column, DFSchema, Result, ScalarValue};
 use datafusion::datasource::TableType;
 use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
-use datafusion::physical_optimizer::pruning::PruningPredicateBuilder;
+use datafusion::physical_optimizer::pruning::{PruningPredicate, PruningPredicateBuilder};
 use datafusion::physical_plan::{ExecutionPlan, PhysicalExpr};
 use shoal_segment::columns::{DECIMAL_PRECISION, DECIMAL_SCALE};
 use shoal_segment::{ColumnStats, SealedSegment, SegmentError, SegmentSnapshot, StatValue, TableLayout};
@@ -365,7 +365,8 @@ impl TableProvider for ShoalTable {
             }
             None => None,
         };
-        let keep = self.prune(predicate.as_ref(), &snapshot.segments);
+        let pruning = Pruning::new(predicate.as_ref(), &self.schema(), self.prune);
+        let keep = pruning.may_match(&ContainerStatistics::segments(&self.layout, &snapshot.segments));
         let mut partitions = Vec::new();
         let mut partition_segment = Vec::new();
         let mut counted = Vec::new();
@@ -431,11 +432,8 @@ impl TableProvider for ShoalTable {
             // batches' statistics are computed from their own rows (not merged, nor read from a
             // file), so that "every row passes" rests on exact bounds.
             let (batch_keep, batch_pass) = if predicate.is_some() {
-                let statistics = BatchStatistics { layout: &self.layout, segment, batches: batches.len() };
-                (
-                    self.may_match(predicate.as_ref(), &statistics),
-                    self.passes_all(predicate.as_ref(), &statistics),
-                )
+                let statistics = ContainerStatistics::batches(&self.layout, segment, batches.len());
+                (pruning.may_match(&statistics), pruning.passes_all(&statistics))
             } else {
                 (vec![true; batches.len()], vec![false; batches.len()])
             };
@@ -579,59 +577,61 @@ impl ShoalTable {
     }
 }
 
-impl ShoalTable {
-    /// Which segments may hold rows matching `predicate`.
-    fn prune(&self, predicate: Option<&Arc<dyn PhysicalExpr>>, segments: &[SegmentData]) -> Vec<bool> {
-        self.may_match(predicate, &SegmentStatistics { layout: &self.layout, segments })
+/// A scan's filters as pruning reads them, built once per scan and tried on the statistics
+/// of its segments, then of each kept segment's batches.
+struct Pruning {
+    /// Which containers may hold a row that passes (None: every one may).
+    filter: Option<Arc<PruningPredicate>>,
+    /// The filters' negation: which containers may hold a row that fails (None: every one may).
+    negation: Option<Arc<PruningPredicate>>,
+    /// The columns the filters read: every row passes only where none of them holds a null.
+    columns: Vec<Column>,
+}
+
+impl Pruning {
+    /// The pruning of `predicate` over `schema`; with `on` false it keeps every container and
+    /// passes none whole.
+    fn new(predicate: Option<&Arc<dyn PhysicalExpr>>, schema: &SchemaRef, on: bool) -> Pruning {
+        let none = Pruning { filter: None, negation: None, columns: Vec::new() };
+        let Some(expr) = predicate.filter(|_| on) else { return none };
+        let build = |e: Arc<dyn PhysicalExpr>| {
+            PruningPredicateBuilder::new().with_file_schema(Arc::clone(schema)).build(e)
+        };
+        Pruning {
+            filter: build(Arc::clone(expr)),
+            negation: negate(expr, schema).and_then(build),
+            columns: datafusion::physical_expr::utils::collect_columns(expr)
+                .iter()
+                .map(|c| Column::new_unqualified(c.name()))
+                .collect(),
+        }
     }
 
-    /// Which containers of `statistics` (segments, or the batches of one) may hold rows
-    /// matching `predicate`.
-    fn may_match(
-        &self,
-        predicate: Option<&Arc<dyn PhysicalExpr>>,
-        statistics: &impl PruningStatistics,
-    ) -> Vec<bool> {
+    /// Which containers of `statistics` may hold rows that pass.
+    fn may_match(&self, statistics: &ContainerStatistics<'_>) -> Vec<bool> {
         let all = vec![true; statistics.num_containers()];
-        if !self.prune {
-            return all;
+        match &self.filter {
+            Some(filter) => filter.prune(statistics).unwrap_or(all),
+            None => all,
         }
-        let Some(expr) = predicate else { return all };
-        let Some(predicate) =
-            PruningPredicateBuilder::new().with_file_schema(self.schema()).build(Arc::clone(expr))
-        else {
-            return all;
-        };
-        predicate.prune(statistics).unwrap_or(all)
     }
 
-    /// Which containers of `statistics` every row of passes `predicate`: no row has a null in
-    /// a column it reads, and the predicate's negation cannot hold for any row. The scan does
-    /// not evaluate the filters there (as a database skips a zone map's "always true" filter,
-    /// and Pinot a predicate its column's range answers for the whole segment).
-    fn passes_all(
-        &self,
-        predicate: Option<&Arc<dyn PhysicalExpr>>,
-        statistics: &impl PruningStatistics,
-    ) -> Vec<bool> {
+    /// Which containers of `statistics` every row of passes: no row has a null in a column the
+    /// filters read, and their negation cannot hold for any row. The scan does not evaluate the
+    /// filters there (as a database skips a zone map's "always true" filter, and Pinot a
+    /// predicate its column's range answers for the whole segment).
+    fn passes_all(&self, statistics: &ContainerStatistics<'_>) -> Vec<bool> {
         let none = vec![false; statistics.num_containers()];
-        if !self.prune {
-            return none;
-        }
-        let Some(expr) = predicate else { return none };
-        let Some(negation) = negate(expr, &self.schema()) else { return none };
-        let Some(negation) = PruningPredicateBuilder::new().with_file_schema(self.schema()).build(negation)
-        else {
-            return none;
-        };
+        let Some(negation) = &self.negation else { return none };
         let Ok(mut passes) = negation.prune(statistics) else { return none };
         for p in &mut passes {
             *p = !*p;
         }
-        for column in datafusion::physical_expr::utils::collect_columns(expr) {
-            let nulls = statistics.null_counts(&Column::new_unqualified(column.name()));
-            let nulls = nulls.as_ref().and_then(|n| n.as_any().downcast_ref::<UInt64Array>());
-            let Some(nulls) = nulls else { return none };
+        for column in &self.columns {
+            let nulls = statistics.null_counts(column);
+            let Some(nulls) = nulls.as_ref().and_then(|n| n.as_any().downcast_ref::<UInt64Array>()) else {
+                return none;
+            };
             for (i, p) in passes.iter_mut().enumerate() {
                 *p &= nulls.is_valid(i) && nulls.value(i) == 0;
             }
@@ -729,69 +729,65 @@ fn simple(expr: &Arc<dyn PhysicalExpr>) -> bool {
     false
 }
 
-/// Segment statistics as DataFusion's pruning reads them.
-struct SegmentStatistics<'a> {
+/// Column statistics per container (a table's segments, or one segment's batches) as
+/// DataFusion's pruning reads them.
+struct ContainerStatistics<'a> {
     layout: &'a TableLayout,
-    segments: &'a [SegmentData],
+    containers: usize,
+    /// Column `index`'s statistics in each container (None: not known).
+    column: Box<dyn Fn(usize) -> Vec<Option<&'a ColumnStats>> + 'a>,
+    /// Rows per container, where known.
+    rows: Option<Vec<u64>>,
 }
 
-impl SegmentStatistics<'_> {
-    fn values(&self, column: &Column, pick: impl Fn(&ColumnStats) -> Option<&StatValue>) -> Option<ArrayRef> {
-        let index = self.layout.column_index(&column.name)?;
-        stat_values(self.layout, index, self.segments.iter().map(|s| s.stats(index)), pick)
-    }
-}
-
-/// The statistics of the batches of one segment as DataFusion's pruning reads them: a sealed
-/// segment's are computed per column on first use, a consuming segment's kept as it freezes.
-struct BatchStatistics<'a> {
-    layout: &'a TableLayout,
-    segment: &'a SegmentData,
-    batches: usize,
-}
-
-impl BatchStatistics<'_> {
-    /// Column `index`'s statistics in each batch (None: not known).
-    fn column(&self, index: usize) -> Vec<Option<&ColumnStats>> {
-        let known: Option<Vec<Option<&ColumnStats>>> = match self.segment {
-            SegmentData::Sealed(s) => s.batch_stats(index).ok().map(|b| b.iter().map(Some).collect()),
-            SegmentData::Consuming(c) => Some(c.batch_stats.iter().map(|b| b.get(index)).collect()),
-            SegmentData::Cold(_) => None,
-        };
-        match known {
-            Some(k) if k.len() == self.batches => k,
-            _ => vec![None; self.batches],
+impl<'a> ContainerStatistics<'a> {
+    /// The segments of a snapshot, by the statistics they keep.
+    fn segments(layout: &'a TableLayout, segments: &'a [SegmentData]) -> Self {
+        ContainerStatistics {
+            layout,
+            containers: segments.len(),
+            column: Box::new(move |index| segments.iter().map(|s| s.stats(index)).collect()),
+            rows: Some(segments.iter().map(|s| s.rows() as u64).collect()),
         }
     }
 
+    /// The `batches` batches of one segment: a sealed segment's statistics are computed per
+    /// column on first use, a consuming segment's kept as it freezes.
+    fn batches(layout: &'a TableLayout, segment: &'a SegmentData, batches: usize) -> Self {
+        let column = move |index: usize| {
+            let known: Option<Vec<Option<&ColumnStats>>> = match segment {
+                SegmentData::Sealed(s) => s.batch_stats(index).ok().map(|b| b.iter().map(Some).collect()),
+                SegmentData::Consuming(c) => Some(c.batch_stats.iter().map(|b| b.get(index)).collect()),
+                SegmentData::Cold(_) => None,
+            };
+            match known {
+                Some(k) if k.len() == batches => k,
+                _ => vec![None; batches],
+            }
+        };
+        ContainerStatistics { layout, containers: batches, column: Box::new(column), rows: None }
+    }
+
+    /// A min or max per container (null where not known).
     fn values(&self, column: &Column, pick: impl Fn(&ColumnStats) -> Option<&StatValue>) -> Option<ArrayRef> {
         let index = self.layout.column_index(&column.name)?;
-        stat_values(self.layout, index, self.column(index).into_iter(), pick)
+        let data_type = self.layout.arrow.field(index).data_type().clone();
+        let scalars: Vec<ScalarValue> = (self.column)(index)
+            .into_iter()
+            .map(|s| {
+                s.and_then(&pick)
+                    .and_then(|v| to_scalar(v, &data_type))
+                    .unwrap_or_else(|| ScalarValue::try_from(&data_type).unwrap_or(ScalarValue::Null))
+            })
+            .collect();
+        if scalars.is_empty() {
+            return Some(new_null_array(&data_type, 0));
+        }
+        ScalarValue::iter_to_array(scalars).ok()
     }
 }
 
-/// A min or max per container of column `index` (null where not known).
-fn stat_values<'s>(
-    layout: &TableLayout,
-    index: usize,
-    stats: impl Iterator<Item = Option<&'s ColumnStats>>,
-    pick: impl Fn(&ColumnStats) -> Option<&StatValue>,
-) -> Option<ArrayRef> {
-    let data_type = layout.arrow.field(index).data_type().clone();
-    let scalars: Vec<ScalarValue> = stats
-        .map(|s| {
-            s.and_then(&pick)
-                .and_then(|v| to_scalar(v, &data_type))
-                .unwrap_or_else(|| ScalarValue::try_from(&data_type).unwrap_or(ScalarValue::Null))
-        })
-        .collect();
-    if scalars.is_empty() {
-        return Some(new_null_array(&data_type, 0));
-    }
-    ScalarValue::iter_to_array(scalars).ok()
-}
-
-impl PruningStatistics for BatchStatistics<'_> {
+impl PruningStatistics for ContainerStatistics<'_> {
     fn min_values(&self, column: &Column) -> Option<ArrayRef> {
         self.values(column, |s| s.min.as_ref())
     }
@@ -801,18 +797,18 @@ impl PruningStatistics for BatchStatistics<'_> {
     }
 
     fn num_containers(&self) -> usize {
-        self.batches
+        self.containers
     }
 
     fn null_counts(&self, column: &Column) -> Option<ArrayRef> {
         let index = self.layout.column_index(&column.name)?;
         Some(Arc::new(UInt64Array::from_iter(
-            self.column(index).into_iter().map(|c| c.map(|c| c.null_count)),
+            (self.column)(index).into_iter().map(|c| c.map(|c| c.null_count)),
         )))
     }
 
     fn row_counts(&self) -> Option<ArrayRef> {
-        None
+        self.rows.as_ref().map(|r| Arc::new(UInt64Array::from_iter_values(r.iter().copied())) as ArrayRef)
     }
 
     fn contained(
@@ -840,37 +836,4 @@ fn to_scalar(v: &StatValue, t: &DataType) -> Option<ScalarValue> {
         }
         _ => return None,
     })
-}
-
-impl PruningStatistics for SegmentStatistics<'_> {
-    fn min_values(&self, column: &Column) -> Option<ArrayRef> {
-        self.values(column, |s| s.min.as_ref())
-    }
-
-    fn max_values(&self, column: &Column) -> Option<ArrayRef> {
-        self.values(column, |s| s.max.as_ref())
-    }
-
-    fn num_containers(&self) -> usize {
-        self.segments.len()
-    }
-
-    fn null_counts(&self, column: &Column) -> Option<ArrayRef> {
-        let index = self.layout.column_index(&column.name)?;
-        Some(Arc::new(UInt64Array::from_iter(
-            self.segments.iter().map(|s| s.stats(index).map(|c| c.null_count)),
-        )))
-    }
-
-    fn row_counts(&self) -> Option<ArrayRef> {
-        Some(Arc::new(UInt64Array::from_iter_values(self.segments.iter().map(|s| s.rows() as u64))))
-    }
-
-    fn contained(
-        &self,
-        _column: &Column,
-        _values: &HashSet<ScalarValue>,
-    ) -> Option<arrow::array::BooleanArray> {
-        None
-    }
 }
