@@ -162,6 +162,12 @@ async fn a_damaged_segment_of_an_append_table_is_read_again_from_the_log() {
         engine.create_table(&append_config("clicks", 4), &append_schema("clicks")).await.unwrap();
         let records: Vec<String> = (0..10).map(|i| record(i, ts)).collect();
         engine.append("clicks", &records).await.unwrap().queryable().await.unwrap();
+        // Segments seal in the background: wait for both commits (8 rows sealed).
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while engine.table_status("clicks").unwrap().sealed_rows < 8 && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         let segments = engine.table_status("clicks").unwrap().segments;
         engine.shutdown().await;
         segments

@@ -3,7 +3,11 @@
 //!   that happens to be appending (which would make a storm of tiny segments);
 //! - an ingest task that panics is counted and started again from the shard's last commit:
 //!   every record once, none twice (a reader handed out again resumes from the last commit,
-//!   not from where the engine started).
+//!   not from where the engine started);
+//! - a full segment seals in the background: the shard's next records are queryable while
+//!   its file is written and committed, each row once;
+//! - a task that panics while its seal is under way waits for that seal, and its shard
+//!   resumes after what the seal committed: nothing is read twice.
 //!
 //! Faults are injected with the `fault-injection` feature, which only tests build.
 
@@ -113,5 +117,78 @@ async fn a_panicking_ingest_task_restarts_from_the_last_commit() {
     drop(engine);
     let engine = Engine::open_with(dir.path(), EngineOptions::default()).await.unwrap();
     assert_eq!(wait_for_rows(&engine, "panicky", 1000, Duration::from_secs(60)).await, (1000, 1000));
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shard_keeps_consuming_while_its_full_segment_seals() {
+    let emulator = Emulator::start().await.expect("kinesis-local must be installed and start");
+    emulator.create_stream("busy", 1).await.unwrap();
+    let shard = shards(&emulator, "busy").await.remove(0);
+    let dir = tempfile::tempdir().unwrap();
+    // Each seal holds its commit for 12 s: the rows that arrive meanwhile must not wait for it.
+    let faults = Faults::default().pause_before_commit(Duration::from_secs(12));
+    let engine =
+        Engine::open_with(dir.path(), EngineOptions::default().with_faults(Arc::new(faults))).await.unwrap();
+    engine
+        .create_table(&table_config("busy", "busy", &emulator.endpoint(), 500), &schema("busy"))
+        .await
+        .unwrap();
+    put_ids(&emulator, "busy", 0..500, now_ms(), |_| "k".to_string(), Some(&shard.1)).await;
+    assert_eq!(wait_for_rows(&engine, "busy", 500, Duration::from_secs(30)).await, (500, 500));
+    put_ids(&emulator, "busy", 500..700, now_ms(), |_| "k".to_string(), Some(&shard.1)).await;
+    // Queryable while the full segment is still being sealed: each row once, in the sealing
+    // segment or the next one.
+    assert_eq!(wait_for_rows(&engine, "busy", 700, Duration::from_secs(10)).await, (700, 700));
+    let status = engine.table_status("busy").unwrap();
+    assert!(status.segments.is_empty(), "the seal has not committed yet: {:?}", status.segments);
+    assert_eq!(status.consuming_rows, 700, "{status:?}");
+    assert_eq!(status.shards[0].consuming_rows, 700, "{status:?}");
+    let engine_ref = &engine;
+    wait_until("the seal", Duration::from_secs(60), || {
+        engine_ref.table_status("busy").unwrap().sealed_rows == 500
+    })
+    .await;
+    let status = engine.table_status("busy").unwrap();
+    assert_eq!((status.segments.len(), status.consuming_rows), (1, 200), "{status:?}");
+    assert_eq!(counts(&engine, "busy").await, (700, 700));
+    // The commit moved the checkpoint to the sealed segment's last record: a restart reads
+    // the other 200 again, and nothing twice.
+    engine.shutdown().await;
+    drop(engine);
+    let engine = Engine::open_with(dir.path(), EngineOptions::default()).await.unwrap();
+    assert_eq!(wait_for_rows(&engine, "busy", 700, Duration::from_secs(60)).await, (700, 700));
+    assert_eq!(engine.table_status("busy").unwrap().sealed_rows, 500);
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_while_a_seal_is_under_way_reads_nothing_twice() {
+    let emulator = Emulator::start().await.expect("kinesis-local must be installed and start");
+    emulator.create_stream("torn", 1).await.unwrap();
+    let shard = shards(&emulator, "torn").await.remove(0);
+    let dir = tempfile::tempdir().unwrap();
+    // Record 650 arrives while the seal of records 0..500 holds its commit for 5 s, and makes
+    // the ingest task panic. The new task must resume after what that seal commits.
+    let faults = Faults::default().pause_before_commit(Duration::from_secs(5)).panic_once_on("\"id\": 650,");
+    let engine =
+        Engine::open_with(dir.path(), EngineOptions::default().with_faults(Arc::new(faults))).await.unwrap();
+    engine
+        .create_table(&table_config("torn", "torn", &emulator.endpoint(), 500), &schema("torn"))
+        .await
+        .unwrap();
+    put_ids(&emulator, "torn", 0..500, now_ms(), |_| "k".to_string(), Some(&shard.1)).await;
+    assert_eq!(wait_for_rows(&engine, "torn", 500, Duration::from_secs(30)).await, (500, 500));
+    put_ids(&emulator, "torn", 500..700, now_ms(), |_| "k".to_string(), Some(&shard.1)).await;
+    assert_eq!(wait_for_rows(&engine, "torn", 700, Duration::from_secs(60)).await, (700, 700));
+    let status = engine.table_status("torn").unwrap();
+    assert_eq!(status.shards[0].restarts, 1, "{status:?}");
+    assert_eq!(status.sealed_rows, 500, "{status:?}");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(counts(&engine, "torn").await, (700, 700));
+    engine.shutdown().await;
+    drop(engine);
+    let engine = Engine::open_with(dir.path(), EngineOptions::default()).await.unwrap();
+    assert_eq!(wait_for_rows(&engine, "torn", 700, Duration::from_secs(60)).await, (700, 700));
     engine.shutdown().await;
 }

@@ -29,27 +29,36 @@ pub(crate) struct Sealed {
 pub(crate) struct TableState {
     pub sealed: Vec<Sealed>,
     pub consuming: BTreeMap<String, Arc<MutableSegment>>,
+    /// Per shard, its previous consuming segment while it is written and committed in the
+    /// background: it takes no more rows and stays queryable until its sealed file replaces it.
+    pub sealing: BTreeMap<String, Arc<MutableSegment>>,
     /// Sealed segments whose only copy is in the deep store (the cold tier), in commit order.
     pub cold: Vec<SegmentEntry>,
     /// The manifest committed with this state (for status and resume, without the lock).
     pub manifest: Arc<Manifest>,
 }
 
+impl TableState {
+    /// The segments that still take or hold rows in memory: sealing ones, then consuming ones.
+    pub(crate) fn mutable(&self) -> impl Iterator<Item = &Arc<MutableSegment>> {
+        self.sealing.values().chain(self.consuming.values())
+    }
+}
+
 /// A change to a table's committed state.
 #[derive(Debug)]
 pub(crate) enum Edit {
-    /// A shard starts a consuming segment (no manifest change).
+    /// A shard's ingest loop starts with `segment` as its consuming segment (no manifest
+    /// change). A sealing segment a previous loop left (its seal failed; its rows will be read
+    /// again from the checkpoint) goes.
     Consume { shard: String, segment: Arc<MutableSegment> },
-    /// A shard's consuming segment sealed into `sealed` (None: it held no rows), its checkpoint
-    /// moved to `checkpoint`, the shard may have ended; `next` replaces the consuming segment
-    /// (None when the shard ended).
-    Seal {
-        shard: String,
-        sealed: Option<Sealed>,
-        checkpoint: Option<Checkpoint>,
-        ended: bool,
-        next: Option<Arc<MutableSegment>>,
-    },
+    /// A shard's consuming segment stops taking rows and becomes its sealing segment (still
+    /// queryable); `next` takes the shard's rows from now on (None: the shard ended). No
+    /// manifest change.
+    Handoff { shard: String, next: Option<Arc<MutableSegment>> },
+    /// A shard's sealing segment sealed into `sealed` (None: it held no rows), its checkpoint
+    /// moved to `checkpoint`, the shard may have ended.
+    Seal { shard: String, sealed: Option<Sealed>, checkpoint: Option<Checkpoint>, ended: bool },
     /// The rows of the lost segment `lost` were read again into `sealed` (None: none came
     /// back); the lost entry is forgotten.
     Restore { lost: String, sealed: Option<Sealed> },
@@ -102,7 +111,7 @@ impl Committer {
         state.manifest = Arc::new(manifest.clone());
         if let Some(u) = &upsert {
             // The key map is built from the sealed segments' rows.
-            u.publish(None, None, segments_of(&state.sealed, &state.consuming), || {});
+            u.publish(None, None, segments_of(&state.sealed, &state.sealing, &state.consuming), || {});
         }
         Committer {
             dir,
@@ -169,12 +178,13 @@ impl CommitGuard<'_> {
         let state = self.committer.current();
         let mut sealed = state.sealed.clone();
         let mut consuming = state.consuming.clone();
+        let mut sealing = state.sealing.clone();
         let mut cold = state.cold.clone();
         let mut new_file = None;
-        // A seal hands its consuming segment's rows (and their key map state) to the file.
+        // A seal hands its sealing segment's rows (and their key map state) to the file.
         let sealed_from = match &edit {
             Edit::Seal { shard, sealed: Some(s), .. } => {
-                state.consuming.get(shard).map(|c| (Arc::clone(c), s.entry.file.clone()))
+                state.sealing.get(shard).map(|c| (Arc::clone(c), s.entry.file.clone()))
             }
             _ => None,
         };
@@ -194,9 +204,19 @@ impl CommitGuard<'_> {
         };
         match edit {
             Edit::Consume { shard, segment } => {
+                sealing.remove(&shard);
                 consuming.insert(shard, segment);
             }
-            Edit::Seal { shard, sealed: s, checkpoint, ended, next: fresh } => {
+            Edit::Handoff { shard, next: fresh } => {
+                let old = match fresh {
+                    Some(f) => consuming.insert(shard.clone(), f),
+                    None => consuming.remove(&shard),
+                };
+                if let Some(old) = old {
+                    sealing.insert(shard, old);
+                }
+            }
+            Edit::Seal { shard, sealed: s, checkpoint, ended } => {
                 if let Some(s) = s {
                     add(&mut next, s);
                 }
@@ -206,10 +226,7 @@ impl CommitGuard<'_> {
                 if ended {
                     next.ended_shards.insert(shard.clone());
                 }
-                match fresh {
-                    Some(f) => consuming.insert(shard, f),
-                    None => consuming.remove(&shard),
-                };
+                sealing.remove(&shard);
             }
             Edit::Restore { lost, sealed: s } => {
                 next.lost.retain(|l| l.entry.file != lost);
@@ -299,7 +316,7 @@ impl CommitGuard<'_> {
             committed = Arc::new(next.clone());
             self.locked.manifest = next;
         }
-        let next = Arc::new(TableState { sealed, consuming, cold, manifest: committed });
+        let next = Arc::new(TableState { sealed, consuming, sealing, cold, manifest: committed });
         match &self.committer.upsert {
             Some(u) => {
                 let from = sealed_from.as_ref().map(|(c, f)| (c, f.as_str()));
@@ -311,9 +328,14 @@ impl CommitGuard<'_> {
                         .map(|s| (s.entry.file.as_str(), &s.segment)),
                     kept: kept.as_slice(),
                 });
-                u.publish(from, compaction, segments_of(&next.sealed, &next.consuming), || {
-                    *self.committer.state.write() = Arc::clone(&next);
-                });
+                u.publish(
+                    from,
+                    compaction,
+                    segments_of(&next.sealed, &next.sealing, &next.consuming),
+                    || {
+                        *self.committer.state.write() = Arc::clone(&next);
+                    },
+                );
             }
             None => *self.committer.state.write() = next,
         }
@@ -322,9 +344,11 @@ impl CommitGuard<'_> {
     }
 }
 
-/// A state's segments, in the order a key-map rebuild reads them: per shard in stream order.
+/// A state's segments, in the order a key-map rebuild reads them: per shard in stream order
+/// (sealed, then sealing, then consuming).
 pub(super) fn segments_of<'a>(
     sealed: &'a [Sealed],
+    sealing: &'a BTreeMap<String, Arc<MutableSegment>>,
     consuming: &'a BTreeMap<String, Arc<MutableSegment>>,
 ) -> Segments<'a> {
     Segments {
@@ -339,7 +363,11 @@ pub(super) fn segments_of<'a>(
                 )
             })
             .collect(),
-        consuming: consuming.iter().map(|(shard, c)| (c, (shard.clone(), 1, None, 0))).collect(),
+        consuming: sealing
+            .iter()
+            .map(|(shard, c)| (c, (shard.clone(), 1, None, 0)))
+            .chain(consuming.iter().map(|(shard, c)| (c, (shard.clone(), 2, None, 0))))
+            .collect(),
     }
 }
 

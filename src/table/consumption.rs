@@ -8,8 +8,9 @@ use super::Table;
 use super::committer::Edit;
 use crate::error::Error;
 use crate::manifest::Pause;
+use shoal_segment::MutableSegment;
 use shoal_stream::{ShardReader, Source, SourceHandle};
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -122,18 +123,20 @@ impl Table {
     }
 
     /// Seals every consuming segment that holds rows now, and waits (up to a minute) until
-    /// each has committed; returns the names of the segments committed.
+    /// each has committed, and every seal under way; returns the names of the segments
+    /// committed.
     pub async fn force_commit(self: &Arc<Table>) -> Result<Vec<String>, Error> {
         let state = self.committer.current();
-        let before: BTreeMap<String, usize> = state
+        let before: Vec<(String, usize)> = state
             .consuming
             .iter()
+            .chain(&state.sealing)
             .filter(|(_, c)| c.rows() > 0)
             .map(|(shard, c)| (shard.clone(), Arc::as_ptr(c) as usize))
             .collect();
         let sealed_before = state.sealed.len();
         drop(state);
-        for shard in before.keys() {
+        for (shard, _) in &before {
             if let Some(request) = self.seal_requests.lock().get(shard) {
                 request.notify_one();
             }
@@ -144,7 +147,8 @@ impl Table {
             let waiting = before
                 .iter()
                 .filter(|(shard, ptr)| {
-                    state.consuming.get(*shard).is_some_and(|c| Arc::as_ptr(c) as usize == **ptr)
+                    let is = |c: &Arc<MutableSegment>| Arc::as_ptr(c) as usize == *ptr;
+                    state.consuming.get(shard).is_some_and(is) || state.sealing.get(shard).is_some_and(is)
                 })
                 .count();
             if waiting == 0 {
@@ -194,7 +198,15 @@ impl Table {
             paused: pause.is_some(),
             comment: pause.as_ref().and_then(|p| p.comment.clone()),
             since_ms: pause.map(|p| p.since_ms),
-            consuming: state.consuming.iter().filter(|(_, c)| c.rows() > 0).map(|(s, _)| s.clone()).collect(),
+            consuming: state
+                .consuming
+                .iter()
+                .chain(&state.sealing)
+                .filter(|(_, c)| c.rows() > 0)
+                .map(|(s, _)| s.clone())
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect(),
         }
     }
 }

@@ -1,6 +1,13 @@
 //! A shard's ingest loop: it owns the shard's consuming segment, appends the reader's records
 //! to it, and seals it at a flush threshold, at the table's memory cap (when it is the largest),
 //! or at the shard's end, committing each seal through the committer.
+//!
+//! A seal runs in the background: the full segment is handed off (it takes no more rows and
+//! stays queryable) and a fresh one takes the shard's next records while the file is written,
+//! fsynced and committed on the blocking pool. One seal per shard is under way at a time, so
+//! that a shard's segments and checkpoints commit in stream order; the loop waits for it before
+//! the next seal, at the shard's end, and when it stops. A failed seal pauses the shard (it reads
+//! nothing more) and is retried until it succeeds.
 
 use super::committer::{CommitGuard, Edit, Sealed};
 use super::status::ShardState;
@@ -13,12 +20,34 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
 
 /// The records a consuming segment took: the first and the last (rows or drops).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Span {
     pub first: Option<Checkpoint>,
     pub last: Option<Checkpoint>,
+}
+
+/// A shard's seal under way: its handed-off segment being written and committed.
+struct InFlight {
+    segment: Arc<MutableSegment>,
+    span: Span,
+    ended: bool,
+    started: Instant,
+    handle: JoinHandle<Result<Option<Checkpoint>, Error>>,
+    /// Disconnected when the seal's blocking task is over (done, failed or dropped unrun).
+    done: std::sync::mpsc::Receiver<()>,
+}
+
+impl Drop for InFlight {
+    /// A loop that unwinds (a panic) waits for its seal before its reader goes back to the
+    /// source: the reader is handed out again from the shard's last commit, which must not
+    /// move under the next loop. (The seal needs no async runtime, so blocking here cannot
+    /// deadlock; after the seal is awaited this returns at once.)
+    fn drop(&mut self) {
+        let _ = self.done.recv();
+    }
 }
 
 impl Table {
@@ -29,6 +58,8 @@ impl Table {
         self.seal_requests.lock().insert(shard.clone(), Arc::clone(&seal_request));
         let mut segment = self.new_consuming(&shard);
         let mut span = Span::default();
+        // Dropped before `reader` (a parameter) when the loop unwinds: see InFlight's Drop.
+        let mut in_flight: Option<InFlight> = None;
         let mut tick = tokio::time::interval(Duration::from_millis(500));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let committed = self.committer.current().manifest.checkpoints.get(&shard).map(Checkpoint::to_text);
@@ -41,27 +72,43 @@ impl Table {
         loop {
             // A receiver made after the stop never sees it change.
             if *stop.borrow() {
+                Self::stop_sealing(in_flight).await;
                 return;
             }
+            // In order: a stop, then a seal's outcome (a failure pauses the shard before it
+            // reads on), then the rest.
             tokio::select! {
-                _ = stop.changed() => return,
+                biased;
+                _ = stop.changed() => {
+                    Self::stop_sealing(in_flight).await;
+                    return;
+                }
+                result = Self::seal_done(&mut in_flight) => {
+                    let Some(f) = in_flight.take() else { continue };
+                    if !self.settle(&reader, f, result, &mut stop).await {
+                        return;
+                    }
+                }
                 // The table is over its memory cap and this shard's segment is the largest.
                 _ = seal_request.notified() => {
                     if segment.rows() > 0
-                        && !self.seal_or_pause(&mut reader, &mut segment, &mut span, false, &mut stop).await
+                        && !self.seal_or_pause(&mut reader, &mut segment, &mut span, &mut in_flight, false, &mut stop).await
                     {
                         return;
                     }
                 }
                 _ = tick.tick() => {
                     if segment.should_seal(flush, self.shard_count()).is_some()
-                        && !self.seal_or_pause(&mut reader, &mut segment, &mut span, false, &mut stop).await
+                        && !self.seal_or_pause(&mut reader, &mut segment, &mut span, &mut in_flight, false, &mut stop).await
                     {
                         return;
                     }
                 }
                 event = reader.next() => match event {
-                    None => return,
+                    None => {
+                        Self::stop_sealing(in_flight).await;
+                        return;
+                    }
                     Some(ShardEvent::Records { records, millis_behind_latest }) => {
                         #[cfg(feature = "fault-injection")]
                         self.options.faults.before_append(&records);
@@ -78,7 +125,10 @@ impl Table {
                             if !self.should_seal_now(&shard, &segment) {
                                 continue;
                             }
-                            if !self.seal_or_pause(&mut reader, &mut segment, &mut span, false, &mut stop).await {
+                            if !self
+                                .seal_or_pause(&mut reader, &mut segment, &mut span, &mut in_flight, false, &mut stop)
+                                .await
+                            {
                                 return;
                             }
                         }
@@ -86,7 +136,10 @@ impl Table {
                     Some(ShardEvent::End { .. }) => {
                         // The end seals what is left and records the shard as ended; its children
                         // start only after that commit.
-                        if !self.seal_or_pause(&mut reader, &mut segment, &mut span, true, &mut stop).await {
+                        if !self
+                            .seal_or_pause(&mut reader, &mut segment, &mut span, &mut in_flight, true, &mut stop)
+                            .await
+                        {
                             return;
                         }
                         self.seal_requests.lock().remove(&shard);
@@ -170,7 +223,7 @@ impl Table {
             return true;
         }
         let state = self.committer.current();
-        let total: usize = state.consuming.values().map(|c| c.estimated_bytes()).sum();
+        let total: usize = state.mutable().map(|c| c.estimated_bytes()).sum();
         if total <= self.options.consuming_memory_cap {
             return false;
         }
@@ -192,39 +245,124 @@ impl Table {
         }
     }
 
-    /// Seals, and while sealing fails (a full disk, a file size limit, an I/O error) keeps the
-    /// shard paused: nothing more is read from it, its consuming segment stays queryable and in
-    /// memory, the manifest keeps the last commit, and the seal is retried with a growing wait
-    /// until it succeeds. False when the table stopped first.
+    /// Hands the shard's consuming segment off to be sealed and starts the next one; at the
+    /// shard's end (`ended`), seals and commits it before returning. A seal still under way is
+    /// settled first. False when the table stopped.
     async fn seal_or_pause(
         self: &Arc<Table>,
         reader: &mut ShardReader,
         segment: &mut Arc<MutableSegment>,
         span: &mut Span,
+        in_flight: &mut Option<InFlight>,
         ended: bool,
+        stop: &mut watch::Receiver<bool>,
+    ) -> bool {
+        if in_flight.is_some() {
+            let result = Self::seal_done(in_flight).await;
+            if let Some(f) = in_flight.take()
+                && !self.settle(reader, f, result, stop).await
+            {
+                return false;
+            }
+        }
+        let shard = reader.shard_id.clone();
+        let next = (!ended).then(|| Arc::new(MutableSegment::new(Arc::clone(&self.layout))));
+        let edit = Edit::Handoff { shard: shard.clone(), next: next.clone() };
+        // A state-only edit: it fails only once the table has stopped.
+        if let Err(e) = self.committer.lock().and_then(|mut guard| guard.apply(edit)) {
+            tracing::debug!(table = %self.name, shard, error = %e, "not sealed: the table stopped");
+            return false;
+        }
+        let full = match next {
+            Some(n) => std::mem::replace(segment, n),
+            None => Arc::clone(segment),
+        };
+        // The next segment starts with the next record; the checkpoint stays until it has one.
+        let taken = Span { first: span.first.take(), last: span.last.clone() };
+        self.board.update_shard(&shard, |s| s.consuming_rows = 0);
+        *in_flight = Some(self.start_seal(reader, full, taken, ended));
+        if !ended {
+            return true;
+        }
+        let result = Self::seal_done(in_flight).await;
+        match in_flight.take() {
+            Some(f) => self.settle(reader, f, result, stop).await,
+            None => true,
+        }
+    }
+
+    /// Starts sealing `segment` (handed off) on the blocking pool. Its commit is recorded in
+    /// the reader as it is made: a reader handed out again for the shard resumes after it.
+    fn start_seal(
+        self: &Arc<Table>,
+        reader: &ShardReader,
+        segment: Arc<MutableSegment>,
+        span: Span,
+        ended: bool,
+    ) -> InFlight {
+        let (signal, done) = std::sync::mpsc::channel::<()>();
+        let table = Arc::clone(self);
+        let (shard, sealing, taken) = (reader.shard_id.clone(), Arc::clone(&segment), span.clone());
+        let slot = reader.committed_slot();
+        let handle = tokio::task::spawn_blocking(move || {
+            let _signal = signal;
+            let committed = table.seal_blocking(&shard, &sealing, taken, ended)?;
+            if let Some(c) = &committed {
+                slot.set(c.clone());
+            }
+            Ok(committed)
+        });
+        InFlight { segment, span, ended, started: Instant::now(), handle, done }
+    }
+
+    /// The outcome of the shard's seal under way (the shard's committed checkpoint); pending
+    /// while there is none. The caller takes `in_flight` once this returns.
+    async fn seal_done(in_flight: &mut Option<InFlight>) -> Result<Option<Checkpoint>, Error> {
+        match in_flight {
+            Some(f) => match (&mut f.handle).await {
+                Ok(result) => result,
+                Err(e) => Err(Error::Task(format!("sealing a segment: {e}"))),
+            },
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Finishes the seal `f` with its first `result`. On success the reader learns the
+    /// committed checkpoint. While it fails (a full disk, a file size limit, an I/O error) the
+    /// shard stays paused: nothing more is read from it, its segments stay queryable and in
+    /// memory, the manifest keeps the last commit, and the seal is retried with a growing wait
+    /// until it succeeds. False when the table stopped first.
+    async fn settle(
+        self: &Arc<Table>,
+        reader: &ShardReader,
+        f: InFlight,
+        mut result: Result<Option<Checkpoint>, Error>,
         stop: &mut watch::Receiver<bool>,
     ) -> bool {
         let shard = reader.shard_id.clone();
         let mut wait = Duration::from_millis(100).min(self.options.seal_retry);
         let mut failures = 0u64;
         loop {
-            match self.seal(&shard, segment, span.clone(), ended).await {
+            match result {
                 Ok(committed) => {
-                    // A reader handed out again for this shard resumes here.
-                    if let Some(c) = committed {
-                        reader.committed(c);
-                    }
-                    // The next segment starts with the next record; the checkpoint stays.
-                    span.first = None;
+                    let text = committed.as_ref().map(Checkpoint::to_text);
                     if failures > 0 {
                         tracing::warn!(table = %self.name, shard, failures, "sealing succeeded again; consuming resumes");
-                        self.board.update_shard(&shard, |s| {
-                            if s.state == ShardState::Paused {
-                                s.state = ShardState::Consuming;
-                            }
-                            s.error = None;
-                        });
                     }
+                    self.board.update_shard(&shard, |s| {
+                        s.checkpoint = text;
+                        if f.ended {
+                            s.state = ShardState::Ended;
+                        } else if failures > 0 && s.state == ShardState::Paused {
+                            s.state = ShardState::Consuming;
+                        }
+                        if failures > 0 {
+                            s.error = None;
+                        }
+                    });
+                    self.metrics
+                        .seal_micros
+                        .fetch_add(f.started.elapsed().as_micros() as u64, Ordering::Relaxed);
                     return true;
                 }
                 Err(e) => {
@@ -250,6 +388,17 @@ impl Table {
                 return false;
             }
             wait = (wait * 2).min(self.options.seal_retry);
+            let mut retry = Some(self.start_seal(reader, Arc::clone(&f.segment), f.span.clone(), f.ended));
+            result = Self::seal_done(&mut retry).await;
+        }
+    }
+
+    /// When the loop stops: waits for the shard's seal under way, so that its file is
+    /// committed (or removed, when the table stopped first) before anything reopens the
+    /// table. A failed seal is not retried: its rows are read again from the checkpoint.
+    async fn stop_sealing(mut in_flight: Option<InFlight>) {
+        if in_flight.is_some() {
+            let _ = Self::seal_done(&mut in_flight).await;
         }
     }
 
@@ -263,48 +412,18 @@ impl Table {
         segment
     }
 
-    /// Seals the shard's consuming segment (if it has rows) and commits it with the checkpoint
-    /// (and the shard's end) in one edit: the sealed segment and a fresh consuming segment
-    /// appear to queries together with the manifest that names them. Returns the shard's
-    /// committed checkpoint.
-    async fn seal(
-        self: &Arc<Table>,
-        shard: &str,
-        segment: &mut Arc<MutableSegment>,
-        span: Span,
-        ended: bool,
-    ) -> Result<Option<Checkpoint>, Error> {
-        let started = Instant::now();
-        let table = Arc::clone(self);
-        let shard_owned = shard.to_string();
-        let current = Arc::clone(segment);
-        let (fresh, checkpoint) =
-            tokio::task::spawn_blocking(move || table.seal_blocking(&shard_owned, &current, span, ended))
-                .await
-                .map_err(|e| Error::Task(format!("sealing a segment of shard {shard}: {e}")))??;
-        if let Some(f) = fresh {
-            *segment = f;
-        }
-        let text = checkpoint.as_ref().map(Checkpoint::to_text);
-        self.board.update_shard(shard, |s| {
-            s.checkpoint = text;
-            s.consuming_rows = 0;
-            if ended {
-                s.state = ShardState::Ended;
-            }
-        });
-        self.metrics.seal_micros.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
-        Ok(checkpoint)
-    }
-
+    /// Writes the shard's sealing segment (if it has rows) and commits it with the checkpoint
+    /// (and the shard's end) in one edit: the sealed segment replaces the sealing one for
+    /// queries together with the manifest that names it. Returns the shard's committed
+    /// checkpoint.
     fn seal_blocking(
         &self,
         shard: &str,
         segment: &MutableSegment,
         span: Span,
         ended: bool,
-    ) -> Result<(Option<Arc<MutableSegment>>, Option<Checkpoint>), Error> {
-        // Only this loop moves its shard's checkpoint: the committed one is the segment's start.
+    ) -> Result<Option<Checkpoint>, Error> {
+        // One seal per shard at a time, in order: the committed checkpoint is the segment's start.
         let after = self.committer.current().manifest.checkpoints.get(shard).cloned();
         // The file is written without the commit lock; then committed under it.
         let sealed = self.write_sealed(shard, segment, after, &span)?;
@@ -314,19 +433,12 @@ impl Table {
             self.options.faults.before_commit();
         }
         let wrote = sealed.is_some();
-        let fresh = (!ended).then(|| Arc::new(MutableSegment::new(Arc::clone(&self.layout))));
         let mut guard = self.commit_lock_for(&sealed)?;
-        guard.apply(Edit::Seal {
-            shard: shard.to_string(),
-            sealed,
-            checkpoint: span.last,
-            ended,
-            next: fresh.clone(),
-        })?;
+        guard.apply(Edit::Seal { shard: shard.to_string(), sealed, checkpoint: span.last, ended })?;
         if wrote {
             self.metrics.segments_sealed.fetch_add(1, Ordering::Relaxed);
         }
-        Ok((fresh, guard.manifest().checkpoints.get(shard).cloned()))
+        Ok(guard.manifest().checkpoints.get(shard).cloned())
     }
 
     /// The commit lock, for committing `sealed`; when the table has stopped, the file (which no

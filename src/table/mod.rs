@@ -114,7 +114,7 @@ impl SnapshotSource for Table {
         let state = self.committer.current();
         let mut segments: Vec<SegmentData> =
             state.sealed.iter().map(|s| SegmentData::Sealed(Arc::clone(&s.segment))).collect();
-        segments.extend(state.consuming.values().map(|c| SegmentData::Consuming(c.snapshot())));
+        segments.extend(state.mutable().map(|c| SegmentData::Consuming(c.snapshot())));
         if let Some(deep) = &self.options.deep_store {
             segments.extend(state.cold.iter().filter_map(|e| {
                 let object = e.deep.as_ref()?;
@@ -131,7 +131,7 @@ impl SnapshotSource for Table {
         let mut snapshot = TableSnapshot::new(segments);
         if let Some(view) = &mut view {
             let sealed = state.sealed.iter().map(|s| SegmentRef::Sealed(&s.entry.file));
-            let consuming = state.consuming.values().map(SegmentRef::Consuming);
+            let consuming = state.mutable().map(SegmentRef::Consuming);
             snapshot.validity = sealed
                 .chain(consuming)
                 .zip(&snapshot.segments)
@@ -454,9 +454,14 @@ impl Table {
                 }
             }
         }
-        for (shard, c) in &state.consuming {
+        // A shard's rows not in a sealed segment yet: its consuming segment's and a sealing one's.
+        let mut unsealed: BTreeMap<&str, u64> = BTreeMap::new();
+        for (shard, c) in state.consuming.iter().chain(&state.sealing) {
+            *unsealed.entry(shard).or_default() += c.rows() as u64;
+        }
+        for (shard, rows) in unsealed {
             if let Some(s) = shards.get_mut(shard) {
-                s.consuming_rows = c.rows() as u64;
+                s.consuming_rows = rows;
             }
         }
         if state.manifest.paused.is_some() {
@@ -492,7 +497,7 @@ impl Table {
         TableStatus {
             table: self.name.clone(),
             sealed_rows: segments.iter().map(|s| s.rows).sum(),
-            consuming_rows: state.consuming.values().map(|c| c.rows() as u64).sum(),
+            consuming_rows: state.mutable().map(|c| c.rows() as u64).sum(),
             segments,
             shards: shards.into_values().collect(),
             dropped: self.metrics.dropped.lock().unwrap_or_else(|p| p.into_inner()).clone(),

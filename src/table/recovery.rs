@@ -321,7 +321,11 @@ impl Table {
             .collect();
         let no_consuming = std::collections::BTreeMap::new();
         let mut restorer = self.committer.upsert().map(|u| {
-            u.restorer(&super::committer::segments_of(&preceding, &no_consuming), &entry.shard, &segment)
+            u.restorer(
+                &super::committer::segments_of(&preceding, &no_consuming, &no_consuming),
+                &entry.shard,
+                &segment,
+            )
         });
         // The stream decides when the re-read is over: the segment's last record reached, or
         // proof that records are gone (the first one after the checkpoint is not the segment's

@@ -24,7 +24,7 @@ pub use metrics::{ShardMetricsSnapshot, StreamMetrics};
 pub use record::{Checkpoint, Record};
 pub use secret::Secret;
 pub use sequence::SequenceNumber;
-pub use source::{ResumeState, ShardEvent, ShardReader, Source, SourceHandle};
+pub use source::{CommittedSlot, ResumeState, ShardEvent, ShardReader, Source, SourceHandle};
 
 /// A plain client for a local endpoint (tools and examples that create streams and put
 /// records), with dummy static credentials.

@@ -54,6 +54,23 @@ pub enum Control {
     Released(String, Option<Checkpoint>),
 }
 
+/// Where a reader keeps what the engine committed of its shard. A clone records it from
+/// elsewhere (a seal committing on another thread), and the reader, dropped, hands it back to
+/// the source.
+#[derive(Debug, Clone, Default)]
+pub struct CommittedSlot(Arc<std::sync::Mutex<Option<Checkpoint>>>);
+
+impl CommittedSlot {
+    /// Records that the engine committed the shard up to `checkpoint`.
+    pub fn set(&self, checkpoint: Checkpoint) {
+        *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(checkpoint);
+    }
+
+    fn take(&self) -> Option<Checkpoint> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take()
+    }
+}
+
 /// One shard's records, in order.
 pub struct ShardReader {
     /// The shard id.
@@ -63,7 +80,7 @@ pub struct ShardReader {
     events: mpsc::Receiver<ShardEvent>,
     control: mpsc::UnboundedSender<Control>,
     finished: bool,
-    committed: Option<Checkpoint>,
+    committed: CommittedSlot,
 }
 
 impl std::fmt::Debug for ShardReader {
@@ -80,14 +97,27 @@ impl ShardReader {
         events: mpsc::Receiver<ShardEvent>,
         control: mpsc::UnboundedSender<Control>,
     ) -> ShardReader {
-        ShardReader { shard_id, parents, events, control, finished: false, committed: None }
+        ShardReader {
+            shard_id,
+            parents,
+            events,
+            control,
+            finished: false,
+            committed: CommittedSlot::default(),
+        }
     }
 
     /// Tells the reader what the engine has committed of the shard, so that a reader handed
     /// out again after this one is dropped (a stop, a panic) resumes after it, not from where
     /// the source started.
     pub fn committed(&mut self, checkpoint: Checkpoint) {
-        self.committed = Some(checkpoint);
+        self.committed.set(checkpoint);
+    }
+
+    /// The reader's record of what the engine committed, for a commit made elsewhere (as
+    /// [`ShardReader::committed`]).
+    pub fn committed_slot(&self) -> CommittedSlot {
+        self.committed.clone()
     }
 
     /// The next event; None when the source stopped.
