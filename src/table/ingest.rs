@@ -36,18 +36,6 @@ struct InFlight {
     ended: bool,
     started: Instant,
     handle: JoinHandle<Result<Option<Checkpoint>, Error>>,
-    /// Disconnected when the seal's blocking task is over (done, failed or dropped unrun).
-    done: std::sync::mpsc::Receiver<()>,
-}
-
-impl Drop for InFlight {
-    /// A loop that unwinds (a panic) waits for its seal before its reader goes back to the
-    /// source: the reader is handed out again from the shard's last commit, which must not
-    /// move under the next loop. (The seal needs no async runtime, so blocking here cannot
-    /// deadlock; after the seal is awaited this returns at once.)
-    fn drop(&mut self) {
-        let _ = self.done.recv();
-    }
 }
 
 impl Table {
@@ -58,7 +46,6 @@ impl Table {
         self.seal_requests.lock().insert(shard.clone(), Arc::clone(&seal_request));
         let mut segment = self.new_consuming(&shard);
         let mut span = Span::default();
-        // Dropped before `reader` (a parameter) when the loop unwinds: see InFlight's Drop.
         let mut in_flight: Option<InFlight> = None;
         let mut tick = tokio::time::interval(Duration::from_millis(500));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -227,15 +214,20 @@ impl Table {
         if total <= self.options.consuming_memory_cap {
             return false;
         }
+        // A sealing segment that is the largest frees its memory once written: wait for it
+        // rather than seal a small one.
         let largest = state
             .consuming
             .iter()
-            .filter(|(_, c)| c.rows() > 0)
-            .max_by_key(|(_, c)| c.estimated_bytes())
-            .map(|(s, _)| s.clone());
+            .map(|(s, c)| (s, c, true))
+            .chain(state.sealing.iter().map(|(s, c)| (s, c, false)))
+            .filter(|(_, c, _)| c.rows() > 0)
+            .max_by_key(|(_, c, _)| c.estimated_bytes())
+            .map(|(s, _, consuming)| (s.clone(), consuming));
         match largest {
-            Some(l) if l == shard => true,
-            Some(l) => {
+            Some((_, false)) => false,
+            Some((l, true)) if l == shard => true,
+            Some((l, true)) => {
                 if let Some(request) = self.seal_requests.lock().get(&l) {
                     request.notify_one();
                 }
@@ -292,7 +284,9 @@ impl Table {
     }
 
     /// Starts sealing `segment` (handed off) on the blocking pool. Its commit is recorded in
-    /// the reader as it is made: a reader handed out again for the shard resumes after it.
+    /// the reader as it is made, and the seal holds the reader's slot: a loop that unwinds (a
+    /// panic) drops its reader, but the shard goes back to the source, to be handed out again
+    /// after the last commit, only once the seal is over.
     fn start_seal(
         self: &Arc<Table>,
         reader: &ShardReader,
@@ -300,19 +294,17 @@ impl Table {
         span: Span,
         ended: bool,
     ) -> InFlight {
-        let (signal, done) = std::sync::mpsc::channel::<()>();
         let table = Arc::clone(self);
         let (shard, sealing, taken) = (reader.shard_id.clone(), Arc::clone(&segment), span.clone());
         let slot = reader.committed_slot();
         let handle = tokio::task::spawn_blocking(move || {
-            let _signal = signal;
             let committed = table.seal_blocking(&shard, &sealing, taken, ended)?;
             if let Some(c) = &committed {
                 slot.set(c.clone());
             }
             Ok(committed)
         });
-        InFlight { segment, span, ended, started: Instant::now(), handle, done }
+        InFlight { segment, span, ended, started: Instant::now(), handle }
     }
 
     /// The outcome of the shard's seal under way (the shard's committed checkpoint); pending

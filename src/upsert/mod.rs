@@ -157,7 +157,8 @@ pub(crate) struct Segments<'a> {
     pub consuming: Vec<(&'a Arc<MutableSegment>, RebuildOrder)>,
 }
 
-/// Where a segment's rows lie in the table's streams: shard, then position in it.
+/// Where a segment's rows lie in the table's streams: shard, then rank (0 sealed, 1 sealing,
+/// 2 consuming), then position in it.
 pub(crate) type RebuildOrder = (String, u8, Option<shoal_stream::Checkpoint>, u64);
 
 /// What deciding a batch's rows reads from it: each row's key, comparison value (or why it has
@@ -863,7 +864,7 @@ impl Upsert {
             .collect();
         all.sort_by(|a, b| a.0.cmp(b.0));
         let mut rows = 0;
-        for ((shard, ..), source) in all {
+        for ((shard, rank, ..), source) in all {
             let shard = state.shard(shard);
             let (id, source, sealed) = match source {
                 Source::Sealed(file, s) => {
@@ -884,7 +885,9 @@ impl Upsert {
             }
             state.grow(id, doc);
             rows += doc;
-            if sealed {
+            // The live map purges as a shard's next consuming segment starts: after each
+            // sealed segment, and after a sealing one (its successor has started).
+            if sealed || *rank == 1 {
                 self.purge(state, &shard);
             }
         }

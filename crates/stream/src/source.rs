@@ -49,25 +49,44 @@ pub enum ShardEvent {
 pub enum Control {
     /// The engine committed the end of this shard.
     Finished(String),
-    /// The engine dropped this shard's reader before its end, having committed up to the
-    /// checkpoint (if any): a reader handed out again for the shard resumes after it.
+    /// The engine dropped this shard's reader (and every clone of its [`CommittedSlot`])
+    /// before its end, having committed up to the checkpoint (if any): a reader handed out
+    /// again for the shard resumes after it.
     Released(String, Option<Checkpoint>),
 }
 
 /// Where a reader keeps what the engine committed of its shard. A clone records it from
-/// elsewhere (a seal committing on another thread), and the reader, dropped, hands it back to
-/// the source.
-#[derive(Debug, Clone, Default)]
-pub struct CommittedSlot(Arc<std::sync::Mutex<Option<Checkpoint>>>);
+/// elsewhere (a seal committing on another thread) and keeps the reader's shard from being
+/// handed out again: the shard goes back to its source, to resume after the checkpoint set
+/// last, only when the reader and every clone of its slot are dropped.
+#[derive(Debug, Clone)]
+pub struct CommittedSlot(Arc<Slot>);
+
+#[derive(Debug)]
+struct Slot {
+    shard_id: String,
+    checkpoint: std::sync::Mutex<Option<Checkpoint>>,
+    /// Taken when the shard's end is committed (nothing to hand back then).
+    control: std::sync::Mutex<Option<mpsc::UnboundedSender<Control>>>,
+}
 
 impl CommittedSlot {
     /// Records that the engine committed the shard up to `checkpoint`.
     pub fn set(&self, checkpoint: Checkpoint) {
-        *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(checkpoint);
+        *lock(&self.0.checkpoint) = Some(checkpoint);
     }
+}
 
-    fn take(&self) -> Option<Checkpoint> {
-        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take()
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Some(control) = lock(&self.control).take() {
+            let committed = lock(&self.checkpoint).take();
+            let _ = control.send(Control::Released(std::mem::take(&mut self.shard_id), committed));
+        }
     }
 }
 
@@ -79,7 +98,6 @@ pub struct ShardReader {
     pub parents: Vec<String>,
     events: mpsc::Receiver<ShardEvent>,
     control: mpsc::UnboundedSender<Control>,
-    finished: bool,
     committed: CommittedSlot,
 }
 
@@ -97,14 +115,12 @@ impl ShardReader {
         events: mpsc::Receiver<ShardEvent>,
         control: mpsc::UnboundedSender<Control>,
     ) -> ShardReader {
-        ShardReader {
-            shard_id,
-            parents,
-            events,
-            control,
-            finished: false,
-            committed: CommittedSlot::default(),
-        }
+        let committed = CommittedSlot(Arc::new(Slot {
+            shard_id: shard_id.clone(),
+            checkpoint: std::sync::Mutex::new(None),
+            control: std::sync::Mutex::new(Some(control.clone())),
+        }));
+        ShardReader { shard_id, parents, events, control, committed }
     }
 
     /// Tells the reader what the engine has committed of the shard, so that a reader handed
@@ -115,7 +131,7 @@ impl ShardReader {
     }
 
     /// The reader's record of what the engine committed, for a commit made elsewhere (as
-    /// [`ShardReader::committed`]).
+    /// [`ShardReader::committed`]); the shard is not handed out again while a clone lives.
     pub fn committed_slot(&self) -> CommittedSlot {
         self.committed.clone()
     }
@@ -126,17 +142,9 @@ impl ShardReader {
     }
 
     /// Tells the source that the shard's end is committed: its children may start.
-    pub fn finished(mut self) {
-        self.finished = true;
+    pub fn finished(self) {
+        lock(&self.committed.0.control).take();
         let _ = self.control.send(Control::Finished(self.shard_id.clone()));
-    }
-}
-
-impl Drop for ShardReader {
-    fn drop(&mut self) {
-        if !self.finished {
-            let _ = self.control.send(Control::Released(self.shard_id.clone(), self.committed.take()));
-        }
     }
 }
 
@@ -184,7 +192,8 @@ impl Drop for SourceHandle {
 ///   none twice, with sequence numbers that grow; then, if the shard ends,
 ///   [`ShardEvent::End`];
 /// - a reader dropped before its end sends [`Control::Released`] with what the engine
-///   committed, and a source hands the shard out again from there;
+///   committed (once every clone of its [`CommittedSlot`] is dropped too), and a source hands
+///   the shard out again from there;
 /// - [`SourceHandle::stop`] (or dropping the handle) ends every reader.
 ///
 /// Rows reach a table's segments when its ingest loop takes them, and are durable when their
