@@ -21,6 +21,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
 
+mod scan;
+
 /// FxHash (the rustc hasher): field names are short and trusted to be few, so a fast,
 /// non-keyed hash beats SipHash on the hot path.
 #[derive(Default, Clone, Copy)]
@@ -279,6 +281,11 @@ pub struct Decoder {
     slots: usize,
     /// The cell slot of each value-transform input.
     inputs: Arc<[usize]>,
+    /// Records of the common shape are read by the scanner (off only in tests, which compare
+    /// the two ways).
+    fast: bool,
+    /// The scanner's guess of the column at each field position (see `scan`).
+    order: Vec<u32>,
 }
 
 impl Decoder {
@@ -339,6 +346,8 @@ impl Decoder {
             dry_run: false,
             slots,
             inputs: inputs.into(),
+            fast: true,
+            order: Vec::new(),
         }
     }
 
@@ -388,18 +397,37 @@ impl Decoder {
                 });
             }
         };
-        let parsed = {
-            let mut de = serde_json::Deserializer::from_str(text);
-            let seed = RecordSeed { decoder: self, cells: &mut cells, items: &mut items, prefix: None };
-            seed.deserialize(&mut de).and_then(|()| de.end())
-        };
-        let result = match parsed {
+        let result = match self.read(text, &mut cells, &mut items) {
             Ok(()) => self.convert_and_append(&mut cells, &items, meta, builders),
             Err(e) => Err(classify(&e, bytes)),
         };
         self.cells = recycle(cells);
         self.items = recycle(items);
         result
+    }
+
+    /// Reads the record `text` into `cells` (one per slot, all absent) and `items`: by the
+    /// scanner when the record has its common shape, else by the serde visitor.
+    fn read<'de>(
+        &mut self,
+        text: &'de str,
+        cells: &mut Vec<Cell<'de>>,
+        items: &mut Vec<Cell<'de>>,
+    ) -> Result<(), serde_json::Error> {
+        let mark = items.len();
+        if self.fast {
+            let mut order = std::mem::take(&mut self.order);
+            let scanned = self.scan(text, cells, items, &mut order);
+            self.order = order;
+            if scanned.is_some() {
+                return Ok(());
+            }
+        }
+        cells.iter_mut().for_each(|c| *c = Cell::Absent);
+        items.truncate(mark);
+        let mut de = serde_json::Deserializer::from_str(text);
+        let seed = RecordSeed { decoder: self, cells, items, prefix: None };
+        seed.deserialize(&mut de).and_then(|()| de.end())
     }
 
     fn convert_and_append<'de>(
@@ -544,16 +572,7 @@ impl Decoder {
                     reason: DropReason::NotUtf8,
                     message: format!("the record is not UTF-8: {e}"),
                 }),
-                Ok(text) => {
-                    let mut de = serde_json::Deserializer::from_str(text);
-                    let seed = RecordSeed {
-                        decoder: self,
-                        cells: &mut scratch,
-                        items: &mut chunk.items,
-                        prefix: None,
-                    };
-                    seed.deserialize(&mut de).and_then(|()| de.end()).map_err(|e| classify(&e, bytes))
-                }
+                Ok(text) => self.read(text, &mut scratch, &mut chunk.items).map_err(|e| classify(&e, bytes)),
             };
             if status.is_err() {
                 scratch.iter_mut().for_each(|c| *c = Cell::Absent);
