@@ -38,6 +38,89 @@ struct Args {
     /// Runs per query (the median is reported).
     #[arg(long, default_value_t = 5)]
     repeat: usize,
+    /// Shards the file is split into, each ingested on its own thread (default: one per core).
+    #[arg(long)]
+    shards: Option<usize>,
+}
+
+/// What one shard's ingest made: its sealed segments with their time ranges, and the rows left
+/// consuming.
+struct Part {
+    sealed: Vec<(Arc<SealedSegment>, Option<(i64, i64)>)>,
+    tail: Option<shoal_segment::SegmentSnapshot>,
+}
+
+/// Ingests the lines of `ndjson` that start inside `range` (bytes) as shard `shard`: decode,
+/// append, and seal every `segment_rows` rows.
+fn ingest_part(
+    ndjson: &std::path::Path,
+    range: std::ops::Range<u64>,
+    shard: usize,
+    layout: &Arc<TableLayout>,
+    seg_dir: &std::path::Path,
+    segment_rows: usize,
+) -> Part {
+    use std::io::{Seek, SeekFrom};
+    let shard_id = format!("shardId-{shard:012}");
+    let mut file = std::fs::File::open(ndjson).expect("open NDJSON");
+    file.seek(SeekFrom::Start(range.start)).expect("seek");
+    let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
+    let mut at = range.start;
+    let mut line = Vec::new();
+    if at > 0 {
+        // The line under way at the start belongs to the part before.
+        at += reader.read_until(b'\n', &mut line).expect("read") as u64;
+    }
+    let mut part = Part { sealed: Vec::new(), tail: None };
+    let mut current = MutableSegment::new(Arc::clone(layout));
+    // A chunk of lines in one buffer: their bytes, and where each ends.
+    let (mut data, mut ends) = (Vec::<u8>::with_capacity(4 << 20), Vec::<usize>::with_capacity(10_000));
+    let flush =
+        |data: &mut Vec<u8>, ends: &mut Vec<usize>, current: &mut MutableSegment, part: &mut Part| {
+            let mut start = 0;
+            current.append(ends.iter().map(|&end| {
+                let record = &data[start..end];
+                start = end;
+                (record, RecordMeta::default())
+            }));
+            data.clear();
+            ends.clear();
+            if current.rows() >= segment_rows {
+                let request = SealRequest {
+                    table: "events",
+                    shard: &shard_id,
+                    sequence: part.sealed.len() as u64,
+                    created_ms: 0,
+                    sort_by: None,
+                };
+                let snapshot = current.snapshot();
+                let (path, _) = write_segment(seg_dir, layout, &snapshot, &request).expect("seal");
+                part.sealed
+                    .push((Arc::new(SealedSegment::open(&path).expect("open sealed")), snapshot.time_range));
+                *current = MutableSegment::new(Arc::clone(layout));
+            }
+        };
+    while at < range.end {
+        line.clear();
+        let read = reader.read_until(b'\n', &mut line).expect("read line");
+        if read == 0 {
+            break;
+        }
+        at += read as u64;
+        let record = line.strip_suffix(b"\n").unwrap_or(&line);
+        data.extend_from_slice(record);
+        ends.push(data.len());
+        // Sealed segments hold exactly `segment_rows` rows.
+        if ends.len() == 10_000 || current.rows() + ends.len() == segment_rows {
+            flush(&mut data, &mut ends, &mut current, &mut part);
+        }
+    }
+    flush(&mut data, &mut ends, &mut current, &mut part);
+    let tail = current.snapshot();
+    if tail.rows > 0 {
+        part.tail = Some(tail);
+    }
+    part
 }
 
 #[derive(Debug)]
@@ -144,46 +227,39 @@ async fn main() {
     let _ = std::fs::remove_dir_all(&seg_dir);
     std::fs::create_dir_all(&seg_dir).expect("segment dir");
     let started = Instant::now();
-    let file = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(&ndjson).expect("open NDJSON"));
+    // One shard per core, each a contiguous part of the file decoded on its own thread, as a
+    // table's shards are ingested in parallel.
+    let parts =
+        args.shards.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
+    let ingested: Vec<Part> = std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..parts)
+            .map(|i| {
+                let (from, to) = (bytes * i as u64 / parts as u64, bytes * (i + 1) as u64 / parts as u64);
+                let (ndjson, layout, seg_dir) = (&ndjson, &layout, &seg_dir);
+                scope.spawn(move || ingest_part(ndjson, from..to, i, layout, seg_dir, args.segment_rows))
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().expect("an ingest thread")).collect()
+    });
     let mut segments = Vec::new();
-    let mut current = MutableSegment::new(Arc::clone(&layout));
-    let mut batch: Vec<String> = Vec::with_capacity(10_000);
     let mut first_ts = Vec::new();
-    let mut flush = |batch: &mut Vec<String>,
-                     current: &mut MutableSegment,
-                     segments: &mut Vec<SegmentData>| {
-        current.append(batch.iter().map(|l| (l.as_bytes(), RecordMeta::default())));
-        batch.clear();
-        if current.rows() >= args.segment_rows {
-            let request = SealRequest {
-                table: "events",
-                shard: "shardId-000000000000",
-                sequence: segments.len() as u64,
-                created_ms: 0,
-                sort_by: None,
-            };
-            let snapshot = current.snapshot();
-            first_ts.push(snapshot.time_range);
-            let (path, _) = write_segment(&seg_dir, &layout, &snapshot, &request).expect("seal");
-            segments.push(SegmentData::Sealed(Arc::new(SealedSegment::open(&path).expect("open sealed"))));
-            *current = MutableSegment::new(Arc::clone(&layout));
+    let (mut sealed, mut tail_rows) = (0, 0);
+    for part in &ingested {
+        for (segment, range) in &part.sealed {
+            segments.push(SegmentData::Sealed(Arc::clone(segment)));
+            first_ts.push(*range);
         }
-    };
-    for line in file.lines() {
-        batch.push(line.expect("read line"));
-        if batch.len() == 10_000 {
-            flush(&mut batch, &mut current, &mut segments);
-        }
+        sealed += part.sealed.len();
     }
-    flush(&mut batch, &mut current, &mut segments);
-    let tail = current.snapshot();
-    let (sealed, tail_rows) = (segments.len(), tail.rows);
-    if tail.rows > 0 {
-        segments.push(SegmentData::Consuming(tail));
+    for part in ingested {
+        if let Some(tail) = part.tail {
+            tail_rows += tail.rows;
+            segments.push(SegmentData::Consuming(tail));
+        }
     }
     let ingest_s = started.elapsed().as_secs_f64();
     eprintln!(
-        "shoal ingested {} rows ({sealed} sealed segments + {tail_rows} rows consuming) in {ingest_s:.2}s",
+        "shoal ingested {} rows in {parts} shards ({sealed} sealed segments + {tail_rows} rows consuming) in {ingest_s:.2}s",
         args.rows
     );
 
