@@ -75,31 +75,30 @@ fn ingest_part(
     let mut current = MutableSegment::new(Arc::clone(layout));
     // A chunk of lines in one buffer: their bytes, and where each ends.
     let (mut data, mut ends) = (Vec::<u8>::with_capacity(4 << 20), Vec::<usize>::with_capacity(10_000));
-    let flush =
-        |data: &mut Vec<u8>, ends: &mut Vec<usize>, current: &mut MutableSegment, part: &mut Part| {
-            let mut start = 0;
-            current.append(ends.iter().map(|&end| {
-                let record = &data[start..end];
-                start = end;
-                (record, RecordMeta::default())
-            }));
-            data.clear();
-            ends.clear();
-            if current.rows() >= segment_rows {
-                let request = SealRequest {
-                    table: "events",
-                    shard: &shard_id,
-                    sequence: part.sealed.len() as u64,
-                    created_ms: 0,
-                    sort_by: None,
-                };
-                let snapshot = current.snapshot();
-                let (path, _) = write_segment(seg_dir, layout, &snapshot, &request).expect("seal");
-                part.sealed
-                    .push((Arc::new(SealedSegment::open(&path).expect("open sealed")), snapshot.time_range));
-                *current = MutableSegment::new(Arc::clone(layout));
-            }
-        };
+    let flush = |data: &mut Vec<u8>, ends: &mut Vec<usize>, current: &mut MutableSegment, part: &mut Part| {
+        let mut start = 0;
+        current.append(ends.iter().map(|&end| {
+            let record = &data[start..end];
+            start = end;
+            (record, RecordMeta::default())
+        }));
+        data.clear();
+        ends.clear();
+        if current.rows() >= segment_rows {
+            let request = SealRequest {
+                table: "events",
+                shard: &shard_id,
+                sequence: part.sealed.len() as u64,
+                created_ms: 0,
+                sort_by: None,
+            };
+            let snapshot = current.snapshot();
+            let (path, _) = write_segment(seg_dir, layout, &snapshot, &request).expect("seal");
+            part.sealed
+                .push((Arc::new(SealedSegment::open(&path).expect("open sealed")), snapshot.time_range));
+            *current = MutableSegment::new(Arc::clone(layout));
+        }
+    };
     while at < range.end {
         line.clear();
         let read = reader.read_until(b'\n', &mut line).expect("read line");
