@@ -26,6 +26,8 @@
 mod bits;
 mod keymap;
 mod partial;
+#[cfg(test)]
+mod tests;
 
 use crate::config::{DedupConfig, TableDefinition, UpsertConfig};
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch};
