@@ -43,10 +43,14 @@ struct Args {
     shards: Option<usize>,
 }
 
+/// The smallest and largest time of a segment's rows (None without rows or a time column).
+type TimeRange = Option<(i64, i64)>;
+
 /// What one shard's ingest made: its sealed segments with their time ranges, and the rows left
 /// consuming.
 struct Part {
-    sealed: Vec<(Arc<SealedSegment>, Option<(i64, i64)>)>,
+    /// Each sealed segment and its time range.
+    sealed: Vec<(Arc<SealedSegment>, TimeRange)>,
     tail: Option<shoal_segment::SegmentSnapshot>,
 }
 

@@ -79,17 +79,8 @@ impl Decoder {
                     Some(_) => return None,
                     None => s.skip(1)?,
                 }
-                s.ws();
-                match s.peek()? {
-                    b',' => {
-                        s.at += 1;
-                        s.ws();
-                    }
-                    b'}' => {
-                        s.at += 1;
-                        break;
-                    }
-                    _ => return None,
+                if !s.more(b'}')? {
+                    break;
                 }
             }
         }
@@ -111,6 +102,19 @@ impl<'de> Scanner<'de> {
 
     fn eat(&mut self, byte: u8) -> Option<()> {
         (self.peek()? == byte).then(|| self.at += 1)
+    }
+
+    /// After an item of an object or array closed by `close`: true when another item follows
+    /// (its comma read), false at the end (`close` read); None for anything else.
+    fn more(&mut self, close: u8) -> Option<bool> {
+        self.ws();
+        let next = self.peek()?;
+        self.at += 1;
+        if next == b',' {
+            self.ws();
+            return Some(true);
+        }
+        (next == close).then_some(false)
     }
 
     fn literal(&mut self, word: &[u8]) -> Option<()> {
@@ -241,17 +245,8 @@ impl<'de> Scanner<'de> {
         loop {
             let item = self.scalar()?;
             items.push(item);
-            self.ws();
-            match self.peek()? {
-                b',' => {
-                    self.at += 1;
-                    self.ws();
-                }
-                b']' => {
-                    self.at += 1;
-                    return Some(Cell::List(start, items.len()));
-                }
-                _ => return None,
+            if !self.more(b']')? {
+                return Some(Cell::List(start, items.len()));
             }
         }
     }
@@ -281,17 +276,8 @@ impl<'de> Scanner<'de> {
                 self.ws();
             }
             self.skip(depth + 1)?;
-            self.ws();
-            match self.peek()? {
-                b',' => {
-                    self.at += 1;
-                    self.ws();
-                }
-                b if b == close => {
-                    self.at += 1;
-                    return Some(());
-                }
-                _ => return None,
+            if !self.more(close)? {
+                return Some(());
             }
         }
     }
