@@ -192,3 +192,45 @@ async fn a_panic_while_a_seal_is_under_way_reads_nothing_twice() {
     assert_eq!(wait_for_rows(&engine, "torn", 700, Duration::from_secs(60)).await, (700, 700));
     engine.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_the_memory_cap_a_largest_segment_still_sealing_is_waited_for() {
+    let emulator = Emulator::start().await.expect("kinesis-local must be installed and start");
+    emulator.create_stream("held", 2).await.unwrap();
+    let shards = shards(&emulator, "held").await;
+    let (big, small) = (&shards[0], &shards[1]);
+    let dir = tempfile::tempdir().unwrap();
+    // As in the test above, but every commit is held 10 s: while the big segment is being
+    // sealed the table stays over the cap, and the small shard must not seal itself instead.
+    let options = EngineOptions::default()
+        .with_consuming_memory_cap(32 << 10)
+        .with_faults(Arc::new(Faults::default().pause_before_commit(Duration::from_secs(10))));
+    let engine = Engine::open_with(dir.path(), options).await.unwrap();
+    engine
+        .create_table(&table_config("held", "held", &emulator.endpoint(), 1_000_000), &schema("held"))
+        .await
+        .unwrap();
+    put_ids(&emulator, "held", 0..1000, now_ms(), |_| "k".to_string(), Some(&big.1)).await;
+    assert_eq!(wait_for_rows(&engine, "held", 1000, Duration::from_secs(60)).await, (1000, 1000));
+    // The small shard's records, 20 at a time: at about 400 the table goes over the cap and the
+    // big segment is handed off to seal; the rest arrive while its commit is held. 800 records
+    // alone stay under the cap.
+    let mut from = 1000;
+    while from < 1800 {
+        put_ids(&emulator, "held", from..from + 20, now_ms(), |_| "k".to_string(), Some(&small.1)).await;
+        from += 20;
+        assert_eq!(wait_for_rows(&engine, "held", from as i64, Duration::from_secs(30)).await.0, from as i64);
+    }
+    let engine_ref = &engine;
+    wait_until("the big seal", Duration::from_secs(60), || {
+        !engine_ref.table_status("held").unwrap().segments.is_empty()
+    })
+    .await;
+    // Long enough for any other seal started meanwhile to commit too.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let status = engine.table_status("held").unwrap();
+    assert_eq!(status.segments.len(), 1, "one seal, the big one: {:?}", status.segments);
+    assert_eq!((&status.segments[0].shard, status.segments[0].rows), (&big.0, 1000));
+    assert_eq!(counts(&engine, "held").await, (from as i64, from as i64));
+    engine.shutdown().await;
+}
