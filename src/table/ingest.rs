@@ -79,14 +79,14 @@ impl Table {
                 // The table is over its memory cap and this shard's segment is the largest.
                 _ = seal_request.notified() => {
                     if segment.rows() > 0
-                        && !self.seal_or_pause(&mut reader, &mut segment, &mut span, &mut in_flight, false, &mut stop).await
+                        && !self.hand_off(&reader, &mut segment, &mut span, &mut in_flight, false, &mut stop).await
                     {
                         return;
                     }
                 }
                 _ = tick.tick() => {
                     if segment.should_seal(flush, self.shard_count()).is_some()
-                        && !self.seal_or_pause(&mut reader, &mut segment, &mut span, &mut in_flight, false, &mut stop).await
+                        && !self.hand_off(&reader, &mut segment, &mut span, &mut in_flight, false, &mut stop).await
                     {
                         return;
                     }
@@ -113,7 +113,7 @@ impl Table {
                                 continue;
                             }
                             if !self
-                                .seal_or_pause(&mut reader, &mut segment, &mut span, &mut in_flight, false, &mut stop)
+                                .hand_off(&reader, &mut segment, &mut span, &mut in_flight, false, &mut stop)
                                 .await
                             {
                                 return;
@@ -124,7 +124,7 @@ impl Table {
                         // The end seals what is left and records the shard as ended; its children
                         // start only after that commit.
                         if !self
-                            .seal_or_pause(&mut reader, &mut segment, &mut span, &mut in_flight, true, &mut stop)
+                            .hand_off(&reader, &mut segment, &mut span, &mut in_flight, true, &mut stop)
                             .await
                         {
                             return;
@@ -240,9 +240,9 @@ impl Table {
     /// Hands the shard's consuming segment off to be sealed and starts the next one; at the
     /// shard's end (`ended`), seals and commits it before returning. A seal still under way is
     /// settled first. False when the table stopped.
-    async fn seal_or_pause(
+    async fn hand_off(
         self: &Arc<Table>,
-        reader: &mut ShardReader,
+        reader: &ShardReader,
         segment: &mut Arc<MutableSegment>,
         span: &mut Span,
         in_flight: &mut Option<InFlight>,

@@ -16,6 +16,10 @@ const DEPTH: usize = 100;
 /// No column guessed for a field position.
 pub(super) const NO_GUESS: u32 = u32::MAX;
 
+/// Field positions a guess is kept for: the decoder keeps the guesses between records, so a
+/// record of many fields must not make them grow without bound.
+const GUESSES: usize = 256;
+
 /// Powers of ten that are exact in an f64 (serde_json's table starts the same).
 const POW10: [f64; 19] =
     [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18];
@@ -62,10 +66,12 @@ impl Decoder {
                     Some(c) if c.spec.name == key => Some(&guess),
                     _ => {
                         let found = self.lookup.get(key);
-                        if order.len() <= position {
-                            order.resize(position + 1, NO_GUESS);
+                        if position < GUESSES {
+                            if order.len() <= position {
+                                order.resize(position + 1, NO_GUESS);
+                            }
+                            order[position] = found.map_or(NO_GUESS, |&c| c as u32);
                         }
-                        order[position] = found.map_or(NO_GUESS, |&c| c as u32);
                         found
                     }
                 };
