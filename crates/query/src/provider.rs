@@ -23,8 +23,62 @@ use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-/// Rows per partition of a large segment.
-const PARTITION_ROWS: usize = 131_072;
+/// A scan's partitions per partition of the session (a core): a few more than the cores, so
+/// that a core slowed by other work hands some of its share to the others (DataFusion runs a
+/// scan's partitions as tasks any worker thread may take).
+const PARTITIONS_PER_CORE: usize = 4;
+
+/// The pieces a scan reads, in order, cut into `PARTITIONS_PER_CORE * cores` partitions of
+/// about the same number of visible rows (fewer when there are fewer batches), a piece split
+/// between batches where a partition ends. Each partition costs the operators above the scan a
+/// stream and a state of their own, so a partition per segment (or per part of one) would
+/// cost a query more the more segments a table has.
+fn partitioned(pieces: Vec<Piece>, cores: usize) -> Vec<Vec<Piece>> {
+    let batches: usize = pieces.iter().map(|p| p.range.len()).sum();
+    let count = (PARTITIONS_PER_CORE * cores.max(1)).min(batches).max(1);
+    let total: usize = pieces.iter().map(Piece::visible).sum();
+    let mut partitions: Vec<Vec<Piece>> = Vec::with_capacity(count);
+    let mut current = Vec::new();
+    let mut taken = 0;
+    // Partition k ends once the rows taken reach k + 1 shares of the total.
+    let full = |taken: usize, made: usize| made + 1 < count && taken * count >= (made + 1) * total;
+    for mut piece in pieces {
+        if piece.valid.is_some() || piece.range.len() <= 1 {
+            taken += piece.rows;
+            current.push(piece);
+        } else {
+            // Split the piece between its batches where partitions end (its rows are all
+            // visible: a piece of several batches has no validity).
+            let mut rows = 0;
+            let mut at = piece.range.start;
+            while at < piece.range.end {
+                let n = piece.batches.get(at).map_or(0, RecordBatch::num_rows);
+                rows += n;
+                at += 1;
+                if full(taken + rows, partitions.len()) && at < piece.range.end {
+                    let mut head = piece.clone();
+                    head.range.end = at;
+                    head.rows = rows;
+                    piece.range.start = at;
+                    piece.rows -= rows;
+                    taken += rows;
+                    rows = 0;
+                    current.push(head);
+                    partitions.push(std::mem::take(&mut current));
+                }
+            }
+            taken += piece.rows;
+            current.push(piece);
+        }
+        if full(taken, partitions.len()) {
+            partitions.push(std::mem::take(&mut current));
+        }
+    }
+    if !current.is_empty() {
+        partitions.push(current);
+    }
+    partitions
+}
 
 /// One segment of a table snapshot.
 #[derive(Debug, Clone)]
@@ -80,14 +134,13 @@ impl SegmentData {
         }
     }
 
-    fn batches(&self) -> std::result::Result<Vec<RecordBatch>, (Arc<SealedSegment>, SegmentError)> {
+    /// The segment's batches, shared by the pieces of a scan that read them.
+    fn batches(&self) -> std::result::Result<Arc<[RecordBatch]>, (Arc<SealedSegment>, SegmentError)> {
         match self {
-            SegmentData::Sealed(s) => {
-                s.batches().map(<[RecordBatch]>::to_vec).map_err(|e| (Arc::clone(s), e))
-            }
-            SegmentData::Consuming(c) => Ok(c.batches.clone()),
+            SegmentData::Sealed(s) => s.shared_batches().map_err(|e| (Arc::clone(s), e)),
+            SegmentData::Consuming(c) => Ok(Arc::from(c.batches.as_slice())),
             // Read by a Parquet scan of its own (`ShoalTable::cold_scan`).
-            SegmentData::Cold(_) => Ok(Vec::new()),
+            SegmentData::Cold(_) => Ok(Arc::from([])),
         }
     }
 }
@@ -367,8 +420,7 @@ impl TableProvider for ShoalTable {
         };
         let pruning = Pruning::new(predicate.as_ref(), &self.schema(), self.prune);
         let keep = pruning.may_match(&ContainerStatistics::segments(&self.layout, &snapshot.segments));
-        let mut partitions = Vec::new();
-        let mut partition_segment = Vec::new();
+        let mut pieces: Vec<Piece> = Vec::new();
         let mut counted = Vec::new();
         let mut cold = Vec::new();
         let mut stats = ScanStats::default();
@@ -406,7 +458,7 @@ impl TableProvider for ShoalTable {
                 continue;
             }
             let batches = if rows == 0 {
-                Vec::new()
+                Arc::from([])
             } else {
                 match segment.batches() {
                     Ok(b) => b,
@@ -437,12 +489,10 @@ impl TableProvider for ShoalTable {
             } else {
                 (vec![true; batches.len()], vec![false; batches.len()])
             };
-            let mut part = Vec::new();
-            let mut part_rows = 0;
             let mut read_visible = 0;
             let mut start = 0;
-            for (batch, (keep, pass_all)) in batches.into_iter().zip(batch_keep.into_iter().zip(batch_pass)) {
-                let n = batch.num_rows();
+            for (at, (keep, pass_all)) in batch_keep.into_iter().zip(batch_pass).enumerate() {
+                let Some(n) = batches.get(at).map(RecordBatch::num_rows) else { break };
                 // A row past the validity's end was appended after it was taken: not visible.
                 let piece_mask = mask.map(|m| {
                     if start + n <= m.len() {
@@ -460,22 +510,33 @@ impl TableProvider for ShoalTable {
                     // No row of this batch is visible, or none can pass the filters: not read at all.
                     continue;
                 }
-                part_rows += n;
                 read_visible += visible as u64;
-                part.push(Piece { batch, valid: piece_mask.filter(|_| visible < n), pass_all });
-                if part_rows >= PARTITION_ROWS {
-                    partitions.push(std::mem::take(&mut part));
-                    partition_segment.push(index);
-                    part_rows = 0;
+                let valid = piece_mask.filter(|_| visible < n);
+                // The batch joins the piece before it when both are read alike.
+                if let Some(last) = pieces.last_mut()
+                    && valid.is_none()
+                    && last.valid.is_none()
+                    && last.segment == index
+                    && last.pass_all == pass_all
+                    && last.range.end == at
+                {
+                    last.range.end = at + 1;
+                    last.rows += visible;
+                    continue;
                 }
-            }
-            if !part.is_empty() {
-                partitions.push(part);
-                partition_segment.push(index);
+                pieces.push(Piece {
+                    batches: Arc::clone(&batches),
+                    range: at..at + 1,
+                    segment: index,
+                    valid,
+                    pass_all,
+                    rows: visible,
+                });
             }
             // A `count(*)` answered from statistics counts the rows of the batches read.
             counted[index].rows = read_visible;
         }
+        let partitions = partitioned(pieces, state.config().target_partitions());
         let output_columns = projection.map_or(self.schema().fields().len(), Vec::len) as u64;
         let counters = Arc::new(ScanCounters {
             segments: counted,
@@ -492,7 +553,6 @@ impl TableProvider for ShoalTable {
             plans.push(Arc::new(SegmentScanExec::new(
                 self.schema(),
                 partitions,
-                partition_segment,
                 projection.cloned(),
                 predicate.clone(),
                 limit,
@@ -836,4 +896,98 @@ fn to_scalar(v: &StatValue, t: &DataType) -> Option<ScalarValue> {
         }
         _ => return None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{AsArray, Int64Array};
+    use arrow::datatypes::{DataType, Field, Schema};
+
+    /// `rows` rows as batches of `batch` rows (the last may be shorter).
+    fn segment(rows: usize, batch: usize) -> Arc<[RecordBatch]> {
+        let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, false)]));
+        (0..rows)
+            .step_by(batch)
+            .map(|from| {
+                let values: Int64Array =
+                    (from as i64..(from + batch).min(rows) as i64).collect::<Vec<_>>().into();
+                RecordBatch::try_new(Arc::clone(&schema), vec![Arc::new(values)]).unwrap()
+            })
+            .collect()
+    }
+
+    fn whole(batches: &Arc<[RecordBatch]>, segment: usize) -> Piece {
+        Piece {
+            batches: Arc::clone(batches),
+            range: 0..batches.len(),
+            segment,
+            valid: None,
+            pass_all: false,
+            rows: batches.iter().map(RecordBatch::num_rows).sum(),
+        }
+    }
+
+    /// Every value the partitions read, in order, and each partition's rows.
+    fn read(partitions: &[Vec<Piece>]) -> (Vec<i64>, Vec<usize>) {
+        let mut values = Vec::new();
+        let mut rows = Vec::new();
+        for partition in partitions {
+            let mut n = 0;
+            for piece in partition {
+                let counted: usize = piece.range.clone().map(|at| piece.batches[at].num_rows()).sum();
+                assert_eq!(counted, piece.rows, "a piece's rows are its batches' rows");
+                for at in piece.range.clone() {
+                    let column = piece.batches[at].column(0).as_primitive::<arrow::datatypes::Int64Type>();
+                    values.extend(column.values().iter());
+                }
+                n += piece.rows;
+            }
+            rows.push(n);
+        }
+        (values, rows)
+    }
+
+    #[test]
+    fn a_scan_is_cut_into_a_few_partitions_per_core_of_even_rows_whatever_its_segments() {
+        // Twelve segments of 100 batches: eight partitions on two cores, not one per segment.
+        let segments: Vec<_> = (0..12).map(|_| segment(100 * 8192, 8192)).collect();
+        let pieces: Vec<Piece> = segments.iter().enumerate().map(|(i, s)| whole(s, i)).collect();
+        let partitions = partitioned(pieces, 2);
+        assert_eq!(partitions.len(), PARTITIONS_PER_CORE * 2);
+        let (values, rows) = read(&partitions);
+        assert_eq!(values.len(), 12 * 100 * 8192, "every row once");
+        assert!(rows.iter().all(|&r| r == 150 * 8192), "even partitions: {rows:?}");
+        // In each segment's order (each segment counts from 0).
+        let mut expected = Vec::new();
+        for _ in 0..12 {
+            expected.extend(0..100 * 8192);
+        }
+        assert_eq!(values, expected);
+
+        // One segment of three batches: no more partitions than batches.
+        let small = segment(3 * 8192, 8192);
+        let partitions = partitioned(vec![whole(&small, 0)], 2);
+        assert_eq!(partitions.len(), 3);
+        assert_eq!(read(&partitions).0, (0..3 * 8192).collect::<Vec<i64>>());
+
+        // Uneven pieces and a piece with a validity (an upsert table's): the validity's piece is
+        // kept whole, every row is read once, in order.
+        let a = segment(10 * 8192 + 100, 8192);
+        let b = segment(8192, 8192);
+        let mut masked = whole(&b, 1);
+        masked.valid = Some(BooleanBuffer::from(vec![true; 8192]));
+        let partitions = partitioned(vec![whole(&a, 0), masked, whole(&a, 2)], 1);
+        assert_eq!(partitions.len(), PARTITIONS_PER_CORE);
+        let (values, rows) = read(&partitions);
+        let mut expected: Vec<i64> = (0..10 * 8192 + 100).collect();
+        expected.extend(0..8192);
+        expected.extend(0..10 * 8192 + 100);
+        assert_eq!(values, expected);
+        let total: usize = rows.iter().sum();
+        assert!(rows.iter().all(|&r| r.abs_diff(total / rows.len()) <= 8192), "{rows:?}");
+
+        // Nothing to read: no partition (the scan still shows DataFusion one, empty).
+        assert!(partitioned(Vec::new(), 2).is_empty());
+    }
 }

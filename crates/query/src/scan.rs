@@ -25,18 +25,29 @@ use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-/// A batch of a segment and, for an upsert table, which of its rows are visible (None: all).
+/// Consecutive batches of one segment that a scan reads alike: all with the filters evaluated,
+/// or all passing by statistics. The batches are held as their segment's batches (shared by
+/// all the segment's pieces) and a range of them, so a scan over many segments costs a
+/// reference count per piece, not a clone of each batch's columns. For an upsert table a piece
+/// is one batch with which of its rows are visible.
 #[derive(Debug, Clone)]
 pub(crate) struct Piece {
-    pub batch: RecordBatch,
+    pub batches: Arc<[RecordBatch]>,
+    /// The batches read, as indices into `batches`.
+    pub range: std::ops::Range<usize>,
+    /// The segment's index in the scan's counters.
+    pub segment: usize,
+    /// Which rows of the piece's one batch are visible (None: all).
     pub valid: Option<BooleanBuffer>,
     /// Statistics show that every row passes the scan's filters: they are not evaluated.
     pub pass_all: bool,
+    /// Visible rows.
+    pub rows: usize,
 }
 
 impl Piece {
-    fn visible(&self) -> usize {
-        self.valid.as_ref().map_or(self.batch.num_rows(), BooleanBuffer::count_set_bits)
+    pub(crate) fn visible(&self) -> usize {
+        self.rows
     }
 }
 
@@ -69,10 +80,8 @@ pub(crate) struct ScanCounters {
 pub(crate) struct SegmentScanExec {
     /// The table's schema: the batches' and the predicate's.
     table_schema: SchemaRef,
-    /// Per partition, the batches of one segment (or part of a large one).
+    /// Per partition, the batches it reads, in order.
     partitions: Vec<Vec<Piece>>,
-    /// Per partition, its segment's index in `counters.segments`.
-    partition_segment: Vec<usize>,
     projection: Option<Vec<usize>>,
     predicate: Option<Arc<dyn PhysicalExpr>>,
     /// Most rows each partition emits.
@@ -85,7 +94,6 @@ impl SegmentScanExec {
     pub(crate) fn new(
         table_schema: SchemaRef,
         partitions: Vec<Vec<Piece>>,
-        partition_segment: Vec<usize>,
         projection: Option<Vec<usize>>,
         predicate: Option<Arc<dyn PhysicalExpr>>,
         limit: Option<usize>,
@@ -107,7 +115,6 @@ impl SegmentScanExec {
         Ok(SegmentScanExec {
             table_schema,
             partitions,
-            partition_segment,
             projection,
             predicate,
             limit,
@@ -202,13 +209,13 @@ impl ExecutionPlan for SegmentScanExec {
         let rows = PartitionRows {
             batches,
             coalescer,
+            pending: None,
             offset: 0,
             batch_size,
             projection: self.projection.clone(),
             predicate: self.predicate.as_ref().map(narrow).transpose()?,
             remaining: self.limit.unwrap_or(usize::MAX),
             counters: Arc::clone(&self.counters),
-            segment: self.partition_segment.get(partition).copied(),
         };
         Ok(Box::pin(cooperative(RecordBatchStreamAdapter::new(schema, futures::stream::iter(rows)))))
     }
@@ -241,6 +248,8 @@ struct PartitionRows {
     batches: VecDeque<Piece>,
     /// Gathers the rows that pass into batches of `batch_size` (None with a LIMIT).
     coalescer: Option<BatchCoalescer>,
+    /// A slice that passed whole, handed on as it is once the coalescer's rows before it are out.
+    pending: Option<RecordBatch>,
     /// Rows of the first batch already taken.
     offset: usize,
     batch_size: usize,
@@ -249,7 +258,6 @@ struct PartitionRows {
     predicate: Option<Narrowed>,
     remaining: usize,
     counters: Arc<ScanCounters>,
-    segment: Option<usize>,
 }
 
 /// A predicate with the columns it reads: their indices in the segment's batches, and the
@@ -276,25 +284,36 @@ fn narrow(predicate: &Arc<dyn PhysicalExpr>) -> Result<Narrowed> {
 }
 
 impl PartitionRows {
-    fn next_slice(&mut self) -> Option<(RecordBatch, Option<BooleanBuffer>, bool)> {
+    /// The next slice to read: its rows, which are visible, whether they all pass by
+    /// statistics, and its segment's index in the counters.
+    fn next_slice(&mut self) -> Option<(RecordBatch, Option<BooleanBuffer>, bool, usize)> {
         loop {
-            let piece = self.batches.front()?;
-            let batch = &piece.batch;
-            if self.offset >= batch.num_rows() {
+            let piece = self.batches.front_mut()?;
+            let Some(batch) = piece.range.clone().next().and_then(|at| piece.batches.get(at)) else {
                 self.batches.pop_front();
+                self.offset = 0;
+                continue;
+            };
+            if self.offset >= batch.num_rows() {
+                piece.range.start += 1;
                 self.offset = 0;
                 continue;
             }
             let len = self.batch_size.min(batch.num_rows() - self.offset);
-            let slice = batch.slice(self.offset, len);
+            // The whole batch needs no slice (a slice of each column).
+            let slice = if self.offset == 0 && len == batch.num_rows() {
+                batch.clone()
+            } else {
+                batch.slice(self.offset, len)
+            };
             let valid = piece.valid.as_ref().map(|v| v.slice(self.offset, len));
             self.offset += len;
-            return Some((slice, valid, piece.pass_all));
+            return Some((slice, valid, piece.pass_all, piece.segment));
         }
     }
 
-    fn record(&self, evaluated: usize, passed: usize) {
-        if let Some(s) = self.segment.and_then(|s| self.counters.segments.get(s)) {
+    fn record(&self, segment: usize, evaluated: usize, passed: usize) {
+        if let Some(s) = self.counters.segments.get(segment) {
             s.evaluated.fetch_add(evaluated as u64, Ordering::Relaxed);
             s.passed.fetch_add(passed as u64, Ordering::Relaxed);
         }
@@ -356,10 +375,13 @@ impl Iterator for PartitionRows {
             {
                 return Some(Ok(done));
             }
+            if let Some(whole) = self.pending.take() {
+                return Some(Ok(whole));
+            }
             if self.remaining == 0 {
                 return None;
             }
-            let Some((slice, valid, pass_all)) = self.next_slice() else {
+            let Some((slice, valid, pass_all, segment)) = self.next_slice() else {
                 // The input is over: what the coalescer holds goes out last.
                 let mut c = self.coalescer.take()?;
                 if let Err(e) = c.finish_buffered_batch() {
@@ -380,9 +402,19 @@ impl Iterator for PartitionRows {
             };
             let passed = mask.as_ref().map_or(projected.num_rows(), |m| m.true_count());
             if self.coalescer.is_some() {
-                self.record(evaluated, passed);
+                self.record(segment, evaluated, passed);
             }
             if let Some(c) = &mut self.coalescer {
+                // A slice of at least half a batch whose rows all pass goes on as it is (after
+                // the rows gathered before it): copying it into the coalescer's buffers would
+                // only cost a copy of every value read, where the filter removed nothing.
+                if passed == projected.num_rows() && 2 * passed >= self.batch_size {
+                    if let Err(e) = c.finish_buffered_batch() {
+                        return Some(Err(e.into()));
+                    }
+                    self.pending = Some(projected);
+                    continue;
+                }
                 let pushed = match mask {
                     Some(m) => c.push_batch_with_filter(projected, &m),
                     None => c.push_batch(projected),
@@ -402,7 +434,7 @@ impl Iterator for PartitionRows {
             let passed =
                 if passed.num_rows() > self.remaining { passed.slice(0, self.remaining) } else { passed };
             self.remaining -= passed.num_rows();
-            self.record(evaluated, passed.num_rows());
+            self.record(segment, evaluated, passed.num_rows());
             if passed.num_rows() == 0 {
                 continue;
             }
@@ -564,5 +596,103 @@ mod tests {
             narrow.as_boolean().iter().collect::<Vec<_>>(),
             [Some(false), Some(false), Some(true), Some(false)]
         );
+    }
+
+    /// Runs every partition of `scan` and gathers its batches, in order.
+    fn run(scan: &SegmentScanExec) -> Vec<RecordBatch> {
+        use futures::StreamExt;
+        let context = Arc::new(TaskContext::default());
+        let mut out = Vec::new();
+        for p in 0..scan.partitions.len() {
+            let stream = scan.execute(p, Arc::clone(&context)).unwrap();
+            let batches = futures::executor::block_on(stream.collect::<Vec<_>>());
+            out.extend(batches.into_iter().map(Result::unwrap));
+        }
+        out
+    }
+
+    #[test]
+    fn slices_whose_rows_all_pass_are_handed_on_without_a_copy_and_in_order() {
+        let schema = Arc::new(Schema::new(vec![Field::new("ms", DataType::Int64, false)]));
+        let batch_of = |from: i64| {
+            let values: Int64Array = (from..from + 8192).collect::<Vec<_>>().into();
+            RecordBatch::try_new(Arc::clone(&schema), vec![Arc::new(values)]).unwrap()
+        };
+        let (first, second, third) = (batch_of(0), batch_of(8192), batch_of(16384));
+        let counters = || {
+            Arc::new(ScanCounters {
+                segments: vec![SegmentCount {
+                    consuming: false,
+                    rows: 3 * 8192,
+                    evaluated: AtomicU64::new(0),
+                    passed: AtomicU64::new(0),
+                }],
+                filter_columns: 1,
+                output_columns: 1,
+                executed: AtomicBool::new(false),
+            })
+        };
+        let segment: Arc<[RecordBatch]> = Arc::from(vec![first.clone(), second.clone(), third.clone()]);
+        let piece = |index: usize, pass_all| Piece {
+            batches: Arc::clone(&segment),
+            range: index..index + 1,
+            segment: 0,
+            valid: None,
+            pass_all,
+            rows: 8192,
+        };
+        let buffer = |b: &RecordBatch| b.column(0).to_data().buffers()[0].as_ptr();
+
+        // Without a filter every batch is the segment's own: no value is copied.
+        let pieces = vec![Piece { range: 0..2, rows: 2 * 8192, ..piece(0, false) }];
+        let scan =
+            SegmentScanExec::new(Arc::clone(&schema), vec![pieces], None, None, None, counters()).unwrap();
+        let out = run(&scan);
+        assert_eq!(out.len(), 2);
+        assert_eq!(buffer(&out[0]), buffer(&first));
+        assert_eq!(buffer(&out[1]), buffer(&second));
+
+        // ms % 2 = 0 OR ms >= 8192: half of the first batch passes and is gathered; the second
+        // batch passes whole and goes on as it is, after the first's rows; the third passes by
+        // its statistics.
+        let even: Arc<dyn PhysicalExpr> = Arc::new(BinaryExpr::new(
+            Arc::new(BinaryExpr::new(
+                Arc::new(Column::new("ms", 0)),
+                Operator::Modulo,
+                Arc::new(Literal::new(ScalarValue::Int64(Some(2)))),
+            )),
+            Operator::Eq,
+            Arc::new(Literal::new(ScalarValue::Int64(Some(0)))),
+        ));
+        let late: Arc<dyn PhysicalExpr> = Arc::new(BinaryExpr::new(
+            Arc::new(Column::new("ms", 0)),
+            Operator::GtEq,
+            Arc::new(Literal::new(ScalarValue::Int64(Some(8192)))),
+        ));
+        let predicate: Arc<dyn PhysicalExpr> = Arc::new(BinaryExpr::new(even, Operator::Or, late));
+        let pieces = vec![piece(0, false), piece(1, false), piece(2, true)];
+        let counted = counters();
+        let scan = SegmentScanExec::new(
+            Arc::clone(&schema),
+            vec![pieces],
+            None,
+            Some(predicate),
+            None,
+            Arc::clone(&counted),
+        )
+        .unwrap();
+        let out = run(&scan);
+        let values: Vec<i64> = out
+            .iter()
+            .flat_map(|b| b.column(0).as_primitive::<arrow::datatypes::Int64Type>().values().to_vec())
+            .collect();
+        let expected: Vec<i64> = (0..8192).step_by(2).chain(8192..3 * 8192).collect();
+        assert_eq!(values, expected, "the rows that pass, in the segment's order");
+        assert_eq!(out.len(), 3, "the gathered half batch, then the two whole ones");
+        assert_eq!(buffer(&out[1]), buffer(&second));
+        assert_eq!(buffer(&out[2]), buffer(&third));
+        let segment = &counted.segments[0];
+        assert_eq!(segment.evaluated.load(Ordering::Relaxed), 2 * 8192, "the third batch is not evaluated");
+        assert_eq!(segment.passed.load(Ordering::Relaxed), expected.len() as u64);
     }
 }

@@ -373,7 +373,7 @@ pub struct SealedSegment {
     schema: SchemaRef,
     blocks: Vec<Block>,
     dictionaries: Vec<Block>,
-    batches: OnceLock<Result<Vec<RecordBatch>, String>>,
+    batches: OnceLock<Result<Arc<[RecordBatch]>, String>>,
     /// Per column, the statistics of each batch: computed the first time pruning inside the
     /// segment asks for them (files do not store them).
     batch_stats: Vec<OnceLock<Vec<ColumnStats>>>,
@@ -559,7 +559,17 @@ impl SealedSegment {
     /// The rows, as record batches pointing into the mapped file. The first call checks the
     /// data checksum and the buffer bounds, and decodes and validates every batch.
     pub fn batches(&self) -> Result<&[RecordBatch], SegmentError> {
-        let decoded = self.batches.get_or_init(|| self.decode().map_err(|e| e.to_string()));
+        self.decoded().map(|b| &**b)
+    }
+
+    /// [`SealedSegment::batches`], shared: a scan holds the segment's batches with one
+    /// reference count instead of a clone of each batch.
+    pub fn shared_batches(&self) -> Result<Arc<[RecordBatch]>, SegmentError> {
+        self.decoded().map(Arc::clone)
+    }
+
+    fn decoded(&self) -> Result<&Arc<[RecordBatch]>, SegmentError> {
+        let decoded = self.batches.get_or_init(|| self.decode().map(Arc::from).map_err(|e| e.to_string()));
         match decoded {
             Ok(b) => Ok(b),
             Err(reason) => Err(corrupt(&self.path, reason.clone())),
