@@ -41,6 +41,13 @@ struct Args {
     /// Shards the file is split into, each ingested on its own thread (default: one per core).
     #[arg(long)]
     shards: Option<usize>,
+    /// Runs only the named query of queries.json, `--times` times, prints its timings and
+    /// stops (no DuckDB): for profiling one query with `perf record`.
+    #[arg(long)]
+    profile: Option<String>,
+    /// Runs of the `--profile` query.
+    #[arg(long, default_value_t = 1000)]
+    times: usize,
 }
 
 /// The smallest and largest time of a segment's rows (None without rows or a time column).
@@ -201,6 +208,10 @@ fn answer_difference(
     ))
 }
 
+/// The allocator the server ships with (crates/server/src/main.rs); DuckDB brings its own.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
     let args = Args::parse();
@@ -278,6 +289,30 @@ async fn main() {
     // The same table with pruning off, to time the same time-range SQL reading every segment.
     let unpruned = QueryEngine::new(options.with_prune(false));
     unpruned.register("events", Arc::clone(&layout), table);
+    if let Some(name) = &args.profile {
+        let q = queries
+            .iter()
+            .find(|q| q["name"] == name.as_str())
+            .expect("--profile names a query of queries.json");
+        let sql = fill(q["shoal"].as_str().unwrap_or_default());
+        let mut runs = Vec::with_capacity(args.times);
+        for _ in 0..args.times {
+            let t = Instant::now();
+            let r = shoal_server::broker::answer_query(&engine, &sql).await;
+            runs.push(t.elapsed().as_secs_f64() * 1000.0);
+            assert!(r.exceptions.is_empty(), "{sql}: {:?}", r.exceptions);
+        }
+        runs.sort_by(f64::total_cmp);
+        let at = |q: f64| runs[((runs.len() - 1) as f64 * q) as usize];
+        println!(
+            "{name}: {} runs, p10 {:.3} ms, median {:.3} ms, p90 {:.3} ms",
+            runs.len(),
+            at(0.1),
+            at(0.5),
+            at(0.9)
+        );
+        return;
+    }
     let mut shoal_ms = Vec::new();
     // Per query: the column types and rows of Shoal's answer.
     let mut shoal_results: Vec<(Vec<String>, Vec<Vec<Value>>)> = Vec::new();
