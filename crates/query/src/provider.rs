@@ -80,6 +80,18 @@ fn partitioned(pieces: Vec<Piece>, cores: usize) -> Vec<Vec<Piece>> {
     partitions
 }
 
+/// The pieces a scan reads, a partition per segment.
+fn by_segment(pieces: Vec<Piece>) -> Vec<Vec<Piece>> {
+    let mut partitions: Vec<Vec<Piece>> = Vec::new();
+    for piece in pieces {
+        match partitions.last_mut() {
+            Some(last) if last.last().is_some_and(|p| p.segment == piece.segment) => last.push(piece),
+            _ => partitions.push(vec![piece]),
+        }
+    }
+    partitions
+}
+
 /// One segment of a table snapshot.
 #[derive(Debug, Clone)]
 pub enum SegmentData {
@@ -536,7 +548,12 @@ impl TableProvider for ShoalTable {
             // A `count(*)` answered from statistics counts the rows of the batches read.
             counted[index].rows = read_visible;
         }
-        let partitions = partitioned(pieces, state.config().target_partitions());
+        let partitions = match limit {
+            // Each partition stops at the LIMIT: one per segment, as Pinot's servers stop each
+            // segment's scan there (numDocsScanned counts what they read).
+            Some(_) => by_segment(pieces),
+            None => partitioned(pieces, state.config().target_partitions()),
+        };
         let output_columns = projection.map_or(self.schema().fields().len(), Vec::len) as u64;
         let counters = Arc::new(ScanCounters {
             segments: counted,

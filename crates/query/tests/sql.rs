@@ -54,6 +54,19 @@ async fn time_filters_prune_segments() {
 }
 
 #[tokio::test]
+async fn a_limit_stops_each_segment_at_the_limit() {
+    // Two sealed segments of three batches each.
+    let (engine, _t, _events, _dir) = events_table(2, 20_000, 0, QueryOptions::default());
+    let response = shoal_server::broker::answer_query(&engine, "SELECT event_id FROM events LIMIT 10").await;
+    assert!(response.exceptions.is_empty(), "{:?}", response.exceptions);
+    assert_eq!(response.result_table.unwrap().rows.len(), 10);
+    // Each segment's scan stops at the LIMIT, as Pinot's servers stop each segment's: at most
+    // 10 rows read of each (a scan cut into partitions inside a segment would read 10 of each
+    // partition).
+    assert!(response.num_docs_scanned <= 20, "{} rows read", response.num_docs_scanned);
+}
+
+#[tokio::test]
 async fn with_pruning_off_every_segment_is_read_and_the_answers_are_the_same() {
     // The same generated rows (the generator is seeded) in two engines, one with pruning off.
     let (pruned, _t, events, _dir) = events_table(4, 5_000, 100, QueryOptions::default());

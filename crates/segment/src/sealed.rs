@@ -368,6 +368,8 @@ pub struct SealedSegment {
     meta: SegmentMeta,
     /// The whole file, owning the map.
     buffer: Buffer,
+    /// The map, which each batch's own buffer (`decode_checked`) also owns.
+    map: Arc<Mmap>,
     ipc_len: usize,
     data_checksum: u64,
     schema: SchemaRef,
@@ -441,7 +443,8 @@ impl SealedSegment {
 
         let ptr = NonNull::new(map.as_ptr() as *mut u8).ok_or_else(|| corrupt(path, "empty map"))?;
         // SAFETY: the pointer and length describe the live map, which the Buffer now owns.
-        let buffer = unsafe { Buffer::from_custom_allocation(ptr, len, Arc::new(map)) };
+        let map = Arc::new(map);
+        let buffer = unsafe { Buffer::from_custom_allocation(ptr, len, Arc::clone(&map) as _) };
         let ipc = &buffer.as_slice()[..ipc_len];
         if ipc_len < 16 || &ipc[..6] != b"ARROW1" || &ipc[ipc_len - 6..] != b"ARROW1" {
             return Err(corrupt(path, "the Arrow IPC part lacks its magic bytes"));
@@ -477,6 +480,7 @@ impl SealedSegment {
             path: path.to_path_buf(),
             meta,
             buffer,
+            map,
             ipc_len,
             data_checksum,
             schema,
@@ -590,8 +594,21 @@ impl SealedSegment {
         let ipc = self.buffer.slice_with_length(0, self.ipc_len);
         let mut decoder =
             FileDecoder::new(Arc::clone(&self.schema), MetadataVersion::V5).with_require_alignment(true);
+        // Each batch gets a buffer of its own over its part of the map (the blocks lie inside
+        // the IPC part, checked at open), so that its arrays report their batch's size as their
+        // memory (`Array::get_array_memory_size`, which DataFusion's sorts, TopK and result
+        // limits account with), not the whole file's, as a slice of one file-wide buffer would.
         let slice = |b: &Block| {
-            ipc.slice_with_length(b.offset() as usize, b.metaDataLength() as usize + b.bodyLength() as usize)
+            let (offset, len) = (b.offset() as usize, b.metaDataLength() as usize + b.bodyLength() as usize);
+            let part = ipc.as_slice().get(offset..offset.saturating_add(len)).unwrap_or(&[]);
+            match NonNull::new(part.as_ptr() as *mut u8) {
+                // SAFETY: the pointer and length lie inside the live map, which the Buffer owns
+                // a reference to.
+                Some(ptr) => unsafe {
+                    Buffer::from_custom_allocation(ptr, part.len(), Arc::clone(&self.map) as _)
+                },
+                None => Buffer::from_vec(Vec::<u8>::new()),
+            }
         };
         for block in &self.dictionaries {
             check_buffers(ipc.as_slice(), block, true).map_err(|e| corrupt(&self.path, e))?;

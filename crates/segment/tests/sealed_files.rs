@@ -274,3 +274,23 @@ fn restamped_mutations_reach_the_parsers_behind_the_checksums() {
         assert!(steps.get(step).copied().unwrap_or(0) >= 5, "{step} reached fewer than 5 times: {steps:?}");
     }
 }
+
+/// Each batch of a mapped segment reports its own size as its memory, not the file's: DataFusion
+/// accounts the batches a sort, a TopK or a result keeps by `get_array_memory_size`, and a
+/// query that keeps one batch per partition would otherwise reserve the whole file each time.
+#[test]
+fn a_mapped_batch_reports_its_own_size_not_the_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = sealed_file(dir.path(), 80_000, None);
+    let file = std::fs::metadata(&path).unwrap().len() as usize;
+    let segment = SealedSegment::load(&path).unwrap();
+    let batches = segment.batches().unwrap();
+    assert!(batches.len() >= 8, "{} batches", batches.len());
+    for batch in batches {
+        for column in batch.columns() {
+            let reported = column.get_array_memory_size();
+            // A few buffers of its batch's size at most (each reports its batch's buffer).
+            assert!(reported < file / 2, "a column reports {reported} bytes of a {file}-byte file");
+        }
+    }
+}
