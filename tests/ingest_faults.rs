@@ -36,24 +36,35 @@ async fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool)
     }
 }
 
+/// A table over a stream of two shards, the first ("big") holding 1,000 records already
+/// consumed, the second ("small") none: each shard's id and a hash key that reaches it.
+async fn big_and_small(
+    stream: &str,
+    options: EngineOptions,
+) -> (Emulator, (String, String), (String, String), tempfile::TempDir, Engine) {
+    let emulator = Emulator::start().await.expect("kinesis-local must be installed and start");
+    emulator.create_stream(stream, 2).await.unwrap();
+    let mut shards = shards(&emulator, stream).await;
+    let small = shards.remove(1);
+    let big = shards.remove(0);
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open_with(dir.path(), options).await.unwrap();
+    engine
+        .create_table(&table_config(stream, stream, &emulator.endpoint(), 1_000_000), &schema(stream))
+        .await
+        .unwrap();
+    put_ids(&emulator, stream, 0..1000, now_ms(), |_| "k".to_string(), Some(&big.1)).await;
+    assert_eq!(wait_for_rows(&engine, stream, 1000, Duration::from_secs(60)).await, (1000, 1000));
+    (emulator, big, small, dir, engine)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn over_the_memory_cap_the_largest_consuming_segment_seals() {
-    let emulator = Emulator::start().await.expect("kinesis-local must be installed and start");
-    emulator.create_stream("capped", 2).await.unwrap();
-    let shards = shards(&emulator, "capped").await;
-    let (big, small) = (&shards[0], &shards[1]);
-    let dir = tempfile::tempdir().unwrap();
     // Before anything freezes, a consuming segment estimates half its records' JSON bytes:
     // 1,000 records of about 55 bytes are about 27 KB, under the cap; 400 more on the other
     // shard take the table over it.
     let options = EngineOptions::default().with_consuming_memory_cap(32 << 10);
-    let engine = Engine::open_with(dir.path(), options).await.unwrap();
-    engine
-        .create_table(&table_config("capped", "capped", &emulator.endpoint(), 1_000_000), &schema("capped"))
-        .await
-        .unwrap();
-    put_ids(&emulator, "capped", 0..1000, now_ms(), |_| "k".to_string(), Some(&big.1)).await;
-    assert_eq!(wait_for_rows(&engine, "capped", 1000, Duration::from_secs(60)).await, (1000, 1000));
+    let (emulator, big, small, _dir, engine) = big_and_small("capped", options).await;
     assert!(engine.table_status("capped").unwrap().segments.is_empty(), "under the cap nothing seals");
     // The small shard's records arrive a few at a time, each batch taking the table further
     // over the cap.
@@ -195,23 +206,12 @@ async fn a_panic_while_a_seal_is_under_way_reads_nothing_twice() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn over_the_memory_cap_a_largest_segment_still_sealing_is_waited_for() {
-    let emulator = Emulator::start().await.expect("kinesis-local must be installed and start");
-    emulator.create_stream("held", 2).await.unwrap();
-    let shards = shards(&emulator, "held").await;
-    let (big, small) = (&shards[0], &shards[1]);
-    let dir = tempfile::tempdir().unwrap();
     // As in the test above, but every commit is held 10 s: while the big segment is being
     // sealed the table stays over the cap, and the small shard must not seal itself instead.
     let options = EngineOptions::default()
         .with_consuming_memory_cap(32 << 10)
         .with_faults(Arc::new(Faults::default().pause_before_commit(Duration::from_secs(10))));
-    let engine = Engine::open_with(dir.path(), options).await.unwrap();
-    engine
-        .create_table(&table_config("held", "held", &emulator.endpoint(), 1_000_000), &schema("held"))
-        .await
-        .unwrap();
-    put_ids(&emulator, "held", 0..1000, now_ms(), |_| "k".to_string(), Some(&big.1)).await;
-    assert_eq!(wait_for_rows(&engine, "held", 1000, Duration::from_secs(60)).await, (1000, 1000));
+    let (emulator, big, small, _dir, engine) = big_and_small("held", options).await;
     // The small shard's records, 20 at a time: at about 400 the table goes over the cap and the
     // big segment is handed off to seal; the rest arrive while its commit is held. 800 records
     // alone stay under the cap.

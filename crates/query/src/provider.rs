@@ -36,7 +36,7 @@ const PARTITIONS_PER_CORE: usize = 4;
 fn partitioned(pieces: Vec<Piece>, cores: usize) -> Vec<Vec<Piece>> {
     let batches: usize = pieces.iter().map(|p| p.range.len()).sum();
     let count = (PARTITIONS_PER_CORE * cores.max(1)).min(batches).max(1);
-    let total: usize = pieces.iter().map(Piece::visible).sum();
+    let total: usize = pieces.iter().map(|p| p.rows).sum();
     let mut partitions: Vec<Vec<Piece>> = Vec::with_capacity(count);
     let mut current = Vec::new();
     let mut taken = 0;

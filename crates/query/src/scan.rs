@@ -45,12 +45,6 @@ pub(crate) struct Piece {
     pub rows: usize,
 }
 
-impl Piece {
-    pub(crate) fn visible(&self) -> usize {
-        self.rows
-    }
-}
-
 /// One segment a scan reads, and what the scan found in it while it ran.
 #[derive(Debug)]
 pub(crate) struct SegmentCount {
@@ -124,7 +118,8 @@ impl SegmentScanExec {
     }
 
     fn partition_rows(&self, partition: usize) -> usize {
-        let rows: usize = self.partitions.get(partition).map_or(0, |p| p.iter().map(Piece::visible).sum());
+        let rows: usize =
+            self.partitions.get(partition).map_or(0, |p| p.iter().map(|piece| piece.rows).sum());
         self.limit.map_or(rows, |l| rows.min(l))
     }
 }
