@@ -103,6 +103,52 @@ impl ScalarBuilder {
         }
     }
 
+    /// Appends a STRING or JSON value; on a builder of another type, a null (the decoder
+    /// checks the types first).
+    pub(crate) fn append_str(&mut self, v: &str) {
+        match self {
+            ScalarBuilder::Str(b) => b.append_value(v),
+            other => other.append_mismatch("a string"),
+        }
+    }
+
+    /// Appends an INT value (a null on a builder of another type).
+    pub(crate) fn append_int(&mut self, v: i32) {
+        match self {
+            ScalarBuilder::Int(b) => b.append_value(v),
+            other => other.append_mismatch("an INT"),
+        }
+    }
+
+    /// Appends a LONG value (a null on a builder of another type).
+    pub(crate) fn append_long(&mut self, v: i64) {
+        match self {
+            ScalarBuilder::Long(b) => b.append_value(v),
+            other => other.append_mismatch("a LONG"),
+        }
+    }
+
+    /// Appends a DOUBLE value (a null on a builder of another type).
+    pub(crate) fn append_double(&mut self, v: f64) {
+        match self {
+            ScalarBuilder::Double(b) => b.append_value(v),
+            other => other.append_mismatch("a DOUBLE"),
+        }
+    }
+
+    /// Appends a BOOLEAN value (a null on a builder of another type).
+    pub(crate) fn append_bool(&mut self, v: bool) {
+        match self {
+            ScalarBuilder::Boolean(b) => b.append_value(v),
+            other => other.append_mismatch("a BOOLEAN"),
+        }
+    }
+
+    fn append_mismatch(&mut self, what: &str) {
+        debug_assert!(false, "the decoder handed {what} to {self:?}");
+        self.append_null();
+    }
+
     fn append_null(&mut self) {
         match self {
             ScalarBuilder::Int(b) => b.append_null(),
@@ -213,6 +259,27 @@ impl ColumnBuilder {
                 }
                 offsets.push(i32::try_from(values.len()).unwrap_or(i32::MAX));
                 nulls.append(items.is_some());
+            }
+        }
+    }
+
+    /// The values' builder of a single-value column; None for a multi-value one.
+    pub(crate) fn scalar(&mut self) -> Option<&mut ScalarBuilder> {
+        match self {
+            ColumnBuilder::Scalar(b) => Some(b),
+            ColumnBuilder::List { .. } => None,
+        }
+    }
+
+    /// Appends one row of a multi-value column, a list whose items `items` appends to the
+    /// items' builder. On a single-value column a null is appended.
+    pub(crate) fn append_list_with(&mut self, items: impl FnOnce(&mut ScalarBuilder)) {
+        match self {
+            ColumnBuilder::Scalar(b) => b.append_mismatch("a list"),
+            ColumnBuilder::List { values, offsets, nulls, .. } => {
+                items(values);
+                offsets.push(i32::try_from(values.len()).unwrap_or(i32::MAX));
+                nulls.append(true);
             }
         }
     }

@@ -397,7 +397,14 @@ mod tests {
 
     /// Decodes `records` one way (`fast` or not) and returns each outcome and the columns.
     fn decode_all(records: &[String], fast: bool) -> (Vec<String>, Vec<arrow::array::ArrayRef>) {
-        let layout = layout();
+        decode_all_into(layout(), records, fast)
+    }
+
+    fn decode_all_into(
+        layout: Arc<TableLayout>,
+        records: &[String],
+        fast: bool,
+    ) -> (Vec<String>, Vec<arrow::array::ArrayRef>) {
         let mut decoder = Decoder::new(Arc::clone(&layout));
         decoder.fast = fast;
         let mut builders: Vec<ColumnBuilder> =
@@ -430,6 +437,104 @@ mod tests {
                 "left to serde: {record}"
             );
         }
+    }
+
+    /// A table whose every column can be appended straight from its cells (no JSON column):
+    /// short strings, an INT, booleans, multi-value strings and longs, and a time column that
+    /// Pinot's range check applies to.
+    fn direct_layout() -> Arc<TableLayout> {
+        let schema = serde_json::json!({
+            "schemaName": "t",
+            "dimensionFieldSpecs": [
+                {"name": "s", "dataType": "STRING", "maxLength": 4},
+                {"name": "i", "dataType": "INT"},
+                {"name": "b", "dataType": "BOOLEAN"},
+                {"name": "mv", "dataType": "STRING", "singleValueField": false, "maxLength": 4},
+                {"name": "ml", "dataType": "LONG", "singleValueField": false}
+            ],
+            "metricFieldSpecs": [
+                {"name": "l", "dataType": "LONG"},
+                {"name": "d", "dataType": "DOUBLE"}
+            ],
+            "dateTimeFieldSpecs": [
+                {"name": "ts", "dataType": "LONG", "format": "1:MILLISECONDS:EPOCH", "granularity": "1:MILLISECONDS"}
+            ]
+        });
+        let (schema, _) = Schema::from_json(&schema).expect("valid schema");
+        let options =
+            LayoutOptions { time_column: Some("ts".into()), row_time_check: true, ..Default::default() };
+        Arc::new(TableLayout::new(Arc::new(schema), &options))
+    }
+
+    /// Records whose every cell goes straight into its builder.
+    const DIRECT: &[&str] = &[
+        r#"{"s":"ab","i":1,"b":true,"mv":["x","y"],"ml":[1,-2],"l":5,"d":1.5,"ts":1700000000000}"#,
+        r#"{"ts":1700000000001,"d":-0.0,"l":-9223372036854775808,"ml":[0],"mv":["hé"],"b":false,"i":-2147483648,"s":""}"#,
+        r#"{"s":"abcd","i":2147483647,"b":true,"mv":["abcd"],"ml":[9223372036854775807],"l":0,"d":7,"ts":1700000000002}"#,
+        r#"{"s":"é","i":0,"b":false,"mv":["a","a","a"],"ml":[3,3],"l":1,"d":0.1,"x":{"y":[1]},"ts":1700000000003}"#,
+    ];
+
+    /// Records with a cell the general way must decide: converted, cut, defaulted or refused.
+    const NOT_DIRECT: &[&str] = &[
+        // Missing and null cells take the column's default.
+        r#"{"s":"ab","i":1,"b":true,"mv":["x"],"ml":[1],"l":5,"ts":1700000000010}"#,
+        r#"{"s":null,"i":1,"b":true,"mv":["x"],"ml":[1],"l":5,"d":1.5,"ts":1700000000011}"#,
+        // Longer than maxLength (4 characters): cut, by characters not bytes.
+        r#"{"s":"abcde","i":1,"b":true,"mv":["x"],"ml":[1],"l":5,"d":1.5,"ts":1700000000012}"#,
+        r#"{"s":"ééé","i":1,"b":true,"mv":["x"],"ml":[1],"l":5,"d":1.5,"ts":1700000000013}"#,
+        r#"{"s":"a","i":1,"b":true,"mv":["xxxxx","y"],"ml":[1],"l":5,"d":1.5,"ts":1700000000014}"#,
+        // Out of INT's range: refused.
+        r#"{"s":"a","i":2147483648,"b":true,"mv":["x"],"ml":[1],"l":5,"d":1.5,"ts":1700000000015}"#,
+        // Other JSON types, converted.
+        r#"{"s":12,"i":"7","b":"true","mv":"x","ml":[1],"l":"5","d":"2.5","ts":1700000000016}"#,
+        r#"{"s":"a","i":1.9,"b":1,"mv":["x"],"ml":[1.5],"l":5.5,"d":1.5,"ts":"1700000000017"}"#,
+        r#"{"s":"a","i":1,"b":true,"mv":["x"],"ml":[1],"l":18446744073709551615,"d":1.5,"ts":1700000000018}"#,
+        // Lists: empty, with a null, of one item in a single-value column.
+        r#"{"s":"a","i":1,"b":true,"mv":[],"ml":[1],"l":5,"d":1.5,"ts":1700000000019}"#,
+        r#"{"s":"a","i":1,"b":true,"mv":[null,"x"],"ml":[null],"l":5,"d":1.5,"ts":1700000000020}"#,
+        r#"{"s":["a"],"i":[1],"b":true,"mv":["x"],"ml":[1],"l":5,"d":1.5,"ts":1700000000021}"#,
+        // A time outside Pinot's valid range (rowTimeValueCheck): refused.
+        r#"{"s":"a","i":1,"b":true,"mv":["x"],"ml":[1],"l":5,"d":1.5,"ts":5}"#,
+    ];
+
+    #[test]
+    fn records_of_the_tables_own_types_are_appended_straight_and_as_the_general_way_appends_them() {
+        let layout = direct_layout();
+        let decoder = Decoder::new(Arc::clone(&layout));
+        let mut builders: Vec<ColumnBuilder> =
+            layout.columns.iter().map(|c| ColumnBuilder::new(c, 64)).collect();
+        let straight = |record: &str, builders: &mut Vec<ColumnBuilder>| {
+            let (mut cells, mut items) = (Vec::new(), Vec::new());
+            cells.resize_with(decoder.slots, || Cell::Absent);
+            // (A record the scanner leaves to serde is read into the same cells.)
+            if decoder.scan(record, &mut cells, &mut items, &mut Vec::new()).is_none() {
+                return false;
+            }
+            decoder.append_direct(&cells, &items, builders).is_some()
+        };
+        for record in DIRECT {
+            assert!(straight(record, &mut builders), "appended straight: {record}");
+        }
+        for record in NOT_DIRECT {
+            assert!(!straight(record, &mut builders), "left to the general way: {record}");
+        }
+        // The same outcomes and rows both ways, floats to the bit.
+        let records: Vec<String> = DIRECT.iter().chain(NOT_DIRECT).map(|r| r.to_string()).collect();
+        let (fast, fast_columns) = decode_all_into(Arc::clone(&layout), &records, true);
+        let (general, general_columns) = decode_all_into(layout, &records, false);
+        for ((record, f), g) in records.iter().zip(&fast).zip(&general) {
+            assert_eq!(f, g, "{record}");
+        }
+        assert_eq!(fast_columns, general_columns);
+        let d = |columns: &[arrow::array::ArrayRef]| -> Vec<u64> {
+            let a = columns[6].as_any().downcast_ref::<arrow::array::Float64Array>().expect("d is DOUBLE");
+            a.values().iter().map(|v| v.to_bits()).collect()
+        };
+        assert_eq!(d(&fast_columns), d(&general_columns));
+        // Not vacuous: rows were made both ways, and the general way refused some.
+        assert_eq!(fast.iter().filter(|o| o.starts_with("Ok")).count(), fast_columns[0].len());
+        assert!(fast_columns[0].len() >= DIRECT.len() + 8, "{fast:?}");
+        assert!(fast.iter().any(|o| o.starts_with("Err")), "{fast:?}");
     }
 
     #[test]
