@@ -296,17 +296,11 @@ mod tests {
     use crate::{LayoutOptions, Schema, TableLayout};
     use std::sync::Arc;
 
-    fn layout() -> Arc<TableLayout> {
+    /// A table of `dimensions`, the metrics `l` (LONG) and `d` (DOUBLE), and the time `ts`.
+    fn layout_of(dimensions: serde_json::Value, options: &LayoutOptions) -> Arc<TableLayout> {
         let schema = serde_json::json!({
             "schemaName": "t",
-            "dimensionFieldSpecs": [
-                {"name": "s", "dataType": "STRING"},
-                {"name": "i", "dataType": "INT"},
-                {"name": "b", "dataType": "BOOLEAN"},
-                {"name": "j", "dataType": "JSON"},
-                {"name": "mv", "dataType": "STRING", "singleValueField": false},
-                {"name": "ml", "dataType": "LONG", "singleValueField": false}
-            ],
+            "dimensionFieldSpecs": dimensions,
             "metricFieldSpecs": [
                 {"name": "l", "dataType": "LONG"},
                 {"name": "d", "dataType": "DOUBLE"}
@@ -316,7 +310,19 @@ mod tests {
             ]
         });
         let (schema, _) = Schema::from_json(&schema).expect("valid schema");
-        Arc::new(TableLayout::new(Arc::new(schema), &LayoutOptions::default()))
+        Arc::new(TableLayout::new(Arc::new(schema), options))
+    }
+
+    fn layout() -> Arc<TableLayout> {
+        let dimensions = serde_json::json!([
+            {"name": "s", "dataType": "STRING"},
+            {"name": "i", "dataType": "INT"},
+            {"name": "b", "dataType": "BOOLEAN"},
+            {"name": "j", "dataType": "JSON"},
+            {"name": "mv", "dataType": "STRING", "singleValueField": false},
+            {"name": "ml", "dataType": "LONG", "singleValueField": false}
+        ]);
+        layout_of(dimensions, &LayoutOptions::default())
     }
 
     /// Records of the common shape: the scanner reads each.
@@ -443,27 +449,16 @@ mod tests {
     /// short strings, an INT, booleans, multi-value strings and longs, and a time column that
     /// Pinot's range check applies to.
     fn direct_layout() -> Arc<TableLayout> {
-        let schema = serde_json::json!({
-            "schemaName": "t",
-            "dimensionFieldSpecs": [
-                {"name": "s", "dataType": "STRING", "maxLength": 4},
-                {"name": "i", "dataType": "INT"},
-                {"name": "b", "dataType": "BOOLEAN"},
-                {"name": "mv", "dataType": "STRING", "singleValueField": false, "maxLength": 4},
-                {"name": "ml", "dataType": "LONG", "singleValueField": false}
-            ],
-            "metricFieldSpecs": [
-                {"name": "l", "dataType": "LONG"},
-                {"name": "d", "dataType": "DOUBLE"}
-            ],
-            "dateTimeFieldSpecs": [
-                {"name": "ts", "dataType": "LONG", "format": "1:MILLISECONDS:EPOCH", "granularity": "1:MILLISECONDS"}
-            ]
-        });
-        let (schema, _) = Schema::from_json(&schema).expect("valid schema");
+        let dimensions = serde_json::json!([
+            {"name": "s", "dataType": "STRING", "maxLength": 4},
+            {"name": "i", "dataType": "INT"},
+            {"name": "b", "dataType": "BOOLEAN"},
+            {"name": "mv", "dataType": "STRING", "singleValueField": false, "maxLength": 4},
+            {"name": "ml", "dataType": "LONG", "singleValueField": false}
+        ]);
         let options =
             LayoutOptions { time_column: Some("ts".into()), row_time_check: true, ..Default::default() };
-        Arc::new(TableLayout::new(Arc::new(schema), &options))
+        layout_of(dimensions, &options)
     }
 
     /// Records whose every cell goes straight into its builder.
@@ -472,6 +467,11 @@ mod tests {
         r#"{"ts":1700000000001,"d":-0.0,"l":-9223372036854775808,"ml":[0],"mv":["hé"],"b":false,"i":-2147483648,"s":""}"#,
         r#"{"s":"abcd","i":2147483647,"b":true,"mv":["abcd"],"ml":[9223372036854775807],"l":0,"d":7,"ts":1700000000002}"#,
         r#"{"s":"é","i":0,"b":false,"mv":["a","a","a"],"ml":[3,3],"l":1,"d":0.1,"x":{"y":[1]},"ts":1700000000003}"#,
+        // Integers past i64 and past f64's exact range into the DOUBLE.
+        r#"{"s":"a","i":1,"b":true,"mv":["x"],"ml":[1],"l":5,"d":18446744073709551615,"ts":1700000000004}"#,
+        r#"{"s":"a","i":1,"b":true,"mv":["x"],"ml":[1],"l":5,"d":9007199254740993,"ts":1700000000005}"#,
+        // Escapes: read by serde (the scanner leaves them), then appended straight.
+        r#"{"s":"a\"b","i":1,"b":true,"mv":["\u00e9"],"ml":[1],"l":5,"d":1.5,"ts":1700000000006}"#,
     ];
 
     /// Records with a cell the general way must decide: converted, cut, defaulted or refused.
@@ -500,16 +500,14 @@ mod tests {
     #[test]
     fn records_of_the_tables_own_types_are_appended_straight_and_as_the_general_way_appends_them() {
         let layout = direct_layout();
-        let decoder = Decoder::new(Arc::clone(&layout));
+        let mut decoder = Decoder::new(Arc::clone(&layout));
         let mut builders: Vec<ColumnBuilder> =
             layout.columns.iter().map(|c| ColumnBuilder::new(c, 64)).collect();
-        let straight = |record: &str, builders: &mut Vec<ColumnBuilder>| {
+        let mut straight = |record: &str, builders: &mut Vec<ColumnBuilder>| {
             let (mut cells, mut items) = (Vec::new(), Vec::new());
             cells.resize_with(decoder.slots, || Cell::Absent);
-            // (A record the scanner leaves to serde is read into the same cells.)
-            if decoder.scan(record, &mut cells, &mut items, &mut Vec::new()).is_none() {
-                return false;
-            }
+            // By the scanner, or by serde for the records the scanner leaves.
+            decoder.read(record, &mut cells, &mut items).expect("valid JSON");
             decoder.append_direct(&cells, &items, builders).is_some()
         };
         for record in DIRECT {
