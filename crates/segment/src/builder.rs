@@ -128,6 +128,22 @@ impl ScalarBuilder {
         }
     }
 
+    /// Appends a TIMESTAMP value, epoch ms (a null on a builder of another type).
+    pub(crate) fn append_timestamp(&mut self, v: i64) {
+        match self {
+            ScalarBuilder::Timestamp(b) => b.append_value(v),
+            other => other.append_mismatch("a TIMESTAMP"),
+        }
+    }
+
+    /// Appends a FLOAT value (a null on a builder of another type).
+    pub(crate) fn append_float(&mut self, v: f32) {
+        match self {
+            ScalarBuilder::Float(b) => b.append_value(v),
+            other => other.append_mismatch("a FLOAT"),
+        }
+    }
+
     /// Appends a DOUBLE value (a null on a builder of another type).
     pub(crate) fn append_double(&mut self, v: f64) {
         match self {

@@ -7,7 +7,7 @@
 //! leaves half a row behind. No `serde_json::Value` tree is built, except to turn a nested
 //! object or array into text for a STRING column.
 
-use crate::builder::{ColumnBuilder, Value};
+use crate::builder::{ColumnBuilder, ScalarBuilder, Value};
 use crate::columns::{Column, DECIMAL_SCALE, Source, TableLayout};
 use crate::datetime::DateTimeFormat;
 use crate::schema::{DataType, DefaultValue, decode_hex};
@@ -302,64 +302,101 @@ pub struct Decoder {
 
 /// The cells a column takes straight into its builder, without a [`Value`] in between: its own
 /// JSON type, which converts to itself. Any other cell, a missing or null one, an out-of-range
-/// INT, a string longer than the column's `maxLength` or a list with a null item sends the
-/// record the general way (`Decoder::convert_and_append`), which decides it.
+/// number, a string longer than the column's `maxLength`, an empty list or a list with a null
+/// item sends the record the general way (`Decoder::convert_and_append`), which decides it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Direct {
+    /// A single-value column.
+    One(Straight),
+    /// A multi-value column: a non-empty array of such values.
+    Many(Straight),
+}
+
+/// The values of one type taken straight.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Straight {
     /// STRING from a string of at most `max` bytes (so at most `max` characters: nothing cut).
     Str { max: usize },
     /// INT from an integer that fits.
     Int,
-    /// LONG from an integer (the time column's too, checked as the general way checks it).
+    /// LONG from an integer that fits (the time column's too, checked as the general way does).
     Long,
+    /// TIMESTAMP (epoch ms) from an integer that fits a LONG.
+    Timestamp,
+    /// FLOAT from a number within FLOAT's range, or an integer.
+    Float,
     /// DOUBLE from a finite number or an integer.
     Double,
     /// BOOLEAN from `true` or `false`.
     Bool,
-    /// Multi-value STRING from a non-empty array of strings of at most `max` bytes.
-    StrList { max: usize },
-    /// Multi-value LONG from a non-empty array of integers.
-    LongList,
 }
 
 impl Direct {
     /// How `column` is appended straight from its cells, if it can be.
     fn of(column: &Column, is_time: bool) -> Option<Direct> {
         let spec = &column.spec;
-        if column.source != Source::Record || (is_time && spec.data_type != DataType::Long) {
+        let single = spec.single_value;
+        if column.source != Source::Record || (is_time && !(single && spec.data_type == DataType::Long)) {
             return None;
         }
-        Some(match (spec.single_value, spec.data_type) {
-            (true, DataType::String) => Direct::Str { max: spec.max_length },
-            (true, DataType::Int) => Direct::Int,
-            (true, DataType::Long) => Direct::Long,
-            (true, DataType::Double) => Direct::Double,
-            (true, DataType::Boolean) => Direct::Bool,
-            (false, DataType::String) => Direct::StrList { max: spec.max_length },
-            (false, DataType::Long) => Direct::LongList,
+        let straight = match spec.data_type {
+            DataType::String => Straight::Str { max: spec.max_length },
+            DataType::Int => Straight::Int,
+            DataType::Long => Straight::Long,
+            DataType::Timestamp => Straight::Timestamp,
+            DataType::Float => Straight::Float,
+            DataType::Double => Straight::Double,
+            DataType::Boolean => Straight::Bool,
             _ => return None,
-        })
+        };
+        Some(if single { Direct::One(straight) } else { Direct::Many(straight) })
     }
 
     /// Whether `cell` (with the record's `items`) is one this column takes straight.
     fn takes(self, cell: &Cell<'_>, items: &[Cell<'_>]) -> bool {
         match (self, cell) {
-            (Direct::Str { max }, Cell::Str(s)) => s.len() <= max,
-            (Direct::Int, cell) => cell.long().is_some_and(|v| i32::try_from(v).is_ok()),
-            (Direct::Long, cell) => cell.long().is_some(),
-            (Direct::Double, Cell::F64(f)) => f.is_finite(),
-            (Direct::Double, Cell::I64(_) | Cell::U64(_)) => true,
-            (Direct::Bool, Cell::Bool(_)) => true,
-            (Direct::StrList { max }, Cell::List(a, b)) => {
-                a < b
-                    && items
-                        .get(*a..*b)
-                        .is_some_and(|l| l.iter().all(|c| matches!(c, Cell::Str(s) if s.len() <= max)))
+            (Direct::One(straight), cell) => straight.takes(cell),
+            (Direct::Many(straight), Cell::List(a, b)) => {
+                a < b && items.get(*a..*b).is_some_and(|l| l.iter().all(|c| straight.takes(c)))
             }
-            (Direct::LongList, Cell::List(a, b)) => {
-                a < b && items.get(*a..*b).is_some_and(|l| l.iter().all(|c| c.long().is_some()))
-            }
+            (Direct::Many(_), _) => false,
+        }
+    }
+}
+
+impl Straight {
+    fn takes(self, cell: &Cell<'_>) -> bool {
+        match (self, cell) {
+            (Straight::Str { max }, Cell::Str(s)) => s.len() <= max,
+            (Straight::Int, cell) => cell.long().is_some_and(|v| i32::try_from(v).is_ok()),
+            (Straight::Long | Straight::Timestamp, cell) => cell.long().is_some(),
+            (Straight::Float, Cell::F64(f)) => f.is_finite() && f.abs() <= f64::from(f32::MAX),
+            (Straight::Double, Cell::F64(f)) => f.is_finite(),
+            // Every integer is within FLOAT's range.
+            (Straight::Float | Straight::Double, Cell::I64(_) | Cell::U64(_)) => true,
+            (Straight::Bool, Cell::Bool(_)) => true,
             _ => false,
+        }
+    }
+
+    /// Appends `cell`, which [`Straight::takes`], to `values`.
+    fn append(self, cell: &Cell<'_>, values: &mut ScalarBuilder) {
+        let number = |cell: &Cell<'_>| match cell {
+            Cell::F64(f) => *f,
+            Cell::I64(v) => *v as f64,
+            Cell::U64(v) => *v as f64,
+            _ => 0.0,
+        };
+        match (self, cell) {
+            (Straight::Str { .. }, Cell::Str(s)) => values.append_str(s),
+            (Straight::Int, cell) => values.append_int(cell.long().unwrap_or_default() as i32),
+            (Straight::Long, cell) => values.append_long(cell.long().unwrap_or_default()),
+            (Straight::Timestamp, cell) => values.append_timestamp(cell.long().unwrap_or_default()),
+            (Straight::Float, cell) => values.append_float(number(cell) as f32),
+            (Straight::Double, cell) => values.append_double(number(cell)),
+            (Straight::Bool, Cell::Bool(b)) => values.append_bool(*b),
+            // Not reached: `takes` checked the cell.
+            (_, _) => values.append(&Value::Null),
         }
     }
 }
@@ -541,25 +578,18 @@ impl Decoder {
             return Some(Ok(time));
         }
         for ((d, cell), builder) in direct.iter().zip(cells).zip(builders.iter_mut()) {
-            match (d, cell, builder.scalar()) {
-                (Direct::Str { .. }, Cell::Str(s), Some(b)) => b.append_str(s),
-                (Direct::Int, cell, Some(b)) => b.append_int(cell.long().unwrap_or_default() as i32),
-                (Direct::Long, cell, Some(b)) => b.append_long(cell.long().unwrap_or_default()),
-                (Direct::Double, Cell::F64(f), Some(b)) => b.append_double(*f),
-                (Direct::Double, Cell::I64(v), Some(b)) => b.append_double(*v as f64),
-                (Direct::Double, Cell::U64(v), Some(b)) => b.append_double(*v as f64),
-                (Direct::Bool, Cell::Bool(v), Some(b)) => b.append_bool(*v),
-                (Direct::StrList { .. } | Direct::LongList, Cell::List(a, z), None) => builder
-                    .append_list_with(|values| {
-                        for item in items.get(*a..*z).unwrap_or_default() {
-                            match item {
-                                Cell::Str(s) => values.append_str(s),
-                                item => values.append_long(item.long().unwrap_or_default()),
-                            }
-                        }
-                    }),
+            match (*d, cell) {
+                (Direct::One(straight), cell) => match builder.scalar() {
+                    Some(values) => straight.append(cell, values),
+                    None => builder.append(&Value::Null),
+                },
+                (Direct::Many(straight), Cell::List(a, z)) => builder.append_list_with(|values| {
+                    for item in items.get(*a..*z).unwrap_or_default() {
+                        straight.append(item, values);
+                    }
+                }),
                 // Not reached: `takes` checked every cell against its column.
-                _ => builder.append(&Value::Null),
+                (Direct::Many(_), _) => builder.append(&Value::Null),
             }
         }
         Some(Ok(time))

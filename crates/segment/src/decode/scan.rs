@@ -454,7 +454,11 @@ mod tests {
             {"name": "i", "dataType": "INT"},
             {"name": "b", "dataType": "BOOLEAN"},
             {"name": "mv", "dataType": "STRING", "singleValueField": false, "maxLength": 4},
-            {"name": "ml", "dataType": "LONG", "singleValueField": false}
+            {"name": "ml", "dataType": "LONG", "singleValueField": false},
+            {"name": "f", "dataType": "FLOAT"},
+            {"name": "t", "dataType": "TIMESTAMP"},
+            {"name": "mi", "dataType": "INT", "singleValueField": false},
+            {"name": "md", "dataType": "DOUBLE", "singleValueField": false}
         ]);
         let options =
             LayoutOptions { time_column: Some("ts".into()), row_time_check: true, ..Default::default() };
@@ -472,6 +476,9 @@ mod tests {
         r#"{"s":"a","i":1,"b":true,"mv":["x"],"ml":[1],"l":5,"d":9007199254740993,"ts":1700000000005}"#,
         // Escapes: read by serde (the scanner leaves them), then appended straight.
         r#"{"s":"a\"b","i":1,"b":true,"mv":["\u00e9"],"ml":[1],"l":5,"d":1.5,"ts":1700000000006}"#,
+        // FLOAT near its largest and from integers, TIMESTAMP at 0, INT and DOUBLE lists at their edges.
+        r#"{"s":"a","i":1,"b":true,"mv":["x"],"ml":[1],"l":5,"d":1.5,"f":3.4e38,"t":0,"mi":[-2147483648,2147483647],"md":[1,18446744073709551615,-0.0],"ts":1700000000007}"#,
+        r#"{"s":"a","i":1,"b":true,"mv":["x"],"ml":[1],"l":5,"d":1.5,"f":16777217,"t":-1,"mi":[0],"md":[0.1],"ts":1700000000008}"#,
     ];
 
     /// Records with a cell the general way must decide: converted, cut, defaulted or refused.
@@ -495,7 +502,26 @@ mod tests {
         r#"{"s":["a"],"i":[1],"b":true,"mv":["x"],"ml":[1],"l":5,"d":1.5,"ts":1700000000021}"#,
         // A time outside Pinot's valid range (rowTimeValueCheck): refused.
         r#"{"s":"a","i":1,"b":true,"mv":["x"],"ml":[1],"l":5,"d":1.5,"ts":5}"#,
+        // Past FLOAT's range, past INT's in a list: refused; an empty DOUBLE list: the default.
+        r#"{"s":"a","i":1,"b":true,"mv":["x"],"ml":[1],"l":5,"d":1.5,"f":3.5e38,"ts":1700000000030}"#,
+        r#"{"s":"a","i":1,"b":true,"mv":["x"],"ml":[1],"l":5,"d":1.5,"mi":[2147483648],"ts":1700000000031}"#,
+        r#"{"s":"a","i":1,"b":true,"mv":["x"],"ml":[1],"l":5,"d":1.5,"md":[],"ts":1700000000032}"#,
+        // TIMESTAMP and FLOAT from text, a list item of another type: converted.
+        r#"{"s":"a","i":1,"b":true,"mv":["x"],"ml":[1],"l":5,"d":1.5,"t":"2024-01-01 00:00:00","f":"1.5","md":["2.5",true],"ts":1700000000033}"#,
     ];
+
+    /// `record` with the columns it does not name given ordinary values, so that a record
+    /// differs from a straight one only where it says.
+    fn whole(record: &str) -> String {
+        let mut out = record.trim_end_matches('}').to_string();
+        for (name, value) in [("f", "1.5"), ("t", "1700000000000"), ("mi", "[1,2]"), ("md", "[0.5,2]")] {
+            if !record.contains(&format!("\"{name}\":")) {
+                out.push_str(&format!(",\"{name}\":{value}"));
+            }
+        }
+        out.push('}');
+        out
+    }
 
     #[test]
     fn records_of_the_tables_own_types_are_appended_straight_and_as_the_general_way_appends_them() {
@@ -510,25 +536,36 @@ mod tests {
             decoder.read(record, &mut cells, &mut items).expect("valid JSON");
             decoder.append_direct(&cells, &items, builders).is_some()
         };
-        for record in DIRECT {
-            assert!(straight(record, &mut builders), "appended straight: {record}");
+        for record in DIRECT.iter().map(|r| whole(r)) {
+            assert!(straight(&record, &mut builders), "appended straight: {record}");
         }
-        for record in NOT_DIRECT {
-            assert!(!straight(record, &mut builders), "left to the general way: {record}");
+        for record in NOT_DIRECT.iter().map(|r| whole(r)) {
+            assert!(!straight(&record, &mut builders), "left to the general way: {record}");
         }
         // The same outcomes and rows both ways, floats to the bit.
-        let records: Vec<String> = DIRECT.iter().chain(NOT_DIRECT).map(|r| r.to_string()).collect();
+        let records: Vec<String> = DIRECT.iter().chain(NOT_DIRECT).map(|r| whole(r)).collect();
         let (fast, fast_columns) = decode_all_into(Arc::clone(&layout), &records, true);
-        let (general, general_columns) = decode_all_into(layout, &records, false);
+        let (general, general_columns) = decode_all_into(Arc::clone(&layout), &records, false);
         for ((record, f), g) in records.iter().zip(&fast).zip(&general) {
             assert_eq!(f, g, "{record}");
         }
         assert_eq!(fast_columns, general_columns);
-        let d = |columns: &[arrow::array::ArrayRef]| -> Vec<u64> {
-            let a = columns[6].as_any().downcast_ref::<arrow::array::Float64Array>().expect("d is DOUBLE");
-            a.values().iter().map(|v| v.to_bits()).collect()
+        let column = |name: &str| layout.columns.iter().position(|c| c.spec.name == name).expect("a column");
+        let (d, f, md) = (column("d"), column("f"), column("md"));
+        let bits = |columns: &[arrow::array::ArrayRef]| -> (Vec<u64>, Vec<u32>, Vec<u64>) {
+            use arrow::array::{AsArray, Float32Array, Float64Array};
+            let doubles = |a: &Float64Array| a.values().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            let d = columns[d].as_any().downcast_ref::<Float64Array>().expect("d is DOUBLE");
+            let f = columns[f].as_any().downcast_ref::<Float32Array>().expect("f is FLOAT");
+            let md = columns[md]
+                .as_list::<i32>()
+                .values()
+                .as_any()
+                .downcast_ref::<Float64Array>()
+                .expect("md holds DOUBLEs");
+            (doubles(d), f.values().iter().map(|v| v.to_bits()).collect(), doubles(md))
         };
-        assert_eq!(d(&fast_columns), d(&general_columns));
+        assert_eq!(bits(&fast_columns), bits(&general_columns));
         // Not vacuous: rows were made both ways, and the general way refused some.
         assert_eq!(fast.iter().filter(|o| o.starts_with("Ok")).count(), fast_columns[0].len());
         assert!(fast_columns[0].len() >= DIRECT.len() + 8, "{fast:?}");
