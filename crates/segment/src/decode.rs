@@ -370,6 +370,7 @@ impl Straight {
             (Straight::Str { max }, Cell::Str(s)) => s.len() <= max,
             (Straight::Int, cell) => cell.long().is_some_and(|v| i32::try_from(v).is_ok()),
             (Straight::Long | Straight::Timestamp, cell) => cell.long().is_some(),
+            // The general way's range (`convert`, DataType::Float) refuses the rest.
             (Straight::Float, Cell::F64(f)) => f.is_finite() && f.abs() <= f64::from(f32::MAX),
             (Straight::Double, Cell::F64(f)) => f.is_finite(),
             // Every integer is within FLOAT's range.
@@ -1631,6 +1632,7 @@ fn convert<'de>(
         }
         DataType::Float => {
             let f = float(cell, t, column)?;
+            // `Straight::takes` takes the values inside this range straight.
             if f.abs() > f64::from(f32::MAX) {
                 return Err(out_of_range(f, t, column));
             }
