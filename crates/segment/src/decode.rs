@@ -382,12 +382,8 @@ impl Straight {
 
     /// Appends `cell`, which [`Straight::takes`], to `values`.
     fn append(self, cell: &Cell<'_>, values: &mut ScalarBuilder) {
-        let number = |cell: &Cell<'_>| match cell {
-            Cell::F64(f) => *f,
-            Cell::I64(v) => *v as f64,
-            Cell::U64(v) => *v as f64,
-            _ => 0.0,
-        };
+        // The general way's conversion, which cannot fail on a cell `takes` took.
+        let number = |cell: &Cell<'_>| float(cell, DataType::Double, "").unwrap_or_default();
         match (self, cell) {
             (Straight::Str { .. }, Cell::Str(s)) => values.append_str(s),
             (Straight::Int, cell) => values.append_int(cell.long().unwrap_or_default() as i32),
@@ -552,14 +548,15 @@ impl Decoder {
     }
 
     /// Appends a record whose every cell its column takes straight (see [`Direct`]) without
-    /// converting it to [`Value`]s first: the same row as the general way, in less time. None
-    /// (nothing appended) for any other record, which then goes the general way.
+    /// converting it to [`Value`]s first: the same row as the general way, in less time, and
+    /// returns its time. None (nothing appended) for any other record, which then goes the
+    /// general way: a record is never refused here.
     fn append_direct(
         &self,
         cells: &[Cell<'_>],
         items: &[Cell<'_>],
         builders: &mut [ColumnBuilder],
-    ) -> Option<Result<Option<i64>, Dropped>> {
+    ) -> Option<Option<i64>> {
         let direct = self.direct.as_deref()?;
         let layout = &*self.layout;
         if cells.len() < direct.len() || !direct.iter().zip(cells).all(|(d, c)| d.takes(c, items)) {
@@ -576,7 +573,7 @@ impl Decoder {
             None => None,
         };
         if self.dry_run {
-            return Some(Ok(time));
+            return Some(time);
         }
         for ((d, cell), builder) in direct.iter().zip(cells).zip(builders.iter_mut()) {
             match (*d, cell) {
@@ -593,7 +590,7 @@ impl Decoder {
                 (Direct::Many(_), _) => builder.append(&Value::Null),
             }
         }
-        Some(Ok(time))
+        Some(time)
     }
 
     fn convert_and_append<'de>(
@@ -604,9 +601,9 @@ impl Decoder {
         builders: &mut [ColumnBuilder],
     ) -> Result<Option<i64>, Dropped> {
         if self.fast
-            && let Some(appended) = self.append_direct(cells, items, builders)
+            && let Some(time) = self.append_direct(cells, items, builders)
         {
-            return appended;
+            return Ok(time);
         }
         let layout = &*self.layout;
         let mut row: Vec<Value<'de>> = recycle_values(std::mem::take(&mut self.row));
