@@ -3,7 +3,7 @@
 //! MONTH, WEEK, DAYOFMONTH, DAYOFWEEK, DAYOFYEAR, HOUR, MINUTE, SECOND, MILLISECOND and
 //! YEAROFWEEK, each in UTC or in a time zone (pinot-common DateTimeFunctions.java).
 
-use crate::scalar::{Call, map_longs, map_longs_into};
+use crate::scalar::{Call, map_longs, map_longs_into, map_longs_or};
 use arrow::array::{ArrayRef, Int64Array, StringArray};
 use arrow::datatypes::{DataType, Int32Type, Int64Type};
 use datafusion::common::{Result, ScalarValue};
@@ -55,8 +55,11 @@ pub(crate) fn date_trunc(call: &Call) -> Result<Int64Array> {
     let input = time_unit(2, "inputTimeUnit", TimeUnit::Milliseconds)?;
     let zone = call.zone(3)?;
     let output = time_unit(4, "outputTimeUnit", input)?;
+    // The units' factors are worked out once, not per row.
+    let (to_millis, from_millis) =
+        (input.rescale(TimeUnit::Milliseconds), TimeUnit::Milliseconds.rescale(output));
     let one = |v: i64| -> Result<i64> {
-        let ms = input.convert(v, TimeUnit::Milliseconds).ok_or_else(|| {
+        let ms = to_millis.apply(v).ok_or_else(|| {
             call.error(format_args!("timeValue {v} {} is out of range of epoch milliseconds", input.name()))
         })?;
         let start = trunc.apply_in(zone, ms).ok_or_else(|| {
@@ -64,11 +67,15 @@ pub(crate) fn date_trunc(call: &Call) -> Result<Int64Array> {
                 "the start of the {unit} holding {ms} ms in {zone} is out of range of epoch milliseconds"
             ))
         })?;
-        TimeUnit::Milliseconds.convert(start, output).ok_or_else(|| {
+        from_millis.apply(start).ok_or_else(|| {
             call.error(format_args!("{start} ms is out of range in outputTimeUnit {}", output.name()))
         })
     };
-    map_longs::<Int64Type>(&call.longs(1)?, one)
+    // Each row the short way; `one` again only for a row out of range, for its message.
+    let start = |v: i64| {
+        to_millis.apply(v).and_then(|ms| trunc.apply_in(zone, ms)).and_then(|s| from_millis.apply(s))
+    };
+    map_longs_or::<Int64Type>(&call.longs(1)?, start, one)
 }
 
 /// DATETIMECONVERT(value, inputFormat, outputFormat, granularity): the value read in the input
@@ -413,6 +420,7 @@ impl Truncation {
     /// Truncates epoch ms in `zone` as Joda's zoned `roundFloor` does (ZonedChronology): a unit
     /// under 12 hours is floored on the instant shifted by its offset; a day or longer on the
     /// wall clock, whose start is turned back into an instant near the original one.
+    #[inline]
     pub(crate) fn apply_in(self, zone: TimeZone, ms: i64) -> Option<i64> {
         if zone.is_utc() {
             return self.apply(ms);
@@ -428,15 +436,28 @@ impl Truncation {
 
     /// Truncates epoch ms (UTC); weeks start on Monday, as in Pinot. None when the start is
     /// before i64::MIN ms (near i64::MIN every start but the millisecond's is).
+    #[inline]
     pub(crate) fn apply(self, ms: i64) -> Option<i64> {
-        let day = ms.div_euclid(DAY_MS);
+        match self {
+            Truncation::Fixed(step) => ms.div_euclid(step).checked_mul(step),
+            _ => self.apply_calendar(ms),
+        }
+    }
+
+    /// [`Truncation::apply`] for the units of the calendar (out of the per-row loop's way).
+    #[inline(never)]
+    fn apply_calendar(self, ms: i64) -> Option<i64> {
+        let day = || ms.div_euclid(DAY_MS);
         match self {
             Truncation::Fixed(step) => ms.div_euclid(step).checked_mul(step),
             // 1970-01-01 was a Thursday: Monday-based week starts are 3 days earlier.
-            Truncation::Week => (day - (day + 3).rem_euclid(7)).checked_mul(DAY_MS),
+            Truncation::Week => {
+                let day = day();
+                (day - (day + 3).rem_euclid(7)).checked_mul(DAY_MS)
+            }
             Truncation::Month | Truncation::Quarter | Truncation::Year => {
                 // |day| < 2^47: the calendar arithmetic stays far inside i64.
-                let (y, m, _) = civil_from_days(day);
+                let (y, m, _) = civil_from_days(day());
                 let month = match self {
                     Truncation::Month => m,
                     Truncation::Quarter => (m - 1) / 3 * 3 + 1,

@@ -366,6 +366,27 @@ where
     values.iter().map(|v| v.map(&f).transpose()).collect::<Result<A>>()
 }
 
+/// [`map_longs`] for a function with a short way (inlined into the loop) that gives None where
+/// the long way must decide: `long` runs only for those values, for its answer or its error.
+pub(crate) fn map_longs_or<O: ArrowPrimitiveType>(
+    values: &Int64Array,
+    short: impl Fn(i64) -> Option<O::Native>,
+    long: impl Fn(i64) -> Result<O::Native>,
+) -> Result<PrimitiveArray<O>> {
+    let mut out = Vec::with_capacity(values.len());
+    for (i, &v) in values.values().iter().enumerate() {
+        out.push(if values.is_null(i) {
+            O::Native::default()
+        } else {
+            match short(v) {
+                Some(x) => x,
+                None => long(v)?,
+            }
+        });
+    }
+    Ok(PrimitiveArray::new(out.into(), values.nulls().cloned()))
+}
+
 /// [`map_longs_into`] for a primitive result: written straight into a values buffer, the
 /// input's null buffer shared (a null slot holds the default value, `f` is not called on it).
 pub(crate) fn map_longs<O: ArrowPrimitiveType>(
@@ -386,4 +407,31 @@ pub(crate) fn map_longs<O: ArrowPrimitiveType>(
         }
     }
     Ok(PrimitiveArray::new(out.into(), values.nulls().cloned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::datatypes::Int64Type;
+    use std::cell::RefCell;
+
+    #[test]
+    fn map_longs_or_takes_the_long_way_only_where_the_short_one_gives_none() {
+        let values = Int64Array::from(vec![Some(4), None, Some(-3), Some(10)]);
+        let long_calls = RefCell::new(Vec::new());
+        let short = |v: i64| (v >= 0).then_some(v * 2);
+        let long = |v: i64| {
+            long_calls.borrow_mut().push(v);
+            Ok(v * 100)
+        };
+        let out = map_longs_or::<Int64Type>(&values, short, long).unwrap();
+        assert_eq!(out, Int64Array::from(vec![Some(8), None, Some(-300), Some(20)]));
+        // The null slot is not computed; only -3 went the long way.
+        assert_eq!(*long_calls.borrow(), vec![-3]);
+        // The long way's error is the answer.
+        let refused = map_longs_or::<Int64Type>(&values, short, |v| {
+            Err(datafusion::common::DataFusionError::Execution(format!("{v} is out of range")))
+        });
+        assert!(refused.unwrap_err().to_string().contains("-3 is out of range"));
+    }
 }

@@ -57,14 +57,20 @@ impl TimeUnit {
 
     /// Converts `value` in this unit to `to`, truncating toward zero as Java's
     /// `TimeUnit.convert` does; None when the result is outside i64 (where Java saturates).
+    /// For many values, [`TimeUnit::rescale`] once and [`Rescale::apply`] each.
     pub fn convert(self, value: i64, to: TimeUnit) -> Option<i64> {
-        // Each unit is a whole number of every finer one (at most 8.64e13 nanoseconds in a
-        // day): a multiplication or a division in i64, not in i128 (this runs per row).
+        self.rescale(to).apply(value)
+    }
+
+    /// The conversion from this unit to `to`, worked out once for many values.
+    pub fn rescale(self, to: TimeUnit) -> Rescale {
+        // Each unit is a whole number of every finer one, at most 8.64e13 nanoseconds in a day:
+        // the factor fits i64.
         let (from, to) = (self.nanos(), to.nanos());
         if from >= to {
-            value.checked_mul(i64::try_from(from / to).ok()?)
+            Rescale { multiply: (from / to) as i64, divide: 1 }
         } else {
-            Some(value / i64::try_from(to / from).ok()?)
+            Rescale { multiply: 1, divide: (to / from) as i64 }
         }
     }
 
@@ -79,6 +85,23 @@ impl TimeUnit {
             TimeUnit::Hours => 3_600_000_000_000,
             TimeUnit::Days => 86_400_000_000_000,
         }
+    }
+}
+
+/// A conversion between two [`TimeUnit`]s ([`TimeUnit::rescale`]): a multiplication into a
+/// finer unit or a division into a coarser one, in i64, without working out the factor per value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rescale {
+    multiply: i64,
+    divide: i64,
+}
+
+impl Rescale {
+    /// `value` in the target unit, truncated toward zero as Java's `TimeUnit.convert` does;
+    /// None when it is outside i64 (where Java saturates).
+    #[inline]
+    pub fn apply(self, value: i64) -> Option<i64> {
+        if self.divide == 1 { value.checked_mul(self.multiply) } else { Some(value / self.divide) }
     }
 }
 

@@ -18,7 +18,7 @@ pub mod transform;
 pub mod zone;
 
 pub use columns::{LayoutOptions, TableLayout};
-pub use datetime::{DateTimeFormat, Granularity, JavaDatePattern, TimeUnit};
+pub use datetime::{DateTimeFormat, Granularity, JavaDatePattern, Rescale, TimeUnit};
 pub use decode::{DropReason, DropStats, Dropped, ParsedChunk, RecordMeta, not_an_object, unreadable};
 pub use mutable::{Decoded, MutableSegment, SealReason, SegmentSnapshot};
 pub use problem::{Problem, Problems};
