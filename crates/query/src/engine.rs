@@ -41,7 +41,9 @@ pub struct QueryOptions {
     pub memory_limit: usize,
     /// Most rows a result may hold; more are cut and `partialResult` is set (default 100,000).
     pub max_result_rows: usize,
-    /// Partitions DataFusion plans for (default: the number of cores).
+    /// The cores a query is planned for (default: the machine's): its scans are cut into
+    /// partitions by their rows, up to 32 a core, and its repartitioned operators (a GROUP BY's
+    /// final aggregation, a join) into 8 hash partitions a core.
     pub target_partitions: usize,
     /// Skip segments whose statistics rule out a query's filters (default true). A switch for
     /// benchmarks and diagnosis only: off, every segment is read, so the same query can be timed
@@ -191,6 +193,13 @@ static PLANNERS: Planners = Planners { idle: Mutex::new(Vec::new()) };
 /// Planning threads left idle at most; more are started while queries plan at once, and end
 /// when they are done. Few: an idle thread keeps the stack pages its deepest plan touched.
 const IDLE_PLANNERS: usize = 2;
+
+/// Hash partitions per core of a query's repartitioned operators (a GROUP BY's final
+/// aggregation, a join): more than the cores, so that a high-cardinality GROUP BY or DISTINCT
+/// builds several hash tables small enough for the CPU's caches, not one large table per core
+/// that misses them on every probe (DISTINCTCOUNT over 1M users in 10.5M rows: 454 ms with 1
+/// a core, 265 ms with 8; BENCHMARKS.md, "Partitions").
+const HASH_PARTITIONS_PER_CORE: usize = 8;
 
 type PlanJob = Box<dyn FnOnce() + Send>;
 
@@ -803,7 +812,10 @@ impl QueryEngine {
     fn context(&self, recorder: &Arc<ScanRecorder>, view: UpsertView) -> Result<SessionState, QueryError> {
         let mut config = SessionConfig::new()
             .with_information_schema(true)
-            .with_target_partitions(self.options.target_partitions.max(1));
+            .with_target_partitions(self.options.target_partitions.max(1) * HASH_PARTITIONS_PER_CORE);
+        // Shoal's scans cut themselves into partitions by their rows; DataFusion's round robin
+        // would spread a short scan over every hash partition, for nothing but the hand-off.
+        config.options_mut().optimizer.enable_round_robin_repartition = false;
         // Names keep their case; `canonicalize` matches them without regard to case.
         config.options_mut().sql_parser.enable_ident_normalization = false;
         // A partial aggregation whose first batch finds nearly as many groups as rows (a
@@ -849,6 +861,7 @@ impl QueryEngine {
                 let provider =
                     ShoalTable::new(Arc::clone(&t.layout), Arc::clone(&t.source), Arc::clone(recorder))
                         .with_pruning(self.options.prune)
+                        .with_scan_cores(self.options.target_partitions)
                         .with_upsert_view(view);
                 register(&alias, Arc::new(provider))?;
             }

@@ -23,20 +23,28 @@ use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-/// A scan's partitions per partition of the session (a core): a few more than the cores, so
-/// that a core slowed by other work hands some of its share to the others (DataFusion runs a
-/// scan's partitions as tasks any worker thread may take).
-const PARTITIONS_PER_CORE: usize = 4;
+/// A large scan's partitions per core: many more than the cores. DataFusion runs a scan's
+/// partitions as tasks any worker thread may take, so a core slowed by other work hands some
+/// of its share to the others; and a GROUP BY over a high-cardinality key (users, sessions)
+/// fed by many small partitions was faster: DISTINCTCOUNT over 1M users in 10.5M rows 265 ms
+/// with 32 a core against 333 ms with 4 (BENCHMARKS.md, "Partitions").
+const PARTITIONS_PER_CORE: usize = 32;
 
-/// The pieces a scan reads, in order, cut into `PARTITIONS_PER_CORE * cores` partitions of
-/// about the same number of visible rows (fewer when there are fewer batches), a piece split
-/// between batches where a partition ends. Each partition costs the operators above the scan a
-/// stream and a state of their own, so a partition per segment (or per part of one) would
-/// cost a query more the more segments a table has.
+/// The fewest rows a scan's partition is given (16 batches): each partition costs the
+/// operators above the scan a stream and a state of their own, which a short scan (a time
+/// range) would feel.
+const MIN_PARTITION_ROWS: usize = 16 * 8192;
+
+/// The pieces a scan reads, in order, cut into up to `PARTITIONS_PER_CORE * cores` partitions
+/// of about the same number of visible rows, none under `MIN_PARTITION_ROWS` when there are
+/// more partitions than one (and no more than there are batches), a piece split between
+/// batches where a partition ends. The count follows the rows read, not the segments: a
+/// partition per segment (or per part of one) would cost a query more the more segments a
+/// table has.
 fn partitioned(pieces: Vec<Piece>, cores: usize) -> Vec<Vec<Piece>> {
     let batches: usize = pieces.iter().map(|p| p.range.len()).sum();
-    let count = (PARTITIONS_PER_CORE * cores.max(1)).min(batches).max(1);
     let total: usize = pieces.iter().map(|p| p.rows).sum();
+    let count = (PARTITIONS_PER_CORE * cores.max(1)).min(total / MIN_PARTITION_ROWS).min(batches).max(1);
     let mut partitions: Vec<Vec<Piece>> = Vec::with_capacity(count);
     let mut current = Vec::new();
     let mut taken = 0;
@@ -336,6 +344,8 @@ pub struct ShoalTable {
     /// Where scans record what they touch (None: nowhere, for a provider that lives long).
     recorder: Option<Arc<ScanRecorder>>,
     prune: bool,
+    /// The cores the scan is cut for ([`ShoalTable::with_scan_cores`]).
+    scan_cores: Option<usize>,
     view: UpsertView,
 }
 
@@ -346,19 +356,34 @@ impl ShoalTable {
         source: Arc<dyn SnapshotSource>,
         recorder: Arc<ScanRecorder>,
     ) -> Self {
-        ShoalTable { layout, source, recorder: Some(recorder), prune: true, view: UpsertView::Latest }
+        ShoalTable {
+            layout,
+            source,
+            recorder: Some(recorder),
+            prune: true,
+            view: UpsertView::Latest,
+            scan_cores: None,
+        }
     }
 
     /// A provider over `source` that records nothing: for a context that outlives one query
     /// (an app's own `SessionContext`).
     pub fn unrecorded(layout: Arc<TableLayout>, source: Arc<dyn SnapshotSource>) -> Self {
-        ShoalTable { layout, source, recorder: None, prune: true, view: UpsertView::Latest }
+        ShoalTable { layout, source, recorder: None, prune: true, view: UpsertView::Latest, scan_cores: None }
     }
 
     /// Whether scans skip segments by their statistics (on by default). Off is for benchmarks
     /// and diagnosis: every segment is read, and the filters still give the same rows.
     pub fn with_pruning(mut self, on: bool) -> Self {
         self.prune = on;
+        self
+    }
+
+    /// The cores a scan is cut for: 4 partitions each. Without it, the session's target
+    /// partitions count as the cores (an app's own session); [`crate::QueryEngine`] plans more
+    /// partitions than cores for its repartitioned operators, and sets its cores here.
+    pub fn with_scan_cores(mut self, cores: usize) -> Self {
+        self.scan_cores = Some(cores.max(1));
         self
     }
 
@@ -552,7 +577,9 @@ impl TableProvider for ShoalTable {
             // Each partition stops at the LIMIT: one per segment, as Pinot's servers stop each
             // segment's scan there (numDocsScanned counts what they read).
             Some(_) => by_segment(pieces),
-            None => partitioned(pieces, state.config().target_partitions()),
+            None => {
+                partitioned(pieces, self.scan_cores.unwrap_or_else(|| state.config().target_partitions()))
+            }
         };
         let output_columns = projection.map_or(self.schema().fields().len(), Vec::len) as u64;
         let counters = Arc::new(ScanCounters {
@@ -966,15 +993,16 @@ mod tests {
     }
 
     #[test]
-    fn a_scan_is_cut_into_a_few_partitions_per_core_of_even_rows_whatever_its_segments() {
-        // Twelve segments of 100 batches: eight partitions on two cores, not one per segment.
+    fn a_scan_is_cut_into_partitions_per_core_of_even_rows_whatever_its_segments() {
+        // Twelve segments of 100 batches: 64 partitions on two cores, not one per segment.
         let segments: Vec<_> = (0..12).map(|_| segment(100 * 8192, 8192)).collect();
         let pieces: Vec<Piece> = segments.iter().enumerate().map(|(i, s)| whole(s, i)).collect();
         let partitions = partitioned(pieces, 2);
         assert_eq!(partitions.len(), PARTITIONS_PER_CORE * 2);
         let (values, rows) = read(&partitions);
         assert_eq!(values.len(), 12 * 100 * 8192, "every row once");
-        assert!(rows.iter().all(|&r| r == 150 * 8192), "even partitions: {rows:?}");
+        // 1,200 batches in 64 partitions: 18 or 19 batches each.
+        assert!(rows.iter().all(|&r| r == 18 * 8192 || r == 19 * 8192), "even partitions: {rows:?}");
         // In each segment's order (each segment counts from 0).
         let mut expected = Vec::new();
         for _ in 0..12 {
@@ -982,24 +1010,34 @@ mod tests {
         }
         assert_eq!(values, expected);
 
-        // One segment of three batches: no more partitions than batches.
+        // Fewer rows than two partitions' least: one partition, however many batches.
         let small = segment(3 * 8192, 8192);
         let partitions = partitioned(vec![whole(&small, 0)], 2);
-        assert_eq!(partitions.len(), 3);
+        assert_eq!(partitions.len(), 1);
         assert_eq!(read(&partitions).0, (0..3 * 8192).collect::<Vec<i64>>());
+        // Rows for five partitions of the least: five, not the 64 two cores could take.
+        let five = segment(5 * MIN_PARTITION_ROWS + 100, 8192);
+        let partitions = partitioned(vec![whole(&five, 0)], 2);
+        assert_eq!(partitions.len(), 5);
+        let (values, rows) = read(&partitions);
+        assert_eq!(values, (0..5 * MIN_PARTITION_ROWS as i64 + 100).collect::<Vec<i64>>());
+        assert!(rows.iter().all(|&r| r >= MIN_PARTITION_ROWS - 8192), "{rows:?}");
+        // Small batches: no more partitions than batches.
+        let few = segment(3 * MIN_PARTITION_ROWS, 2 * MIN_PARTITION_ROWS);
+        assert_eq!(partitioned(vec![whole(&few, 0)], 2).len(), 2);
 
         // Uneven pieces and a piece with a validity (an upsert table's): the validity's piece is
         // kept whole, every row is read once, in order.
-        let a = segment(10 * 8192 + 100, 8192);
+        let a = segment(20 * 8192 + 100, 8192);
         let b = segment(8192, 8192);
         let mut masked = whole(&b, 1);
         masked.valid = Some(BooleanBuffer::from(vec![true; 8192]));
         let partitions = partitioned(vec![whole(&a, 0), masked, whole(&a, 2)], 1);
-        assert_eq!(partitions.len(), PARTITIONS_PER_CORE);
+        assert_eq!(partitions.len(), 2, "336,072 rows: two partitions of the least");
         let (values, rows) = read(&partitions);
-        let mut expected: Vec<i64> = (0..10 * 8192 + 100).collect();
+        let mut expected: Vec<i64> = (0..20 * 8192 + 100).collect();
         expected.extend(0..8192);
-        expected.extend(0..10 * 8192 + 100);
+        expected.extend(0..20 * 8192 + 100);
         assert_eq!(values, expected);
         let total: usize = rows.iter().sum();
         assert!(rows.iter().all(|&r| r.abs_diff(total / rows.len()) <= 8192), "{rows:?}");
