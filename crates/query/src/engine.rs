@@ -813,8 +813,9 @@ impl QueryEngine {
         let mut config = SessionConfig::new()
             .with_information_schema(true)
             .with_target_partitions(self.options.target_partitions.max(1) * HASH_PARTITIONS_PER_CORE);
-        // Shoal's scans cut themselves into partitions by their rows; DataFusion's round robin
-        // would spread a short scan over every hash partition, for nothing but the hand-off.
+        // Shoal's scans cut themselves into partitions by their rows: DataFusion's round robin
+        // would spread a short scan over every hash partition for nothing but the hand-off. It
+        // stays for a query that reads any other table (`plan_and_start`).
         config.options_mut().optimizer.enable_round_robin_repartition = false;
         // Names keep their case; `canonicalize` matches them without regard to case.
         config.options_mut().sql_parser.enable_ident_normalization = false;
@@ -973,12 +974,34 @@ async fn plan_and_start(mut state: SessionState, planning: Planning) -> Result<P
         .verify_plan(&plan)
         .map_err(|e| QueryError::validation(format!("{} (Shoal's SQL is read-only)", e.strip_backtrace())))?;
     let read = tables_read(&plan, &tables);
+    // An app's table, a dimension table or information_schema does not partition itself:
+    // DataFusion's round robin spreads its batches over the hash partitions, as in an app's
+    // own session.
+    state.config_mut().options_mut().optimizer.enable_round_robin_repartition =
+        reads_other_tables(&plan, &tables);
     let task = state.task_ctx();
     let physical = state.create_physical_plan(&plan).await.map_err(QueryError::from_datafusion)?;
     guard::check_join_pairs(&physical, max_join_pairs).map_err(QueryError::from_datafusion)?;
     let stream = datafusion::physical_plan::execute_stream(Arc::clone(&physical), task)
         .map_err(QueryError::from_datafusion)?;
     Ok(Planned { stream, plan: physical, shape, tables: read })
+}
+
+/// Whether `plan` scans, subqueries included, a table that is not one of Shoal's.
+fn reads_other_tables(plan: &LogicalPlan, tables: &[String]) -> bool {
+    let mut other = false;
+    let _ = plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::TableScan(scan) = node {
+            let name = scan.table_name.table();
+            let raw = name.strip_suffix("_REALTIME").unwrap_or(name);
+            if !tables.iter().any(|t| t == raw) {
+                other = true;
+                return Ok(TreeNodeRecursion::Stop);
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    other
 }
 
 /// The registered tables `plan` scans, subqueries included, by their names without

@@ -36,15 +36,16 @@ const PARTITIONS_PER_CORE: usize = 32;
 const MIN_PARTITION_ROWS: usize = 16 * 8192;
 
 /// The pieces a scan reads, in order, cut into up to `PARTITIONS_PER_CORE * cores` partitions
-/// of about the same number of visible rows, none under `MIN_PARTITION_ROWS` when there are
-/// more partitions than one (and no more than there are batches), a piece split between
+/// of about the same number of visible rows, none under `MIN_PARTITION_ROWS` where there are
+/// more partitions than cores (and no more than there are batches), a piece split between
 /// batches where a partition ends. The count follows the rows read, not the segments: a
 /// partition per segment (or per part of one) would cost a query more the more segments a
 /// table has.
 fn partitioned(pieces: Vec<Piece>, cores: usize) -> Vec<Vec<Piece>> {
     let batches: usize = pieces.iter().map(|p| p.range.len()).sum();
     let total: usize = pieces.iter().map(|p| p.rows).sum();
-    let count = (PARTITIONS_PER_CORE * cores.max(1)).min(total / MIN_PARTITION_ROWS).min(batches).max(1);
+    let cores = cores.max(1);
+    let count = (total / MIN_PARTITION_ROWS).max(cores).min(PARTITIONS_PER_CORE * cores).min(batches).max(1);
     let mut partitions: Vec<Vec<Piece>> = Vec::with_capacity(count);
     let mut current = Vec::new();
     let mut taken = 0;
@@ -379,9 +380,10 @@ impl ShoalTable {
         self
     }
 
-    /// The cores a scan is cut for: 4 partitions each. Without it, the session's target
-    /// partitions count as the cores (an app's own session); [`crate::QueryEngine`] plans more
-    /// partitions than cores for its repartitioned operators, and sets its cores here.
+    /// The cores a scan is cut for: at least a partition each, up to 32 each for a large scan.
+    /// Without it, the session's target partitions count as the cores (an app's own session);
+    /// [`crate::QueryEngine`] plans more partitions than cores for its repartitioned operators,
+    /// and sets its cores here.
     pub fn with_scan_cores(mut self, cores: usize) -> Self {
         self.scan_cores = Some(cores.max(1));
         self
@@ -1010,10 +1012,10 @@ mod tests {
         }
         assert_eq!(values, expected);
 
-        // Fewer rows than two partitions' least: one partition, however many batches.
+        // Fewer rows than two partitions' least: a partition a core, however small.
         let small = segment(3 * 8192, 8192);
         let partitions = partitioned(vec![whole(&small, 0)], 2);
-        assert_eq!(partitions.len(), 1);
+        assert_eq!(partitions.len(), 2);
         assert_eq!(read(&partitions).0, (0..3 * 8192).collect::<Vec<i64>>());
         // Rows for five partitions of the least: five, not the 64 two cores could take.
         let five = segment(5 * MIN_PARTITION_ROWS + 100, 8192);

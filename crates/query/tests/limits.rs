@@ -174,3 +174,26 @@ async fn a_join_without_a_key_over_too_many_pairs_is_refused() {
     let n = arrow::compute::cast(r.batches[0].column(0), &arrow::datatypes::DataType::Int64).unwrap();
     assert_eq!(arrow::array::AsArray::as_primitive::<arrow::datatypes::Int64Type>(&n).value(0), 8_000_000);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sorts_over_many_partitions_fit_a_small_memory_limit() {
+    // Eight hash partitions a core: 32 final aggregations on four cores, each sorted before
+    // the merge (SortExec with its partitions kept), within a limit of 64 MiB.
+    let options = QueryOptions::default().with_target_partitions(4).with_memory_limit(64 << 20);
+    let (engine, _t, _events, _dir) = events_table(1, 20_000, 0, options);
+    let sql = "SELECT user_id, count(*) AS n FROM events GROUP BY user_id ORDER BY n DESC, user_id";
+    let r = engine.execute(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let rows: Vec<(String, i64)> = r
+        .batches
+        .iter()
+        .flat_map(|b| {
+            let ids = arrow::array::AsArray::as_string::<i32>(b.column(0)).clone();
+            let n = arrow::compute::cast(b.column(1), &arrow::datatypes::DataType::Int64).unwrap();
+            let n = arrow::array::AsArray::as_primitive::<arrow::datatypes::Int64Type>(&n).clone();
+            (0..b.num_rows()).map(move |i| (ids.value(i).to_string(), n.value(i))).collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(rows.iter().map(|(_, n)| n).sum::<i64>(), 20_000, "every row counted once");
+    assert!(rows.len() > 1_000, "many groups, so every partition sorts some: {}", rows.len());
+    assert!(rows.windows(2).all(|w| w[0].1 > w[1].1 || (w[0].1 == w[1].1 && w[0].0 < w[1].0)), "in order");
+}

@@ -471,3 +471,33 @@ async fn the_query_start_time_is_set_for_current_date_and_timestamp() {
     let b = &r.batches[0];
     assert!(b.column(0).as_boolean().value(0) && b.column(1).as_boolean().value(0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_tables_that_are_not_shoals_are_spread_by_round_robin() {
+    // Shoal's scans cut themselves into partitions by their rows; an app's table of one
+    // partition is spread over the hash partitions by DataFusion's round robin, as in an app's
+    // own session.
+    let (engine, _t, _events, _dir) = events_table(2, 1000, 0, QueryOptions::default());
+    let ids = arrow::array::Int64Array::from((0..1000).collect::<Vec<i64>>());
+    let batch =
+        arrow::record_batch::RecordBatch::try_from_iter([("id", std::sync::Arc::new(ids) as _)]).unwrap();
+    let app = datafusion::datasource::MemTable::try_new(batch.schema(), vec![vec![batch]]).unwrap();
+    engine.register_external("app", std::sync::Arc::new(app)).unwrap();
+    let plan = |sql: &'static str| {
+        let engine = &engine;
+        async move {
+            let r = engine.execute(&format!("EXPLAIN {sql}")).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+            arrow::util::pretty::pretty_format_batches(&r.batches).unwrap().to_string()
+        }
+    };
+    let ours = plan("SELECT country, count(*) FROM events WHERE duration_ms > 10 GROUP BY country").await;
+    assert!(!ours.contains("RoundRobinBatch"), "{ours}");
+    let theirs = plan("SELECT id % 7, count(*) FROM app WHERE id > 10 GROUP BY id % 7").await;
+    assert!(theirs.contains("RoundRobinBatch"), "{theirs}");
+    // Both in one query: the app's table is spread.
+    let both = plan("SELECT count(*) FROM events e JOIN app a ON e.duration_ms = a.id").await;
+    assert!(both.contains("RoundRobinBatch"), "{both}");
+    // And the answers are the same as the rows say.
+    let r = engine.execute("SELECT count(*) FROM app WHERE id > 10").await.unwrap();
+    assert_eq!(r.batches[0].column(0).as_primitive::<Int64Type>().value(0), 989);
+}
