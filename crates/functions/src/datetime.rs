@@ -440,32 +440,26 @@ impl Truncation {
     pub(crate) fn apply(self, ms: i64) -> Option<i64> {
         match self {
             Truncation::Fixed(step) => ms.div_euclid(step).checked_mul(step),
-            _ => self.apply_calendar(ms),
+            // 1970-01-01 was a Thursday: Monday-based week starts are 3 days earlier.
+            Truncation::Week => {
+                let day = ms.div_euclid(DAY_MS);
+                (day - (day + 3).rem_euclid(7)).checked_mul(DAY_MS)
+            }
+            Truncation::Month | Truncation::Quarter | Truncation::Year => self.month_start(ms),
         }
     }
 
-    /// [`Truncation::apply`] for the units of the calendar (out of the per-row loop's way).
+    /// The start of the month, quarter or year holding `ms` (out of the per-row loop's way).
     #[inline(never)]
-    fn apply_calendar(self, ms: i64) -> Option<i64> {
-        let day = || ms.div_euclid(DAY_MS);
-        match self {
-            Truncation::Fixed(step) => ms.div_euclid(step).checked_mul(step),
-            // 1970-01-01 was a Thursday: Monday-based week starts are 3 days earlier.
-            Truncation::Week => {
-                let day = day();
-                (day - (day + 3).rem_euclid(7)).checked_mul(DAY_MS)
-            }
-            Truncation::Month | Truncation::Quarter | Truncation::Year => {
-                // |day| < 2^47: the calendar arithmetic stays far inside i64.
-                let (y, m, _) = civil_from_days(day());
-                let month = match self {
-                    Truncation::Month => m,
-                    Truncation::Quarter => (m - 1) / 3 * 3 + 1,
-                    _ => 1,
-                };
-                days_from_civil(y, month, 1).checked_mul(DAY_MS)
-            }
-        }
+    fn month_start(self, ms: i64) -> Option<i64> {
+        // |day| < 2^47: the calendar arithmetic stays far inside i64.
+        let (y, m, _) = civil_from_days(ms.div_euclid(DAY_MS));
+        let month = match self {
+            Truncation::Month => m,
+            Truncation::Quarter => (m - 1) / 3 * 3 + 1,
+            _ => 1,
+        };
+        days_from_civil(y, month, 1).checked_mul(DAY_MS)
     }
 }
 

@@ -393,20 +393,7 @@ pub(crate) fn map_longs<O: ArrowPrimitiveType>(
     values: &Int64Array,
     f: impl Fn(i64) -> Result<O::Native>,
 ) -> Result<PrimitiveArray<O>> {
-    let mut out = Vec::with_capacity(values.len());
-    match values.nulls() {
-        None => {
-            for &v in values.values() {
-                out.push(f(v)?);
-            }
-        }
-        Some(nulls) => {
-            for (i, &v) in values.values().iter().enumerate() {
-                out.push(if nulls.is_valid(i) { f(v)? } else { O::Native::default() });
-            }
-        }
-    }
-    Ok(PrimitiveArray::new(out.into(), values.nulls().cloned()))
+    map_longs_or(values, |_| None, f)
 }
 
 #[cfg(test)]

@@ -813,10 +813,6 @@ impl QueryEngine {
         let mut config = SessionConfig::new()
             .with_information_schema(true)
             .with_target_partitions(self.options.target_partitions.max(1) * HASH_PARTITIONS_PER_CORE);
-        // Shoal's scans cut themselves into partitions by their rows: DataFusion's round robin
-        // would spread a short scan over every hash partition for nothing but the hand-off. It
-        // stays for a query that reads any other table (`plan_and_start`).
-        config.options_mut().optimizer.enable_round_robin_repartition = false;
         // Names keep their case; `canonicalize` matches them without regard to case.
         config.options_mut().sql_parser.enable_ident_normalization = false;
         // A partial aggregation whose first batch finds nearly as many groups as rows (a
@@ -973,12 +969,12 @@ async fn plan_and_start(mut state: SessionState, planning: Planning) -> Result<P
         .with_allow_statements(false)
         .verify_plan(&plan)
         .map_err(|e| QueryError::validation(format!("{} (Shoal's SQL is read-only)", e.strip_backtrace())))?;
-    let read = tables_read(&plan, &tables);
-    // An app's table, a dimension table or information_schema does not partition itself:
-    // DataFusion's round robin spreads its batches over the hash partitions, as in an app's
-    // own session.
-    state.config_mut().options_mut().optimizer.enable_round_robin_repartition =
-        reads_other_tables(&plan, &tables);
+    let (read, others) = tables_read(&plan, &tables);
+    // Shoal's scans cut themselves into partitions by their rows: DataFusion's round robin
+    // would spread a short scan over every hash partition for nothing but the hand-off. An
+    // app's table, a dimension table or information_schema does not partition itself: the
+    // round robin spreads its batches, as in an app's own session.
+    state.config_mut().options_mut().optimizer.enable_round_robin_repartition = others;
     let task = state.task_ctx();
     let physical = state.create_physical_plan(&plan).await.map_err(QueryError::from_datafusion)?;
     guard::check_join_pairs(&physical, max_join_pairs).map_err(QueryError::from_datafusion)?;
@@ -987,36 +983,23 @@ async fn plan_and_start(mut state: SessionState, planning: Planning) -> Result<P
     Ok(Planned { stream, plan: physical, shape, tables: read })
 }
 
-/// Whether `plan` scans, subqueries included, a table that is not one of Shoal's.
-fn reads_other_tables(plan: &LogicalPlan, tables: &[String]) -> bool {
-    let mut other = false;
-    let _ = plan.apply_with_subqueries(|node| {
-        if let LogicalPlan::TableScan(scan) = node {
-            let name = scan.table_name.table();
-            let raw = name.strip_suffix("_REALTIME").unwrap_or(name);
-            if !tables.iter().any(|t| t == raw) {
-                other = true;
-                return Ok(TreeNodeRecursion::Stop);
-            }
-        }
-        Ok(TreeNodeRecursion::Continue)
-    });
-    other
-}
-
 /// The registered tables `plan` scans, subqueries included, by their names without
-/// `_REALTIME` (Pinot's `tablesQueried` holds raw table names).
-fn tables_read(plan: &LogicalPlan, tables: &[String]) -> Vec<String> {
+/// `_REALTIME` (Pinot's `tablesQueried` holds raw table names), and whether it scans any other
+/// table (an app's, a dimension table, information_schema).
+fn tables_read(plan: &LogicalPlan, tables: &[String]) -> (Vec<String>, bool) {
     let mut read = BTreeSet::new();
+    let mut others = false;
     let _ = plan.apply_with_subqueries(|node| {
         if let LogicalPlan::TableScan(scan) = node {
             let name = scan.table_name.table();
             let raw = name.strip_suffix("_REALTIME").unwrap_or(name);
             if tables.iter().any(|t| t == raw) {
                 read.insert(raw.to_string());
+            } else {
+                others = true;
             }
         }
         Ok(TreeNodeRecursion::Continue)
     });
-    read.into_iter().collect()
+    (read.into_iter().collect(), others)
 }
