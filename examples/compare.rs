@@ -251,7 +251,11 @@ async fn main() {
     let (schema, _) = Schema::from_json_str(EVENTS_SCHEMA).expect("valid schema");
     let layout = Arc::new(TableLayout::new(
         Arc::new(schema),
-        &LayoutOptions { time_column: Some("timestamp".into()), ..Default::default() },
+        &LayoutOptions {
+            time_column: Some("timestamp".into()),
+            dictionary: shoal_segment::events::events_dictionary(),
+            ..Default::default()
+        },
     ));
     let seg_dir = args.dir.join(format!("segments-{}", args.rows));
     let _ = std::fs::remove_dir_all(&seg_dir);
@@ -292,6 +296,18 @@ async fn main() {
         "shoal ingested {} rows in {parts} shards ({sealed} sealed segments + {tail_rows} rows consuming) in {ingest_s:.2}s",
         args.rows
     );
+    let (sealed_rows, sealed_bytes) = segments.iter().fold((0u64, 0u64), |(rows, bytes), s| match s {
+        SegmentData::Sealed(s) => (rows + s.meta().rows, bytes + s.file_bytes()),
+        _ => (rows, bytes),
+    });
+    if sealed_rows > 0 {
+        let ndjson_per_row = bytes as f64 / args.rows as f64;
+        let per_row = sealed_bytes as f64 / sealed_rows as f64;
+        eprintln!(
+            "sealed segments: {per_row:.1} bytes a row against {ndjson_per_row:.1} of NDJSON: {:.3}x",
+            per_row / ndjson_per_row
+        );
+    }
 
     // The time-range query touches the second segment only (or the first when there is one).
     let (t0, t1) = first_ts.get(1).or(first_ts.first()).copied().flatten().unwrap_or((0, i64::MAX));

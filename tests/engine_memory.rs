@@ -2,6 +2,7 @@
 
 mod common;
 
+use arrow::array::AsArray;
 use common::*;
 use serde_json::json;
 use shoal::{Engine, Error, ShardState};
@@ -173,4 +174,120 @@ async fn bad_records_are_counted_and_good_rows_kept() {
     engine.drop_table("bad").await.unwrap();
     assert!(engine.tables().is_empty());
     assert!(!dir.path().join("tables/bad").exists());
+}
+
+/// Every `.seg` file under `dir`.
+fn segment_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(segment_files(&path));
+        } else if path.extension().is_some_and(|e| e == "seg") {
+            out.push(path);
+        }
+    }
+    out
+}
+
+/// STRING dimensions are dictionary-encoded as in Pinot (all but `noDictionaryColumns`), in the
+/// consuming segment and on disk; filters, group-bys, distinct counts and Shoal's functions
+/// answer over them as over plain strings, results carry plain strings, and a restart reads
+/// the files back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strings_are_dictionary_encoded_on_disk_and_answer_as_values_through_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let sources = MemorySources::default();
+    let stream = sources.stream("dict", 1);
+    let mut config = table_config("dict", "dict", "http://unused", 500);
+    config["tableIndexConfig"]["noDictionaryColumns"] = json!(["name"]);
+    let mut schema = schema("dict");
+    schema["dimensionFieldSpecs"] = json!([
+        {"name": "key", "dataType": "STRING"},
+        {"name": "name", "dataType": "STRING"}
+    ]);
+    let engine = Engine::open_with(dir.path(), options(sources.clone())).await.unwrap();
+    engine.create_table(&config, &schema).await.unwrap();
+    let shard = stream.open_shards()[0].clone();
+    let t = now_ms();
+    let total = 2_100;
+    for i in 0..total {
+        stream.put(
+            &shard,
+            "k",
+            format!(r#"{{"id": {i}, "key": "key-{}", "name": "n-{i}", "ts": {t}}}"#, i % 37),
+        );
+    }
+    assert_eq!(wait_for_rows(&engine, "dict", total as i64, Duration::from_secs(60)).await.0, total as i64);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while segment_files(dir.path()).len() < 4 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let files = segment_files(dir.path());
+    assert_eq!(files.len(), 4, "sealed every 500 rows, 100 consuming");
+    for file in &files {
+        let segment = shoal_segment::SealedSegment::open(file).unwrap();
+        let types: Vec<_> = segment.schema().fields().iter().map(|f| f.data_type().clone()).collect();
+        assert_eq!(types[0], shoal_segment::columns::dictionary_type(), "key: {types:?}");
+        assert_eq!(types[1], arrow::datatypes::DataType::Utf8, "name is in noDictionaryColumns");
+    }
+
+    let key_of = |i: usize| format!("key-{}", i % 37);
+    let count_where = |f: &dyn Fn(&str) -> bool| (0..total).filter(|&i| f(&key_of(i))).count() as i64;
+    let expected = [
+        count_where(&|k| k == "key-5"),
+        count_where(&|k| k == "key-1" || k == "key-2"),
+        count_where(&|k| k.starts_with("key-1")),
+        count_where(&|k| k > "key-30"),
+    ];
+    let answers = |engine: Engine| async move {
+        let one = |sql: String| {
+            let engine = engine.clone();
+            async move {
+                let result = engine.sql_result(&sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+                let batch = arrow::compute::concat_batches(&result.schema, &result.batches).unwrap();
+                (result.schema, batch)
+            }
+        };
+        let mut counts = Vec::new();
+        for filter in ["key = 'key-5'", "key IN ('key-1', 'key-2')", "key LIKE 'key-1%'", "key > 'key-30'"] {
+            let (_, b) = one(format!("SELECT count(*) FROM dict WHERE {filter}")).await;
+            counts.push(b.column(0).as_primitive::<arrow::datatypes::Int64Type>().value(0));
+        }
+        let (schema, groups) =
+            one("SELECT key, count(*) AS n FROM dict GROUP BY key ORDER BY key".into()).await;
+        assert_eq!(schema.field(0).data_type(), &arrow::datatypes::DataType::Utf8, "results hold values");
+        let keys: Vec<String> =
+            groups.column(0).as_string::<i32>().iter().map(|k| k.unwrap().to_string()).collect();
+        let (_, distinct) =
+            one("SELECT DISTINCTCOUNT(key), DISTINCTCOUNTHLLPLUS(key), DISTINCTCOUNTHLL(key) FROM dict"
+                .into())
+            .await;
+        let distinct: Vec<i64> = (0..3)
+            .map(|c| {
+                let c = arrow::compute::cast(distinct.column(c), &arrow::datatypes::DataType::Int64).unwrap();
+                c.as_primitive::<arrow::datatypes::Int64Type>().value(0)
+            })
+            .collect();
+        let (_, f) = one("SELECT jsonFormat(key), upper(key) FROM dict WHERE id = 5".into()).await;
+        let texts: Vec<String> =
+            (0..2).map(|c| f.column(c).as_string::<i32>().value(0).to_string()).collect();
+        (counts, keys, distinct, texts)
+    };
+    let before = answers(engine.clone()).await;
+    let (counts, keys, distinct, texts) = &before;
+    assert_eq!(counts, &expected.to_vec());
+    let mut want_keys: Vec<String> = (0..37).map(|i| format!("key-{i}")).collect();
+    want_keys.sort();
+    assert_eq!(keys, &want_keys);
+    assert_eq!(distinct[0], 37);
+    assert!((35..=39).contains(&distinct[1]) && (35..=39).contains(&distinct[2]), "{distinct:?}");
+    assert_eq!(texts, &["\"key-5\"".to_string(), "KEY-5".to_string()]);
+
+    engine.shutdown().await;
+    drop(engine);
+    let engine = Engine::open_with(dir.path(), options(sources.clone())).await.unwrap();
+    assert_eq!(wait_for_rows(&engine, "dict", total as i64, Duration::from_secs(60)).await.0, total as i64);
+    assert_eq!(answers(engine.clone()).await, before, "the same answers after a restart");
+    engine.shutdown().await;
 }

@@ -270,6 +270,10 @@ pub struct TableConfig {
     pub segments: SegmentsConfig,
     /// `tableIndexConfig.sortedColumn` (Pinot takes the first of the list).
     pub sorted_column: Option<String>,
+    /// Columns stored without a dictionary: `tableIndexConfig.noDictionaryColumns`, and the
+    /// `fieldConfigList` entries with `"encodingType": "RAW"`. Every other single-value STRING
+    /// dimension is dictionary-encoded, as Pinot does by default.
+    pub no_dictionary_columns: Vec<String>,
     /// `ingestionConfig`.
     pub ingestion: IngestionConfig,
     /// `upsertConfig`, when its mode is not NONE.
@@ -460,6 +464,8 @@ impl TableConfig {
             None => None,
         });
 
+        let no_dictionary_columns = read_no_dictionary(&r, index.as_ref(), problems);
+
         let ingestion_reader = r.object_field("ingestionConfig", problems);
         let ingestion = ingestion_reader.as_ref().map(|i| read_ingestion(i, problems)).unwrap_or_default();
 
@@ -573,6 +579,7 @@ impl TableConfig {
             table_names: raw_name.iter().cloned().chain(name.iter().cloned()).collect(),
             time_column: segments.as_ref().map(|s| s.time_column.clone()),
             sorted_column: sorted_column.clone(),
+            no_dictionary_columns: no_dictionary_columns.clone(),
             upsert: upsert.clone(),
             dedup: dedup.clone(),
         };
@@ -582,6 +589,7 @@ impl TableConfig {
                 stream,
                 segments,
                 sorted_column,
+                no_dictionary_columns: no_dictionary_columns.into_iter().map(|(_, c)| c).collect(),
                 ingestion,
                 upsert,
                 dedup,
@@ -622,6 +630,8 @@ struct SchemaRefs {
     table_names: Vec<String>,
     time_column: Option<String>,
     sorted_column: Option<String>,
+    /// Each with its key path.
+    no_dictionary_columns: Vec<(String, String)>,
     upsert: Option<UpsertConfig>,
     dedup: Option<DedupConfig>,
 }
@@ -665,6 +675,11 @@ impl SchemaRefs {
                 Some(_) => {}
             }
         }
+        for (path, column) in &self.no_dictionary_columns {
+            if schema.field(column).is_none() {
+                problems.error(path.clone(), format!("column {column:?} is not in the schema"));
+            }
+        }
         if let Some(u) = &self.upsert {
             check_upsert(u, self.time_column.as_deref(), schema, problems);
         }
@@ -691,6 +706,46 @@ impl SchemaRefs {
             }
         }
     }
+}
+
+/// The columns stored without a dictionary, each with its key path:
+/// `tableIndexConfig.noDictionaryColumns`, and `fieldConfigList` entries whose `encodingType`
+/// is `RAW` (an entry saying `DICTIONARY` takes its column out of noDictionaryColumns, as in
+/// Pinot, where the field config wins).
+fn read_no_dictionary(
+    r: &JsonReader<'_>,
+    index: Option<&JsonReader<'_>>,
+    problems: &mut Problems,
+) -> Vec<(String, String)> {
+    let mut columns: Vec<(String, String)> = Vec::new();
+    if let Some(i) = index {
+        let path = i.path_of("noDictionaryColumns");
+        let listed = i.string_array("noDictionaryColumns", problems).unwrap_or_default();
+        columns.extend(listed.into_iter().enumerate().map(|(n, c)| (format!("{path}[{n}]"), c)));
+    }
+    let encodings = r.array("fieldConfigList", problems, |path, item, problems| {
+        let entry = JsonReader::of(path.clone(), item, problems)?;
+        let name = entry.required_string("name", problems)?;
+        let encoding = entry.string("encodingType", problems)?;
+        match encoding.to_ascii_uppercase().as_str() {
+            "RAW" => Some((entry.path_of("name"), name, true)),
+            "DICTIONARY" => Some((entry.path_of("name"), name, false)),
+            _ => {
+                problems.error(
+                    entry.path_of("encodingType"),
+                    format!("{encoding:?} is not an encoding: use \"DICTIONARY\" or \"RAW\""),
+                );
+                None
+            }
+        }
+    });
+    for (path, name, raw) in encodings {
+        columns.retain(|(_, c)| *c != name);
+        if raw {
+            columns.push((path, name));
+        }
+    }
+    columns
 }
 
 /// Whether values of `t` order (numbers and timestamps), as TTLs and comparisons need.

@@ -995,3 +995,54 @@ fn tier_configs_set_the_cold_tier() {
         assert!(err.table.iter().any(|p| p.path == path), "{tiers}: {err}");
     }
 }
+
+/// Dictionary encoding as Pinot decides it: every single-value STRING dimension, except those in
+/// `tableIndexConfig.noDictionaryColumns` or in a `fieldConfigList` entry encoded RAW (an entry
+/// encoded DICTIONARY takes its column back); a column the schema lacks or an encoding Pinot
+/// lacks is refused with its key path.
+#[test]
+fn no_dictionary_columns_and_field_encodings_decide_which_strings_get_a_dictionary() {
+    let schema = json!({
+        "schemaName": "kinesisTable",
+        "dimensionFieldSpecs": [
+            {"name": "user", "dataType": "STRING"},
+            {"name": "country", "dataType": "STRING"},
+            {"name": "device", "dataType": "STRING"},
+            {"name": "doc", "dataType": "JSON"},
+            {"name": "tags", "dataType": "STRING", "singleValueField": false}
+        ],
+        "metricFieldSpecs": [{"name": "clicks", "dataType": "LONG"}],
+        "dateTimeFieldSpecs": [
+            {"name": "timestamp", "dataType": "LONG", "format": "1:MILLISECONDS:EPOCH", "granularity": "1:MILLISECONDS"}
+        ]
+    });
+    let encoded = |config: &Value| {
+        let def = TableDefinition::from_json(config, &schema).unwrap();
+        let layout = crate::table::layout_of(&def);
+        let mut names: Vec<String> =
+            layout.columns.iter().filter(|c| c.dictionary).map(|c| c.spec.name.clone()).collect();
+        names.sort();
+        names
+    };
+    let mut config = seed_config();
+    assert_eq!(encoded(&config), ["country", "device", "user"]);
+    config["tableIndexConfig"]["noDictionaryColumns"] = json!(["user", "device"]);
+    assert_eq!(encoded(&config), ["country"]);
+    config["fieldConfigList"] = json!([
+        {"name": "device", "encodingType": "DICTIONARY"},
+        {"name": "country", "encodingType": "RAW", "indexTypes": []},
+        {"name": "clicks", "indexTypes": []}
+    ]);
+    assert_eq!(encoded(&config), ["device"]);
+
+    config["tableIndexConfig"]["noDictionaryColumns"] = json!(["user", "nope"]);
+    config["fieldConfigList"] = json!([{"name": "device", "encodingType": "SNAPPY"}]);
+    let err = TableDefinition::from_json(&config, &schema).unwrap_err();
+    let mut paths: Vec<_> = err.table.iter().map(|p| p.path.as_str()).collect();
+    paths.sort();
+    assert_eq!(
+        paths,
+        ["fieldConfigList[0].encodingType", "tableIndexConfig.noDictionaryColumns[1]"],
+        "{err:?}"
+    );
+}

@@ -8,7 +8,7 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use bytes::Bytes;
 use parquet::arrow::ArrowWriter;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::{KeyValue, SortingColumn};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
@@ -57,12 +57,13 @@ pub(crate) fn write(
     Ok(Bytes::from(out))
 }
 
-/// A Parquet file's rows, in `schema` (the table's): an error when the file's schema differs.
+/// A Parquet file's rows, in `schema` (the table's): an error when the file's columns differ
+/// in their names, number or kind. A STRING column is read into the table's encoding (plain or
+/// dictionary), whichever the file was written with.
 pub(crate) fn read(schema: &SchemaRef, bytes: Bytes) -> Result<Vec<RecordBatch>, String> {
-    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| e.to_string())?;
-    if builder.schema().fields() != schema.fields() {
-        return Err("its columns are not the table's".into());
-    }
+    let options = ArrowReaderOptions::new().with_schema(SchemaRef::clone(schema));
+    let builder = ParquetRecordBatchReaderBuilder::try_new_with_options(bytes, options)
+        .map_err(|e| format!("its columns are not the table's: {e}"))?;
     let reader = builder.with_batch_size(8192).build().map_err(|e| e.to_string())?;
     let batches: Result<Vec<RecordBatch>, _> = reader.collect();
     let batches = batches.map_err(|e| e.to_string())?;
@@ -129,5 +130,37 @@ mod tests {
             read(&other, write(&schema, &batches, &info).unwrap()).is_err(),
             "another table's file is refused"
         );
+        let longs: SchemaRef = Arc::new(Schema::new(vec![
+            Field::new("n", DataType::Int64, false),
+            Field::new("s", DataType::Int64, true),
+        ]));
+        assert!(read(&longs, write(&schema, &batches, &info).unwrap()).is_err(), "a column of another kind");
+    }
+
+    /// A file written before a STRING column was dictionary-encoded reads into the encoded
+    /// table, and the other way round.
+    #[test]
+    fn strings_read_into_the_tables_encoding_whichever_the_file_has() {
+        let plain: SchemaRef = Arc::new(Schema::new(vec![Field::new("s", DataType::Utf8, true)]));
+        let encoded: SchemaRef = Arc::new(Schema::new(vec![Field::new(
+            "s",
+            DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)),
+            true,
+        )]));
+        let strings = StringArray::from(vec![Some("a"), None, Some("b"), Some("a")]);
+        let info = FileInfo { segment: "t__0__0__x", shard: "shard-0", sorted_by: None };
+        let plain_batch = RecordBatch::try_new(Arc::clone(&plain), vec![Arc::new(strings.clone())]).unwrap();
+        let encoded_batch = RecordBatch::try_new(
+            Arc::clone(&encoded),
+            vec![arrow::compute::cast(&strings, encoded.field(0).data_type()).unwrap()],
+        )
+        .unwrap();
+        for (from, batch, to) in [(&plain, &plain_batch, &encoded), (&encoded, &encoded_batch, &plain)] {
+            let back = read(to, write(from, std::slice::from_ref(batch), &info).unwrap()).unwrap();
+            let back = arrow::compute::concat_batches(to, &back).unwrap();
+            assert_eq!(back.schema().field(0).data_type(), to.field(0).data_type());
+            let as_plain = arrow::compute::cast(back.column(0), &DataType::Utf8).unwrap();
+            assert_eq!(as_plain.as_ref(), &strings as &dyn arrow::array::Array);
+        }
     }
 }

@@ -160,8 +160,28 @@ pub fn layout_of(definition: &TableDefinition) -> Arc<TableLayout> {
             continue_on_error: config.ingestion.continue_on_error,
             row_time_check: config.ingestion.row_time_check,
             transform: definition.transform.clone().map(|t| t as Arc<dyn shoal_segment::RecordTransform>),
+            dictionary: dictionary_columns(definition),
         },
     ))
+}
+
+/// The columns a table stores dictionary-encoded: as in Pinot, every single-value STRING
+/// dimension not named in `noDictionaryColumns` (or a RAW `fieldConfigList` entry). Time
+/// columns stay plain (DATETIME fields), as do multi-value columns.
+fn dictionary_columns(definition: &TableDefinition) -> std::collections::HashSet<String> {
+    let no_dictionary = &definition.config.no_dictionary_columns;
+    definition
+        .schema
+        .fields
+        .iter()
+        .filter(|f| {
+            f.role == shoal_segment::schema::FieldRole::Dimension
+                && f.single_value
+                && f.data_type == shoal_segment::DataType::String
+                && !no_dictionary.contains(&f.name)
+        })
+        .map(|f| f.name.clone())
+        .collect()
 }
 
 /// The sequence number of the append log up to which a table needs no record again: its

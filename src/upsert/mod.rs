@@ -32,7 +32,7 @@ mod tests;
 use crate::config::{DedupConfig, TableDefinition, UpsertConfig};
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch};
 use arrow::compute::{cast, filter_record_batch};
-use arrow::datatypes::{DataType, Float64Type, Int64Type};
+use arrow::datatypes::{DataType, Float64Type, Int32Type, Int64Type};
 use arrow::row::{RowConverter, SortField};
 use bits::Bits;
 use keymap::{Key, KeyMap, Loc};
@@ -43,6 +43,18 @@ use shoal_segment::{Decoded, DropReason, Dropped, MutableSegment, SealedSegment,
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A dictionary-encoded string column as plain strings (other columns as they are), so that a
+/// value reads, encodes and compares the same whichever way its segment stores it.
+fn plain_strings(column: &ArrayRef) -> ArrayRef {
+    match column.data_type() {
+        DataType::Dictionary(_, v) if **v == DataType::Utf8 => {
+            // Casting a dictionary of strings to its value type cannot fail.
+            cast(column, &DataType::Utf8).unwrap_or_else(|_| Arc::clone(column))
+        }
+        _ => Arc::clone(column),
+    }
+}
 
 /// What a table with a primary key does with versions of a key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -590,6 +602,26 @@ impl Upsert {
                         .map(|r| null(r).unwrap_or_else(|| xxh3_128(s.value(r).as_bytes())))
                         .collect();
                 }
+                // A dictionary-encoded string: the same hash as the plain string's, each
+                // dictionary value hashed once where the rows outnumber them.
+                DataType::Dictionary(k, v) if **k == DataType::Int32 && **v == DataType::Utf8 => {
+                    let d = column.as_dictionary::<Int32Type>();
+                    let s = d.values().as_string::<i32>();
+                    let hash = |i: usize| {
+                        if s.is_valid(i) { xxh3_128(s.value(i).as_bytes()) } else { xxh3_128(b"\xffnull") }
+                    };
+                    let hashed: Option<Vec<Key>> =
+                        (s.len() <= d.len()).then(|| (0..s.len()).map(hash).collect());
+                    return (0..d.len())
+                        .map(|r| {
+                            null(r).unwrap_or_else(|| {
+                                // Keys of a valid DictionaryArray index its values.
+                                let k = d.keys().value(r) as usize;
+                                hashed.as_ref().map_or_else(|| hash(k), |h| h[k])
+                            })
+                        })
+                        .collect();
+                }
                 DataType::Int64 => {
                     let v = column.as_primitive::<Int64Type>();
                     return (0..v.len())
@@ -599,7 +631,7 @@ impl Upsert {
                 _ => {}
             }
         }
-        let columns: Vec<ArrayRef> = self.pk.iter().map(|&c| Arc::clone(batch.column(c))).collect();
+        let columns: Vec<ArrayRef> = self.pk.iter().map(|&c| plain_strings(batch.column(c))).collect();
         let fields = columns.iter().map(|c| SortField::new(c.data_type().clone())).collect();
         let converter = RowConverter::new(fields).expect("primary key columns are single-value");
         let rows = converter.convert_columns(&columns).expect("columns of the converter's types");
@@ -644,7 +676,7 @@ impl Upsert {
                     .cmp
                     .iter()
                     .map(|&c| {
-                        let column = Arc::clone(batch.column(c));
+                        let column = plain_strings(batch.column(c));
                         let converter = RowConverter::new(vec![SortField::new(column.data_type().clone())])
                             .expect("comparison columns are single-value");
                         let rows =
@@ -676,7 +708,7 @@ impl Upsert {
 
     /// Which rows are delete markers (Pinot's BooleanUtils.toBoolean of the delete column).
     fn deletes(&self, batch: &RecordBatch) -> Option<Vec<bool>> {
-        let column = batch.column(self.delete?);
+        let column = &plain_strings(batch.column(self.delete?));
         let rows = batch.num_rows();
         Some(match column.data_type() {
             DataType::Boolean => {

@@ -91,3 +91,59 @@ fn a_rebuild_while_a_segment_seals_purges_after_it_as_the_live_map_did() {
     );
     assert_eq!(visible(&upsert, &[&first, &next]), live);
 }
+
+/// A STRING key and a STRING delete column are dictionary-encoded (Pinot's default): the keys
+/// hash as the plain strings do, whichever way a batch holds them, and "true", "TRUE" and "1"
+/// still mark deletes.
+#[test]
+fn a_dictionary_key_and_delete_column_read_as_their_plain_strings() {
+    let table = json!({
+        "tableName": "u",
+        "tableType": "REALTIME",
+        "segmentsConfig": {"timeColumnName": "ts", "replicasPerPartition": "1"},
+        "tableIndexConfig": {"loadMode": "MMAP", "streamConfigs": {
+            "streamType": "kinesis",
+            "stream.kinesis.topic.name": "u",
+            "region": "us-east-1",
+            "stream.kinesis.decoder.class.name": "org.apache.pinot.plugin.inputformat.json.JSONMessageDecoder",
+            "realtime.segment.flush.threshold.segment.rows": "1000"
+        }},
+        "upsertConfig": {"mode": "FULL", "deleteRecordColumn": "gone"},
+        "metadata": {}
+    });
+    let schema = json!({
+        "schemaName": "u",
+        "primaryKeyColumns": ["id"],
+        "dimensionFieldSpecs": [{"name": "id", "dataType": "STRING"}, {"name": "gone", "dataType": "STRING"}],
+        "dateTimeFieldSpecs": [{"name": "ts", "dataType": "LONG", "format": "1:MILLISECONDS:EPOCH", "granularity": "1:MILLISECONDS"}]
+    });
+    let definition = TableDefinition::from_json(&table, &schema).expect("a valid definition");
+    let layout = crate::table::layout_of(&definition);
+    assert!(layout.columns.iter().filter(|c| c.spec.name != "ts").all(|c| c.dictionary));
+    let upsert = Upsert::of(&definition, &layout, Arc::default()).expect("an upsert table");
+    let segment = MutableSegment::new(Arc::clone(&layout));
+    let gone = [json!("true"), json!("TRUE"), json!("1"), json!("false"), json!(null), json!("yes")];
+    let records: Vec<String> = gone
+        .iter()
+        .enumerate()
+        .map(|(i, g)| json!({"id": format!("k{}", i % 4), "gone": g, "ts": i}).to_string())
+        .collect();
+    let decoded = segment.decode(records.iter().map(|r| (r.as_bytes(), RecordMeta::default())));
+    let batch = &decoded.batches[0];
+    assert!(matches!(batch.column(0).data_type(), DataType::Dictionary(..)));
+    assert_eq!(upsert.deletes(batch), Some(vec![true, true, true, false, false, false]));
+    // The same rows with plain strings: the same keys.
+    let plain: Vec<ArrayRef> = batch.columns().iter().map(plain_strings).collect();
+    let fields: Vec<arrow::datatypes::Field> = batch
+        .schema()
+        .fields()
+        .iter()
+        .zip(&plain)
+        .map(|(f, c)| f.as_ref().clone().with_data_type(c.data_type().clone()))
+        .collect();
+    let plain = RecordBatch::try_new(Arc::new(arrow::datatypes::Schema::new(fields)), plain).unwrap();
+    assert_eq!(upsert.keys(batch), upsert.keys(&plain));
+    let keys = upsert.keys(batch);
+    assert_eq!(keys[0], keys[4], "k0 twice");
+    assert_ne!(keys[0], keys[1]);
+}

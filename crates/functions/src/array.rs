@@ -275,7 +275,8 @@ pub(crate) fn functions() -> Vec<ScalarUDF> {
                 title,
                 op,
                 elem,
-                signature: Signature::variadic_any(Volatility::Immutable),
+                // Any arguments, dictionaries decoded (`coerce_types`).
+                signature: Signature::user_defined(Volatility::Immutable),
             })
         })
         .collect()
@@ -703,6 +704,9 @@ impl ScalarUDFImpl for ArrayFn {
     }
     fn signature(&self) -> &Signature {
         &self.signature
+    }
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        Ok(crate::without_dictionaries(arg_types))
     }
     fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
         Ok(self.op.result(self.elem))

@@ -18,6 +18,54 @@ use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{Accumulator, AggregateUDFImpl, Signature, TypeSignature, Volatility};
 use std::sync::Arc;
 
+/// DataFusion's `approx_distinct` (DISTINCTCOUNTHLLPLUS and DISTINCTCOUNTSMARTHLL are
+/// rewritten to it), taking a dictionary-encoded column as the values it holds: DataFusion's own
+/// refuses a dictionary.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub(crate) struct ApproxDistinct {
+    inner: Arc<datafusion::logical_expr::AggregateUDF>,
+    signature: Signature,
+}
+
+impl ApproxDistinct {
+    pub(crate) fn new() -> ApproxDistinct {
+        ApproxDistinct {
+            inner: datafusion::functions_aggregate::approx_distinct::approx_distinct_udaf(),
+            signature: Signature::user_defined(Volatility::Immutable),
+        }
+    }
+}
+
+impl AggregateUDFImpl for ApproxDistinct {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        if arg_types.len() != 1 {
+            return plan_err!("approx_distinct takes one argument, got {}", arg_types.len());
+        }
+        Ok(crate::without_dictionaries(arg_types))
+    }
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        self.inner.return_type(arg_types)
+    }
+    fn default_value(&self, data_type: &DataType) -> Result<ScalarValue> {
+        self.inner.default_value(data_type)
+    }
+    fn is_nullable(&self) -> bool {
+        self.inner.is_nullable()
+    }
+    fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
+        self.inner.state_fields(args)
+    }
+    fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
+        self.inner.accumulator(args)
+    }
+}
+
 /// Pinot's default log2m.
 const DEFAULT_LOG2M: i64 = 8;
 /// The largest log2m taken: 2^20 registers, 1 MiB a group. stream-lib takes up to 30 (1 GiB a

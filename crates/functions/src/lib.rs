@@ -29,6 +29,7 @@ mod scalar;
 mod string;
 mod sum_precision;
 
+use arrow::datatypes::DataType;
 use datafusion::logical_expr::{AggregateUDF, ScalarUDF, Signature, Volatility};
 use datetime::DatePart;
 use mv_aggregate::{MvAggregate, MvOp};
@@ -41,6 +42,18 @@ pub use json::JsonKeysPath;
 /// `value op ...` (`=`, `<`, `<=`, `>`, `>=`, `between`, `in`, `like`, `regexp_like`).
 /// `shoal-query` rewrites `tags = 'x'` into it.
 pub const MV_MATCH: &str = "mv_match";
+
+/// Argument types with each dictionary type replaced by its values' type: Shoal's functions
+/// take a dictionary-encoded column as the values it holds (DataFusion inserts the casts).
+pub(crate) fn without_dictionaries(types: &[DataType]) -> Vec<DataType> {
+    types
+        .iter()
+        .map(|t| match t {
+            DataType::Dictionary(_, values) => values.as_ref().clone(),
+            t => t.clone(),
+        })
+        .collect()
+}
 
 /// Every scalar function Shoal adds, registered under Pinot's names (and over DataFusion's
 /// `substr` and `substring`, whose positions mean other things).
@@ -105,6 +118,7 @@ fn build_aggregate_functions() -> Vec<AggregateUDF> {
     out.push(AggregateUDF::from(mode::Mode::new()));
     out.push(AggregateUDF::from(sum_precision::SumPrecision::new()));
     out.push(AggregateUDF::from(hll::DistinctCountHll::new()));
+    out.push(AggregateUDF::from(hll::ApproxDistinct::new()));
     for op in [MvOp::Count, MvOp::Sum, MvOp::Min, MvOp::Max, MvOp::Avg, MvOp::DistinctCount] {
         out.push(AggregateUDF::from(MvAggregate::new(op)));
     }

@@ -76,7 +76,8 @@ impl PinotFn {
         let signature = if kind == Kind::Now {
             Signature::nullary(volatility)
         } else {
-            Signature::variadic_any(volatility)
+            // Any arguments, dictionaries decoded (`coerce_types`).
+            Signature::user_defined(volatility)
         };
         PinotFn {
             name: title.to_ascii_lowercase(),
@@ -121,6 +122,9 @@ impl ScalarUDFImpl for PinotFn {
     }
     fn signature(&self) -> &Signature {
         &self.signature
+    }
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        Ok(crate::without_dictionaries(arg_types))
     }
     fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
         Ok(DataType::Int64)

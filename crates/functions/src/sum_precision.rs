@@ -14,7 +14,7 @@ use bigdecimal::num_bigint::BigInt;
 use bigdecimal::{BigDecimal, RoundingMode, Zero};
 use datafusion::common::{DataFusionError, Result, ScalarValue, internal_err, plan_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
-use datafusion::logical_expr::{Accumulator, AggregateUDFImpl, Signature, TypeSignature, Volatility};
+use datafusion::logical_expr::{Accumulator, AggregateUDFImpl, Signature, Volatility};
 use std::num::NonZeroU64;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -28,10 +28,8 @@ pub(crate) struct SumPrecision {
 impl SumPrecision {
     pub(crate) fn new() -> SumPrecision {
         SumPrecision {
-            signature: Signature::one_of(
-                vec![TypeSignature::Any(1), TypeSignature::Any(2), TypeSignature::Any(3)],
-                Volatility::Immutable,
-            ),
+            // One to three arguments, dictionaries decoded (`coerce_types`).
+            signature: Signature::user_defined(Volatility::Immutable),
         }
     }
 }
@@ -46,6 +44,12 @@ impl AggregateUDFImpl for SumPrecision {
     }
     fn signature(&self) -> &Signature {
         &self.signature
+    }
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        if !(1..=3).contains(&arg_types.len()) {
+            return plan_err!("SUMPRECISION: use SUMPRECISION(value[, precision[, scale]])");
+        }
+        Ok(crate::without_dictionaries(arg_types))
     }
     fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
         match arg_types.first() {

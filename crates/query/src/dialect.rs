@@ -460,6 +460,14 @@ pub(crate) struct ResultShape {
     columns: Vec<ColumnShape>,
 }
 
+/// The values' type of a dictionary type.
+fn dictionary_values(t: &DataType) -> Option<&DataType> {
+    match t {
+        DataType::Dictionary(_, values) => Some(values),
+        _ => None,
+    }
+}
+
 impl ResultShape {
     /// The shape of `query`'s result, read from its SELECT list. Table and column names must
     /// already have their schema spelling (Pinot names columns after it), and Pinot's function
@@ -499,9 +507,17 @@ impl ResultShape {
         }
     }
 
-    /// The result schema with Pinot's names and types.
+    /// True when the shape renames or converts the columns of a result of `columns` columns.
+    fn shapes(&self, columns: usize) -> bool {
+        !self.is_identity() && self.columns.len() == columns
+    }
+
+    /// The result schema with Pinot's names and types. A dictionary-encoded column of the table
+    /// comes out as its values' type: a result holds values, and its size is its own rows'
+    /// rather than the dictionary of the segment they came from.
     pub(crate) fn schema(&self, schema: &SchemaRef) -> SchemaRef {
-        if self.is_identity() || self.columns.len() != schema.fields().len() {
+        let shapes = self.shapes(schema.fields().len());
+        if !shapes && !schema.fields().iter().any(|f| dictionary_values(f.data_type()).is_some()) {
             return Arc::clone(schema);
         }
         let fields: Vec<Field> = schema
@@ -509,20 +525,31 @@ impl ResultShape {
             .iter()
             .enumerate()
             .map(|(i, f)| {
-                let name = self.columns[i].name.clone().unwrap_or_else(|| f.name().clone());
-                match self.target(i, f) {
+                let name = match shapes {
+                    true => self.columns[i].name.clone().unwrap_or_else(|| f.name().clone()),
+                    false => f.name().clone(),
+                };
+                match shapes.then(|| self.target(i, f)).flatten() {
                     // A converted column is no longer the table's: its Pinot type is its own.
                     Some(t) => Field::new(name, t, true),
-                    None => f.as_ref().clone().with_name(name),
+                    None => {
+                        let field = f.as_ref().clone().with_name(name);
+                        match dictionary_values(f.data_type()) {
+                            Some(values) => field.with_data_type(values.clone()),
+                            None => field,
+                        }
+                    }
                 }
             })
             .collect();
         Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
     }
 
-    /// `batch` with Pinot's names and types.
+    /// `batch` with Pinot's names and types, and dictionaries decoded (see
+    /// [`ResultShape::schema`]).
     pub(crate) fn apply(&self, batch: RecordBatch, shaped: &SchemaRef) -> arrow::error::Result<RecordBatch> {
-        if self.is_identity() || self.columns.len() != batch.num_columns() {
+        let shapes = self.shapes(batch.num_columns());
+        if !shapes && !batch.columns().iter().any(|c| dictionary_values(c.data_type()).is_some()) {
             return Ok(batch);
         }
         let schema = batch.schema();
@@ -530,9 +557,12 @@ impl ResultShape {
             .columns()
             .iter()
             .enumerate()
-            .map(|(i, c)| match self.target(i, schema.field(i)) {
+            .map(|(i, c)| match shapes.then(|| self.target(i, schema.field(i))).flatten() {
                 Some(t) => arrow::compute::cast(c, &t),
-                None => Ok(Arc::clone(c)),
+                None => match dictionary_values(c.data_type()) {
+                    Some(values) => arrow::compute::cast(c, values),
+                    None => Ok(Arc::clone(c)),
+                },
             })
             .collect::<arrow::error::Result<_>>()?;
         let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));

@@ -877,7 +877,12 @@ impl<'a> ContainerStatistics<'a> {
     /// A min or max per container (null where not known).
     fn values(&self, column: &Column, pick: impl Fn(&ColumnStats) -> Option<&StatValue>) -> Option<ArrayRef> {
         let index = self.layout.column_index(&column.name)?;
-        let data_type = self.layout.arrow.field(index).data_type().clone();
+        // A dictionary column's bounds are its values' type; DataFusion casts them to the
+        // column's.
+        let data_type = match self.layout.arrow.field(index).data_type() {
+            DataType::Dictionary(_, values) => values.as_ref().clone(),
+            t => t.clone(),
+        };
         let scalars: Vec<ScalarValue> = (self.column)(index)
             .into_iter()
             .map(|s| {

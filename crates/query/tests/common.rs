@@ -26,11 +26,17 @@ impl SnapshotSource for TestTable {
     }
 }
 
+/// The events' layout, with the low-cardinality strings dictionary-encoded as the comparison
+/// with DuckDB has them.
 pub fn events_layout() -> Arc<TableLayout> {
     let (schema, _) = Schema::from_json_str(EVENTS_SCHEMA).unwrap();
     Arc::new(TableLayout::new(
         Arc::new(schema),
-        &LayoutOptions { time_column: Some("timestamp".into()), ..Default::default() },
+        &LayoutOptions {
+            time_column: Some("timestamp".into()),
+            dictionary: shoal_segment::events::events_dictionary(),
+            ..Default::default()
+        },
     ))
 }
 

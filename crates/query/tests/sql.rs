@@ -53,6 +53,32 @@ async fn time_filters_prune_segments() {
     assert_eq!(response.num_docs_scanned, 5_000);
 }
 
+/// A dictionary-encoded column prunes by its statistics as a plain one does: no country sorts
+/// after "US", the largest the generator writes.
+#[tokio::test]
+async fn a_filter_on_a_dictionary_column_prunes_by_its_statistics() {
+    let (engine, _t, _events, _dir) = events_table(4, 5_000, 100, QueryOptions::default());
+    assert!(matches!(
+        events_layout().arrow.field_with_name("country").unwrap().data_type(),
+        arrow::datatypes::DataType::Dictionary(..)
+    ));
+    for sql in [
+        "SELECT count(*) FROM events WHERE country = 'ZZ'",
+        "SELECT count(*) FROM events WHERE country > 'US'",
+    ] {
+        let response = shoal_server::broker::answer_query(&engine, sql).await;
+        assert!(response.exceptions.is_empty(), "{:?}", response.exceptions);
+        assert_eq!(response.result_table.unwrap().rows[0][0].as_i64().unwrap(), 0);
+        assert_eq!(response.num_segments_queried, 5);
+        assert!(
+            response.num_segments_processed <= 1 && response.num_docs_scanned <= 100,
+            "{sql}: {} segments processed, {} rows read",
+            response.num_segments_processed,
+            response.num_docs_scanned
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_limit_stops_each_segment_at_the_limit() {
     // Two sealed segments of three batches each.

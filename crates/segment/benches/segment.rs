@@ -27,7 +27,11 @@ fn layout() -> Arc<TableLayout> {
     let (schema, _) = Schema::from_json_str(EVENTS_SCHEMA).expect("valid schema");
     Arc::new(TableLayout::new(
         Arc::new(schema),
-        &LayoutOptions { time_column: Some("timestamp".into()), ..Default::default() },
+        &LayoutOptions {
+            time_column: Some("timestamp".into()),
+            dictionary: shoal_segment::events::events_dictionary(),
+            ..Default::default()
+        },
     ))
 }
 

@@ -5,10 +5,12 @@ use crate::schema::DataType;
 use arrow::array::NullBufferBuilder;
 use arrow::array::{
     ArrayBuilder, ArrayRef, BinaryBuilder, BooleanBuilder, Decimal128Builder, Float32Builder, Float64Builder,
-    Int32Builder, Int64Builder, ListArray, StringBuilder, TimestampMillisecondBuilder,
+    Int32Builder, Int64Builder, ListArray, StringBuilder, StringDictionaryBuilder,
+    TimestampMillisecondBuilder,
 };
 use arrow::buffer::{OffsetBuffer, ScalarBuffer};
 use arrow::datatypes::Field;
+use arrow::datatypes::Int32Type;
 use std::borrow::Cow;
 use std::sync::Arc;
 
@@ -38,7 +40,6 @@ pub enum Value<'a> {
 }
 
 /// A builder for one scalar column.
-#[derive(Debug)]
 pub enum ScalarBuilder {
     /// INT.
     Int(Int32Builder),
@@ -56,12 +57,36 @@ pub enum ScalarBuilder {
     Timestamp(TimestampMillisecondBuilder),
     /// STRING and JSON.
     Str(StringBuilder),
+    /// A dictionary-encoded STRING column.
+    Dict(StringDictionaryBuilder<Int32Type>),
     /// BYTES.
     Bytes(BinaryBuilder),
 }
 
+impl std::fmt::Debug for ScalarBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self {
+            ScalarBuilder::Int(_) => "Int",
+            ScalarBuilder::Long(_) => "Long",
+            ScalarBuilder::Float(_) => "Float",
+            ScalarBuilder::Double(_) => "Double",
+            ScalarBuilder::Decimal(_) => "Decimal",
+            ScalarBuilder::Boolean(_) => "Boolean",
+            ScalarBuilder::Timestamp(_) => "Timestamp",
+            ScalarBuilder::Str(_) => "Str",
+            ScalarBuilder::Dict(_) => "Dict",
+            ScalarBuilder::Bytes(_) => "Bytes",
+        };
+        f.debug_struct("ScalarBuilder").field("kind", &kind).field("len", &self.len()).finish()
+    }
+}
+
 impl ScalarBuilder {
-    fn new(t: DataType, capacity: usize) -> ScalarBuilder {
+    fn new(t: DataType, dictionary: bool, capacity: usize) -> ScalarBuilder {
+        if dictionary && t == DataType::String {
+            // Room for the keys; the values grow as distinct strings arrive.
+            return ScalarBuilder::Dict(StringDictionaryBuilder::with_capacity(capacity, 64, 1024));
+        }
         match t {
             DataType::Int => ScalarBuilder::Int(Int32Builder::with_capacity(capacity)),
             DataType::Long => ScalarBuilder::Long(Int64Builder::with_capacity(capacity)),
@@ -95,6 +120,7 @@ impl ScalarBuilder {
             (ScalarBuilder::Boolean(b), Value::Boolean(v)) => b.append_value(*v),
             (ScalarBuilder::Timestamp(b), Value::Timestamp(v)) => b.append_value(*v),
             (ScalarBuilder::Str(b), Value::Str(v)) => b.append_value(v),
+            (ScalarBuilder::Dict(b), Value::Str(v)) => b.append_value(v.as_ref()),
             (ScalarBuilder::Bytes(b), Value::Bytes(v)) => b.append_value(v),
             (b, v) => {
                 debug_assert!(matches!(v, Value::Null), "decoder handed {v:?} to {b:?}");
@@ -108,6 +134,7 @@ impl ScalarBuilder {
     pub(crate) fn append_str(&mut self, v: &str) {
         match self {
             ScalarBuilder::Str(b) => b.append_value(v),
+            ScalarBuilder::Dict(b) => b.append_value(v),
             other => other.append_mismatch("a string"),
         }
     }
@@ -175,6 +202,7 @@ impl ScalarBuilder {
             ScalarBuilder::Boolean(b) => b.append_null(),
             ScalarBuilder::Timestamp(b) => b.append_null(),
             ScalarBuilder::Str(b) => b.append_null(),
+            ScalarBuilder::Dict(b) => b.append_null(),
             ScalarBuilder::Bytes(b) => b.append_null(),
         }
     }
@@ -189,6 +217,7 @@ impl ScalarBuilder {
             ScalarBuilder::Boolean(b) => b,
             ScalarBuilder::Timestamp(b) => b,
             ScalarBuilder::Str(b) => b,
+            ScalarBuilder::Dict(b) => b,
             ScalarBuilder::Bytes(b) => b,
         }
     }
@@ -203,6 +232,7 @@ impl ScalarBuilder {
             ScalarBuilder::Boolean(b) => b,
             ScalarBuilder::Timestamp(b) => b,
             ScalarBuilder::Str(b) => b,
+            ScalarBuilder::Dict(b) => b,
             ScalarBuilder::Bytes(b) => b,
         }
     }
@@ -241,7 +271,7 @@ pub enum ColumnBuilder {
 impl ColumnBuilder {
     /// A builder for `column` with room for `capacity` rows.
     pub fn new(column: &Column, capacity: usize) -> ColumnBuilder {
-        let values = ScalarBuilder::new(column.spec.data_type, capacity);
+        let values = ScalarBuilder::new(column.spec.data_type, column.dictionary, capacity);
         if column.spec.single_value {
             ColumnBuilder::Scalar(values)
         } else {

@@ -6,7 +6,7 @@ use crate::transform::RecordTransform;
 use arrow::datatypes::{
     DataType as ArrowType, Field, Schema as ArrowSchema, SchemaRef, TimeUnit as ArrowUnit,
 };
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 /// Precision of BIG_DECIMAL columns (Arrow Decimal128's maximum).
@@ -44,6 +44,9 @@ pub struct Column {
     pub spec: FieldSpec,
     /// Where values come from.
     pub source: Source,
+    /// Stored dictionary-encoded: `Dictionary(Int32, Utf8)` in every segment, consuming and
+    /// sealed (single-value STRING columns only).
+    pub dictionary: bool,
 }
 
 impl Column {
@@ -52,14 +55,22 @@ impl Column {
         arrow_type(self.spec.data_type)
     }
 
-    /// The Arrow type of the column (a List for multi-value columns).
+    /// The Arrow type of the column (a List for multi-value columns, a dictionary for
+    /// dictionary-encoded ones).
     pub fn arrow_type(&self) -> ArrowType {
-        if self.spec.single_value {
+        if self.dictionary {
+            dictionary_type()
+        } else if self.spec.single_value {
             self.value_type()
         } else {
             ArrowType::List(Arc::new(Field::new("item", self.value_type(), true)))
         }
     }
+}
+
+/// The Arrow type of a dictionary-encoded STRING column.
+pub fn dictionary_type() -> ArrowType {
+    ArrowType::Dictionary(Box::new(ArrowType::Int32), Box::new(ArrowType::Utf8))
 }
 
 /// The Arrow type of a Pinot data type.
@@ -116,13 +127,25 @@ pub struct LayoutOptions {
     pub row_time_check: bool,
     /// The table's ingestion transforms.
     pub transform: Option<Arc<dyn RecordTransform>>,
+    /// Columns stored dictionary-encoded. Only single-value STRING columns of the record are;
+    /// any other name here is ignored.
+    pub dictionary: HashSet<String>,
 }
 
 impl TableLayout {
     /// Lays out the columns of `schema`.
     pub fn new(schema: Arc<Schema>, options: &LayoutOptions) -> TableLayout {
-        let mut columns: Vec<Column> =
-            schema.fields.iter().map(|spec| Column { spec: spec.clone(), source: Source::Record }).collect();
+        let mut columns: Vec<Column> = schema
+            .fields
+            .iter()
+            .map(|spec| Column {
+                spec: spec.clone(),
+                source: Source::Record,
+                dictionary: spec.single_value
+                    && spec.data_type == DataType::String
+                    && options.dictionary.contains(&spec.name),
+            })
+            .collect();
         if options.populate_metadata {
             for (name, source, data_type) in [
                 (KEY_COLUMN, Source::PartitionKey, DataType::String),
@@ -131,6 +154,7 @@ impl TableLayout {
             ] {
                 if let Some(c) = columns.iter_mut().find(|c| c.spec.name == name) {
                     c.source = source;
+                    c.dictionary = false;
                 } else {
                     columns.push(Column {
                         spec: FieldSpec {
@@ -145,6 +169,7 @@ impl TableLayout {
                             transform_function: None,
                         },
                         source,
+                        dictionary: false,
                     });
                 }
             }

@@ -11,7 +11,7 @@ use crate::decode::{Decoder, DropReason, DropStats, Dropped, RecordMeta};
 use crate::stats::{ColumnStats, merge_all};
 use crate::threshold::{FlushLimit, FlushThresholds};
 use crate::transform::{RowResult, ValueTransform};
-use arrow::array::{ArrayRef, RecordBatch};
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -618,7 +618,21 @@ pub fn row_of<'a>(batches: impl IntoIterator<Item = &'a RecordBatch>, row: usize
     None
 }
 
-/// Exact data bytes of a batch (values, offsets, validity), as written to a sealed file.
+/// Data bytes of a batch (values, offsets, validity), as written to a sealed file: exact for
+/// plain columns. A dictionary column counts its keys and its dictionary, but no more of the
+/// dictionary than its share when the batch has fewer rows than the dictionary has values (a
+/// slice or a filter of a sealed file's batch, whose dictionary is the whole file's).
 pub fn batch_bytes(batch: &RecordBatch) -> usize {
-    batch.columns().iter().map(|c| c.to_data().get_slice_memory_size().unwrap_or(0)).sum()
+    batch
+        .columns()
+        .iter()
+        .map(|c| match c.as_any_dictionary_opt() {
+            Some(d) => {
+                let keys = d.keys().to_data().get_slice_memory_size().unwrap_or(0);
+                let values = d.values().to_data().get_slice_memory_size().unwrap_or(0);
+                keys + values.min(values * c.len() / d.values().len().max(1))
+            }
+            None => c.to_data().get_slice_memory_size().unwrap_or(0),
+        })
+        .sum()
 }

@@ -20,15 +20,18 @@
 use crate::columns::TableLayout;
 use crate::mutable::{BATCH_ROWS, SegmentSnapshot, now_ms};
 use crate::stats::ColumnStats;
-use arrow::array::RecordBatch;
+use arrow::array::{Array, ArrayRef, AsArray, DictionaryArray, Int32Array, RecordBatch, StringBuilder};
 use arrow::buffer::Buffer;
 use arrow::compute::{SortColumn, concat_batches, lexsort_to_indices, take_record_batch};
 use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{DataType, Int32Type};
+use arrow::error::ArrowError;
 use arrow::ipc::reader::FileDecoder;
 use arrow::ipc::writer::{FileWriter, IpcWriteOptions};
 use arrow::ipc::{Block, MetadataVersion, convert::fb_to_schema, root_as_footer};
 use memmap2::Mmap;
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -37,8 +40,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use xxhash_rust::xxh3::{Xxh3, xxh3_64};
 
-/// The format version this code writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The format version this code writes. Version 2 may hold dictionary-encoded columns (one
+/// dictionary per column per file); version 1 files, which never do, are read too.
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest format version this code reads.
+pub const OLDEST_FORMAT_VERSION: u32 = 1;
 const MAGIC: &[u8; 8] = b"SHOALSG\0";
 const TRAILER: usize = 56;
 /// File name extension of sealed segments.
@@ -65,7 +71,9 @@ pub enum SegmentError {
         reason: String,
     },
     /// The file was written by a format this build does not read.
-    #[error("segment file {path} has format version {found}; this build reads version {FORMAT_VERSION}")]
+    #[error(
+        "segment file {path} has format version {found}; this build reads versions {OLDEST_FORMAT_VERSION} to {FORMAT_VERSION}"
+    )]
     UnknownVersion {
         /// The file.
         path: PathBuf,
@@ -199,6 +207,7 @@ fn write_temporary(
         }
         None => snapshot.batches.clone(),
     };
+    let batches = share_dictionaries(&layout.arrow, batches).map_err(|e| corrupt(&tmp, e.to_string()))?;
 
     // Read access too: the footer is read back for its checksum.
     let file = std::fs::OpenOptions::new()
@@ -381,6 +390,9 @@ pub struct SealedSegment {
     batch_stats: Vec<OnceLock<Vec<ColumnStats>>>,
     /// Set once the data checksum has been checked and found right.
     verified: AtomicBool,
+    /// The table's schema, when its STRING columns are encoded otherwise than in the file
+    /// (see [`SealedSegment::check_schema`]).
+    read_as: OnceLock<SchemaRef>,
 }
 
 impl std::fmt::Debug for SealedSegment {
@@ -412,7 +424,7 @@ impl SealedSegment {
         let version = u32::from_le_bytes(trailer[8..12].try_into().expect("4 bytes"));
         let (ipc_len, meta_len) = (word(16), word(24));
         let (data_checksum, footer_checksum, stored_meta_checksum) = (word(32), word(40), word(48));
-        if version != FORMAT_VERSION {
+        if !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&version) {
             return Err(SegmentError::UnknownVersion { path: path.to_path_buf(), found: version });
         }
         let padding = (8 - ipc_len % 8) % 8;
@@ -434,7 +446,7 @@ impl SealedSegment {
         }
         let meta: SegmentMeta =
             serde_json::from_slice(meta_bytes).map_err(|e| corrupt(path, format!("metadata: {e}")))?;
-        if meta.format_version != FORMAT_VERSION {
+        if meta.format_version != version {
             return Err(SegmentError::UnknownVersion {
                 path: path.to_path_buf(),
                 found: meta.format_version,
@@ -489,6 +501,7 @@ impl SealedSegment {
             batch_stats: (0..columns).map(|_| OnceLock::new()).collect(),
             batches: OnceLock::new(),
             verified: AtomicBool::new(false),
+            read_as: OnceLock::new(),
         })
     }
 
@@ -514,16 +527,33 @@ impl SealedSegment {
         &self.schema
     }
 
-    /// Checks that the file's columns are the table's (names and types, in order).
+    /// Checks that the file's columns are the table's (names and types, in order). A STRING
+    /// column stored plain where the table now encodes it as a dictionary, or the other way
+    /// round (a file written before `noDictionaryColumns` changed, or by format version 1), is
+    /// accepted: its batches are converted to the table's type when first read, in memory.
     pub fn check_schema(&self, expected: &SchemaRef) -> Result<(), SegmentError> {
         let found: Vec<_> = self.schema.fields().iter().map(|f| (f.name(), f.data_type())).collect();
         let want: Vec<_> = expected.fields().iter().map(|f| (f.name(), f.data_type())).collect();
-        if found != want {
+        if found == want {
+            return Ok(());
+        }
+        let convertible = found.len() == want.len()
+            && found.iter().zip(&want).all(|((fname, ftype), (wname, wtype))| {
+                fname == wname && (ftype == wtype || same_strings(ftype, wtype))
+            });
+        if !convertible {
             return Err(SegmentError::SchemaMismatch {
                 path: self.path.clone(),
                 reason: format!("it holds {found:?}, the table has {want:?}"),
             });
         }
+        if self.batches.get().is_some() {
+            return Err(SegmentError::SchemaMismatch {
+                path: self.path.clone(),
+                reason: "its batches were read before its columns were checked".into(),
+            });
+        }
+        let _ = self.read_as.set(Arc::clone(expected));
         Ok(())
     }
 
@@ -628,8 +658,151 @@ impl SealedSegment {
         if rows as u64 != self.meta.rows {
             return Err(corrupt(&self.path, format!("{rows} rows, metadata says {}", self.meta.rows)));
         }
-        Ok(out)
+        let out = match self.read_as.get() {
+            Some(schema) => out
+                .iter()
+                .map(|batch| convert_strings(batch, schema))
+                .collect::<Result<_, _>>()
+                .map_err(|e| corrupt(&self.path, format!("converting to the table's columns: {e}")))?,
+            None => out,
+        };
+        out.into_iter()
+            .map(own_dictionaries)
+            .collect::<Result<_, _>>()
+            .map_err(|e| corrupt(&self.path, format!("a dictionary: {e}")))
     }
+}
+
+/// True for a plain STRING type and a dictionary of strings, either way round.
+fn same_strings(a: &DataType, b: &DataType) -> bool {
+    let plain = |t: &DataType| *t == DataType::Utf8;
+    let dictionary = |t: &DataType| matches!(t, DataType::Dictionary(_, v) if **v == DataType::Utf8);
+    (plain(a) && dictionary(b)) || (dictionary(a) && plain(b))
+}
+
+/// `batch` with each column cast to `schema`'s type where it differs.
+fn convert_strings(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, ArrowError> {
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(column, field)| {
+            if column.data_type() == field.data_type() {
+                Ok(Arc::clone(column))
+            } else {
+                arrow::compute::cast(column, field.data_type())
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    RecordBatch::try_new(Arc::clone(schema), columns)
+}
+
+/// `batch` with each dictionary column whose dictionary (the file's) holds more values than
+/// the batch has rows given a dictionary of its own, of the values its rows use: kernels that
+/// work on a dictionary's values (comparisons, hashing, the row format of GROUP BY) then cost
+/// what the batch holds, not what the file holds. A column of few distinct values keeps the
+/// file's dictionary, in place.
+fn own_dictionaries(batch: RecordBatch) -> Result<RecordBatch, ArrowError> {
+    let large = |c: &ArrayRef| {
+        c.as_dictionary_opt::<Int32Type>().is_some_and(|d| d.values().len() > batch.num_rows())
+    };
+    if !batch.columns().iter().any(large) {
+        return Ok(batch);
+    }
+    let columns = batch
+        .columns()
+        .iter()
+        .map(|c| match c.as_dictionary_opt::<Int32Type>() {
+            Some(d) if large(c) => {
+                let values = d.values().as_string_opt::<i32>().ok_or_else(|| {
+                    ArrowError::SchemaError("a dictionary that does not hold strings".into())
+                })?;
+                let mut ids: HashMap<i32, i32> = HashMap::new();
+                let mut own = StringBuilder::new();
+                let keys: Int32Array = d
+                    .keys()
+                    .iter()
+                    .map(|key| {
+                        key.map(|k| {
+                            let next = ids.len() as i32;
+                            *ids.entry(k).or_insert_with(|| {
+                                // Keys of a valid DictionaryArray index its values.
+                                own.append_option(
+                                    values.is_valid(k as usize).then(|| values.value(k as usize)),
+                                );
+                                next
+                            })
+                        })
+                    })
+                    .collect();
+                Ok(Arc::new(DictionaryArray::<Int32Type>::try_new(keys, Arc::new(own.finish()))?) as ArrayRef)
+            }
+            _ => Ok(Arc::clone(c)),
+        })
+        .collect::<Result<Vec<_>, ArrowError>>()?;
+    RecordBatch::try_new(batch.schema(), columns)
+}
+
+/// Gives each dictionary column one dictionary for the whole file, as Arrow's IPC file format
+/// holds one per column: the values the batches' rows use, each once, in the order first
+/// used, and each batch's keys mapped into them.
+fn share_dictionaries(schema: &SchemaRef, batches: Vec<RecordBatch>) -> Result<Vec<RecordBatch>, ArrowError> {
+    let dictionary_columns: Vec<usize> = schema
+        .fields()
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| matches!(f.data_type(), DataType::Dictionary(k, v) if **k == DataType::Int32 && **v == DataType::Utf8))
+        .map(|(i, _)| i)
+        .collect();
+    if dictionary_columns.is_empty() {
+        return Ok(batches);
+    }
+    let mut columns: Vec<Vec<ArrayRef>> = batches.iter().map(|b| b.columns().to_vec()).collect();
+    for &c in &dictionary_columns {
+        let mut ids: HashMap<&str, i32> = HashMap::new();
+        let mut values = StringBuilder::new();
+        let mut remapped = Vec::with_capacity(batches.len());
+        for batch in &batches {
+            let array = batch
+                .column(c)
+                .as_dictionary_opt::<Int32Type>()
+                .ok_or_else(|| ArrowError::SchemaError(format!("column {c} is not a dictionary")))?;
+            let local = array.values().as_string_opt::<i32>().ok_or_else(|| {
+                ArrowError::SchemaError(format!("column {c}'s dictionary does not hold strings"))
+            })?;
+            // Each value a row uses, mapped to its place in the shared dictionary.
+            let mut map = vec![-1i32; local.len()];
+            for key in array.keys().iter().flatten() {
+                let k = usize::try_from(key).ok().filter(|&k| k < local.len()).ok_or_else(|| {
+                    ArrowError::InvalidArgumentError(format!("dictionary key {key} out of range"))
+                })?;
+                if map[k] < 0 {
+                    let value = local.value(k);
+                    let next = i32::try_from(ids.len())
+                        .map_err(|_| ArrowError::InvalidArgumentError("too many distinct values".into()))?;
+                    map[k] = *ids.entry(value).or_insert_with(|| {
+                        values.append_value(value);
+                        next
+                    });
+                }
+            }
+            let keys: Int32Array = array
+                .keys()
+                .iter()
+                .map(|key| key.and_then(|k| usize::try_from(k).ok()).map(|k| map[k]))
+                .collect();
+            remapped.push(keys);
+        }
+        let shared: ArrayRef = Arc::new(values.finish());
+        for (row, keys) in columns.iter_mut().zip(remapped) {
+            row[c] = Arc::new(DictionaryArray::<Int32Type>::try_new(keys, Arc::clone(&shared))?);
+        }
+    }
+    batches
+        .iter()
+        .zip(columns)
+        .map(|(batch, columns)| RecordBatch::try_new(batch.schema(), columns))
+        .collect()
 }
 
 /// Checks that every buffer of a batch message lies inside the batch's body (Arrow's reader

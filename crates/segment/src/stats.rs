@@ -1,11 +1,11 @@
 //! Per-column statistics (min, max, null count) of segments, for pruning and status.
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, BinaryArray, BooleanArray, Decimal128Array, Float32Array, Float64Array,
-    Int32Array, Int64Array, StringArray, TimestampMillisecondArray,
+    Array, ArrayRef, AsArray, BinaryArray, BooleanArray, Decimal128Array, DictionaryArray, Float32Array,
+    Float64Array, Int32Array, Int64Array, StringArray, TimestampMillisecondArray,
 };
 use arrow::compute::{max, max_boolean, max_string, min, min_boolean, min_string};
-use arrow::datatypes::DataType as ArrowType;
+use arrow::datatypes::{DataType as ArrowType, Int32Type};
 use serde::{Deserialize, Serialize};
 use std::cmp::Ordering;
 
@@ -103,6 +103,13 @@ impl ColumnStats {
                 };
                 (keep(min_string(a)), keep(max_string(a)))
             }
+            ArrowType::Dictionary(key, value) if **key == ArrowType::Int32 && **value == ArrowType::Utf8 => {
+                let (lo, hi) = dictionary_bounds(array.as_dictionary::<Int32Type>());
+                let keep = |s: Option<&str>| {
+                    s.filter(|s| s.len() <= MAX_STAT_STRING).map(|s| StatValue::Str(s.to_string()))
+                };
+                (keep(lo), keep(hi))
+            }
             ArrowType::Binary => {
                 let _: &BinaryArray = array.as_binary();
                 (None, None)
@@ -139,6 +146,30 @@ pub fn merge_all(into: &mut Vec<ColumnStats>, from: &[ColumnStats], into_rows: u
     for (a, b) in into.iter_mut().zip(from) {
         a.merge(b);
     }
+}
+
+/// The least and greatest strings a dictionary array's rows use (a dictionary may hold values
+/// no row uses: a slice's, or a sorted segment's).
+fn dictionary_bounds(array: &DictionaryArray<Int32Type>) -> (Option<&str>, Option<&str>) {
+    let Some(values) = array.values().as_string_opt::<i32>() else {
+        return (None, None);
+    };
+    let valid = |k: i32| usize::try_from(k).ok().filter(|&k| k < values.len() && values.is_valid(k));
+    if array.len() < values.len() {
+        // Fewer rows than values (a slice of a file's batch, whose dictionary is the file's):
+        // each row's value.
+        return string_bounds(array.keys().iter().flatten().filter_map(valid).map(|k| values.value(k)));
+    }
+    let mut used = vec![false; values.len()];
+    for k in array.keys().iter().flatten().filter_map(valid) {
+        used[k] = true;
+    }
+    string_bounds(used.iter().enumerate().filter(|(_, u)| **u).map(|(i, _)| values.value(i)))
+}
+
+fn string_bounds<'a>(mut strings: impl Iterator<Item = &'a str>) -> (Option<&'a str>, Option<&'a str>) {
+    let first = strings.next();
+    strings.fold((first, first), |(lo, hi), v| (lo.map(|l| l.min(v)), hi.map(|h| h.max(v))))
 }
 
 fn finite(v: Option<f64>) -> Option<StatValue> {
@@ -182,6 +213,24 @@ mod tests {
         assert_eq!((s.min, s.max), (Some(StatValue::Str("a".into())), Some(StatValue::Str("c".into()))));
         let floats: ArrayRef = Arc::new(Float64Array::from(vec![f64::NEG_INFINITY, 1.0]));
         assert_eq!(ColumnStats::of(&floats).min, None);
+    }
+
+    #[test]
+    fn a_dictionary_column_is_bounded_by_the_values_its_rows_use() {
+        let dictionary: DictionaryArray<Int32Type> =
+            vec![Some("m"), None, Some("c"), Some("x"), Some("c")].into_iter().collect();
+        // Rows 2..4 use "c" and "x"; the dictionary also holds "m", which they do not use.
+        let array: ArrayRef = Arc::new(dictionary.slice(2, 3));
+        let s = ColumnStats::of(&array);
+        assert_eq!(s.min, Some(StatValue::Str("c".into())));
+        assert_eq!(s.max, Some(StatValue::Str("x".into())));
+        assert_eq!(s.null_count, 0);
+        let all: ArrayRef = Arc::new(dictionary);
+        let s = ColumnStats::of(&all);
+        assert_eq!(
+            (s.min, s.max, s.null_count),
+            (Some(StatValue::Str("c".into())), Some(StatValue::Str("x".into())), 1)
+        );
     }
 
     #[test]

@@ -13,6 +13,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 fn layout() -> Arc<TableLayout> {
+    layout_with(&[])
+}
+
+/// The test table, with `dictionary` stored dictionary-encoded.
+fn layout_with(dictionary: &[&str]) -> Arc<TableLayout> {
     let (schema, _) = Schema::from_json(&json!({
         "schemaName": "t",
         "dimensionFieldSpecs": [{"name": "country", "dataType": "STRING"}],
@@ -22,12 +27,20 @@ fn layout() -> Arc<TableLayout> {
     .unwrap();
     Arc::new(TableLayout::new(
         Arc::new(schema),
-        &LayoutOptions { time_column: Some("ts".into()), ..Default::default() },
+        &LayoutOptions {
+            time_column: Some("ts".into()),
+            dictionary: dictionary.iter().map(|c| c.to_string()).collect(),
+            ..Default::default()
+        },
     ))
 }
 
 fn sealed_file(dir: &Path, rows: usize, sort_by: Option<&str>) -> PathBuf {
-    let layout = layout();
+    sealed_file_of(&layout(), dir, rows, sort_by)
+}
+
+fn sealed_file_of(layout: &Arc<TableLayout>, dir: &Path, rows: usize, sort_by: Option<&str>) -> PathBuf {
+    let layout = Arc::clone(layout);
     let segment = MutableSegment::new(Arc::clone(&layout));
     let countries = ["US", "NZ", "DE", "BR"];
     let records: Vec<String> = (0..rows)
@@ -128,12 +141,118 @@ fn truncated_flipped_and_foreign_versions_are_refused() {
         std::fs::write(&bad, &bytes).unwrap();
         refused(&bad);
     }
-    // Another version.
-    let mut bytes = good.clone();
+    // Another version: a newer one, and the older one this build reads but with metadata
+    // that says otherwise.
     let v = good.len() - 56 + 8;
-    bytes[v..v + 4].copy_from_slice(&2u32.to_le_bytes());
-    std::fs::write(&bad, &bytes).unwrap();
-    assert!(matches!(refused(&bad), SegmentError::UnknownVersion { found: 2, .. }));
+    for (version, found) in [(3u32, 3u32), (1, 2)] {
+        let mut bytes = good.clone();
+        bytes[v..v + 4].copy_from_slice(&version.to_le_bytes());
+        // The metadata's checksum covers the trailer: made right, so the version is what differs.
+        assert!(shoal_segment::sealed::restamp_checksums(&mut bytes));
+        std::fs::write(&bad, &bytes).unwrap();
+        let e = refused(&bad);
+        assert!(matches!(e, SegmentError::UnknownVersion { found: f, .. } if f == found), "{e}");
+    }
+}
+
+/// The strings of column 0 of every batch, read through whatever encoding it has.
+fn countries(segment: &SealedSegment) -> Vec<String> {
+    let mut out = Vec::new();
+    for batch in segment.batches().unwrap() {
+        let plain = arrow::compute::cast(batch.column(0), &arrow::datatypes::DataType::Utf8).unwrap();
+        out.extend(plain.as_string::<i32>().iter().map(|v| v.unwrap().to_string()));
+    }
+    out
+}
+
+#[test]
+fn a_dictionary_column_is_stored_once_per_file_and_read_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let dictionary = layout_with(&["country"]);
+    assert_eq!(dictionary.arrow.field(0).data_type(), &shoal_segment::columns::dictionary_type());
+    for sort_by in [None, Some("country")] {
+        let plain_dir = dir.path().join(format!("plain-{sort_by:?}"));
+        let dict_dir = dir.path().join(format!("dictionary-{sort_by:?}"));
+        std::fs::create_dir_all(&plain_dir).unwrap();
+        std::fs::create_dir_all(&dict_dir).unwrap();
+        let plain = SealedSegment::load(&sealed_file(&plain_dir, 20_000, sort_by)).unwrap();
+        let encoded = SealedSegment::load(&sealed_file_of(&dictionary, &dict_dir, 20_000, sort_by)).unwrap();
+        encoded.check_schema(&dictionary.arrow).unwrap();
+        assert_eq!(countries(&encoded), countries(&plain), "sorted by {sort_by:?}");
+        assert!(
+            // Two bytes a row of strings saved (a key takes an offset's place), less the
+            // dictionary's own buffers and padding.
+            encoded.file_bytes() + 20_000 < plain.file_bytes(),
+            "{} bytes encoded, {} plain",
+            encoded.file_bytes(),
+            plain.file_bytes()
+        );
+        // Every batch's keys point into one dictionary, inside the mapped file.
+        let batches = encoded.batches().unwrap();
+        assert!(batches.len() >= 3);
+        let values: Vec<usize> = batches
+            .iter()
+            .map(|b| {
+                let d = b.column(0).as_dictionary::<arrow::datatypes::Int32Type>();
+                assert_eq!(d.values().len(), 4, "the four countries, each once");
+                d.values().as_string::<i32>().values().as_ptr() as usize
+            })
+            .collect();
+        assert!(values.windows(2).all(|w| w[0] == w[1]), "one dictionary for the file");
+        let stats = &encoded.meta().columns[0].stats;
+        assert_eq!(stats.min, Some(shoal_segment::StatValue::Str("BR".into())));
+        assert_eq!(stats.max, Some(shoal_segment::StatValue::Str("US".into())));
+    }
+}
+
+#[test]
+fn a_file_opens_under_a_table_that_changed_its_strings_encoding_and_an_old_version_opens_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let dictionary = layout_with(&["country"]);
+    let plain_path = sealed_file(dir.path(), 10_000, None);
+    let expected = countries(&SealedSegment::load(&plain_path).unwrap());
+
+    // Written plain, read by a table that now encodes the column: converted when read.
+    let segment = SealedSegment::open(&plain_path).unwrap();
+    segment.check_schema(&dictionary.arrow).unwrap();
+    let batches = segment.batches().unwrap();
+    assert!(batches.iter().all(|b| b.schema().field(0).data_type() == dictionary.arrow.field(0).data_type()));
+    assert_eq!(countries(&segment), expected);
+
+    // Written encoded, read by a table that lists the column in noDictionaryColumns now.
+    let encoded_dir = dir.path().join("encoded");
+    std::fs::create_dir_all(&encoded_dir).unwrap();
+    let encoded_path = sealed_file_of(&dictionary, &encoded_dir, 10_000, None);
+    let segment = SealedSegment::open(&encoded_path).unwrap();
+    segment.check_schema(&layout().arrow).unwrap();
+    assert!(segment.batches().unwrap().iter().all(|b| b.column(0).as_string_opt::<i32>().is_some()));
+    assert_eq!(countries(&segment), expected);
+
+    // Any other difference is still refused.
+    let (other, _) = Schema::from_json(&json!({
+        "schemaName": "t",
+        "dimensionFieldSpecs": [{"name": "country", "dataType": "LONG"}],
+        "metricFieldSpecs": [{"name": "id", "dataType": "LONG"}],
+        "dateTimeFieldSpecs": [{"name": "ts", "dataType": "LONG", "format": "1:MILLISECONDS:EPOCH", "granularity": "1:MILLISECONDS"}]
+    }))
+    .unwrap();
+    let other = TableLayout::new(Arc::new(other), &LayoutOptions::default());
+    let e = SealedSegment::open(&plain_path).unwrap().check_schema(&other.arrow).unwrap_err();
+    assert!(matches!(e, SegmentError::SchemaMismatch { .. }), "{e}");
+
+    // A file of format version 1 (which never held dictionaries) still opens.
+    let mut bytes = std::fs::read(&plain_path).unwrap();
+    let v = bytes.len() - 56 + 8;
+    bytes[v..v + 4].copy_from_slice(&1u32.to_le_bytes());
+    let meta_at = bytes.windows(18).rposition(|w| w == b"\"format_version\":2").unwrap();
+    bytes[meta_at + 17] = b'1';
+    assert!(shoal_segment::sealed::restamp_checksums(&mut bytes));
+    let old = dir.path().join("old.seg");
+    std::fs::write(&old, &bytes).unwrap();
+    let segment = SealedSegment::open(&old).unwrap();
+    assert_eq!(segment.meta().format_version, 1);
+    segment.check_schema(&dictionary.arrow).unwrap();
+    assert_eq!(countries(&segment), expected);
 }
 
 /// A small deterministic generator: no extra dependency, the same cases every run.

@@ -319,6 +319,7 @@ fn scalar_type_name(t: &DataType) -> &'static str {
         | DataType::Decimal256(..) => "BIG_DECIMAL",
         DataType::Boolean => "BOOLEAN",
         DataType::Timestamp(..) => "TIMESTAMP",
+        DataType::Dictionary(_, value) => scalar_type_name(value),
         DataType::Binary | DataType::LargeBinary | DataType::BinaryView | DataType::FixedSizeBinary(_) => {
             "BYTES"
         }
@@ -368,6 +369,14 @@ pub fn json_value(array: &ArrayRef, row: usize) -> Value {
         DataType::Timestamp(TimeUnit::Millisecond, _) => {
             Value::String(format_timestamp(array.as_primitive::<TimestampMillisecondType>().value(row)))
         }
+        // A dictionary-encoded column: the value its key names.
+        DataType::Dictionary(key, _) if **key == DataType::Int32 => {
+            let dictionary = array.as_dictionary::<Int32Type>();
+            match usize::try_from(dictionary.keys().value(row)) {
+                Ok(at) if at < dictionary.values().len() => json_value(dictionary.values(), at),
+                _ => Value::Null,
+            }
+        }
         DataType::List(_) => {
             let items = array.as_list::<i32>().value(row);
             Value::Array((0..items.len()).map(|i| json_value(&items, i)).collect())
@@ -393,5 +402,32 @@ fn format_timestamp(ms: i64) -> String {
         format!("{base}.0")
     } else {
         format!("{base}.{}", format!("{frac:03}").trim_end_matches('0'))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{DictionaryArray, Int64Array};
+    use arrow::datatypes::Int32Type;
+    use std::sync::Arc;
+
+    #[test]
+    fn a_dictionary_column_answers_with_its_values_and_their_type() {
+        let strings: DictionaryArray<Int32Type> =
+            vec![Some("US"), None, Some("DE"), Some("US")].into_iter().collect();
+        let strings: ArrayRef = Arc::new(strings);
+        let cells: Vec<Value> = (0..4).map(|row| json_value(&strings, row)).collect();
+        assert_eq!(cells, vec![Value::from("US"), Value::Null, Value::from("DE"), Value::from("US")]);
+        let field = Field::new("country", strings.data_type().clone(), true);
+        assert_eq!(pinot_type_name(&field), "STRING");
+
+        let keys = arrow::array::Int32Array::from(vec![1, 0]);
+        let longs =
+            DictionaryArray::<Int32Type>::try_new(keys, Arc::new(Int64Array::from(vec![7, 9]))).unwrap();
+        let longs: ArrayRef = Arc::new(longs);
+        assert_eq!(json_value(&longs, 0), Value::from(9));
+        let field = Field::new("n", longs.data_type().clone(), true);
+        assert_eq!(pinot_type_name(&field), "LONG");
     }
 }
