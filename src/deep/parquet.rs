@@ -5,13 +5,16 @@
 //! with their ordinary Parquet readers; the restore reads it back into a segment.
 
 use arrow::array::RecordBatch;
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{DataType, SchemaRef};
 use bytes::Bytes;
 use parquet::arrow::ArrowWriter;
-use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
+};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::{KeyValue, SortingColumn};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use std::sync::Arc;
 
 /// Rows per row group.
 pub(crate) const ROW_GROUP_ROWS: usize = 128 * 1024;
@@ -61,9 +64,23 @@ pub(crate) fn write(
 /// in their names, number or kind. A STRING column is read into the table's encoding (plain or
 /// dictionary), whichever the file was written with.
 pub(crate) fn read(schema: &SchemaRef, bytes: Bytes) -> Result<Vec<RecordBatch>, String> {
+    // The file's own columns (its embedded Arrow schema): the table's names and Pinot types in
+    // order, each of the table's Arrow type or a STRING encoded the other way.
+    let own = ArrowReaderMetadata::load(&bytes, ArrowReaderOptions::new()).map_err(|e| e.to_string())?;
+    let same = own.schema().fields().len() == schema.fields().len()
+        && own.schema().fields().iter().zip(schema.fields()).all(|(file, table)| {
+            file.name() == table.name()
+                && file.metadata() == table.metadata()
+                && (file.data_type() == table.data_type()
+                    || same_strings(file.data_type(), table.data_type()))
+        });
+    if !same {
+        return Err("its columns are not the table's".into());
+    }
     let options = ArrowReaderOptions::new().with_schema(SchemaRef::clone(schema));
-    let builder = ParquetRecordBatchReaderBuilder::try_new_with_options(bytes, options)
+    let metadata = ArrowReaderMetadata::try_new(Arc::clone(own.metadata()), options)
         .map_err(|e| format!("its columns are not the table's: {e}"))?;
+    let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(bytes, metadata);
     let reader = builder.with_batch_size(8192).build().map_err(|e| e.to_string())?;
     let batches: Result<Vec<RecordBatch>, _> = reader.collect();
     let batches = batches.map_err(|e| e.to_string())?;
@@ -74,6 +91,13 @@ pub(crate) fn read(schema: &SchemaRef, bytes: Bytes) -> Result<Vec<RecordBatch>,
             RecordBatch::try_new(SchemaRef::clone(schema), b.columns().to_vec()).map_err(|e| e.to_string())
         })
         .collect()
+}
+
+/// True for a plain STRING type and a dictionary of strings, either way round.
+fn same_strings(a: &DataType, b: &DataType) -> bool {
+    let plain = |t: &DataType| *t == DataType::Utf8;
+    let dictionary = |t: &DataType| matches!(t, DataType::Dictionary(_, v) if **v == DataType::Utf8);
+    (plain(a) && dictionary(b)) || (dictionary(a) && plain(b))
 }
 
 #[cfg(test)]
@@ -135,6 +159,14 @@ mod tests {
             Field::new("s", DataType::Int64, true),
         ]));
         assert!(read(&longs, write(&schema, &batches, &info).unwrap()).is_err(), "a column of another kind");
+        let renamed: SchemaRef = Arc::new(Schema::new(vec![
+            Field::new("n", DataType::Int64, false),
+            Field::new("t", DataType::Utf8, true),
+        ]));
+        assert!(
+            read(&renamed, write(&schema, &batches, &info).unwrap()).is_err(),
+            "a column of another name"
+        );
     }
 
     /// A file written before a STRING column was dictionary-encoded reads into the encoded

@@ -680,21 +680,23 @@ fn same_strings(a: &DataType, b: &DataType) -> bool {
     (plain(a) && dictionary(b)) || (dictionary(a) && plain(b))
 }
 
-/// `batch` with each column cast to `schema`'s type where it differs.
+/// `batch` with each column cast to `schema`'s type where it differs (the file's fields
+/// otherwise: names, nullability and metadata as the file has them).
 fn convert_strings(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, ArrowError> {
-    let columns = batch
-        .columns()
-        .iter()
-        .zip(schema.fields())
-        .map(|(column, field)| {
-            if column.data_type() == field.data_type() {
-                Ok(Arc::clone(column))
-            } else {
-                arrow::compute::cast(column, field.data_type())
-            }
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    RecordBatch::try_new(Arc::clone(schema), columns)
+    let file = batch.schema();
+    let mut fields = Vec::with_capacity(batch.num_columns());
+    let mut columns = Vec::with_capacity(batch.num_columns());
+    for ((column, field), table) in batch.columns().iter().zip(file.fields()).zip(schema.fields()) {
+        if column.data_type() == table.data_type() {
+            columns.push(Arc::clone(column));
+            fields.push(field.as_ref().clone());
+        } else {
+            columns.push(arrow::compute::cast(column, table.data_type())?);
+            fields.push(field.as_ref().clone().with_data_type(table.data_type().clone()));
+        }
+    }
+    let converted = Arc::new(arrow::datatypes::Schema::new_with_metadata(fields, file.metadata().clone()));
+    RecordBatch::try_new(converted, columns)
 }
 
 /// `batch` with each dictionary column whose dictionary (the file's) holds more values than
@@ -770,26 +772,44 @@ fn share_dictionaries(schema: &SchemaRef, batches: Vec<RecordBatch>) -> Result<V
             let local = array.values().as_string_opt::<i32>().ok_or_else(|| {
                 ArrowError::SchemaError(format!("column {c}'s dictionary does not hold strings"))
             })?;
-            // Each value a row uses, mapped to its place in the shared dictionary.
-            let mut map = vec![-1i32; local.len()];
+            // Each value a row uses, mapped to its place in the shared dictionary (a null value
+            // to a null key).
+            const UNSEEN: i32 = -1;
+            const NULL: i32 = -2;
+            let mut map = vec![UNSEEN; local.len()];
             for key in array.keys().iter().flatten() {
                 let k = usize::try_from(key).ok().filter(|&k| k < local.len()).ok_or_else(|| {
                     ArrowError::InvalidArgumentError(format!("dictionary key {key} out of range"))
                 })?;
-                if map[k] < 0 {
-                    let value = local.value(k);
-                    let next = i32::try_from(ids.len())
-                        .map_err(|_| ArrowError::InvalidArgumentError("too many distinct values".into()))?;
-                    map[k] = *ids.entry(value).or_insert_with(|| {
-                        values.append_value(value);
-                        next
-                    });
+                if map[k] != UNSEEN {
+                    continue;
                 }
+                if local.is_null(k) {
+                    map[k] = NULL;
+                    continue;
+                }
+                let value = local.value(k);
+                if let Some(&id) = ids.get(value) {
+                    map[k] = id;
+                    continue;
+                }
+                // Offsets are 32-bit: one dictionary holds at most 2 GiB of distinct values.
+                if values.values_slice().len() + value.len() > i32::MAX as usize {
+                    let name = schema.field(c).name();
+                    return Err(ArrowError::InvalidArgumentError(format!(
+                        "column {name:?} has over 2 GiB of distinct values in one segment, more than one dictionary holds: list it in tableIndexConfig.noDictionaryColumns, or lower the flush threshold"
+                    )));
+                }
+                let next = i32::try_from(ids.len())
+                    .map_err(|_| ArrowError::InvalidArgumentError("too many distinct values".into()))?;
+                values.append_value(value);
+                ids.insert(value, next);
+                map[k] = next;
             }
             let keys: Int32Array = array
                 .keys()
                 .iter()
-                .map(|key| key.and_then(|k| usize::try_from(k).ok()).map(|k| map[k]))
+                .map(|key| key.and_then(|k| usize::try_from(k).ok()).map(|k| map[k]).filter(|&id| id >= 0))
                 .collect();
             remapped.push(keys);
         }
@@ -844,4 +864,57 @@ fn check_buffers(ipc: &[u8], block: &Block, dictionary: bool) -> Result<(), Stri
 /// Removes a leftover `*.seg.tmp` (a seal interrupted by a crash).
 pub fn is_temporary(path: &Path) -> bool {
     path.to_str().is_some_and(|p| p.ends_with(&format!(".{EXTENSION}.tmp")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::datatypes::{Field, Schema};
+
+    fn dictionary(keys: Vec<Option<i32>>, values: Vec<Option<&str>>) -> ArrayRef {
+        let values: ArrayRef = Arc::new(arrow::array::StringArray::from(values));
+        Arc::new(DictionaryArray::<Int32Type>::try_new(Int32Array::from(keys), values).unwrap())
+    }
+
+    fn plain(array: &ArrayRef) -> Vec<Option<String>> {
+        let strings = arrow::compute::cast(array, &DataType::Utf8).unwrap();
+        strings.as_string::<i32>().iter().map(|s| s.map(str::to_string)).collect()
+    }
+
+    /// Batches with dictionaries of their own, null keys and a null value among them, share one
+    /// dictionary of the values their rows use, each once; every row reads as before, a null as
+    /// a null; a batch of a dictionary larger than itself gets its own of what it uses.
+    #[test]
+    fn batches_share_one_dictionary_and_a_small_batch_of_a_large_one_gets_its_own() {
+        let schema: SchemaRef = Arc::new(Schema::new(vec![Field::new(
+            "s",
+            DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)),
+            true,
+        )]));
+        let batches: Vec<RecordBatch> = [
+            dictionary(
+                vec![Some(0), None, Some(2), Some(0), Some(3)],
+                vec![Some("b"), Some("unused"), Some("a"), None],
+            ),
+            dictionary(vec![Some(1), Some(0), Some(1)], vec![Some("c"), Some("a")]),
+        ]
+        .into_iter()
+        .map(|c| RecordBatch::try_new(Arc::clone(&schema), vec![c]).unwrap())
+        .collect();
+        let shared = share_dictionaries(&schema, batches.clone()).unwrap();
+        for (before, after) in batches.iter().zip(&shared) {
+            assert_eq!(plain(before.column(0)), plain(after.column(0)));
+        }
+        let values: Vec<&ArrayRef> =
+            shared.iter().map(|b| b.column(0).as_dictionary::<Int32Type>().values()).collect();
+        assert!(Arc::ptr_eq(values[0], values[1]), "one dictionary");
+        assert_eq!(plain(values[0]), vec![Some("b".into()), Some("a".into()), Some("c".into())]);
+        assert_eq!(shared[0].column(0).null_count(), 2, "the null key and the null value's row");
+
+        // Two rows of a three-value dictionary: a dictionary of their own, of the two they use.
+        let small = RecordBatch::try_new(Arc::clone(&schema), vec![shared[1].column(0).slice(0, 2)]).unwrap();
+        let own = own_dictionaries(small.clone()).unwrap();
+        assert_eq!(own.column(0).as_dictionary::<Int32Type>().values().len(), 2);
+        assert_eq!(plain(own.column(0)), plain(small.column(0)));
+    }
 }

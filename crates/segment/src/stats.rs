@@ -63,7 +63,8 @@ const MAX_STAT_STRING: usize = 256;
 impl ColumnStats {
     /// Statistics of one array.
     pub fn of(array: &ArrayRef) -> ColumnStats {
-        let null_count = array.null_count() as u64;
+        // Logical: a dictionary's null values count too, not only its null keys.
+        let null_count = array.logical_null_count() as u64;
         let (min, max) = match array.data_type() {
             ArrowType::Int32 => {
                 let a: &Int32Array = array.as_primitive();
