@@ -5,7 +5,7 @@
 //! with their ordinary Parquet readers; the restore reads it back into a segment.
 
 use arrow::array::RecordBatch;
-use arrow::datatypes::{DataType, SchemaRef};
+use arrow::datatypes::SchemaRef;
 use bytes::Bytes;
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::{
@@ -72,7 +72,7 @@ pub(crate) fn read(schema: &SchemaRef, bytes: Bytes) -> Result<Vec<RecordBatch>,
             file.name() == table.name()
                 && file.metadata() == table.metadata()
                 && (file.data_type() == table.data_type()
-                    || same_strings(file.data_type(), table.data_type()))
+                    || shoal_segment::columns::strings_either_way(file.data_type(), table.data_type()))
         });
     if !same {
         return Err("its columns are not the table's".into());
@@ -91,13 +91,6 @@ pub(crate) fn read(schema: &SchemaRef, bytes: Bytes) -> Result<Vec<RecordBatch>,
             RecordBatch::try_new(SchemaRef::clone(schema), b.columns().to_vec()).map_err(|e| e.to_string())
         })
         .collect()
-}
-
-/// True for a plain STRING type and a dictionary of strings, either way round.
-fn same_strings(a: &DataType, b: &DataType) -> bool {
-    let plain = |t: &DataType| *t == DataType::Utf8;
-    let dictionary = |t: &DataType| matches!(t, DataType::Dictionary(_, v) if **v == DataType::Utf8);
-    (plain(a) && dictionary(b)) || (dictionary(a) && plain(b))
 }
 
 #[cfg(test)]

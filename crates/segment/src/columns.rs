@@ -73,6 +73,14 @@ pub fn dictionary_type() -> ArrowType {
     ArrowType::Dictionary(Box::new(ArrowType::Int32), Box::new(ArrowType::Utf8))
 }
 
+/// True for a plain STRING type and a dictionary of strings, either way round: the two
+/// encodings a STRING column's values can be stored in, and converted between.
+pub fn strings_either_way(a: &ArrowType, b: &ArrowType) -> bool {
+    let plain = |t: &ArrowType| *t == ArrowType::Utf8;
+    let dictionary = |t: &ArrowType| matches!(t, ArrowType::Dictionary(_, v) if **v == ArrowType::Utf8);
+    (plain(a) && dictionary(b)) || (dictionary(a) && plain(b))
+}
+
 /// The Arrow type of a Pinot data type.
 pub fn arrow_type(t: DataType) -> ArrowType {
     match t {

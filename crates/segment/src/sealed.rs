@@ -539,7 +539,7 @@ impl SealedSegment {
         }
         let convertible = found.len() == want.len()
             && found.iter().zip(&want).all(|((fname, ftype), (wname, wtype))| {
-                fname == wname && (ftype == wtype || same_strings(ftype, wtype))
+                fname == wname && (ftype == wtype || crate::columns::strings_either_way(ftype, wtype))
             });
         if !convertible {
             return Err(SegmentError::SchemaMismatch {
@@ -671,13 +671,6 @@ impl SealedSegment {
             .collect::<Result<_, _>>()
             .map_err(|e| corrupt(&self.path, format!("a dictionary: {e}")))
     }
-}
-
-/// True for a plain STRING type and a dictionary of strings, either way round.
-fn same_strings(a: &DataType, b: &DataType) -> bool {
-    let plain = |t: &DataType| *t == DataType::Utf8;
-    let dictionary = |t: &DataType| matches!(t, DataType::Dictionary(_, v) if **v == DataType::Utf8);
-    (plain(a) && dictionary(b)) || (dictionary(a) && plain(b))
 }
 
 /// `batch` with each column cast to `schema`'s type where it differs (the file's fields
