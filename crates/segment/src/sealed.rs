@@ -20,7 +20,9 @@
 use crate::columns::TableLayout;
 use crate::mutable::{BATCH_ROWS, SegmentSnapshot, now_ms};
 use crate::stats::ColumnStats;
-use arrow::array::{Array, ArrayRef, AsArray, DictionaryArray, Int32Array, RecordBatch, StringBuilder};
+use arrow::array::{
+    Array, ArrayRef, AsArray, DictionaryArray, Int32Array, Int32Builder, RecordBatch, StringBuilder,
+};
 use arrow::buffer::Buffer;
 use arrow::compute::{SortColumn, concat_batches, lexsort_to_indices, take_record_batch};
 use arrow::datatypes::SchemaRef;
@@ -698,117 +700,41 @@ fn convert_strings(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatc
 /// what the batch holds, not what the file holds. A column of few distinct values keeps the
 /// file's dictionary, in place.
 fn own_dictionaries(batch: RecordBatch) -> Result<RecordBatch, ArrowError> {
-    let large = |c: &ArrayRef| {
-        c.as_dictionary_opt::<Int32Type>().is_some_and(|d| d.values().len() > batch.num_rows())
-    };
-    if !batch.columns().iter().any(large) {
-        return Ok(batch);
+    let schema = batch.schema();
+    let mut columns = batch.columns().to_vec();
+    for (c, column) in columns.iter_mut().enumerate() {
+        let Some(array) = column.as_dictionary_opt::<Int32Type>() else { continue };
+        if array.values().len() > batch.num_rows() {
+            let mut own = Dictionary::new(schema.field(c).name());
+            let keys = own.add(array)?;
+            *column = own.finish(keys)?;
+        }
     }
-    let columns = batch
-        .columns()
-        .iter()
-        .map(|c| match c.as_dictionary_opt::<Int32Type>() {
-            Some(d) if large(c) => {
-                let values = d.values().as_string_opt::<i32>().ok_or_else(|| {
-                    ArrowError::SchemaError("a dictionary that does not hold strings".into())
-                })?;
-                let mut ids: HashMap<i32, i32> = HashMap::new();
-                let mut own = StringBuilder::new();
-                let keys: Int32Array = d
-                    .keys()
-                    .iter()
-                    .map(|key| {
-                        key.map(|k| {
-                            let next = ids.len() as i32;
-                            *ids.entry(k).or_insert_with(|| {
-                                // Keys of a valid DictionaryArray index its values.
-                                own.append_option(
-                                    values.is_valid(k as usize).then(|| values.value(k as usize)),
-                                );
-                                next
-                            })
-                        })
-                    })
-                    .collect();
-                Ok(Arc::new(DictionaryArray::<Int32Type>::try_new(keys, Arc::new(own.finish()))?) as ArrayRef)
-            }
-            _ => Ok(Arc::clone(c)),
-        })
-        .collect::<Result<Vec<_>, ArrowError>>()?;
-    RecordBatch::try_new(batch.schema(), columns)
+    RecordBatch::try_new(schema, columns)
 }
 
 /// Gives each dictionary column one dictionary for the whole file, as Arrow's IPC file format
 /// holds one per column: the values the batches' rows use, each once, in the order first
 /// used, and each batch's keys mapped into them.
 fn share_dictionaries(schema: &SchemaRef, batches: Vec<RecordBatch>) -> Result<Vec<RecordBatch>, ArrowError> {
-    let dictionary_columns: Vec<usize> = schema
-        .fields()
-        .iter()
-        .enumerate()
-        .filter(|(_, f)| matches!(f.data_type(), DataType::Dictionary(k, v) if **k == DataType::Int32 && **v == DataType::Utf8))
-        .map(|(i, _)| i)
-        .collect();
-    if dictionary_columns.is_empty() {
-        return Ok(batches);
-    }
     let mut columns: Vec<Vec<ArrayRef>> = batches.iter().map(|b| b.columns().to_vec()).collect();
-    for &c in &dictionary_columns {
-        let mut ids: HashMap<&str, i32> = HashMap::new();
-        let mut values = StringBuilder::new();
-        let mut remapped = Vec::with_capacity(batches.len());
-        for batch in &batches {
-            let array = batch
-                .column(c)
-                .as_dictionary_opt::<Int32Type>()
-                .ok_or_else(|| ArrowError::SchemaError(format!("column {c} is not a dictionary")))?;
-            let local = array.values().as_string_opt::<i32>().ok_or_else(|| {
-                ArrowError::SchemaError(format!("column {c}'s dictionary does not hold strings"))
-            })?;
-            // Each value a row uses, mapped to its place in the shared dictionary (a null value
-            // to a null key).
-            const UNSEEN: i32 = -1;
-            const NULL: i32 = -2;
-            let mut map = vec![UNSEEN; local.len()];
-            for key in array.keys().iter().flatten() {
-                let k = usize::try_from(key).ok().filter(|&k| k < local.len()).ok_or_else(|| {
-                    ArrowError::InvalidArgumentError(format!("dictionary key {key} out of range"))
-                })?;
-                if map[k] != UNSEEN {
-                    continue;
-                }
-                if local.is_null(k) {
-                    map[k] = NULL;
-                    continue;
-                }
-                let value = local.value(k);
-                if let Some(&id) = ids.get(value) {
-                    map[k] = id;
-                    continue;
-                }
-                // Offsets are 32-bit: one dictionary holds at most 2 GiB of distinct values.
-                if values.values_slice().len() + value.len() > i32::MAX as usize {
-                    let name = schema.field(c).name();
-                    return Err(ArrowError::InvalidArgumentError(format!(
-                        "column {name:?} has over 2 GiB of distinct values in one segment, more than one dictionary holds: list it in tableIndexConfig.noDictionaryColumns, or lower the flush threshold"
-                    )));
-                }
-                let next = i32::try_from(ids.len())
-                    .map_err(|_| ArrowError::InvalidArgumentError("too many distinct values".into()))?;
-                values.append_value(value);
-                ids.insert(value, next);
-                map[k] = next;
-            }
-            let keys: Int32Array = array
-                .keys()
-                .iter()
-                .map(|key| key.and_then(|k| usize::try_from(k).ok()).map(|k| map[k]).filter(|&id| id >= 0))
-                .collect();
-            remapped.push(keys);
+    for (c, field) in schema.fields().iter().enumerate() {
+        if !matches!(field.data_type(), DataType::Dictionary(..)) {
+            continue;
         }
-        let shared: ArrayRef = Arc::new(values.finish());
-        for (row, keys) in columns.iter_mut().zip(remapped) {
-            row[c] = Arc::new(DictionaryArray::<Int32Type>::try_new(keys, Arc::clone(&shared))?);
+        let mut shared = Dictionary::new(field.name());
+        let keys = batches
+            .iter()
+            .map(|batch| {
+                let array = batch.column(c).as_dictionary_opt::<Int32Type>().ok_or_else(|| {
+                    ArrowError::SchemaError(format!("column {:?} is not a dictionary", field.name()))
+                })?;
+                shared.add(array)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let values = shared.values();
+        for (row, keys) in columns.iter_mut().zip(keys) {
+            row[c] = Arc::new(DictionaryArray::<Int32Type>::try_new(keys, Arc::clone(&values))?);
         }
     }
     batches
@@ -816,6 +742,89 @@ fn share_dictionaries(schema: &SchemaRef, batches: Vec<RecordBatch>) -> Result<V
         .zip(columns)
         .map(|(batch, columns)| RecordBatch::try_new(batch.schema(), columns))
         .collect()
+}
+
+/// A dictionary of strings being built from the values other dictionary arrays' rows use, each
+/// once, in the order first used.
+struct Dictionary<'a> {
+    column: &'a str,
+    ids: HashMap<&'a str, i32>,
+    values: StringBuilder,
+}
+
+impl<'a> Dictionary<'a> {
+    fn new(column: &'a str) -> Self {
+        Dictionary { column, ids: HashMap::new(), values: StringBuilder::new() }
+    }
+
+    /// `array`'s keys into this dictionary, its values added; a null value becomes a null key.
+    fn add(&mut self, array: &'a DictionaryArray<Int32Type>) -> Result<Int32Array, ArrowError> {
+        let local = array.values().as_string_opt::<i32>().ok_or_else(|| {
+            ArrowError::SchemaError(format!("column {:?}'s dictionary does not hold strings", self.column))
+        })?;
+        // Each local value a row uses, mapped once: by a table as long as the local dictionary
+        // when it is no longer than the rows, else by a map of just the values used (a slice of
+        // a file's dictionary).
+        let mut dense = (local.len() <= array.len()).then(|| vec![None; local.len()]);
+        let mut sparse: HashMap<usize, Option<i32>> = HashMap::new();
+        let mut keys = Int32Builder::with_capacity(array.len());
+        for key in array.keys().iter() {
+            let Some(key) = key else {
+                keys.append_null();
+                continue;
+            };
+            let k = usize::try_from(key).ok().filter(|&k| k < local.len()).ok_or_else(|| {
+                ArrowError::InvalidArgumentError(format!("dictionary key {key} out of range"))
+            })?;
+            let seen = match &mut dense {
+                Some(dense) => dense[k],
+                None => sparse.get(&k).copied(),
+            };
+            let id = match seen {
+                Some(id) => id,
+                None => {
+                    let id = if local.is_null(k) { None } else { Some(self.id(local.value(k))?) };
+                    match &mut dense {
+                        Some(dense) => dense[k] = Some(id),
+                        None => {
+                            sparse.insert(k, id);
+                        }
+                    }
+                    id
+                }
+            };
+            keys.append_option(id);
+        }
+        Ok(keys.finish())
+    }
+
+    /// The id of `value`, added if new.
+    fn id(&mut self, value: &'a str) -> Result<i32, ArrowError> {
+        if let Some(&id) = self.ids.get(value) {
+            return Ok(id);
+        }
+        // Offsets are 32-bit: one dictionary holds at most 2 GiB of distinct values.
+        if self.values.values_slice().len() + value.len() > i32::MAX as usize {
+            return Err(ArrowError::InvalidArgumentError(format!(
+                "column {:?} has over 2 GiB of distinct values in one segment, more than one dictionary holds: list it in tableIndexConfig.noDictionaryColumns, or lower the flush threshold",
+                self.column
+            )));
+        }
+        let id = i32::try_from(self.ids.len())
+            .map_err(|_| ArrowError::InvalidArgumentError("too many distinct values".into()))?;
+        self.values.append_value(value);
+        self.ids.insert(value, id);
+        Ok(id)
+    }
+
+    fn values(&mut self) -> ArrayRef {
+        Arc::new(self.values.finish())
+    }
+
+    /// One array of `keys` over this dictionary.
+    fn finish(mut self, keys: Int32Array) -> Result<ArrayRef, ArrowError> {
+        Ok(Arc::new(DictionaryArray::<Int32Type>::try_new(keys, self.values())?))
+    }
 }
 
 /// Checks that every buffer of a batch message lies inside the batch's body (Arrow's reader

@@ -99,17 +99,11 @@ impl ColumnStats {
             }
             ArrowType::Utf8 => {
                 let a: &StringArray = array.as_string();
-                let keep = |s: Option<&str>| {
-                    s.filter(|s| s.len() <= MAX_STAT_STRING).map(|s| StatValue::Str(s.to_string()))
-                };
-                (keep(min_string(a)), keep(max_string(a)))
+                (kept(min_string(a)), kept(max_string(a)))
             }
             ArrowType::Dictionary(key, value) if **key == ArrowType::Int32 && **value == ArrowType::Utf8 => {
                 let (lo, hi) = dictionary_bounds(array.as_dictionary::<Int32Type>());
-                let keep = |s: Option<&str>| {
-                    s.filter(|s| s.len() <= MAX_STAT_STRING).map(|s| StatValue::Str(s.to_string()))
-                };
-                (keep(lo), keep(hi))
+                (kept(lo), kept(hi))
             }
             ArrowType::Binary => {
                 let _: &BinaryArray = array.as_binary();
@@ -147,6 +141,11 @@ pub fn merge_all(into: &mut Vec<ColumnStats>, from: &[ColumnStats], into_rows: u
     for (a, b) in into.iter_mut().zip(from) {
         a.merge(b);
     }
+}
+
+/// A string bound, unless it is longer than a bound is kept.
+fn kept(s: Option<&str>) -> Option<StatValue> {
+    s.filter(|s| s.len() <= MAX_STAT_STRING).map(|s| StatValue::Str(s.to_string()))
 }
 
 /// The least and greatest strings a dictionary array's rows use (a dictionary may hold values
