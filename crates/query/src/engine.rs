@@ -829,6 +829,7 @@ impl QueryEngine {
             .with_config(config)
             .with_runtime_env(runtime)
             .with_default_features()
+            .with_physical_optimizer_rule(Arc::new(crate::literal::CountLiteralOnce))
             .with_physical_optimizer_rule(Arc::new(guard::YieldEverywhere))
             .build();
         let udfs = scalar_functions()
@@ -1002,4 +1003,30 @@ fn tables_read(plan: &LogicalPlan, tables: &[String]) -> (Vec<String>, bool) {
         Ok(TreeNodeRecursion::Continue)
     });
     (read.into_iter().collect(), others)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Array, Int64Array};
+    use arrow::datatypes::{Field, Schema};
+    use datafusion::datasource::MemTable;
+    use futures::TryStreamExt;
+
+    #[tokio::test]
+    async fn the_engine_counts_rows_with_a_repeated_literal() {
+        let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, false)]));
+        let batch =
+            RecordBatch::try_new(Arc::clone(&schema), vec![Arc::new(Int64Array::from_iter_values(1..=100))])
+                .expect("a batch");
+        let engine = QueryEngine::default();
+        let table = MemTable::try_new(schema, vec![vec![batch]]).expect("a table");
+        engine.register_external("t", Arc::new(table)).expect("registered");
+        let query = engine.stream("SELECT count(*) FROM t WHERE x > 10").await.expect("planned");
+        let arguments = crate::literal::tests::count_arguments(&query.plan);
+        assert_eq!(arguments, [("count(Int64(1))".to_string(), true)]);
+        let batches: Vec<RecordBatch> = query.stream.try_collect().await.expect("the rows");
+        let column = batches[0].column(0).as_any().downcast_ref::<Int64Array>().expect("a LONG count");
+        assert_eq!(column.value(0), 90);
+    }
 }

@@ -6,6 +6,7 @@
 pub mod dialect;
 pub mod engine;
 mod guard;
+mod literal;
 pub mod lookup;
 pub mod provider;
 pub mod rewrite;
