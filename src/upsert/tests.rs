@@ -5,9 +5,9 @@ use crate::config::TableDefinition;
 use serde_json::json;
 use shoal_segment::RecordMeta;
 
-/// An upsert table over `id` (key) and `ts` (time and comparison) with a `metadataTTL` of
-/// 1,000 ms, and its layout.
-fn upsert_with_ttl() -> (Upsert, Arc<TableLayout>) {
+/// Table `u` keyed by `id`, with `ts` its time column (epoch milliseconds), its
+/// `upsertConfig` and its dimensions.
+fn definition(upsert_config: serde_json::Value, dimensions: serde_json::Value) -> TableDefinition {
     let table = json!({
         "tableName": "u",
         "tableType": "REALTIME",
@@ -19,16 +19,25 @@ fn upsert_with_ttl() -> (Upsert, Arc<TableLayout>) {
             "stream.kinesis.decoder.class.name": "org.apache.pinot.plugin.inputformat.json.JSONMessageDecoder",
             "realtime.segment.flush.threshold.segment.rows": "1000"
         }},
-        "upsertConfig": {"mode": "FULL", "metadataTTL": 1000},
+        "upsertConfig": upsert_config,
         "metadata": {}
     });
     let schema = json!({
         "schemaName": "u",
         "primaryKeyColumns": ["id"],
-        "dimensionFieldSpecs": [{"name": "id", "dataType": "STRING"}],
+        "dimensionFieldSpecs": dimensions,
         "dateTimeFieldSpecs": [{"name": "ts", "dataType": "LONG", "format": "1:MILLISECONDS:EPOCH", "granularity": "1:MILLISECONDS"}]
     });
-    let definition = TableDefinition::from_json(&table, &schema).expect("a valid definition");
+    TableDefinition::from_json(&table, &schema).expect("a valid definition")
+}
+
+/// An upsert table over `id` (key) and `ts` (time and comparison) with a `metadataTTL` of
+/// 1,000 ms, and its layout.
+fn upsert_with_ttl() -> (Upsert, Arc<TableLayout>) {
+    let definition = definition(
+        json!({"mode": "FULL", "metadataTTL": 1000}),
+        json!([{"name": "id", "dataType": "STRING"}]),
+    );
     let layout = crate::table::layout_of(&definition);
     let upsert = Upsert::of(&definition, &layout, Arc::default()).expect("an upsert table");
     (upsert, layout)
@@ -97,27 +106,10 @@ fn a_rebuild_while_a_segment_seals_purges_after_it_as_the_live_map_did() {
 /// still mark deletes.
 #[test]
 fn a_dictionary_key_and_delete_column_read_as_their_plain_strings() {
-    let table = json!({
-        "tableName": "u",
-        "tableType": "REALTIME",
-        "segmentsConfig": {"timeColumnName": "ts", "replicasPerPartition": "1"},
-        "tableIndexConfig": {"loadMode": "MMAP", "streamConfigs": {
-            "streamType": "kinesis",
-            "stream.kinesis.topic.name": "u",
-            "region": "us-east-1",
-            "stream.kinesis.decoder.class.name": "org.apache.pinot.plugin.inputformat.json.JSONMessageDecoder",
-            "realtime.segment.flush.threshold.segment.rows": "1000"
-        }},
-        "upsertConfig": {"mode": "FULL", "deleteRecordColumn": "gone"},
-        "metadata": {}
-    });
-    let schema = json!({
-        "schemaName": "u",
-        "primaryKeyColumns": ["id"],
-        "dimensionFieldSpecs": [{"name": "id", "dataType": "STRING"}, {"name": "gone", "dataType": "STRING"}],
-        "dateTimeFieldSpecs": [{"name": "ts", "dataType": "LONG", "format": "1:MILLISECONDS:EPOCH", "granularity": "1:MILLISECONDS"}]
-    });
-    let definition = TableDefinition::from_json(&table, &schema).expect("a valid definition");
+    let definition = definition(
+        json!({"mode": "FULL", "deleteRecordColumn": "gone"}),
+        json!([{"name": "id", "dataType": "STRING"}, {"name": "gone", "dataType": "STRING"}]),
+    );
     let layout = crate::table::layout_of(&definition);
     assert!(layout.columns.iter().filter(|c| c.spec.name != "ts").all(|c| c.dictionary));
     let upsert = Upsert::of(&definition, &layout, Arc::default()).expect("an upsert table");
