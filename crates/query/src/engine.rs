@@ -7,16 +7,19 @@ use crate::provider::{ScanRecorder, ScanStats, ShoalTable, SnapshotSource, Upser
 use crate::rewrite::{canonicalize, rewrite};
 use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, SchemaRef};
+use chrono::{DateTime, Utc};
 use datafusion::catalog::TableProvider;
-use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::alias::AliasGenerator;
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::tree_node::{Transformed, TreeNodeRecursion};
 use datafusion::common::{DataFusionError, SchemaError, TableReference};
-use datafusion::datasource::MemTable;
-use datafusion::execution::FunctionRegistry;
-use datafusion::execution::SendableRecordBatchStream;
+use datafusion::datasource::{DefaultTableSource, MemTable, provider_as_source};
 use datafusion::execution::memory_pool::{GreedyMemoryPool, MemoryPool};
-use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
+use datafusion::execution::{FunctionRegistry, SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::{LogicalPlan, ScalarUDF};
+use datafusion::optimizer::OptimizerConfig;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::prelude::{SQLOptions, SessionConfig};
@@ -26,7 +29,7 @@ use futures::StreamExt;
 use shoal_functions::{aggregate_functions, scalar_functions};
 use shoal_segment::TableLayout;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -429,6 +432,13 @@ pub struct QueryEngine {
     running: Arc<Semaphore>,
     /// Queries waiting for a place.
     waiting: AtomicUsize,
+    /// What queries plan with, built once for the tables registered ([`Shared`]).
+    shared: Mutex<Option<Arc<Shared>>>,
+    /// Counts the changes to the tables; a [`Shared`] built before the last one is rebuilt.
+    generation: AtomicU64,
+    /// The session's object stores and caches, kept across rebuilds; each query runs with
+    /// its own memory pool beside them.
+    runtime: Arc<RuntimeEnv>,
 }
 
 impl Default for QueryEngine {
@@ -447,6 +457,9 @@ impl QueryEngine {
             memory: Arc::new(GreedyMemoryPool::new(options.total_memory.max(1))),
             running: Arc::new(Semaphore::new(options.max_concurrent_queries.max(1))),
             waiting: AtomicUsize::new(0),
+            shared: Mutex::new(None),
+            generation: AtomicU64::new(0),
+            runtime: Arc::new(RuntimeEnv::default()),
             options,
         }
     }
@@ -511,11 +524,18 @@ impl QueryEngine {
     pub fn register(&self, name: &str, layout: Arc<TableLayout>, source: Arc<dyn SnapshotSource>) {
         let mut tables = self.tables.write().unwrap_or_else(|p| p.into_inner());
         tables.insert(name.to_string(), Registered { layout, source });
+        self.changed();
     }
 
     /// Removes a table.
     pub fn deregister(&self, name: &str) {
         self.tables.write().unwrap_or_else(|p| p.into_inner()).remove(name);
+        self.changed();
+    }
+
+    /// After a change to the tables: the next query plans with a [`Shared`] built anew.
+    fn changed(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
     }
 
     /// Makes an app's own table (any DataFusion `TableProvider`) queryable as `name`, beside
@@ -557,6 +577,7 @@ impl QueryEngine {
         if let Some(table) = dimension {
             self.dimensions.insert(name, table);
         }
+        self.changed();
         Ok(())
     }
 
@@ -568,6 +589,7 @@ impl QueryEngine {
         if removed && self.dimensions.contains(name) {
             self.dimensions.remove(name);
         }
+        self.changed();
         removed
     }
 
@@ -589,6 +611,7 @@ impl QueryEngine {
         let mut external = self.external.write().unwrap_or_else(|p| p.into_inner());
         let Some((registered, _)) = self.dimensions.remove_entry(name) else { return false };
         external.remove(&registered);
+        self.changed();
         true
     }
 
@@ -663,25 +686,31 @@ impl QueryEngine {
         let queued = queued.elapsed();
         let planning_started = Instant::now();
         let recorder = Arc::new(ScanRecorder::default());
-        let ctx = self.context(&recorder, UpsertView::from_options(&parsed.options.values))?;
-        let (names, multi_value) = self.known_names();
-        let tables: Vec<String> =
-            self.tables.read().unwrap_or_else(|p| p.into_inner()).keys().cloned().collect();
+        let view = UpsertView::from_options(&parsed.options.values);
+        let shared = self.shared()?;
+        let session = if plans_alone(&parsed.statement) {
+            Session::Own(Box::new(self.context(&recorder, view)?))
+        } else {
+            let pool = guard::QueryPool::new(Arc::clone(&self.memory), self.options.memory_limit);
+            let runtime = RuntimeEnvBuilder::from_runtime_env(&self.runtime)
+                .with_memory_pool(Arc::new(pool))
+                .build_arc()
+                .map_err(QueryError::from_datafusion)?;
+            Session::Shared { shared: Arc::clone(&shared), recorder: Arc::clone(&recorder), view, runtime }
+        };
         // Planning recurses over the query and folds its constants: it runs on a thread of its
         // own with a deep stack, and the caller waits for it only until the deadline.
         let (tx, rx) = tokio::sync::oneshot::channel();
         let runtime = tokio::runtime::Handle::current();
         let planning = Planning {
             statement: parsed.statement,
-            names,
-            multi_value,
-            tables,
+            known: shared,
             max_join_pairs: self.options.max_join_pairs,
             default_limit: self.options.default_limit,
         };
         PLANNERS
             .run(Box::new(move || {
-                let _ = tx.send(runtime.block_on(plan_and_start(ctx, planning)));
+                let _ = tx.send(runtime.block_on(plan_and_start(session, planning)));
             }))
             .map_err(|e| QueryError {
                 kind: ErrorKind::ResourceLimit,
@@ -780,6 +809,40 @@ impl QueryEngine {
         Ok(QueryResult { schema, batches, stats, truncated, options, tables, trace })
     }
 
+    /// What queries plan with now: the one built for the tables as they are, or a new one.
+    /// Built under the lock, so that queries arriving together build it once.
+    fn shared(&self) -> Result<Arc<Shared>, QueryError> {
+        let mut slot = self.shared.lock().unwrap_or_else(|p| p.into_inner());
+        let generation = self.generation.load(Ordering::SeqCst);
+        if let Some(shared) = slot.as_ref()
+            && shared.generation == generation
+        {
+            return Ok(Arc::clone(shared));
+        }
+        let (names, multi_value) = self.known_names();
+        let tables: Vec<String> =
+            self.tables.read().unwrap_or_else(|p| p.into_inner()).keys().cloned().collect();
+        let mut owned = Vec::new();
+        let mut state = |round_robin: bool| -> Result<SessionState, QueryError> {
+            let mut state = self.session_state(Arc::clone(&self.runtime))?;
+            state.config_mut().options_mut().optimizer.enable_round_robin_repartition = round_robin;
+            self.register_tables(&mut state, |layout, source| {
+                let table: Arc<dyn TableProvider> = Arc::new(
+                    ShoalTable::unrecorded(Arc::clone(layout), Arc::clone(source))
+                        .with_pruning(self.options.prune)
+                        .with_scan_cores(self.options.target_partitions),
+                );
+                owned.push(Arc::clone(&table));
+                table
+            })?;
+            Ok(state)
+        };
+        let (shoal_only, mixed) = (state(false)?, state(true)?);
+        let shared = Arc::new(Shared { generation, shoal_only, mixed, owned, names, multi_value, tables });
+        *slot = Some(Arc::clone(&shared));
+        Ok(shared)
+    }
+
     /// Lowercase spelling → spelling of every table (both names) and column, and the lowercase
     /// names of the multi-value columns.
     fn known_names(&self) -> (HashMap<String, String>, HashSet<String>) {
@@ -806,10 +869,31 @@ impl QueryEngine {
         (names, multi_value)
     }
 
-    /// The session a query plans and runs in: Shoal's functions and every table registered.
-    /// A `SessionState`, not a `SessionContext`: each `SessionContext::state()` clones the
-    /// function registries, a measurable part of a short query.
+    /// A session of its own for one query (an EXPLAIN, or a statement that calls a table
+    /// function): Shoal's functions and every table registered, the tables recording into
+    /// `recorder`, with the query's own memory pool.
     fn context(&self, recorder: &Arc<ScanRecorder>, view: UpsertView) -> Result<SessionState, QueryError> {
+        let pool = guard::QueryPool::new(Arc::clone(&self.memory), self.options.memory_limit);
+        let runtime = RuntimeEnvBuilder::from_runtime_env(&self.runtime)
+            .with_memory_pool(Arc::new(pool))
+            .build_arc()
+            .map_err(QueryError::from_datafusion)?;
+        let mut state = self.session_state(runtime)?;
+        self.register_tables(&mut state, |layout, source| {
+            Arc::new(
+                ShoalTable::new(Arc::clone(layout), Arc::clone(source), Arc::clone(recorder))
+                    .with_pruning(self.options.prune)
+                    .with_scan_cores(self.options.target_partitions)
+                    .with_upsert_view(view),
+            )
+        })?;
+        Ok(state)
+    }
+
+    /// A session with Shoal's functions and its planning rules, and no tables yet. A
+    /// `SessionState`, not a `SessionContext`: each `SessionContext::state()` clones the
+    /// function registries.
+    fn session_state(&self, runtime: Arc<RuntimeEnv>) -> Result<SessionState, QueryError> {
         let mut config = SessionConfig::new()
             .with_information_schema(true)
             .with_target_partitions(self.options.target_partitions.max(1) * HASH_PARTITIONS_PER_CORE);
@@ -820,11 +904,6 @@ impl QueryEngine {
         // rows on to the final one at once, instead of building a hash table of 100,000 rows
         // that reduces nothing first (DataFusion's default probe).
         config.options_mut().execution.skip_partial_aggregation_probe_rows_threshold = SKIP_PROBE_ROWS;
-        let pool = guard::QueryPool::new(Arc::clone(&self.memory), self.options.memory_limit);
-        let runtime = RuntimeEnvBuilder::new()
-            .with_memory_pool(Arc::new(pool))
-            .build_arc()
-            .map_err(QueryError::from_datafusion)?;
         let mut state = SessionStateBuilder::new()
             .with_config(config)
             .with_runtime_env(runtime)
@@ -842,29 +921,35 @@ impl QueryEngine {
         for f in aggregate_functions() {
             state.register_udaf(Arc::new(f)).map_err(QueryError::from_datafusion)?;
         }
-        let register = |name: &str, provider: Arc<dyn TableProvider>| -> Result<(), QueryError> {
-            let reference = TableReference::bare(name);
-            let schema = state.schema_for_ref(reference.clone()).map_err(QueryError::from_datafusion)?;
-            schema
-                .register_table(reference.table().to_string(), provider)
-                .map_err(QueryError::from_datafusion)?;
-            Ok(())
-        };
+        Ok(state)
+    }
+
+    /// Registers the app's tables and Shoal's, each of these (under its name and its
+    /// `_REALTIME` alias) as `provider` makes it.
+    fn register_tables(
+        &self,
+        state: &mut SessionState,
+        mut provider: impl FnMut(&Arc<TableLayout>, &Arc<dyn SnapshotSource>) -> Arc<dyn TableProvider>,
+    ) -> Result<(), QueryError> {
+        let register =
+            |state: &SessionState, name: &str, provider: Arc<dyn TableProvider>| -> Result<(), QueryError> {
+                let reference = TableReference::bare(name);
+                let schema = state.schema_for_ref(reference.clone()).map_err(QueryError::from_datafusion)?;
+                schema
+                    .register_table(reference.table().to_string(), provider)
+                    .map_err(QueryError::from_datafusion)?;
+                Ok(())
+            };
         for (name, provider) in self.external.read().unwrap_or_else(|p| p.into_inner()).iter() {
-            register(name, Arc::clone(provider))?;
+            register(state, name, Arc::clone(provider))?;
         }
         let tables = self.tables.read().unwrap_or_else(|p| p.into_inner());
         for (name, t) in tables.iter() {
             for alias in [name.clone(), format!("{name}_REALTIME")] {
-                let provider =
-                    ShoalTable::new(Arc::clone(&t.layout), Arc::clone(&t.source), Arc::clone(recorder))
-                        .with_pruning(self.options.prune)
-                        .with_scan_cores(self.options.target_partitions)
-                        .with_upsert_view(view);
-                register(&alias, Arc::new(provider))?;
+                register(state, &alias, provider(&t.layout, &t.source))?;
             }
         }
-        Ok(state)
+        Ok(())
     }
 }
 
@@ -884,15 +969,125 @@ struct Started {
     shape: ResultShape,
 }
 
+/// What every query of an engine plans with while its tables stay as they are: DataFusion's
+/// session state, built once (its hundreds of functions, its catalog and its rules were a
+/// sixth of a short query's time, and up to a third run cold, when each query built its own), and the names the SQL is
+/// matched against. A query brings its own memory pool, start time and scan recorder.
+#[derive(Debug)]
+struct Shared {
+    /// The [`QueryEngine::generation`] it was built at.
+    generation: u64,
+    /// Plans the queries that read only Shoal's tables: their scans cut themselves into
+    /// partitions by their rows, so DataFusion's round robin stays off.
+    shoal_only: SessionState,
+    /// Plans the queries that read any other table (an app's, a dimension table,
+    /// information_schema), which the round robin spreads, as in an app's own session.
+    mixed: SessionState,
+    /// The providers of Shoal's tables in both catalogs: a query's scans of these record into
+    /// its recorder.
+    owned: Vec<Arc<dyn TableProvider>>,
+    /// Lowercase spelling → spelling of every table and column.
+    names: HashMap<String, String>,
+    /// The lowercase names of the multi-value columns.
+    multi_value: HashSet<String>,
+    /// The registered tables.
+    tables: Vec<String>,
+}
+
+impl Shared {
+    /// Whether `provider` is one of Shoal's tables as the engine registered it.
+    fn owns(&self, provider: &Arc<dyn TableProvider>) -> bool {
+        self.owned.iter().any(|p| std::ptr::addr_eq(Arc::as_ptr(p), Arc::as_ptr(provider)))
+    }
+
+    /// `plan` with its scans of Shoal's tables recording into `recorder` and reading `view`.
+    fn scoped(
+        &self,
+        plan: LogicalPlan,
+        recorder: &Arc<ScanRecorder>,
+        view: UpsertView,
+    ) -> Result<LogicalPlan, DataFusionError> {
+        plan.transform_up_with_subqueries(|node| {
+            let LogicalPlan::TableScan(mut scan) = node else { return Ok(Transformed::no(node)) };
+            let Some(source) = scan.source.as_ref().downcast_ref::<DefaultTableSource>() else {
+                return Ok(Transformed::no(LogicalPlan::TableScan(scan)));
+            };
+            let provider = &source.table_provider;
+            let Some(table) = provider.as_ref().downcast_ref::<ShoalTable>().filter(|_| self.owns(provider))
+            else {
+                return Ok(Transformed::no(LogicalPlan::TableScan(scan)));
+            };
+            scan.source = provider_as_source(Arc::new(table.for_query(Arc::clone(recorder), view)));
+            Ok(Transformed::yes(LogicalPlan::TableScan(scan)))
+        })
+        .map(|t| t.data)
+    }
+}
+
+/// The session a query plans in.
+enum Session {
+    /// The engine's [`Shared`] one, with what is the query's own.
+    Shared { shared: Arc<Shared>, recorder: Arc<ScanRecorder>, view: UpsertView, runtime: Arc<RuntimeEnv> },
+    /// One of its own ([`plans_alone`]), boxed: a session state is large.
+    Own(Box<SessionState>),
+}
+
+/// Whether `statement` plans in a session of its own: an EXPLAIN, whose plans DataFusion's
+/// session records rule by rule, and a statement that calls a table function, whose
+/// arguments are folded (`now()` to the query's start) while the SQL becomes a plan.
+fn plans_alone(statement: &DfStatement) -> bool {
+    use datafusion::sql::sqlparser::ast::{TableFactor, Visit, Visitor};
+    use std::ops::ControlFlow;
+    struct TableFunctions;
+    impl Visitor for TableFunctions {
+        type Break = ();
+        fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<()> {
+            match factor {
+                TableFactor::Table { args: Some(_), .. } | TableFactor::Function { .. } => {
+                    ControlFlow::Break(())
+                }
+                _ => ControlFlow::Continue(()),
+            }
+        }
+    }
+    match statement {
+        DfStatement::Statement(s) => s.visit(&mut TableFunctions).is_break(),
+        _ => true,
+    }
+}
+
+/// The optimizer's view of one query planned in a [`Shared`] session: the session's options
+/// and functions, the query's start time (`now()`, `current_date` fold to it) and its own
+/// alias names.
+struct QueryStart<'a> {
+    state: &'a SessionState,
+    start: DateTime<Utc>,
+    aliases: Arc<AliasGenerator>,
+}
+
+impl OptimizerConfig for QueryStart<'_> {
+    fn query_execution_start_time(&self) -> Option<DateTime<Utc>> {
+        Some(self.start)
+    }
+
+    fn alias_generator(&self) -> &Arc<AliasGenerator> {
+        &self.aliases
+    }
+
+    fn options(&self) -> Arc<ConfigOptions> {
+        Arc::clone(self.state.config_options())
+    }
+
+    fn function_registry(&self) -> Option<&dyn FunctionRegistry> {
+        Some(self.state)
+    }
+}
+
 /// What planning needs, moved to the planning thread.
 struct Planning {
     statement: DfStatement,
-    /// Lowercase spelling → spelling of every table and column.
-    names: HashMap<String, String>,
-    /// The registered tables.
-    tables: Vec<String>,
-    /// The lowercase names of the multi-value columns.
-    multi_value: HashSet<String>,
+    /// The names of the tables and columns the SQL is matched against.
+    known: Arc<Shared>,
     max_join_pairs: u64,
     default_limit: Option<usize>,
 }
@@ -929,12 +1124,13 @@ fn trace(phases: &Phases, plan: &Arc<dyn ExecutionPlan>, stats: &ScanStats) -> S
 
 /// Rewrites Pinot's spellings, applies the default limit, refuses anything but reads, plans and
 /// starts the statement.
-async fn plan_and_start(mut state: SessionState, planning: Planning) -> Result<Planned, QueryError> {
-    let Planning { mut statement, names, multi_value, tables, max_join_pairs, default_limit } = planning;
+async fn plan_and_start(mut session: Session, planning: Planning) -> Result<Planned, QueryError> {
+    let Planning { mut statement, known, max_join_pairs, default_limit } = planning;
+    let (names, multi_value, tables) = (&known.names, &known.multi_value, &known.tables);
     let mut shape = ResultShape::default();
     match &mut statement {
         DfStatement::Statement(s) => {
-            canonicalize(s, &names);
+            canonicalize(s, names);
             if let Statement::Query(q) = s.as_mut() {
                 if let Some(limit) = default_limit {
                     dialect::apply_default_limit(q, limit);
@@ -942,12 +1138,12 @@ async fn plan_and_start(mut state: SessionState, planning: Planning) -> Result<P
                 // Named from Pinot's spellings, before they become DataFusion's.
                 shape = ResultShape::of(q);
             }
-            rewrite(s, &multi_value).map_err(QueryError::validation)?;
+            rewrite(s, multi_value).map_err(QueryError::validation)?;
         }
         DfStatement::Explain(e) => {
             if let DfStatement::Statement(s) = e.statement.as_mut() {
-                canonicalize(s, &names);
-                rewrite(s, &multi_value).map_err(QueryError::validation)?;
+                canonicalize(s, names);
+                rewrite(s, multi_value).map_err(QueryError::validation)?;
             }
         }
         DfStatement::CreateExternalTable(_) => {
@@ -960,24 +1156,54 @@ async fn plan_and_start(mut state: SessionState, planning: Planning) -> Result<P
         }
         _ => {}
     }
-    // The query's start time (now(), current_date and current_timestamp fold to it) and the
-    // session's options for the functions, as SessionContext::state() would set them.
-    state.mark_start_execution();
-    let plan = state.statement_to_plan(statement).await.map_err(QueryError::from_datafusion)?;
+    // The query's start time: now(), current_date and current_timestamp fold to it.
+    let start = Utc::now();
+    let plan = match &mut session {
+        Session::Shared { shared, .. } => shared.shoal_only.statement_to_plan(statement).await,
+        Session::Own(state) => {
+            // As SessionContext::state() sets it.
+            state.mark_start_execution();
+            state.statement_to_plan(statement).await
+        }
+    }
+    .map_err(QueryError::from_datafusion)?;
     SQLOptions::new()
         .with_allow_ddl(false)
         .with_allow_dml(false)
         .with_allow_statements(false)
         .verify_plan(&plan)
         .map_err(|e| QueryError::validation(format!("{} (Shoal's SQL is read-only)", e.strip_backtrace())))?;
-    let (read, others) = tables_read(&plan, &tables);
+    let (read, others) = tables_read(&plan, tables);
     // Shoal's scans cut themselves into partitions by their rows: DataFusion's round robin
     // would spread a short scan over every hash partition for nothing but the hand-off. An
     // app's table, a dimension table or information_schema does not partition itself: the
     // round robin spreads its batches, as in an app's own session.
-    state.config_mut().options_mut().optimizer.enable_round_robin_repartition = others;
-    let task = state.task_ctx();
-    let physical = state.create_physical_plan(&plan).await.map_err(QueryError::from_datafusion)?;
+    let (physical, task) = match session {
+        Session::Shared { shared, recorder, view, runtime } => {
+            let state = if others { &shared.mixed } else { &shared.shoal_only };
+            let plan = shared.scoped(plan, &recorder, view).map_err(QueryError::from_datafusion)?;
+            let config = QueryStart { state, start, aliases: Arc::default() };
+            let analyzed = state
+                .analyzer()
+                .execute_and_check(plan, state.config_options(), |_, _| {})
+                .map_err(QueryError::from_datafusion)?;
+            let optimized = state
+                .optimizer()
+                .optimize(analyzed, &config, |_, _| {})
+                .map_err(QueryError::from_datafusion)?;
+            let physical = state
+                .query_planner()
+                .create_physical_plan(&optimized, state)
+                .await
+                .map_err(QueryError::from_datafusion)?;
+            (physical, Arc::new(TaskContext::from(state).with_runtime(runtime)))
+        }
+        Session::Own(mut state) => {
+            state.config_mut().options_mut().optimizer.enable_round_robin_repartition = others;
+            let physical = state.create_physical_plan(&plan).await.map_err(QueryError::from_datafusion)?;
+            (physical, state.task_ctx())
+        }
+    };
     guard::check_join_pairs(&physical, max_join_pairs).map_err(QueryError::from_datafusion)?;
     let stream = datafusion::physical_plan::execute_stream(Arc::clone(&physical), task)
         .map_err(QueryError::from_datafusion)?;
@@ -1012,6 +1238,22 @@ mod tests {
     use arrow::datatypes::{Field, Schema};
     use datafusion::datasource::MemTable;
     use futures::TryStreamExt;
+
+    #[test]
+    fn the_engine_builds_its_session_once_while_its_tables_stay() {
+        let engine = QueryEngine::default();
+        let first = engine.shared().expect("a session");
+        assert!(Arc::ptr_eq(&first, &engine.shared().expect("a session")));
+        let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, false)]));
+        let table = MemTable::try_new(schema, vec![vec![]]).expect("a table");
+        engine.register_external("t", Arc::new(table)).expect("registered");
+        let second = engine.shared().expect("a session");
+        assert!(!Arc::ptr_eq(&first, &second), "a table was registered: a new session");
+        assert_eq!(second.names.get("t").map(String::as_str), Some("t"));
+        assert!(Arc::ptr_eq(&second, &engine.shared().expect("a session")));
+        assert!(engine.deregister_external("t"));
+        assert!(!Arc::ptr_eq(&second, &engine.shared().expect("a session")));
+    }
 
     #[tokio::test]
     async fn the_engine_counts_rows_with_a_repeated_literal() {

@@ -394,6 +394,18 @@ impl ShoalTable {
         self.view = view;
         self
     }
+
+    /// The same table for one query: its scans record into `recorder` and read `view`.
+    pub(crate) fn for_query(&self, recorder: Arc<ScanRecorder>, view: UpsertView) -> ShoalTable {
+        ShoalTable {
+            layout: Arc::clone(&self.layout),
+            source: Arc::clone(&self.source),
+            recorder: Some(recorder),
+            prune: self.prune,
+            scan_cores: self.scan_cores,
+            view,
+        }
+    }
 }
 
 /// Whether the scan can evaluate `filter` itself: anything but subqueries, outer references,
