@@ -29,7 +29,7 @@ use futures::StreamExt;
 use shoal_functions::{aggregate_functions, scalar_functions};
 use shoal_segment::TableLayout;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -432,10 +432,9 @@ pub struct QueryEngine {
     running: Arc<Semaphore>,
     /// Queries waiting for a place.
     waiting: AtomicUsize,
-    /// What queries plan with, built once for the tables registered ([`Shared`]).
+    /// What queries plan with, built once for the tables registered ([`Shared`]); None after
+    /// a change to them, until the next query.
     shared: Mutex<Option<Arc<Shared>>>,
-    /// Counts the changes to the tables; a [`Shared`] built before the last one is rebuilt.
-    generation: AtomicU64,
     /// The session's object stores and caches, kept across rebuilds; each query runs with
     /// its own memory pool beside them.
     runtime: Arc<RuntimeEnv>,
@@ -458,7 +457,6 @@ impl QueryEngine {
             running: Arc::new(Semaphore::new(options.max_concurrent_queries.max(1))),
             waiting: AtomicUsize::new(0),
             shared: Mutex::new(None),
-            generation: AtomicU64::new(0),
             runtime: Arc::new(RuntimeEnv::default()),
             options,
         }
@@ -522,8 +520,10 @@ impl QueryEngine {
 
     /// Makes a table queryable as `name` and `name_REALTIME`.
     pub fn register(&self, name: &str, layout: Arc<TableLayout>, source: Arc<dyn SnapshotSource>) {
-        let mut tables = self.tables.write().unwrap_or_else(|p| p.into_inner());
-        tables.insert(name.to_string(), Registered { layout, source });
+        self.tables
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_string(), Registered { layout, source });
         self.changed();
     }
 
@@ -533,9 +533,12 @@ impl QueryEngine {
         self.changed();
     }
 
-    /// After a change to the tables: the next query plans with a [`Shared`] built anew.
+    /// After a change to the tables (with their locks released: [`QueryEngine::shared`] takes
+    /// them under its own): the next query plans with a [`Shared`] built anew. The old one goes
+    /// now, not at the next query: it holds the tables' sources, and a removed table's files
+    /// (and its data directory's lock) must not outlive its removal.
     fn changed(&self) {
-        self.generation.fetch_add(1, Ordering::SeqCst);
+        self.shared.lock().unwrap_or_else(|p| p.into_inner()).take();
     }
 
     /// Makes an app's own table (any DataFusion `TableProvider`) queryable as `name`, beside
@@ -577,6 +580,7 @@ impl QueryEngine {
         if let Some(table) = dimension {
             self.dimensions.insert(name, table);
         }
+        drop(external);
         self.changed();
         Ok(())
     }
@@ -589,6 +593,7 @@ impl QueryEngine {
         if removed && self.dimensions.contains(name) {
             self.dimensions.remove(name);
         }
+        drop(external);
         self.changed();
         removed
     }
@@ -611,6 +616,7 @@ impl QueryEngine {
         let mut external = self.external.write().unwrap_or_else(|p| p.into_inner());
         let Some((registered, _)) = self.dimensions.remove_entry(name) else { return false };
         external.remove(&registered);
+        drop(external);
         self.changed();
         true
     }
@@ -813,10 +819,7 @@ impl QueryEngine {
     /// Built under the lock, so that queries arriving together build it once.
     fn shared(&self) -> Result<Arc<Shared>, QueryError> {
         let mut slot = self.shared.lock().unwrap_or_else(|p| p.into_inner());
-        let generation = self.generation.load(Ordering::SeqCst);
-        if let Some(shared) = slot.as_ref()
-            && shared.generation == generation
-        {
+        if let Some(shared) = slot.as_ref() {
             return Ok(Arc::clone(shared));
         }
         let (names, multi_value) = self.known_names();
@@ -838,7 +841,7 @@ impl QueryEngine {
             Ok(state)
         };
         let (shoal_only, mixed) = (state(false)?, state(true)?);
-        let shared = Arc::new(Shared { generation, shoal_only, mixed, owned, names, multi_value, tables });
+        let shared = Arc::new(Shared { shoal_only, mixed, owned, names, multi_value, tables });
         *slot = Some(Arc::clone(&shared));
         Ok(shared)
     }
@@ -975,8 +978,6 @@ struct Started {
 /// matched against. A query brings its own memory pool, start time and scan recorder.
 #[derive(Debug)]
 struct Shared {
-    /// The [`QueryEngine::generation`] it was built at.
-    generation: u64,
     /// Plans the queries that read only Shoal's tables: their scans cut themselves into
     /// partitions by their rows, so DataFusion's round robin stays off.
     shoal_only: SessionState,
@@ -1253,6 +1254,28 @@ mod tests {
         assert!(Arc::ptr_eq(&second, &engine.shared().expect("a session")));
         assert!(engine.deregister_external("t"));
         assert!(!Arc::ptr_eq(&second, &engine.shared().expect("a session")));
+    }
+
+    #[test]
+    fn a_removed_table_is_let_go_at_once_not_at_the_next_query() {
+        #[derive(Debug)]
+        struct Empty;
+        impl SnapshotSource for Empty {
+            fn snapshot(&self) -> crate::provider::TableSnapshot {
+                crate::provider::TableSnapshot::new(Vec::new())
+            }
+        }
+        let (schema, _) =
+            shoal_segment::Schema::from_json_str(shoal_segment::events::EVENTS_SCHEMA).expect("a schema");
+        let layout = Arc::new(TableLayout::new(Arc::new(schema), &shoal_segment::LayoutOptions::default()));
+        let engine = QueryEngine::default();
+        let source: Arc<dyn SnapshotSource> = Arc::new(Empty);
+        let watch = Arc::downgrade(&source);
+        engine.register("events", layout, source);
+        engine.shared().expect("a session built with the table");
+        engine.deregister("events");
+        // What the table holds (its files, its data directory's lock) goes with its removal.
+        assert!(watch.upgrade().is_none(), "the engine still holds a removed table's source");
     }
 
     #[tokio::test]
