@@ -219,9 +219,16 @@ mod tests {
             assert!(tokio::time::Instant::now() < deadline, "the rows arrive");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        // 250 rows a segment: two sealed and committed, 100 consuming.
-        let status = engine.table_status("events").unwrap();
-        assert_eq!((status.sealed_rows, status.consuming_rows), (500, 100));
+        // 250 rows a segment: two sealed and committed, 100 consuming. Seals run in the
+        // background, so the rows can all be queryable before the second seal is done.
+        let sealed = || {
+            let status = engine.table_status("events").unwrap();
+            (status.sealed_rows, status.consuming_rows)
+        };
+        while sealed() != (500, 100) {
+            assert!(tokio::time::Instant::now() < deadline, "two seals of 250 rows: {:?}", sealed());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         engine.shutdown().await;
         drop(engine);
 
