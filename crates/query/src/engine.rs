@@ -697,11 +697,7 @@ impl QueryEngine {
         let session = if plans_alone(&parsed.statement) {
             Session::Own(Box::new(self.context(&recorder, view)?))
         } else {
-            let pool = guard::QueryPool::new(Arc::clone(&self.memory), self.options.memory_limit);
-            let runtime = RuntimeEnvBuilder::from_runtime_env(&self.runtime)
-                .with_memory_pool(Arc::new(pool))
-                .build_arc()
-                .map_err(QueryError::from_datafusion)?;
+            let runtime = self.query_runtime()?;
             Session::Shared { shared: Arc::clone(&shared), recorder: Arc::clone(&recorder), view, runtime }
         };
         // Planning recurses over the query and folds its constants: it runs on a thread of its
@@ -872,16 +868,21 @@ impl QueryEngine {
         (names, multi_value)
     }
 
+    /// The engine's runtime with a memory pool of the query's own: its share of the engine's
+    /// memory, capped at the per-query limit.
+    fn query_runtime(&self) -> Result<Arc<RuntimeEnv>, QueryError> {
+        let pool = guard::QueryPool::new(Arc::clone(&self.memory), self.options.memory_limit);
+        RuntimeEnvBuilder::from_runtime_env(&self.runtime)
+            .with_memory_pool(Arc::new(pool))
+            .build_arc()
+            .map_err(QueryError::from_datafusion)
+    }
+
     /// A session of its own for one query (an EXPLAIN, or a statement that calls a table
     /// function): Shoal's functions and every table registered, the tables recording into
     /// `recorder`, with the query's own memory pool.
     fn context(&self, recorder: &Arc<ScanRecorder>, view: UpsertView) -> Result<SessionState, QueryError> {
-        let pool = guard::QueryPool::new(Arc::clone(&self.memory), self.options.memory_limit);
-        let runtime = RuntimeEnvBuilder::from_runtime_env(&self.runtime)
-            .with_memory_pool(Arc::new(pool))
-            .build_arc()
-            .map_err(QueryError::from_datafusion)?;
-        let mut state = self.session_state(runtime)?;
+        let mut state = self.session_state(self.query_runtime()?)?;
         self.register_tables(&mut state, |layout, source| {
             Arc::new(
                 ShoalTable::new(Arc::clone(layout), Arc::clone(source), Arc::clone(recorder))
