@@ -48,6 +48,18 @@ struct Args {
     /// Runs of the `--profile` query.
     #[arg(long, default_value_t = 1000)]
     times: usize,
+    /// With `--profile`: runs this query of queries.json (untimed) before each run of the
+    /// profiled one, as the comparison runs a short query after a long one.
+    #[arg(long)]
+    after: Option<String>,
+    /// With `--profile`: the query runs with Pinot's `trace` option, and the medians of its
+    /// planning and execution times are printed too.
+    #[arg(long)]
+    trace: bool,
+    /// With `--profile`: milliseconds of sleep before each run, as a dashboard's queries come
+    /// after idle time (every thread of the process is idle meanwhile).
+    #[arg(long, default_value_t = 0)]
+    pause: u64,
 }
 
 /// The smallest and largest time of a segment's rows (None without rows or a time column).
@@ -322,18 +334,51 @@ async fn main() {
     let unpruned = QueryEngine::new(options.with_prune(false));
     unpruned.register("events", Arc::clone(&layout), table);
     if let Some(name) = &args.profile {
-        let q = queries
-            .iter()
-            .find(|q| q["name"] == name.as_str())
-            .expect("--profile names a query of queries.json");
-        let sql = fill(q["shoal"].as_str().unwrap_or_default());
+        // Shoal's SQL of the query of queries.json named by `flag`'s value.
+        let named = |name: &str, flag: &str| {
+            let q = queries
+                .iter()
+                .find(|q| q["name"] == name)
+                .unwrap_or_else(|| panic!("{flag} names a query of queries.json"));
+            fill(q["shoal"].as_str().unwrap_or_default())
+        };
+        let mut sql = named(name, "--profile");
+        if args.trace {
+            sql = format!("SET trace = true; {sql}");
+        }
+        let mut phases: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+        let before = args.after.as_deref().map(|name| named(name, "--after"));
         let mut runs = Vec::with_capacity(args.times);
+        let mut scanned = (0, 0, 0);
         for _ in 0..args.times {
+            if let Some(before) = &before {
+                let r = shoal_server::broker::answer_query(&engine, before).await;
+                assert!(r.exceptions.is_empty(), "{before}: {:?}", r.exceptions);
+            }
+            if args.pause > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(args.pause)).await;
+            }
             let t = Instant::now();
             let r = shoal_server::broker::answer_query(&engine, &sql).await;
             runs.push(t.elapsed().as_secs_f64() * 1000.0);
             assert!(r.exceptions.is_empty(), "{sql}: {:?}", r.exceptions);
+            scanned = (r.num_docs_scanned, r.num_entries_scanned_in_filter, r.num_segments_processed);
+            for trace in r.trace_info.values() {
+                let trace: Value = serde_json::from_str(trace).expect("a trace is JSON");
+                for (times, key) in phases.iter_mut().zip(["planMs", "executeMs"]) {
+                    times.push(trace[key].as_f64().unwrap_or(f64::NAN));
+                }
+            }
         }
+        if let [plan, execute] = phases
+            && !plan.is_empty()
+        {
+            println!("{name}: median planning {:.3} ms, execution {:.3} ms", median(plan), median(execute));
+        }
+        println!(
+            "{name}: {} rows read, {} entries scanned in filter, {} segments processed",
+            scanned.0, scanned.1, scanned.2
+        );
         // In order as well: a query's first runs after the ingest are slower than the rest.
         let first: Vec<String> = runs.iter().take(10).map(|ms| format!("{ms:.3}")).collect();
         println!("{name}: the first runs in order (ms): {}", first.join(", "));
