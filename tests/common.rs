@@ -360,10 +360,30 @@ pub struct Moto {
 pub const MOTO_SECRET: &str = "moto-secret-7f3a9c";
 
 impl Moto {
-    /// Starts the server and creates `bucket`.
+    /// Starts the server on a free port and creates `bucket`.
     pub async fn start(bucket: &str) -> Moto {
+        Moto::start_with_ports(bucket, || {
+            std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+        })
+        .await
+    }
+
+    /// [`Moto::start`] on the ports `port` gives, one for each attempt: a port found free can
+    /// be taken by another process before moto listens on it, and then moto is started again
+    /// on the next one.
+    pub async fn start_with_ports(bucket: &str, mut port: impl FnMut() -> u16) -> Moto {
+        const ATTEMPTS: usize = 5;
+        for _ in 1..ATTEMPTS {
+            if let Some(moto) = Moto::start_on(bucket, port()).await {
+                return moto;
+            }
+        }
+        Moto::start_on(bucket, port()).await.expect("moto's S3 server found its port taken in every attempt")
+    }
+
+    /// Moto on `port`, None when the port turned out taken.
+    async fn start_on(bucket: &str, port: u16) -> Option<Moto> {
         use std::os::unix::process::CommandExt;
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("moto.log");
         let file = std::fs::File::create(&log).unwrap();
@@ -383,11 +403,16 @@ impl Moto {
         let process = command
             .spawn()
             .expect("python3 must run moto's S3 server: run scripts/test.sh, which installs moto[server]");
-        let moto = Moto { process, port, log, _dir: dir };
+        let mut moto = Moto { process, port, log, _dir: dir };
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         loop {
+            // A port taken is logged, and moto ends; whatever holds the port may answer instead.
+            let exited = moto.process.try_wait().ok().flatten().is_some();
+            if exited && moto.log_tail().contains("in use") {
+                return None;
+            }
             if moto.http("PUT", &format!("/{bucket}")).await.is_some_and(|status| status == 200) {
-                return moto;
+                return Some(moto);
             }
             assert!(
                 tokio::time::Instant::now() < deadline,

@@ -689,3 +689,20 @@ async fn an_upsert_tables_damaged_file_is_read_again_not_made_cold() {
     assert_eq!(visible(&engine).await, 37, "each key once");
     engine.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moto_on_a_port_taken_before_it_listens_is_started_again_on_another() {
+    // Another process holds this port, as one can take it between the harness finding it free
+    // and moto listening on it.
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = holder.local_addr().unwrap().port();
+    let mut first = Some(taken);
+    let moto = Moto::start_with_ports("retry-bucket", move || {
+        first.take().unwrap_or_else(|| {
+            std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+        })
+    })
+    .await;
+    assert_ne!(moto.port, taken);
+    assert!(moto.log_tail().contains("PUT /retry-bucket"), "{}", moto.log_tail());
+}

@@ -28,9 +28,12 @@ pub enum EmulatorError {
     /// It could not be started.
     #[error("cannot start kinesis-local with node (is Node.js installed?): {0}")]
     Spawn(std::io::Error),
-    /// It started but never answered.
+    /// It started but never answered, or ended (after the time given).
     #[error("kinesis-local did not answer within {0:?}; its log:\n{1}")]
     NotReady(Duration, String),
+    /// A port it was given was taken by another process before it could listen on it.
+    #[error("kinesis-local could not listen: its port was taken; its log:\n{0}")]
+    PortTaken(String),
     /// A call to it failed.
     #[error("kinesis-local call failed: {0}")]
     Call(String),
@@ -55,20 +58,43 @@ fn main_js() -> PathBuf {
         .join("../../tools/kinesis-local/node_modules/kinesis-local/main.js")
 }
 
-fn free_port() -> std::io::Result<u16> {
+/// A loopback port free when asked; another process may take it before the emulator listens.
+pub fn free_port() -> std::io::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
+
+/// Starts of kinesis-local tried, each on new ports, while a port it is given turns out taken.
+const START_ATTEMPTS: usize = 5;
 
 impl Emulator {
     /// Starts kinesis-local on free loopback ports and waits until it answers.
     pub async fn start() -> Result<Emulator, EmulatorError> {
+        Emulator::start_with_ports(free_port).await
+    }
+
+    /// [`Emulator::start`] on the ports `port` gives, two for each attempt: a port found free
+    /// can be taken by another process (a test's server, a browser) before the emulator
+    /// listens on it, and then the emulator is stopped and started again on the next two.
+    pub async fn start_with_ports(
+        mut port: impl FnMut() -> std::io::Result<u16>,
+    ) -> Result<Emulator, EmulatorError> {
+        let mut attempt = 1;
+        loop {
+            let plain_port = port().map_err(EmulatorError::Spawn)?;
+            let tls_port = port().map_err(EmulatorError::Spawn)?;
+            match Emulator::start_on(plain_port, tls_port).await {
+                Err(EmulatorError::PortTaken(_)) if attempt < START_ATTEMPTS => attempt += 1,
+                started => return started,
+            }
+        }
+    }
+
+    async fn start_on(plain_port: u16, tls_port: u16) -> Result<Emulator, EmulatorError> {
         let main = main_js();
         if !main.exists() {
             return Err(EmulatorError::NotInstalled(main));
         }
         let package_dir = main.parent().map(PathBuf::from).unwrap_or_default();
-        let plain_port = free_port().map_err(EmulatorError::Spawn)?;
-        let tls_port = free_port().map_err(EmulatorError::Spawn)?;
         let log_path = std::env::temp_dir().join(format!("shoal-kinesis-local-{plain_port}.log"));
         let log = std::fs::File::create(&log_path).map_err(EmulatorError::Spawn)?;
         let log_err = log.try_clone().map_err(EmulatorError::Spawn)?;
@@ -106,11 +132,21 @@ impl Emulator {
     async fn wait_ready(&mut self, limit: Duration) -> Result<(), EmulatorError> {
         let started = Instant::now();
         loop {
-            if self.client.list_streams().send().await.is_ok() {
+            // A failed listen is logged; then the emulator exits or goes on without listening,
+            // and whatever holds the port may take a connection and never answer.
+            let exited = self.child.try_wait().ok().flatten().is_some();
+            let log = self.log_tail();
+            if log.contains("EADDRINUSE") || log.contains("Address already in use") {
+                return Err(EmulatorError::PortTaken(log));
+            }
+            if exited {
+                return Err(EmulatorError::NotReady(started.elapsed(), log));
+            }
+            let asked = tokio::time::timeout(Duration::from_secs(2), self.client.list_streams().send()).await;
+            if matches!(asked, Ok(Ok(_))) {
                 return Ok(());
             }
-            let exited = self.child.try_wait().ok().flatten().is_some();
-            if exited || started.elapsed() > limit {
+            if started.elapsed() > limit {
                 return Err(EmulatorError::NotReady(limit, self.log_tail()));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;

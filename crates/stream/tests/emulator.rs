@@ -47,3 +47,21 @@ async fn two_shards_200_records_read_back() {
     assert_eq!(read, written);
     assert!(per_shard.iter().all(|&n| n > 0), "both shards hold records: {per_shard:?}");
 }
+
+#[tokio::test]
+async fn a_port_taken_before_the_emulator_listens_is_given_up_for_another() {
+    // Another process holds this port, as a test's server or a browser took one in a CI run
+    // between the harness finding it free and the emulator listening on it.
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = holder.local_addr().unwrap().port();
+    let mut first = Some(taken);
+    let emulator = Emulator::start_with_ports(move || match first.take() {
+        Some(port) => Ok(port),
+        None => shoal_stream::emulator::free_port(),
+    })
+    .await
+    .expect("started again on free ports");
+    assert_ne!(emulator.port(), taken);
+    emulator.create_stream("after-a-taken-port", 1).await.unwrap();
+    emulator.put("after-a-taken-port", "k", b"{}").await.unwrap();
+}
