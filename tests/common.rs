@@ -362,17 +362,15 @@ pub const MOTO_SECRET: &str = "moto-secret-7f3a9c";
 impl Moto {
     /// Starts the server on a free port and creates `bucket`.
     pub async fn start(bucket: &str) -> Moto {
-        Moto::start_with_ports(bucket, || {
-            std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-        })
-        .await
+        Moto::start_with_ports(bucket, shoal_stream::emulator::free_port).await
     }
 
     /// [`Moto::start`] on the ports `port` gives, one for each attempt: a port found free can
     /// be taken by another process before moto listens on it, and then moto is started again
     /// on the next one.
-    pub async fn start_with_ports(bucket: &str, mut port: impl FnMut() -> u16) -> Moto {
+    pub async fn start_with_ports(bucket: &str, mut port: impl FnMut() -> std::io::Result<u16>) -> Moto {
         const ATTEMPTS: usize = 5;
+        let mut port = || port().expect("a free loopback port");
         for _ in 1..ATTEMPTS {
             if let Some(moto) = Moto::start_on(bucket, port()).await {
                 return moto;

@@ -697,10 +697,9 @@ async fn moto_on_a_port_taken_before_it_listens_is_started_again_on_another() {
     let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let taken = holder.local_addr().unwrap().port();
     let mut first = Some(taken);
-    let moto = Moto::start_with_ports("retry-bucket", move || {
-        first.take().unwrap_or_else(|| {
-            std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-        })
+    let moto = Moto::start_with_ports("retry-bucket", move || match first.take() {
+        Some(port) => Ok(port),
+        None => shoal_stream::emulator::free_port(),
     })
     .await;
     assert_ne!(moto.port, taken);

@@ -826,11 +826,7 @@ impl QueryEngine {
             let mut state = self.session_state(Arc::clone(&self.runtime))?;
             state.config_mut().options_mut().optimizer.enable_round_robin_repartition = round_robin;
             self.register_tables(&mut state, |layout, source| {
-                let table: Arc<dyn TableProvider> = Arc::new(
-                    ShoalTable::unrecorded(Arc::clone(layout), Arc::clone(source))
-                        .with_pruning(self.options.prune)
-                        .with_scan_cores(self.options.target_partitions),
-                );
+                let table: Arc<dyn TableProvider> = Arc::new(self.table(layout, source));
                 owned.push(Arc::clone(&table));
                 table
             })?;
@@ -884,14 +880,16 @@ impl QueryEngine {
     fn context(&self, recorder: &Arc<ScanRecorder>, view: UpsertView) -> Result<SessionState, QueryError> {
         let mut state = self.session_state(self.query_runtime()?)?;
         self.register_tables(&mut state, |layout, source| {
-            Arc::new(
-                ShoalTable::new(Arc::clone(layout), Arc::clone(source), Arc::clone(recorder))
-                    .with_pruning(self.options.prune)
-                    .with_scan_cores(self.options.target_partitions)
-                    .with_upsert_view(view),
-            )
+            Arc::new(self.table(layout, source).for_query(Arc::clone(recorder), view))
         })?;
         Ok(state)
+    }
+
+    /// One of Shoal's tables as the engine's options set it up, recording nothing yet.
+    fn table(&self, layout: &Arc<TableLayout>, source: &Arc<dyn SnapshotSource>) -> ShoalTable {
+        ShoalTable::unrecorded(Arc::clone(layout), Arc::clone(source))
+            .with_pruning(self.options.prune)
+            .with_scan_cores(self.options.target_partitions)
     }
 
     /// A session with Shoal's functions and its planning rules, and no tables yet. A
@@ -975,8 +973,9 @@ struct Started {
 
 /// What every query of an engine plans with while its tables stay as they are: DataFusion's
 /// session state, built once (its hundreds of functions, its catalog and its rules were a
-/// sixth of a short query's time, and up to a third run cold, when each query built its own), and the names the SQL is
-/// matched against. A query brings its own memory pool, start time and scan recorder.
+/// sixth of a short query's time, and up to a third run cold, when each query built its own),
+/// and the names the SQL is matched against. A query brings its own memory pool, start time
+/// and scan recorder.
 #[derive(Debug)]
 struct Shared {
     /// Plans the queries that read only Shoal's tables: their scans cut themselves into
