@@ -3,9 +3,12 @@
 //! the query's filters by `SegmentScanExec`, which counts what each segment gave.
 
 use crate::scan::{ColdCountExec, Piece, ScanCounters, SegmentCount, SegmentScanExec};
-use arrow::array::{Array, ArrayRef, RecordBatch, UInt64Array, new_null_array};
+use arrow::array::{
+    Array, ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray,
+    UInt64Array, new_null_array,
+};
 use arrow::buffer::BooleanBuffer;
-use arrow::datatypes::{DataType, SchemaRef};
+use arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::pruning::PruningStatistics;
@@ -475,6 +478,7 @@ impl TableProvider for ShoalTable {
         let mut counted = Vec::new();
         let mut cold = Vec::new();
         let mut stats = ScanStats::default();
+        let mut kept: Vec<Kept<'_>> = Vec::new();
         for (at, (segment, keep)) in snapshot.segments.iter().zip(&keep).enumerate() {
             let rows = segment.rows() as u64;
             let mask = self.view.mask(snapshot.validity.get(at).and_then(Option::as_ref));
@@ -530,19 +534,28 @@ impl TableProvider for ShoalTable {
                 evaluated: AtomicU64::new(0),
                 passed: AtomicU64::new(0),
             });
-            // Inside the segment the filters are tried on each batch's statistics: a batch none
-            // of whose rows can pass is not read, one whose rows all pass is not filtered. The
-            // batches' statistics are computed from their own rows (not merged, nor read from a
-            // file), so that "every row passes" rests on exact bounds.
-            let (batch_keep, batch_pass) = if predicate.is_some() {
-                let statistics = ContainerStatistics::batches(&self.layout, segment, batches.len());
-                (pruning.may_match(&statistics), pruning.passes_all(&statistics))
-            } else {
-                (vec![true; batches.len()], vec![false; batches.len()])
-            };
+            kept.push(Kept { segment, index, batches, mask });
+        }
+        // Inside the kept segments the filters are tried on each batch's statistics: a batch
+        // none of whose rows can pass is not read, one whose rows all pass is not filtered. The
+        // batches' statistics are computed from their own rows (not merged, nor read from a
+        // file), so that "every row passes" rests on exact bounds. The batches of every kept
+        // segment are tried together, once for each of the two questions.
+        let containers: usize = kept.iter().map(|k| k.batches.len()).sum();
+        let (batch_keep, batch_pass) = if predicate.is_some() {
+            let statistics = ContainerStatistics::batches(
+                &self.layout,
+                kept.iter().map(|k| (k.segment, k.batches.len())).collect(),
+            );
+            (pruning.may_match(&statistics), pruning.passes_all(&statistics))
+        } else {
+            (vec![true; containers], vec![false; containers])
+        };
+        let mut decided = batch_keep.into_iter().zip(batch_pass);
+        for Kept { index, batches, mask, .. } in kept {
             let mut read_visible = 0;
             let mut start = 0;
-            for (at, (keep, pass_all)) in batch_keep.into_iter().zip(batch_pass).enumerate() {
+            for (at, (keep, pass_all)) in decided.by_ref().take(batches.len()).enumerate() {
                 let Some(n) = batches.get(at).map(RecordBatch::num_rows) else { break };
                 // A row past the validity's end was appended after it was taken: not visible.
                 let piece_mask = mask.map(|m| {
@@ -693,6 +706,16 @@ impl ShoalTable {
         }
         Ok(Arc::new(ColdCountExec::new(plan, index, Arc::clone(counters), predicate.is_some())))
     }
+}
+
+/// A segment a scan keeps after pruning by the segments' statistics.
+struct Kept<'a> {
+    segment: &'a SegmentData,
+    /// Its place in the scan's counts.
+    index: usize,
+    batches: Arc<[RecordBatch]>,
+    /// The rows visible to the query (None: every row).
+    mask: Option<&'a BooleanBuffer>,
 }
 
 /// A scan's filters as pruning reads them, built once per scan and tried on the statistics
@@ -869,21 +892,28 @@ impl<'a> ContainerStatistics<'a> {
         }
     }
 
-    /// The `batches` batches of one segment: a sealed segment's statistics are computed per
-    /// column on first use, a consuming segment's kept as it freezes.
-    fn batches(layout: &'a TableLayout, segment: &'a SegmentData, batches: usize) -> Self {
+    /// The batches of some segments, each given with its number of batches, one container
+    /// per batch in order: a sealed segment's statistics are computed per column on first
+    /// use, a consuming segment's kept as it freezes.
+    fn batches(layout: &'a TableLayout, segments: Vec<(&'a SegmentData, usize)>) -> Self {
+        let containers = segments.iter().map(|(_, n)| n).sum();
         let column = move |index: usize| {
-            let known: Option<Vec<Option<&ColumnStats>>> = match segment {
-                SegmentData::Sealed(s) => s.batch_stats(index).ok().map(|b| b.iter().map(Some).collect()),
-                SegmentData::Consuming(c) => Some(c.batch_stats.iter().map(|b| b.get(index)).collect()),
-                SegmentData::Cold(_) => None,
-            };
-            match known {
-                Some(k) if k.len() == batches => k,
-                _ => vec![None; batches],
+            let mut all: Vec<Option<&ColumnStats>> = Vec::with_capacity(containers);
+            for &(segment, batches) in &segments {
+                match segment {
+                    SegmentData::Sealed(s) => match s.batch_stats(index) {
+                        Ok(b) if b.len() == batches => all.extend(b.iter().map(Some)),
+                        _ => all.extend(std::iter::repeat_n(None, batches)),
+                    },
+                    SegmentData::Consuming(c) if c.batch_stats.len() == batches => {
+                        all.extend(c.batch_stats.iter().map(|b| b.get(index)));
+                    }
+                    _ => all.extend(std::iter::repeat_n(None, batches)),
+                }
             }
+            all
         };
-        ContainerStatistics { layout, containers: batches, column: Box::new(column), rows: None }
+        ContainerStatistics { layout, containers, column: Box::new(column), rows: None }
     }
 
     /// A min or max per container (null where not known).
@@ -895,7 +925,38 @@ impl<'a> ContainerStatistics<'a> {
             DataType::Dictionary(_, values) => values.as_ref().clone(),
             t => t.clone(),
         };
-        let scalars: Vec<ScalarValue> = (self.column)(index)
+        let stats = (self.column)(index);
+        let bounds = stats.iter().map(|s| s.and_then(&pick));
+        // The common types are built straight into their arrays; the others through scalars.
+        match &data_type {
+            DataType::Int64 => {
+                return Some(Arc::new(Int64Array::from_iter(bounds.map(|v| match v {
+                    Some(StatValue::Int(i)) => Some(*i),
+                    _ => None,
+                }))));
+            }
+            DataType::Timestamp(TimeUnit::Millisecond, tz) => {
+                let array = TimestampMillisecondArray::from_iter(bounds.map(|v| match v {
+                    Some(StatValue::Int(i)) => Some(*i),
+                    _ => None,
+                }));
+                return Some(Arc::new(array.with_timezone_opt(tz.clone())));
+            }
+            DataType::Float64 => {
+                return Some(Arc::new(Float64Array::from_iter(bounds.map(|v| match v {
+                    Some(StatValue::Float(f)) => Some(*f),
+                    _ => None,
+                }))));
+            }
+            DataType::Utf8 => {
+                return Some(Arc::new(StringArray::from_iter(bounds.map(|v| match v {
+                    Some(StatValue::Str(s)) => Some(s.as_str()),
+                    _ => None,
+                }))));
+            }
+            _ => {}
+        }
+        let scalars: Vec<ScalarValue> = stats
             .into_iter()
             .map(|s| {
                 s.and_then(&pick)

@@ -3,7 +3,7 @@
 //! per segment the rows the filters were evaluated on and the rows that passed. The counts are
 //! Pinot's numDocsScanned, numEntriesScannedInFilter/PostFilter and numSegmentsMatched.
 
-use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
+use arrow::array::{Array, AsArray, BooleanArray, RecordBatch, RecordBatchOptions};
 use arrow::buffer::BooleanBuffer;
 use arrow::compute::filter_record_batch;
 use arrow::compute::kernels::coalesce::BatchCoalescer;
@@ -207,8 +207,11 @@ impl ExecutionPlan for SegmentScanExec {
             pending: None,
             offset: 0,
             batch_size,
-            projection: self.projection.clone(),
-            predicate: self.predicate.as_ref().map(narrow).transpose()?,
+            projection: self.projection.clone().map(Projector::new),
+            predicate: match &self.predicate {
+                Some(p) => narrow(p).map(|(columns, p)| Some((Projector::new(columns), p)))?,
+                None => None,
+            },
             remaining: self.limit.unwrap_or(usize::MAX),
             counters: Arc::clone(&self.counters),
         };
@@ -248,11 +251,39 @@ struct PartitionRows {
     /// Rows of the first batch already taken.
     offset: usize,
     batch_size: usize,
-    projection: Option<Vec<usize>>,
-    /// The filters, over just the columns they read (and those columns).
-    predicate: Option<Narrowed>,
+    projection: Option<Projector>,
+    /// The filters, over just the columns they read (and the projection to those columns).
+    predicate: Option<(Projector, Arc<dyn PhysicalExpr>)>,
     remaining: usize,
     counters: Arc<ScanCounters>,
+}
+
+/// Picks some columns of batches. The batches of one segment share a schema: its projection
+/// is made once, not for every batch (a new schema each time, its fields and metadata copied).
+struct Projector {
+    columns: Vec<usize>,
+    /// The last schema seen and its projection.
+    schemas: Option<(SchemaRef, SchemaRef)>,
+}
+
+impl Projector {
+    fn new(columns: Vec<usize>) -> Projector {
+        Projector { columns, schemas: None }
+    }
+
+    fn project(&mut self, batch: &RecordBatch) -> Result<RecordBatch> {
+        let projected = match &self.schemas {
+            Some((from, to)) if Arc::ptr_eq(from, batch.schema_ref()) => Arc::clone(to),
+            _ => {
+                let to = Arc::new(batch.schema_ref().project(&self.columns)?);
+                self.schemas = Some((batch.schema(), Arc::clone(&to)));
+                to
+            }
+        };
+        let columns = self.columns.iter().map(|&i| Arc::clone(batch.column(i))).collect();
+        let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+        Ok(RecordBatch::try_new_with_options(projected, columns, &options)?)
+    }
 }
 
 /// A predicate with the columns it reads: their indices in the segment's batches, and the
@@ -318,19 +349,19 @@ impl PartitionRows {
     /// upsert table) and pass the filters (None: all). The mask is computed on the whole slice;
     /// only the projected columns of the rows that pass are copied, later.
     fn filtered(
-        &self,
+        &mut self,
         slice: RecordBatch,
         valid: Option<BooleanBuffer>,
         pass_all: bool,
     ) -> Result<(RecordBatch, Option<BooleanArray>)> {
-        let mask = match &self.predicate {
+        let mask = match &mut self.predicate {
             Some(_) if pass_all => valid.map(|v| BooleanArray::new(v, None)),
             None => valid.map(|v| BooleanArray::new(v, None)),
             Some((columns, predicate)) => {
                 // Evaluated on the columns it reads only: DataFusion's AND evaluates its right
                 // side on the rows its left side kept, copying every column of its input to
                 // do so (a segment's strings and lists with them).
-                let input = slice.project(columns)?;
+                let input = columns.project(&slice)?;
                 let mask = predicate.evaluate(&input)?.into_array(slice.num_rows())?;
                 let Some(mask) = mask.as_boolean_opt() else {
                     return Err(DataFusionError::Internal(format!(
@@ -352,8 +383,8 @@ impl PartitionRows {
                 ))
             }
         };
-        let projected = match &self.projection {
-            Some(p) => slice.project(p)?,
+        let projected = match &mut self.projection {
+            Some(p) => p.project(&slice)?,
             None => slice,
         };
         Ok((projected, mask))
@@ -594,6 +625,43 @@ mod tests {
     }
 
     /// Runs every partition of `scan` and gathers its batches, in order.
+    #[test]
+    fn a_projection_made_once_follows_each_batch_s_own_schema() {
+        // Two segments' batches: the same columns, the second schema with metadata and a
+        // nullable field (a segment written under an older schema version, say).
+        let first = Arc::new(Schema::new(vec![
+            Field::new("a", DataType::Int64, false),
+            Field::new("b", DataType::Utf8, false),
+            Field::new("c", DataType::Int64, false),
+        ]));
+        let second = Arc::new(
+            Schema::new(vec![
+                Field::new("a", DataType::Int64, true),
+                Field::new("b", DataType::Utf8, false),
+                Field::new("c", DataType::Int64, true),
+            ])
+            .with_metadata([("written".to_string(), "v2".to_string())].into()),
+        );
+        let batch = |schema: &SchemaRef, a: i64| {
+            RecordBatch::try_new(
+                Arc::clone(schema),
+                vec![
+                    Arc::new(Int64Array::from(vec![a, a + 1])),
+                    Arc::new(StringArray::from(vec!["x", "y"])),
+                    Arc::new(Int64Array::from(vec![10 * a, 10 * a + 1])),
+                ],
+            )
+            .unwrap()
+        };
+        let mut projector = Projector::new(vec![2, 0]);
+        for (schema, a) in [(&first, 1), (&first, 3), (&second, 5), (&first, 7)] {
+            let b = batch(schema, a);
+            let projected = projector.project(&b).unwrap();
+            assert_eq!(projected, b.project(&[2, 0]).unwrap());
+            assert_eq!(projected.schema(), Arc::new(schema.project(&[2, 0]).unwrap()));
+        }
+    }
+
     fn run(scan: &SegmentScanExec) -> Vec<RecordBatch> {
         use futures::StreamExt;
         let context = Arc::new(TaskContext::default());
