@@ -927,40 +927,27 @@ impl<'a> ContainerStatistics<'a> {
         };
         let stats = (self.column)(index);
         let bounds = stats.iter().map(|s| s.and_then(&pick));
+        let ints = || bounds.clone().map(|v| if let Some(StatValue::Int(i)) = v { Some(*i) } else { None });
         // The common types are built straight into their arrays; the others through scalars.
-        match &data_type {
-            DataType::Int64 => {
-                return Some(Arc::new(Int64Array::from_iter(bounds.map(|v| match v {
-                    Some(StatValue::Int(i)) => Some(*i),
-                    _ => None,
-                }))));
-            }
+        let direct: Option<ArrayRef> = match &data_type {
+            DataType::Int64 => Some(Arc::new(Int64Array::from_iter(ints()))),
             DataType::Timestamp(TimeUnit::Millisecond, tz) => {
-                let array = TimestampMillisecondArray::from_iter(bounds.map(|v| match v {
-                    Some(StatValue::Int(i)) => Some(*i),
-                    _ => None,
-                }));
-                return Some(Arc::new(array.with_timezone_opt(tz.clone())));
+                Some(Arc::new(TimestampMillisecondArray::from_iter(ints()).with_timezone_opt(tz.clone())))
             }
-            DataType::Float64 => {
-                return Some(Arc::new(Float64Array::from_iter(bounds.map(|v| match v {
-                    Some(StatValue::Float(f)) => Some(*f),
-                    _ => None,
-                }))));
-            }
-            DataType::Utf8 => {
-                return Some(Arc::new(StringArray::from_iter(bounds.map(|v| match v {
-                    Some(StatValue::Str(s)) => Some(s.as_str()),
-                    _ => None,
-                }))));
-            }
-            _ => {}
+            DataType::Float64 => Some(Arc::new(Float64Array::from_iter(
+                bounds.clone().map(|v| if let Some(StatValue::Float(f)) = v { Some(*f) } else { None }),
+            ))),
+            DataType::Utf8 => Some(Arc::new(StringArray::from_iter(
+                bounds.clone().map(|v| if let Some(StatValue::Str(s)) = v { Some(s.as_str()) } else { None }),
+            ))),
+            _ => None,
+        };
+        if direct.is_some() {
+            return direct;
         }
-        let scalars: Vec<ScalarValue> = stats
-            .into_iter()
-            .map(|s| {
-                s.and_then(&pick)
-                    .and_then(|v| to_scalar(v, &data_type))
+        let scalars: Vec<ScalarValue> = bounds
+            .map(|v| {
+                v.and_then(|v| to_scalar(v, &data_type))
                     .unwrap_or_else(|| ScalarValue::try_from(&data_type).unwrap_or(ScalarValue::Null))
             })
             .collect();
