@@ -48,9 +48,11 @@ pub struct QueryOptions {
     /// partitions by their rows, up to 32 a core, and its repartitioned operators (a GROUP BY's
     /// final aggregation, a join) into 8 hash partitions a core.
     pub target_partitions: usize,
-    /// Skip segments whose statistics rule out a query's filters (default true). A switch for
-    /// benchmarks and diagnosis only: off, every segment is read, so the same query can be timed
-    /// with and without pruning and its answers compared. Answers are the same either way.
+    /// Use statistics (default true): skip segments and batches whose statistics rule out a
+    /// query's filters, and take into a `count`, `sum`, `min` or `max` without GROUP BY the
+    /// batches every row of which passes, from their statistics. A switch for benchmarks and
+    /// diagnosis only: off, every row is read, so the same query can be timed with and without
+    /// statistics and its answers compared. Answers are the same either way.
     pub prune: bool,
     /// Memory all running queries together may hold (default 4 GiB): one pool every query's
     /// operators draw from; a query that needs more than is free fails with Pinot's 245.
@@ -910,6 +912,7 @@ impl QueryEngine {
             .with_config(config)
             .with_runtime_env(runtime)
             .with_default_features()
+            .with_physical_optimizer_rule(Arc::new(crate::from_statistics::AggregateFromStatistics))
             .with_physical_optimizer_rule(Arc::new(crate::literal::CountLiteralOnce))
             .with_physical_optimizer_rule(Arc::new(guard::YieldEverywhere))
             .build();

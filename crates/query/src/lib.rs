@@ -5,6 +5,7 @@
 
 pub mod dialect;
 pub mod engine;
+mod from_statistics;
 mod guard;
 mod literal;
 pub mod lookup;

@@ -2,7 +2,7 @@
 //! pruned by segment statistics, one partition per segment (large ones split), scanned with
 //! the query's filters by `SegmentScanExec`, which counts what each segment gave.
 
-use crate::scan::{ColdCountExec, Piece, ScanCounters, SegmentCount, SegmentScanExec};
+use crate::scan::{BatchStatistics, ColdCountExec, Piece, ScanCounters, SegmentCount, SegmentScanExec};
 use arrow::array::{
     Array, ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray,
     UInt64Array, new_null_array,
@@ -301,18 +301,24 @@ impl ScanRecorder {
         for scan in &inner.scans {
             let executed = scan.executed.load(Ordering::Relaxed);
             for segment in &scan.segments {
-                let (docs, evaluated) = if executed {
-                    (segment.passed.load(Ordering::Relaxed), segment.evaluated.load(Ordering::Relaxed))
+                // Rows an aggregation took from batch statistics passed without being read:
+                // documents scanned with no entry read, as pinot-core's
+                // NonScanBasedAggregationOperator counts a segment it answers from metadata.
+                let (passed, answered, evaluated) = if executed {
+                    (
+                        segment.passed.load(Ordering::Relaxed),
+                        segment.answered.load(Ordering::Relaxed),
+                        segment.evaluated.load(Ordering::Relaxed),
+                    )
                 } else {
                     // pinot-core NonScanBasedAggregationOperator.java: numDocsScanned is the
                     // segment's rows, no entries scanned.
-                    (segment.rows, 0)
+                    (0, segment.rows, 0)
                 };
+                let docs = passed + answered;
                 stats.docs_scanned += docs;
                 stats.entries_scanned_in_filter += evaluated * scan.filter_columns;
-                if executed {
-                    stats.entries_scanned_post_filter += docs * scan.output_columns;
-                }
+                stats.entries_scanned_post_filter += passed * scan.output_columns;
                 if docs > 0 {
                     stats.segments_matched += 1;
                     if segment.consuming {
@@ -376,8 +382,9 @@ impl ShoalTable {
         ShoalTable { layout, source, recorder: None, prune: true, view: UpsertView::Latest, scan_cores: None }
     }
 
-    /// Whether scans skip segments by their statistics (on by default). Off is for benchmarks
-    /// and diagnosis: every segment is read, and the filters still give the same rows.
+    /// Whether scans use statistics (on by default): skip segments and batches by them, and
+    /// offer aggregations the statistics of the batches that pass whole. Off is for benchmarks
+    /// and diagnosis: every row is read, and the filters still give the same rows.
     pub fn with_pruning(mut self, on: bool) -> Self {
         self.prune = on;
         self
@@ -509,6 +516,7 @@ impl TableProvider for ShoalTable {
                     rows,
                     evaluated: AtomicU64::new(0),
                     passed: AtomicU64::new(0),
+                    answered: AtomicU64::new(0),
                 });
                 continue;
             }
@@ -533,8 +541,18 @@ impl TableProvider for ShoalTable {
                 rows: visible.map_or(rows, |v| v as u64),
                 evaluated: AtomicU64::new(0),
                 passed: AtomicU64::new(0),
+                answered: AtomicU64::new(0),
             });
-            kept.push(Kept { segment, index, batches, mask });
+            // Where aggregations may find the statistics of the batches that pass whole.
+            let statistics = match segment {
+                _ if !self.prune => None,
+                SegmentData::Sealed(s) => Some(BatchStatistics::Sealed(Arc::clone(s))),
+                SegmentData::Consuming(c) if c.batch_stats.len() == batches.len() => {
+                    Some(BatchStatistics::Frozen(c.batch_stats.iter().cloned().collect()))
+                }
+                _ => None,
+            };
+            kept.push(Kept { segment, index, batches, mask, statistics });
         }
         // Inside the kept segments the filters are tried on each batch's statistics: a batch
         // none of whose rows can pass is not read, one whose rows all pass is not filtered. The
@@ -552,7 +570,7 @@ impl TableProvider for ShoalTable {
             (vec![true; containers], vec![false; containers])
         };
         let mut decided = batch_keep.into_iter().zip(batch_pass);
-        for Kept { index, batches, mask, .. } in kept {
+        for Kept { index, batches, mask, statistics, .. } in kept {
             let mut read_visible = 0;
             let mut start = 0;
             for (at, (keep, pass_all)) in decided.by_ref().take(batches.len()).enumerate() {
@@ -588,6 +606,9 @@ impl TableProvider for ShoalTable {
                     last.rows += visible;
                     continue;
                 }
+                // Every row of the batch is read and passes: an aggregation may take it from its
+                // statistics.
+                let whole = valid.is_none() && (pass_all || predicate.is_none());
                 pieces.push(Piece {
                     batches: Arc::clone(&batches),
                     range: at..at + 1,
@@ -595,6 +616,7 @@ impl TableProvider for ShoalTable {
                     valid,
                     pass_all,
                     rows: visible,
+                    statistics: statistics.clone().filter(|_| whole),
                 });
             }
             // A `count(*)` answered from statistics counts the rows of the batches read.
@@ -716,6 +738,8 @@ struct Kept<'a> {
     batches: Arc<[RecordBatch]>,
     /// The rows visible to the query (None: every row).
     mask: Option<&'a BooleanBuffer>,
+    /// Its batches' statistics, for aggregations (None with pruning off).
+    statistics: Option<BatchStatistics>,
 }
 
 /// A scan's filters as pruning reads them, built once per scan and tried on the statistics
@@ -991,7 +1015,7 @@ impl PruningStatistics for ContainerStatistics<'_> {
     }
 }
 
-fn to_scalar(v: &StatValue, t: &DataType) -> Option<ScalarValue> {
+pub(crate) fn to_scalar(v: &StatValue, t: &DataType) -> Option<ScalarValue> {
     Some(match (v, t) {
         (StatValue::Int(i), DataType::Int32) => ScalarValue::Int32(Some(i32::try_from(*i).ok()?)),
         (StatValue::Int(i), DataType::Int64) => ScalarValue::Int64(Some(*i)),
@@ -1036,6 +1060,7 @@ mod tests {
             valid: None,
             pass_all: false,
             rows: batches.iter().map(RecordBatch::num_rows).sum(),
+            statistics: None,
         }
     }
 

@@ -20,6 +20,7 @@ use datafusion::physical_plan::{
     ChildrenPropertiesMode, DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PhysicalExpr,
     PlanProperties, ReplaceChildrenOptions, SendableRecordBatchStream, StatisticsArgs,
 };
+use shoal_segment::{ColumnStats, SealedSegment};
 use std::collections::VecDeque;
 use std::fmt;
 use std::sync::Arc;
@@ -43,6 +44,29 @@ pub(crate) struct Piece {
     pub pass_all: bool,
     /// Visible rows.
     pub rows: usize,
+    /// The statistics of the batches, where every row of them is read and passes (no
+    /// validity, and no filter or one that passes them whole): an aggregation may take the
+    /// batches from their statistics instead of reading them (`crate::from_statistics`).
+    pub statistics: Option<BatchStatistics>,
+}
+
+/// Where the exact statistics of a segment's batches are, by batch and column.
+#[derive(Debug, Clone)]
+pub(crate) enum BatchStatistics {
+    /// A sealed segment's, computed per column on first use and kept.
+    Sealed(Arc<SealedSegment>),
+    /// A consuming segment's, kept as its batches freeze (and computed for its tail).
+    Frozen(Arc<[Arc<[ColumnStats]>]>),
+}
+
+impl BatchStatistics {
+    /// The statistics of column `column` in batch `batch` (None where not known).
+    pub(crate) fn get(&self, batch: usize, column: usize) -> Option<&ColumnStats> {
+        match self {
+            BatchStatistics::Sealed(s) => s.batch_stats(column).ok()?.get(batch),
+            BatchStatistics::Frozen(f) => f.get(batch)?.get(column),
+        }
+    }
 }
 
 /// One segment a scan reads, and what the scan found in it while it ran.
@@ -54,6 +78,8 @@ pub(crate) struct SegmentCount {
     pub evaluated: AtomicU64,
     /// Rows that passed the filters and were emitted.
     pub passed: AtomicU64,
+    /// Rows an aggregation took from their batches' statistics: they passed, and were not read.
+    pub answered: AtomicU64,
 }
 
 /// What one scan reads, counted while it runs.
@@ -115,6 +141,35 @@ impl SegmentScanExec {
             counters,
             properties: Arc::new(properties),
         })
+    }
+
+    /// Per partition, the pieces it reads.
+    pub(crate) fn partitions(&self) -> &[Vec<Piece>] {
+        &self.partitions
+    }
+
+    pub(crate) fn projection(&self) -> Option<&Vec<usize>> {
+        self.projection.as_ref()
+    }
+
+    pub(crate) fn limit(&self) -> Option<usize> {
+        self.limit
+    }
+
+    pub(crate) fn counters(&self) -> &Arc<ScanCounters> {
+        &self.counters
+    }
+
+    /// The same scan over other pieces (some of this one's), in as many partitions.
+    pub(crate) fn with_partitions(&self, partitions: Vec<Vec<Piece>>) -> Result<SegmentScanExec> {
+        SegmentScanExec::new(
+            Arc::clone(&self.table_schema),
+            partitions,
+            self.projection.clone(),
+            self.predicate.clone(),
+            self.limit,
+            Arc::clone(&self.counters),
+        )
     }
 
     fn partition_rows(&self, partition: usize) -> usize {
@@ -689,6 +744,7 @@ mod tests {
                     rows: 3 * 8192,
                     evaluated: AtomicU64::new(0),
                     passed: AtomicU64::new(0),
+                    answered: AtomicU64::new(0),
                 }],
                 filter_columns: 1,
                 output_columns: 1,
@@ -703,6 +759,7 @@ mod tests {
             valid: None,
             pass_all,
             rows: 8192,
+            statistics: None,
         };
         let buffer = |b: &RecordBatch| b.column(0).to_data().buffers()[0].as_ptr();
 

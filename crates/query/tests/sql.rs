@@ -106,15 +106,7 @@ async fn with_pruning_off_every_segment_is_read_and_the_answers_are_the_same() {
         let sql = format!(
             "SELECT count(*), sum(duration_ms), avg(revenue) FROM events WHERE \"timestamp\" BETWEEN {t0} AND {t1}"
         );
-        let on = shoal_server::broker::answer_query(&pruned, &sql).await;
-        let off = shoal_server::broker::answer_query(&unpruned, &sql).await;
-        assert!(
-            on.exceptions.is_empty() && off.exceptions.is_empty(),
-            "{:?} {:?}",
-            on.exceptions,
-            off.exceptions
-        );
-        assert_eq!(on.result_table.as_ref().unwrap().rows, off.result_table.as_ref().unwrap().rows, "{sql}");
+        let (on, off) = answered_alike(&pruned, &unpruned, &sql).await;
         assert_eq!((on.num_segments_queried, off.num_segments_queried), (5, 5));
         // On: only the segment whose range overlaps. Off: all five, every row.
         assert_eq!(on.num_segments_processed, 1, "{sql}");
@@ -409,24 +401,30 @@ async fn inside_a_segment_batches_are_skipped_or_passed_whole_by_their_statistic
                 if may && !all { r.len() } else { 0 }
             })
             .sum();
+        let whole: usize = batches
+            .iter()
+            .filter(|r| {
+                let (min, max) =
+                    (ts[(*r).clone()].iter().min().unwrap(), ts[(*r).clone()].iter().max().unwrap());
+                *min > a && *max < b
+            })
+            .map(|r| r.len())
+            .sum();
         for sql in [
             format!("SELECT count(*), sum(duration_ms), min(user_id) FROM events WHERE {filter}"),
             format!("SELECT event_id FROM events WHERE {filter} ORDER BY event_id LIMIT 5"),
             format!("SELECT count(*) FROM events WHERE {filter}"),
         ] {
-            let x = shoal_server::broker::answer_query(&on, &sql).await;
-            let y = shoal_server::broker::answer_query(&off, &sql).await;
-            assert!(
-                x.exceptions.is_empty() && y.exceptions.is_empty(),
-                "{sql}: {:?} {:?}",
-                x.exceptions,
-                y.exceptions
-            );
-            assert_eq!(x.result_table.as_ref().unwrap().rows, y.result_table.as_ref().unwrap().rows, "{sql}");
+            let (x, y) = answered_alike(&on, &off, &sql).await;
             if sql.contains("sum(duration_ms)") {
                 assert_eq!(x.result_table.as_ref().unwrap().rows[0][0].as_u64().unwrap(), passing, "{sql}");
                 assert_eq!(x.num_entries_scanned_in_filter, evaluated as u64, "{sql}");
                 assert_eq!((x.num_docs_scanned, y.num_docs_scanned), (passing, passing), "{sql}");
+                // Two columns are read of the rows that pass, but of the batches that pass
+                // whole: the aggregation takes those from their statistics.
+                let read = passing - whole as u64;
+                assert_eq!(x.num_entries_scanned_post_filter, 2 * read, "{sql}");
+                assert_eq!(y.num_entries_scanned_post_filter, 2 * passing, "{sql}");
             }
             if sql.starts_with("SELECT count(*) FROM") {
                 // Answered from exact row counts or by a scan: either way the rows that pass.
@@ -434,6 +432,101 @@ async fn inside_a_segment_batches_are_skipped_or_passed_whole_by_their_statistic
             }
         }
     }
+}
+
+/// The answers of two engines to `sql`, both without exceptions and with the same rows.
+async fn answered_alike(
+    on: &shoal_query::QueryEngine,
+    off: &shoal_query::QueryEngine,
+    sql: &str,
+) -> (shoal_server::broker::BrokerResponse, shoal_server::broker::BrokerResponse) {
+    let x = shoal_server::broker::answer_query(on, sql).await;
+    let y = shoal_server::broker::answer_query(off, sql).await;
+    assert!(
+        x.exceptions.is_empty() && y.exceptions.is_empty(),
+        "{sql}: {:?} {:?}",
+        x.exceptions,
+        y.exceptions
+    );
+    assert_eq!(x.result_table.as_ref().unwrap().rows, y.result_table.as_ref().unwrap().rows, "{sql}");
+    (x, y)
+}
+
+#[tokio::test]
+async fn ungrouped_aggregates_take_batches_that_pass_whole_from_their_statistics() {
+    // Column-based null handling: `i` is null in every 7th row, `n` in every row. Two sealed
+    // segments of 20,000 rows and a consuming one of 10,000 (batches of 8,192 rows but the
+    // last of each); `k` counts from 0 over all of them, `l` is near LONG's largest value so
+    // that its sum wraps.
+    let schema = serde_json::json!({
+        "schemaName": "t",
+        "enableColumnBasedNullHandling": true,
+        "dimensionFieldSpecs": [{"name": "s", "dataType": "STRING"}, {"name": "d", "dataType": "DOUBLE"}],
+        "metricFieldSpecs": [
+            {"name": "k", "dataType": "LONG"}, {"name": "i", "dataType": "INT"},
+            {"name": "l", "dataType": "LONG"}, {"name": "n", "dataType": "INT"}
+        ]
+    });
+    let rows = |from: i64, count: i64| -> Vec<String> {
+        (from..from + count)
+            .map(|k| {
+                let i = if k % 7 == 0 {
+                    "null".to_string()
+                } else {
+                    ((k * 7_919) % 100_003 - 50_000).to_string()
+                };
+                let l = i64::MAX - 1_000_000 + k % 1_000;
+                format!(
+                    r#"{{"k": {k}, "i": {i}, "l": {l}, "s": "u{:05}", "d": {}, "n": null}}"#,
+                    (k * 31) % 99_991,
+                    (k % 13) as f64 / 4.0
+                )
+            })
+            .collect()
+    };
+    let segments = vec![rows(0, 20_000), rows(20_000, 20_000), rows(40_000, 10_000)];
+    let [(on, _d1), (off, _d2)] = segments_of(schema.clone(), &segments);
+    let aggregates = "count(*), count(i), sum(i), sum(l), min(i), max(i), min(k), max(k), min(s), max(s), \
+                      min(d), max(d), sum(n), min(n), count(n)";
+    // Filters on `k` pass whole batches (k >= 8192 starts one), skip others and cut others;
+    // with no filter every batch passes whole.
+    for filter in
+        ["", "WHERE k >= 8192", "WHERE k >= 5000 AND k < 45000", "WHERE k >= 100 AND k < 200", "WHERE k < 0"]
+    {
+        let sql = format!("SELECT {aggregates} FROM t {filter}");
+        let (x, y) = answered_alike(&on, &off, &sql).await;
+        assert_eq!(x.num_docs_scanned, y.num_docs_scanned, "{sql}");
+    }
+    // No filter: every batch is taken from statistics, none is read.
+    let sql = format!("SELECT {aggregates} FROM t");
+    let x = shoal_server::broker::answer_query(&on, &sql).await;
+    let row = &x.result_table.as_ref().unwrap().rows[0];
+    assert_eq!(row[0].as_i64(), Some(50_000), "{row:?}");
+    assert_eq!(row[1].as_i64(), Some(50_000 - 50_000 / 7 - 1), "{row:?}");
+    assert_eq!(row[12], serde_json::Value::Null, "a sum of nulls only is NULL: {row:?}");
+    assert_eq!(row[14].as_i64(), Some(0), "{row:?}");
+    assert_eq!((x.num_docs_scanned, x.num_entries_scanned_post_filter), (50_000, 0), "{sql}");
+    // `k >= 8192`: the first batch of the first segment is skipped, every other passes whole.
+    let x = shoal_server::broker::answer_query(&on, "SELECT count(*), sum(l) FROM t WHERE k >= 8192").await;
+    assert_eq!((x.num_docs_scanned, x.num_entries_scanned_post_filter), (50_000 - 8_192, 0));
+    // A cut: the batches the range only partly covers are read, the rows that pass counted.
+    let x = shoal_server::broker::answer_query(
+        &on,
+        "SELECT count(*), sum(i) FROM t WHERE k >= 5000 AND k < 45000",
+    )
+    .await;
+    assert_eq!(x.result_table.as_ref().unwrap().rows[0][0].as_i64(), Some(40_000));
+    assert_eq!(x.num_docs_scanned, 40_000);
+    // Read: 5,000..8,192 of the first segment's first batch and 40,000..45,000 of the consuming
+    // segment's first batch, one column each.
+    assert_eq!(x.num_entries_scanned_post_filter, (8_192 - 5_000) + 5_000);
+    // One segment (a single aggregation, one partition): the same.
+    let small = vec![rows(0, 300), rows(300, 0)];
+    let [(on, _d3), (off, _d4)] = segments_of(schema, &small);
+    let sql = format!("SELECT {aggregates} FROM t");
+    let (x, y) = answered_alike(&on, &off, &sql).await;
+    assert_eq!((x.num_docs_scanned, x.num_entries_scanned_post_filter), (300, 0), "{sql}");
+    assert_eq!(y.num_entries_scanned_post_filter, 300 * 6, "{sql}");
 }
 
 #[tokio::test]

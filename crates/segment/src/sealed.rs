@@ -256,7 +256,8 @@ fn write_temporary(
             .map(|(field, s)| ColumnMeta {
                 name: field.name().clone(),
                 data_type: field.metadata().get(crate::columns::PINOT_TYPE_KEY).cloned().unwrap_or_default(),
-                stats: s.clone(),
+                // Sums serve queries of the segment in memory; the file does not keep them.
+                stats: ColumnStats { sum: None, ..s.clone() },
             })
             .collect(),
         sorted_by: request.sort_by.map(str::to_string),

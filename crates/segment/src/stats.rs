@@ -55,6 +55,12 @@ pub struct ColumnStats {
     /// when merged with other parts. Absent (false) in files written before it existed.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub unbounded: bool,
+    /// The sum of an INT or LONG column's values, as SQL's `SUM` adds them (INT widened to
+    /// LONG, wrapping past LONG's range); 0 when every value is null, None for other types.
+    /// Kept in memory for the batches a query takes whole into an aggregation; not written to
+    /// files.
+    #[serde(skip)]
+    pub sum: Option<i64>,
 }
 
 /// Longest string kept as a min or max: a longer one makes the bound unknown.
@@ -114,12 +120,13 @@ impl ColumnStats {
         // A bound left out while values exist is unknown, not "all null".
         let unbounded = null_count < array.len() as u64 && (min.is_none() || max.is_none());
         let (min, max) = if unbounded { (None, None) } else { (min, max) };
-        ColumnStats { min, max, null_count, unbounded }
+        ColumnStats { min, max, null_count, unbounded, sum: sum(array) }
     }
 
     /// Widens these statistics by another part of the same column.
     pub fn merge(&mut self, other: &ColumnStats) {
         self.null_count += other.null_count;
+        self.sum = self.sum.zip(other.sum).map(|(a, b)| a.wrapping_add(b));
         self.unbounded |= other.unbounded;
         if self.unbounded {
             // One part's values lie outside any bound it could state: so do the whole's.
@@ -129,6 +136,24 @@ impl ColumnStats {
         // A part without bounds here holds only nulls.
         self.min = pick(self.min.take(), other.min.clone(), Ordering::Less);
         self.max = pick(self.max.take(), other.max.clone(), Ordering::Greater);
+    }
+}
+
+/// The sum of an INT or LONG array, as [`ColumnStats::sum`] keeps it.
+fn sum(array: &ArrayRef) -> Option<i64> {
+    match array.data_type() {
+        ArrowType::Int32 => {
+            let a: &Int32Array = array.as_primitive();
+            Some(match a.nulls().filter(|n| n.null_count() > 0) {
+                // Widened before adding: an INT column's sum does not wrap at INT's range.
+                None => a.values().iter().fold(0i64, |s, &v| s.wrapping_add(i64::from(v))),
+                Some(_) => a.iter().flatten().fold(0i64, |s, v| s.wrapping_add(i64::from(v))),
+            })
+        }
+        ArrowType::Int64 => {
+            Some(arrow::compute::sum(array.as_primitive::<arrow::datatypes::Int64Type>()).unwrap_or(0))
+        }
+        _ => None,
     }
 }
 
@@ -203,11 +228,29 @@ mod tests {
                 min: Some(StatValue::Int(-2)),
                 max: Some(StatValue::Int(5)),
                 null_count: 1,
-                unbounded: false
+                unbounded: false,
+                sum: Some(3),
             }
         );
         s.merge(&ColumnStats::of(&b));
         assert_eq!(s.max, Some(StatValue::Int(9)));
+        assert_eq!(s.sum, Some(12));
+        // An INT column's sum is a LONG's: it goes past INT's range without wrapping.
+        let ints: ArrayRef = Arc::new(Int32Array::from(vec![i32::MAX, i32::MAX, 1]));
+        assert_eq!(ColumnStats::of(&ints).sum, Some(2 * i64::from(i32::MAX) + 1));
+        let some_null: ArrayRef = Arc::new(Int32Array::from(vec![Some(-4), None, Some(10)]));
+        assert_eq!(ColumnStats::of(&some_null).sum, Some(6));
+        // A LONG column's wraps, as SQL's SUM of LONG does here.
+        let longs: ArrayRef = Arc::new(Int64Array::from(vec![i64::MAX, 2]));
+        assert_eq!(ColumnStats::of(&longs).sum, Some(i64::MIN + 1));
+        let all_null: ArrayRef = Arc::new(Int64Array::from(vec![None, None]));
+        assert_eq!(ColumnStats::of(&all_null).sum, Some(0));
+        // Other types have none, and a merge with a part that has none has none.
+        let strings: ArrayRef = Arc::new(StringArray::from(vec!["b"]));
+        assert_eq!(ColumnStats::of(&strings).sum, None);
+        let mut t = ColumnStats::of(&b);
+        t.merge(&ColumnStats::of(&strings));
+        assert_eq!(t.sum, None);
         let strings: ArrayRef = Arc::new(StringArray::from(vec!["b", "a", "c"]));
         let s = ColumnStats::of(&strings);
         assert_eq!((s.min, s.max), (Some(StatValue::Str("a".into())), Some(StatValue::Str("c".into()))));
