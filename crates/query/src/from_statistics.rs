@@ -14,7 +14,7 @@ use arrow::array::{ArrayRef, RecordBatch};
 use arrow::datatypes::{DataType, SchemaRef};
 use datafusion::common::stats::Precision;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
-use datafusion::common::{ColumnStatistics, DataFusionError, Result, ScalarValue, Statistics};
+use datafusion::common::{ColumnStatistics, Result, ScalarValue, Statistics};
 use datafusion::config::ConfigOptions;
 use datafusion::execution::TaskContext;
 use datafusion::logical_expr::StatisticsArgs;
@@ -331,10 +331,7 @@ impl ExecutionPlan for StatisticsRowExec {
         children: Vec<Arc<dyn ExecutionPlan>>,
         _options: ReplaceChildrenOptions,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let input = children
-            .into_iter()
-            .next()
-            .ok_or_else(|| DataFusionError::Internal("StatisticsRowExec takes one child".into()))?;
+        let input = crate::scan::only_child(children, "StatisticsRowExec")?;
         Ok(Arc::new(StatisticsRowExec::new(input, self.row.clone(), self.answered.clone())))
     }
 

@@ -4,6 +4,7 @@
 #![warn(missing_docs)]
 
 pub mod dialect;
+mod dictionary_group;
 pub mod engine;
 mod from_statistics;
 mod guard;

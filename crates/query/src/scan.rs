@@ -576,10 +576,7 @@ impl ExecutionPlan for ColdCountExec {
         children: Vec<Arc<dyn ExecutionPlan>>,
         _options: ReplaceChildrenOptions,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let input = children
-            .into_iter()
-            .next()
-            .ok_or_else(|| DataFusionError::Internal("ColdSegmentExec takes one child".into()))?;
+        let input = only_child(children, "ColdSegmentExec")?;
         Ok(Arc::new(ColdCountExec::new(input, self.segment, Arc::clone(&self.counters), self.filtered)))
     }
 
@@ -627,6 +624,18 @@ impl ExecutionPlan for ColdCountExec {
             (None, true) => Precision::Inexact(rows),
         };
         Ok(Arc::new(Statistics::new_unknown(&self.schema()).with_num_rows(rows)))
+    }
+}
+
+/// The one child of an operator that takes one, from `replace_children`'s list.
+pub(crate) fn only_child(
+    children: Vec<Arc<dyn ExecutionPlan>>,
+    name: &str,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    let mut children = children.into_iter();
+    match (children.next(), children.next()) {
+        (Some(child), None) => Ok(child),
+        _ => Err(DataFusionError::Internal(format!("{name} takes one child"))),
     }
 }
 

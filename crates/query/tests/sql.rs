@@ -252,13 +252,26 @@ fn segments_of(
     schema: serde_json::Value,
     segments: &[Vec<String>],
 ) -> [(shoal_query::QueryEngine, tempfile::TempDir); 2] {
+    segments_with(schema, segments, &[])
+}
+
+/// [`segments_of`] with the columns `dictionary` dictionary-encoded.
+fn segments_with(
+    schema: serde_json::Value,
+    segments: &[Vec<String>],
+    dictionary: &[&str],
+) -> [(shoal_query::QueryEngine, tempfile::TempDir); 2] {
     use shoal_segment::{
         LayoutOptions, MutableSegment, RecordMeta, Schema, SealRequest, SealedSegment, TableLayout,
     };
     use std::sync::Arc;
     [QueryOptions::default(), QueryOptions::default().with_prune(false)].map(|options| {
         let (schema, _) = Schema::from_json(&schema).unwrap();
-        let layout = Arc::new(TableLayout::new(Arc::new(schema), &LayoutOptions::default()));
+        let layout_options = LayoutOptions {
+            dictionary: dictionary.iter().map(|c| c.to_string()).collect(),
+            ..LayoutOptions::default()
+        };
+        let layout = Arc::new(TableLayout::new(Arc::new(schema), &layout_options));
         let dir = tempfile::tempdir().unwrap();
         let table = Arc::new(TestTable::default());
         for (sequence, rows) in segments.iter().enumerate() {
@@ -527,6 +540,104 @@ async fn ungrouped_aggregates_take_batches_that_pass_whole_from_their_statistics
     let (x, y) = answered_alike(&on, &off, &sql).await;
     assert_eq!((x.num_docs_scanned, x.num_entries_scanned_post_filter), (300, 0), "{sql}");
     assert_eq!(y.num_entries_scanned_post_filter, 300 * 6, "{sql}");
+}
+
+/// The rows of `sql`'s answer, each column as text ("NULL" for a null).
+async fn rows_as_text(engine: &shoal_query::QueryEngine, sql: &str) -> Vec<Vec<String>> {
+    let r = engine.execute(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let mut rows = Vec::new();
+    for batch in &r.batches {
+        let columns: Vec<_> = batch
+            .columns()
+            .iter()
+            .map(|c| arrow::compute::cast(c, &arrow::datatypes::DataType::Utf8).unwrap())
+            .collect();
+        for i in 0..batch.num_rows() {
+            rows.push(
+                columns
+                    .iter()
+                    .map(|c| {
+                        let c = c.as_string::<i32>();
+                        if arrow::array::Array::is_null(c, i) {
+                            "NULL".to_string()
+                        } else {
+                            c.value(i).to_string()
+                        }
+                    })
+                    .collect(),
+            );
+        }
+    }
+    rows.sort();
+    rows
+}
+
+#[tokio::test]
+async fn counts_grouped_by_dictionary_columns_are_counted_by_their_keys() {
+    // Nulls in both dictionary columns; two sealed segments and a consuming one, each with
+    // dictionaries of its own (the third's `b` values are new).
+    let schema = serde_json::json!({
+        "schemaName": "t",
+        "enableColumnBasedNullHandling": true,
+        "dimensionFieldSpecs": [{"name": "a", "dataType": "STRING"}, {"name": "b", "dataType": "STRING"}],
+        "metricFieldSpecs": [{"name": "k", "dataType": "LONG"}]
+    });
+    let value = |k: i64, modulo: i64, prefix: &str| match k % modulo {
+        0 => "null".to_string(),
+        m => format!("\"{prefix}{m}\""),
+    };
+    let rows = |from: i64, count: i64, prefix: &'static str| -> Vec<String> {
+        (from..from + count)
+            .map(|k| format!(r#"{{"k": {k}, "a": {}, "b": {}}}"#, value(k, 5, "a"), value(k / 3, 4, prefix)))
+            .collect()
+    };
+    let segments = vec![rows(0, 20_000, "b"), rows(20_000, 9_000, "b"), rows(29_000, 10_000, "c")];
+    let all: Vec<(i64, String, String)> = segments
+        .iter()
+        .flatten()
+        .map(|r| {
+            let v: serde_json::Value = serde_json::from_str(r).unwrap();
+            let text = |c: &str| v[c].as_str().map_or("NULL".to_string(), str::to_string);
+            (v["k"].as_i64().unwrap(), text("a"), text("b"))
+        })
+        .collect();
+    let [(engine, _d1), _] = segments_with(schema.clone(), &segments, &["a", "b"]);
+    type Keep = fn(i64) -> bool;
+    let expected = |keep: Keep, two: bool| {
+        let mut counts = std::collections::BTreeMap::<Vec<String>, i64>::new();
+        for (_, a, b) in all.iter().filter(|(k, _, _)| keep(*k)) {
+            let key = if two { vec![a.clone(), b.clone()] } else { vec![b.clone()] };
+            *counts.entry(key).or_default() += 1;
+        }
+        let mut rows: Vec<Vec<String>> = counts
+            .into_iter()
+            .map(|(mut key, n)| {
+                key.push(n.to_string());
+                if !two {
+                    key.push(n.to_string());
+                }
+                key
+            })
+            .collect();
+        rows.sort();
+        rows
+    };
+    let cases: [(&str, Keep, bool); 3] = [
+        ("SELECT a, b, count(*) FROM t GROUP BY a, b", |_| true, true),
+        ("SELECT a, b, count(*) FROM t WHERE k % 2 = 1 GROUP BY a, b", |k| k % 2 == 1, true),
+        ("SELECT b, count(*), count(1) FROM t WHERE k >= 15000 GROUP BY b", |k| k >= 15_000, false),
+    ];
+    for (sql, keep, two) in cases {
+        let plan = rows_as_text(&engine, &format!("EXPLAIN {sql}")).await.concat().join("\n");
+        assert!(plan.contains("DictionaryCountExec"), "{sql}: {plan}");
+        assert_eq!(rows_as_text(&engine, sql).await, expected(keep, two), "{sql}");
+    }
+    // Columns that are not dictionaries are grouped as before.
+    let [(plain, _d3), _] = segments_with(schema, &segments, &[]);
+    let sql = "SELECT a, b, count(*) FROM t GROUP BY a, b";
+    let plan = rows_as_text(&plain, &format!("EXPLAIN {sql}")).await.concat().join("\n");
+    assert!(!plan.contains("DictionaryCountExec"), "{plan}");
+    assert_eq!(rows_as_text(&plain, sql).await, expected(|_| true, true));
 }
 
 #[tokio::test]
