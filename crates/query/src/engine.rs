@@ -409,6 +409,8 @@ struct Phases {
     /// Waiting for a place to run.
     queued: Duration,
     plan: Duration,
+    /// The optimised logical plan came from the engine's cache of plans.
+    plan_cached: bool,
     /// When execution began.
     started: Instant,
 }
@@ -728,7 +730,13 @@ impl QueryEngine {
             kind: ErrorKind::Execution,
             message: "planning the query failed".into(),
         })??;
-        let phases = Phases { parse, queued, plan: planning_started.elapsed(), started: Instant::now() };
+        let phases = Phases {
+            parse,
+            queued,
+            plan: planning_started.elapsed(),
+            plan_cached: planned.cached,
+            started: Instant::now(),
+        };
         Ok(Started {
             stream: QueryStream {
                 stream: planned.stream,
@@ -835,7 +843,8 @@ impl QueryEngine {
             Ok(state)
         };
         let (shoal_only, mixed) = (state(false)?, state(true)?);
-        let shared = Arc::new(Shared { shoal_only, mixed, owned, names, multi_value, tables });
+        let plans = Mutex::default();
+        let shared = Arc::new(Shared { shoal_only, mixed, owned, names, multi_value, tables, plans });
         *slot = Some(Arc::clone(&shared));
         Ok(shared)
     }
@@ -997,9 +1006,39 @@ struct Shared {
     multi_value: HashSet<String>,
     /// The registered tables.
     tables: Vec<String>,
+    /// Optimised logical plans by their statement's text (after Pinot's dialect is rewritten),
+    /// for the statements a dashboard sends again and again: at most [`CACHED_PLANS`]. Kept
+    /// with the session they were planned in, so a change of tables drops them.
+    plans: Mutex<HashMap<String, Arc<CachedPlan>>>,
+}
+
+/// Most plans an engine's cache holds; a full cache is emptied.
+const CACHED_PLANS: usize = 256;
+
+/// A statement's optimised logical plan, before its scans are scoped to a query.
+#[derive(Debug)]
+struct CachedPlan {
+    plan: LogicalPlan,
+    /// The registered tables it reads, and whether it reads any other.
+    read: Vec<String>,
+    others: bool,
 }
 
 impl Shared {
+    /// The cached plan of `key`.
+    fn cached(&self, key: &str) -> Option<Arc<CachedPlan>> {
+        self.plans.lock().unwrap_or_else(|p| p.into_inner()).get(key).cloned()
+    }
+
+    /// Keeps `plan` for `key`.
+    fn cache(&self, key: String, plan: Arc<CachedPlan>) {
+        let mut plans = self.plans.lock().unwrap_or_else(|p| p.into_inner());
+        if plans.len() >= CACHED_PLANS {
+            plans.clear();
+        }
+        plans.insert(key, plan);
+    }
+
     /// Whether `provider` is one of Shoal's tables as the engine registered it.
     fn owns(&self, provider: &Arc<dyn TableProvider>) -> bool {
         self.owned.iter().any(|p| std::ptr::addr_eq(Arc::as_ptr(p), Arc::as_ptr(provider)))
@@ -1103,6 +1142,8 @@ struct Planned {
     plan: Arc<dyn ExecutionPlan>,
     shape: ResultShape,
     tables: Vec<String>,
+    /// Its optimised logical plan came from the cache.
+    cached: bool,
 }
 
 fn timed_out(timeout: Duration) -> QueryError {
@@ -1120,6 +1161,7 @@ fn trace(phases: &Phases, plan: &Arc<dyn ExecutionPlan>, stats: &ScanStats) -> S
         "parseMs": phases.parse.as_secs_f64() * 1000.0,
         "queuedMs": phases.queued.as_secs_f64() * 1000.0,
         "planMs": phases.plan.as_secs_f64() * 1000.0,
+        "planCached": phases.plan_cached,
         "executeMs": phases.started.elapsed().as_secs_f64() * 1000.0,
         "docsScanned": stats.docs_scanned,
         "plan": plan.lines().map(str::trim_end).collect::<Vec<_>>(),
@@ -1129,7 +1171,7 @@ fn trace(phases: &Phases, plan: &Arc<dyn ExecutionPlan>, stats: &ScanStats) -> S
 
 /// Rewrites Pinot's spellings, applies the default limit, refuses anything but reads, plans and
 /// starts the statement.
-async fn plan_and_start(mut session: Session, planning: Planning) -> Result<Planned, QueryError> {
+async fn plan_and_start(session: Session, planning: Planning) -> Result<Planned, QueryError> {
     let Planning { mut statement, known, max_join_pairs, default_limit } = planning;
     let (names, multi_value, tables) = (&known.names, &known.multi_value, &known.tables);
     let mut shape = ResultShape::default();
@@ -1163,61 +1205,114 @@ async fn plan_and_start(mut session: Session, planning: Planning) -> Result<Plan
     }
     // The query's start time: now(), current_date and current_timestamp fold to it.
     let start = Utc::now();
-    let plan = match &mut session {
-        Session::Shared { shared, .. } => shared.shoal_only.statement_to_plan(statement).await,
-        Session::Own(state) => {
-            // As SessionContext::state() sets it.
-            state.mark_start_execution();
-            state.statement_to_plan(statement).await
-        }
-    }
-    .map_err(QueryError::from_datafusion)?;
-    SQLOptions::new()
-        .with_allow_ddl(false)
-        .with_allow_dml(false)
-        .with_allow_statements(false)
-        .verify_plan(&plan)
-        .map_err(|e| QueryError::validation(format!("{} (Shoal's SQL is read-only)", e.strip_backtrace())))?;
-    let (read, others) = tables_read(&plan, tables);
-    // Shoal's scans cut themselves into partitions by their rows: DataFusion's round robin
-    // would spread a short scan over every hash partition for nothing but the hand-off. An
-    // app's table, a dimension table or information_schema does not partition itself: the
-    // round robin spreads its batches, as in an app's own session.
-    let (physical, task) = match session {
+    let (physical, task, read, cached) = match session {
         Session::Shared { shared, recorder, view, runtime } => {
-            let state = if others { &shared.mixed } else { &shared.shoal_only };
-            let plan = shared.scoped(plan, &recorder, view).map_err(QueryError::from_datafusion)?;
-            let config = QueryStart { state, start, aliases: Arc::default() };
-            let analyzed = state
-                .analyzer()
-                .execute_and_check(plan, state.config_options(), |_, _| {})
-                .map_err(QueryError::from_datafusion)?;
-            let optimized = state
-                .optimizer()
-                .optimize(analyzed, &config, |_, _| {})
-                .map_err(QueryError::from_datafusion)?;
+            // A statement planned before reuses its optimised logical plan; its scans are scoped
+            // to this query after.
+            let key = match &statement {
+                DfStatement::Statement(s) => Some(s.to_string()),
+                _ => None,
+            };
+            let hit = key.as_deref().and_then(|k| shared.cached(k));
+            let cached = hit.is_some();
+            let entry = match hit {
+                Some(entry) => entry,
+                None => {
+                    let plan = shared
+                        .shoal_only
+                        .statement_to_plan(statement)
+                        .await
+                        .map_err(QueryError::from_datafusion)?;
+                    read_only(&plan)?;
+                    let (read, others) = tables_read(&plan, tables);
+                    let state = if others { &shared.mixed } else { &shared.shoal_only };
+                    let config = QueryStart { state, start, aliases: Arc::default() };
+                    // A plan that calls a function that is not immutable (now(), ago(),
+                    // LOOKUP) folds the query's start or reads what changes: it is not kept.
+                    let immutable = immutable(&plan);
+                    let analyzed = state
+                        .analyzer()
+                        .execute_and_check(plan, state.config_options(), |_, _| {})
+                        .map_err(QueryError::from_datafusion)?;
+                    let optimized = state
+                        .optimizer()
+                        .optimize(analyzed, &config, |_, _| {})
+                        .map_err(QueryError::from_datafusion)?;
+                    let entry = Arc::new(CachedPlan { plan: optimized, read, others });
+                    if let Some(key) = key.filter(|_| immutable) {
+                        shared.cache(key, Arc::clone(&entry));
+                    }
+                    entry
+                }
+            };
+            // Shoal's scans cut themselves into partitions by their rows: DataFusion's round
+            // robin would spread a short scan over every hash partition for nothing but the
+            // hand-off. An app's table, a dimension table or information_schema does not
+            // partition itself: the round robin spreads its batches, as in an app's own session.
+            let state = if entry.others { &shared.mixed } else { &shared.shoal_only };
+            let plan =
+                shared.scoped(entry.plan.clone(), &recorder, view).map_err(QueryError::from_datafusion)?;
             let physical = state
                 .query_planner()
-                .create_physical_plan(&optimized, state)
+                .create_physical_plan(&plan, state)
                 .await
                 .map_err(QueryError::from_datafusion)?;
-            (physical, Arc::new(TaskContext::from(state).with_runtime(runtime)))
+            let task = Arc::new(TaskContext::from(state).with_runtime(runtime));
+            (physical, task, entry.read.clone(), cached)
         }
         Session::Own(mut state) => {
+            // As SessionContext::state() sets it.
+            state.mark_start_execution();
+            let plan = state.statement_to_plan(statement).await.map_err(QueryError::from_datafusion)?;
+            read_only(&plan)?;
+            let (read, others) = tables_read(&plan, tables);
             state.config_mut().options_mut().optimizer.enable_round_robin_repartition = others;
             let physical = state.create_physical_plan(&plan).await.map_err(QueryError::from_datafusion)?;
-            (physical, state.task_ctx())
+            let task = state.task_ctx();
+            (physical, task, read, false)
         }
     };
     guard::check_join_pairs(&physical, max_join_pairs).map_err(QueryError::from_datafusion)?;
     let stream = datafusion::physical_plan::execute_stream(Arc::clone(&physical), task)
         .map_err(QueryError::from_datafusion)?;
-    Ok(Planned { stream, plan: physical, shape, tables: read })
+    Ok(Planned { stream, plan: physical, shape, tables: read, cached })
 }
 
 /// The registered tables `plan` scans, subqueries included, by their names without
 /// `_REALTIME` (Pinot's `tablesQueried` holds raw table names), and whether it scans any other
 /// table (an app's, a dimension table, information_schema).
+/// Refuses a plan that is not a read.
+fn read_only(plan: &LogicalPlan) -> Result<(), QueryError> {
+    SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false)
+        .verify_plan(plan)
+        .map_err(|e| QueryError::validation(format!("{} (Shoal's SQL is read-only)", e.strip_backtrace())))
+}
+
+/// Whether every function `plan` calls gives the same answer for the same arguments at any
+/// time (no now(), no LOOKUP).
+fn immutable(plan: &LogicalPlan) -> bool {
+    use datafusion::common::tree_node::TreeNode;
+    use datafusion::logical_expr::{Expr, Volatility};
+    let mut immutable = true;
+    let _ = plan.apply_with_subqueries(|node| {
+        node.apply_expressions(|e| {
+            e.apply(|e| {
+                let fixed = match e {
+                    Expr::ScalarFunction(f) => f.func.signature().volatility == Volatility::Immutable,
+                    Expr::ScalarVariable(..) => false,
+                    _ => true,
+                };
+                immutable &= fixed;
+                Ok(if fixed { TreeNodeRecursion::Continue } else { TreeNodeRecursion::Stop })
+            })
+        })
+    });
+    immutable
+}
+
 fn tables_read(plan: &LogicalPlan, tables: &[String]) -> (Vec<String>, bool) {
     let mut read = BTreeSet::new();
     let mut others = false;

@@ -126,3 +126,52 @@ async fn explain_and_table_functions_plan_as_before() {
         events.len() as i64
     );
 }
+
+/// `sql`'s answer with Pinot's `trace`, and whether its plan came from the engine's cache.
+async fn traced(engine: &shoal_query::QueryEngine, sql: &str) -> (shoal_query::QueryResult, bool) {
+    let request = shoal_query::RequestOptions::default().with_trace(true);
+    let r = engine.execute_with(sql, &request).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let trace: serde_json::Value = serde_json::from_str(r.trace.as_deref().expect("a trace")).unwrap();
+    let cached = trace["planCached"].as_bool().expect("planCached");
+    (r, cached)
+}
+
+#[tokio::test]
+async fn a_statement_sent_again_reuses_its_plan_and_reads_the_rows_of_its_own_time() {
+    let (engine, table, _events, _dir) = events_table(1, 1_000, 100, QueryOptions::default());
+    let sql = "SELECT count(*), sum(duration_ms) FROM events WHERE duration_ms >= 0";
+    let (first, cached) = traced(&engine, sql).await;
+    assert!(!cached);
+    assert_eq!((first_i64(&first.batches), first.stats.docs_scanned), (1_100, 1_100));
+    // Rows arrive; the same statement (spelled alike after Pinot's dialect) plans from the
+    // cache, and its scans see the new rows and count into its own answer.
+    let more: Vec<String> = (0..50)
+        .map(|i| format!(r#"{{"event_id": "late-{i}", "timestamp": 1700000000000, "duration_ms": 5}}"#))
+        .collect();
+    let consuming = Arc::clone(&table.consuming.read().unwrap()[0]);
+    consuming.append(more.iter().map(|e| (e.as_bytes(), shoal_segment::RecordMeta::default())));
+    let (second, cached) = traced(&engine, sql).await;
+    assert!(cached);
+    assert_eq!((first_i64(&second.batches), second.stats.docs_scanned), (1_150, 1_150));
+    let (_, cached) =
+        traced(&engine, "select count(*), sum(duration_ms) from events where duration_ms >= 0").await;
+    assert!(cached, "the same statement in other case is the same once canonicalised");
+    // A query that reads the time is planned each time: now() is its own start.
+    let now = "SELECT count(*) FROM events WHERE \"timestamp\" < now()";
+    for _ in 0..2 {
+        let (r, cached) = traced(&engine, now).await;
+        assert!(!cached);
+        assert_eq!(first_i64(&r.batches), 1_150);
+    }
+    // A change of tables drops the plans.
+    let batch = RecordBatch::try_new(
+        Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false)])),
+        vec![Arc::new(arrow::array::Int64Array::from(vec![1, 2, 3]))],
+    )
+    .unwrap();
+    let app = MemTable::try_new(batch.schema(), vec![vec![batch]]).unwrap();
+    engine.register_external("app", Arc::new(app)).unwrap();
+    let (third, cached) = traced(&engine, sql).await;
+    assert!(!cached);
+    assert_eq!(first_i64(&third.batches), 1_150);
+}
