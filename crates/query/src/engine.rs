@@ -922,7 +922,7 @@ impl QueryEngine {
             .with_runtime_env(runtime)
             .with_default_features()
             .with_physical_optimizer_rule(Arc::new(crate::from_statistics::AggregateFromStatistics))
-            .with_physical_optimizer_rule(Arc::new(crate::dictionary_group::DictionaryGroupCount))
+            .with_physical_optimizer_rule(Arc::new(crate::dictionary_group::DictionaryGroup))
             .with_physical_optimizer_rule(Arc::new(crate::literal::CountLiteralOnce))
             .with_physical_optimizer_rule(Arc::new(guard::YieldEverywhere))
             .build();

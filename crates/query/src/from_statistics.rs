@@ -124,7 +124,7 @@ fn from_statistics(
     let scan: Arc<dyn ExecutionPlan> = Arc::new(scan.with_partitions(left)?);
     let new: Arc<dyn ExecutionPlan> = match mode {
         AggregateMode::Partial => {
-            let partial = Arc::clone(node).replace_children(vec![scan], keep())?;
+            let partial = Arc::clone(node).replace_children(vec![scan], recompute())?;
             let row = RecordBatch::try_new(partial.schema(), row)?;
             Arc::new(StatisticsRowExec::new(partial, row, answered))
         }
@@ -158,7 +158,7 @@ fn from_statistics(
 }
 
 /// The options that rebuild a node's properties from its new children.
-fn keep() -> ReplaceChildrenOptions {
+fn recompute() -> ReplaceChildrenOptions {
     ReplaceChildrenOptions::new(ChildrenPropertiesMode::Recompute)
 }
 
@@ -339,7 +339,7 @@ impl ExecutionPlan for StatisticsRowExec {
         self: Arc<Self>,
         children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        self.replace_children(children, keep())
+        self.replace_children(children, recompute())
     }
 
     fn execute(&self, partition: usize, context: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {

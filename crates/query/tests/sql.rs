@@ -573,71 +573,165 @@ async fn rows_as_text(engine: &shoal_query::QueryEngine, sql: &str) -> Vec<Vec<S
 }
 
 #[tokio::test]
-async fn counts_grouped_by_dictionary_columns_are_counted_by_their_keys() {
-    // Nulls in both dictionary columns; two sealed segments and a consuming one, each with
-    // dictionaries of its own (the third's `b` values are new).
+async fn aggregations_grouped_by_dictionary_columns_are_kept_by_their_keys() {
+    // Nulls in both dictionary columns and in the DOUBLE `v`; two sealed segments and a
+    // consuming one, each with dictionaries of its own (the third's `b` values are new).
     let schema = serde_json::json!({
         "schemaName": "t",
         "enableColumnBasedNullHandling": true,
         "dimensionFieldSpecs": [{"name": "a", "dataType": "STRING"}, {"name": "b", "dataType": "STRING"}],
-        "metricFieldSpecs": [{"name": "k", "dataType": "LONG"}]
+        "metricFieldSpecs": [{"name": "k", "dataType": "LONG"}, {"name": "v", "dataType": "DOUBLE"}]
     });
     let value = |k: i64, modulo: i64, prefix: &str| match k % modulo {
         0 => "null".to_string(),
         m => format!("\"{prefix}{m}\""),
     };
+    // Halves: their sums are exact in any order.
+    let v = |k: i64| if k % 7 == 0 { "null".to_string() } else { format!("{}", (k % 11) as f64 * 0.5) };
     let rows = |from: i64, count: i64, prefix: &'static str| -> Vec<String> {
         (from..from + count)
-            .map(|k| format!(r#"{{"k": {k}, "a": {}, "b": {}}}"#, value(k, 5, "a"), value(k / 3, 4, prefix)))
+            .map(|k| {
+                let (a, b) = (value(k, 5, "a"), value(k / 3, 4, prefix));
+                format!(r#"{{"k": {k}, "a": {a}, "b": {b}, "v": {}}}"#, v(k))
+            })
             .collect()
     };
     let segments = vec![rows(0, 20_000, "b"), rows(20_000, 9_000, "b"), rows(29_000, 10_000, "c")];
-    let all: Vec<(i64, String, String)> = segments
+    struct Row {
+        k: i64,
+        a: String,
+        b: String,
+        v: Option<f64>,
+    }
+    type Keep = fn(&Row) -> bool;
+    let all: Vec<Row> = segments
         .iter()
         .flatten()
         .map(|r| {
-            let v: serde_json::Value = serde_json::from_str(r).unwrap();
-            let text = |c: &str| v[c].as_str().map_or("NULL".to_string(), str::to_string);
-            (v["k"].as_i64().unwrap(), text("a"), text("b"))
+            let j: serde_json::Value = serde_json::from_str(r).unwrap();
+            let text = |c: &str| j[c].as_str().map_or("NULL".to_string(), str::to_string);
+            Row { k: j["k"].as_i64().unwrap(), a: text("a"), b: text("b"), v: j["v"].as_f64() }
         })
         .collect();
     let [(engine, _d1), _] = segments_with(schema.clone(), &segments, &["a", "b"]);
-    type Keep = fn(i64) -> bool;
-    let expected = |keep: Keep, two: bool| {
-        let mut counts = std::collections::BTreeMap::<Vec<String>, i64>::new();
-        for (_, a, b) in all.iter().filter(|(k, _, _)| keep(*k)) {
-            let key = if two { vec![a.clone(), b.clone()] } else { vec![b.clone()] };
-            *counts.entry(key).or_default() += 1;
+    // A double as the engine's text shows it.
+    let double = |x: Option<f64>| {
+        let array = arrow::array::Float64Array::from(vec![x]);
+        let text = arrow::compute::cast(&array, &arrow::datatypes::DataType::Utf8).unwrap();
+        let text = text.as_string::<i32>();
+        if arrow::array::Array::is_null(text, 0) { "NULL".to_string() } else { text.value(0).to_string() }
+    };
+    #[derive(Clone, Copy)]
+    enum M {
+        Rows,
+        SumK,
+        AvgK,
+        CountV,
+        SumV,
+        AvgV,
+    }
+    let expected = |keep: Keep, two: bool, measures: &[M]| {
+        let mut groups = std::collections::BTreeMap::<Vec<String>, Vec<&Row>>::new();
+        for row in all.iter().filter(|r| keep(r)) {
+            let key = if two { vec![row.a.clone(), row.b.clone()] } else { vec![row.a.clone()] };
+            groups.entry(key).or_default().push(row);
         }
-        let mut rows: Vec<Vec<String>> = counts
+        let mut out: Vec<Vec<String>> = groups
             .into_iter()
-            .map(|(mut key, n)| {
-                key.push(n.to_string());
-                if !two {
-                    key.push(n.to_string());
+            .map(|(mut key, rows)| {
+                let vs: Vec<f64> = rows.iter().filter_map(|r| r.v).collect();
+                let mean = |sum: f64, n: usize| (n > 0).then(|| sum / n as f64);
+                let k_sum: i64 = rows.iter().map(|r| r.k).sum();
+                for m in measures {
+                    key.push(match m {
+                        M::Rows => rows.len().to_string(),
+                        // Pinot's SUM is a DOUBLE: the LONG sum, cast.
+                        M::SumK => double(Some(k_sum as f64)),
+                        M::AvgK => double(mean(k_sum as f64, rows.len())),
+                        M::CountV => vs.len().to_string(),
+                        M::SumV => double((!vs.is_empty()).then(|| vs.iter().sum())),
+                        M::AvgV => double(mean(vs.iter().sum(), vs.len())),
+                    });
                 }
                 key
             })
             .collect();
-        rows.sort();
-        rows
+        out.sort();
+        out
     };
-    let cases: [(&str, Keep, bool); 3] = [
-        ("SELECT a, b, count(*) FROM t GROUP BY a, b", |_| true, true),
-        ("SELECT a, b, count(*) FROM t WHERE k % 2 = 1 GROUP BY a, b", |k| k % 2 == 1, true),
-        ("SELECT b, count(*), count(1) FROM t WHERE k >= 15000 GROUP BY b", |k| k >= 15_000, false),
+    use M::*;
+    let cases: [(&str, Keep, bool, &[M]); 4] = [
+        (
+            "SELECT a, b, count(*), sum(k), count(v), sum(v), avg(v) FROM t GROUP BY a, b",
+            |_| true,
+            true,
+            &[Rows, SumK, CountV, SumV, AvgV],
+        ),
+        ("SELECT a, b, count(*) FROM t WHERE k % 2 = 1 GROUP BY a, b", |r| r.k % 2 == 1, true, &[Rows]),
+        (
+            "SELECT a, count(*), count(1), avg(k), sum(v) FROM t WHERE k >= 15000 GROUP BY a",
+            |r| r.k >= 15_000,
+            false,
+            &[Rows, Rows, AvgK, SumV],
+        ),
+        // Every `v` of these rows is null: their sums and means are null, their count 0.
+        (
+            "SELECT a, sum(v), avg(v), count(v), sum(k) FROM t WHERE k % 7 = 0 GROUP BY a",
+            |r| r.k % 7 == 0,
+            false,
+            &[SumV, AvgV, CountV, SumK],
+        ),
     ];
-    for (sql, keep, two) in cases {
+    for (sql, keep, two, measures) in cases {
         let plan = rows_as_text(&engine, &format!("EXPLAIN {sql}")).await.concat().join("\n");
-        assert!(plan.contains("DictionaryCountExec"), "{sql}: {plan}");
-        assert_eq!(rows_as_text(&engine, sql).await, expected(keep, two), "{sql}");
+        assert!(plan.contains("DictionaryGroupExec"), "{sql}: {plan}");
+        assert_eq!(rows_as_text(&engine, sql).await, expected(keep, two, measures), "{sql}");
     }
-    // Columns that are not dictionaries are grouped as before.
+    // Aggregates whose state it does not keep are grouped as before, and so are columns that
+    // are not dictionaries.
+    let sql = "SELECT a, min(k) FROM t GROUP BY a";
+    let plan = rows_as_text(&engine, &format!("EXPLAIN {sql}")).await.concat().join("\n");
+    assert!(!plan.contains("DictionaryGroupExec"), "{plan}");
     let [(plain, _d3), _] = segments_with(schema, &segments, &[]);
-    let sql = "SELECT a, b, count(*) FROM t GROUP BY a, b";
+    let sql = "SELECT a, b, count(*), sum(k), count(v), sum(v), avg(v) FROM t GROUP BY a, b";
     let plan = rows_as_text(&plain, &format!("EXPLAIN {sql}")).await.concat().join("\n");
-    assert!(!plan.contains("DictionaryCountExec"), "{plan}");
-    assert_eq!(rows_as_text(&plain, sql).await, expected(|_| true, true));
+    assert!(!plan.contains("DictionaryGroupExec"), "{plan}");
+    assert_eq!(rows_as_text(&plain, sql).await, expected(|_| true, true, &[Rows, SumK, CountV, SumV, AvgV]));
+}
+
+#[tokio::test]
+async fn groups_of_dictionaries_too_large_for_a_table_go_on_row_by_row() {
+    // 301 values and null in one column, 263 in the other: 302 * 264 cells is past the dense table's
+    // 65,536, so each row goes on as a group of its own; the answers are those of the same
+    // rows with no column dictionary-encoded.
+    let schema = serde_json::json!({
+        "schemaName": "t",
+        "enableColumnBasedNullHandling": true,
+        "dimensionFieldSpecs": [{"name": "x", "dataType": "STRING"}, {"name": "y", "dataType": "STRING"}],
+        "metricFieldSpecs": [{"name": "k", "dataType": "LONG"}, {"name": "v", "dataType": "DOUBLE"}]
+    });
+    let rows = |from: i64| -> Vec<String> {
+        (from..from + 12_000)
+            .map(|k| {
+                let x = if k % 13 == 0 { "null".to_string() } else { format!("\"x{}\"", k % 301) };
+                let v = if k % 5 == 0 { "null".to_string() } else { format!("{}", (k % 9) as f64 * 0.25) };
+                format!(r#"{{"k": {k}, "x": {x}, "y": "y{}", "v": {v}}}"#, (k / 7) % 263)
+            })
+            .collect()
+    };
+    let segments = vec![rows(0), rows(12_000)];
+    let [(encoded, _d1), _] = segments_with(schema.clone(), &segments, &["x", "y"]);
+    let [(plain, _d2), _] = segments_with(schema, &segments, &[]);
+    for sql in [
+        "SELECT x, y, count(*), sum(k), count(v), sum(v), avg(v) FROM t GROUP BY x, y",
+        "SELECT x, y, avg(v) FROM t WHERE k % 5 = 0 GROUP BY x, y",
+    ] {
+        let plan = rows_as_text(&encoded, &format!("EXPLAIN {sql}")).await.concat().join("\n");
+        assert!(plan.contains("DictionaryGroupExec"), "{sql}: {plan}");
+        let answer = rows_as_text(&encoded, sql).await;
+        assert!(answer.len() > 4_000, "{sql}: {} groups", answer.len());
+        assert_eq!(answer, rows_as_text(&plain, sql).await, "{sql}");
+    }
 }
 
 #[tokio::test]
