@@ -340,19 +340,20 @@ impl Groups {
         }
         // Each row counted in its cell, and its cell kept for the aggregates that read values.
         let (rows, cells) = (&mut self.rows, &mut self.cells);
-        let keep = self.tallies.iter().any(|t| t.measure.arg().is_some());
         cells.clear();
-        cells.reserve(batch.num_rows());
-        cells_of(&keys, |c| match rows.get_mut(c) {
-            Some(n) => {
-                *n += 1;
-                if keep {
+        if self.tallies.iter().any(|t| t.measure.arg().is_some()) {
+            cells.reserve(batch.num_rows());
+            cells_of(&keys, |c| match rows.get_mut(c) {
+                Some(n) => {
+                    *n += 1;
                     cells.push(c as u32);
+                    true
                 }
-                true
-            }
-            None => false,
-        })?;
+                None => false,
+            })?;
+        } else {
+            cells_of(&keys, |c| rows.get_mut(c).map(|n| *n += 1).is_some())?;
+        }
         for tally in &mut self.tallies {
             tally.add(batch, &self.cells)?;
         }
@@ -405,7 +406,8 @@ impl Groups {
 }
 
 /// Hands `each` the cell of each row of `keys` in turn, which says whether the cell is within
-/// its table.
+/// its table. Arrow keeps the keys of non-null rows within their dictionaries (a dictionary
+/// array is checked when made), so a cell past the table is an error, not a panic.
 fn cells_of(keys: &[&DictionaryArray<Int32Type>], mut each: impl FnMut(usize) -> bool) -> Result<()> {
     let past = || internal("a key past its dictionary".to_string());
     // A row's slot in one column: its key, or the dictionary's size for null.
@@ -416,21 +418,18 @@ fn cells_of(keys: &[&DictionaryArray<Int32Type>], mut each: impl FnMut(usize) ->
         }
         usize::try_from(k.keys().value(i)).ok().filter(|&s| s < size).ok_or_else(past)
     };
-    // Without nulls, every key is checked in one pass and an error raised after it.
+    // Without nulls the keys are read as they are, and an error raised after the batch.
     let mut within = true;
     match keys {
         [a] if a.null_count() == 0 => {
-            let size = a.values().len();
             for &k in a.keys().values() {
-                let k = k as u32 as usize;
-                within &= k < size && each(k);
+                within &= each(k as u32 as usize);
             }
         }
         [a, b] if a.null_count() == 0 && b.null_count() == 0 => {
-            let (size, stride) = (a.values().len(), b.values().len());
+            let stride = b.values().len() + 1;
             for (&x, &y) in a.keys().values().iter().zip(b.keys().values()) {
-                let (x, y) = (x as u32 as usize, y as u32 as usize);
-                within &= x < size && y < stride && each(x * (stride + 1) + y);
+                within &= each(x as u32 as usize * stride + y as u32 as usize);
             }
         }
         [a] => {
