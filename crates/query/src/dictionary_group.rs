@@ -287,7 +287,8 @@ impl ExecutionPlan for DictionaryGroupExec {
 struct Groups {
     schema: SchemaRef,
     columns: Vec<usize>,
-    /// The dictionaries' values the tables are kept by keys of (empty before the first batch).
+    /// The dictionaries' values the tables are kept by keys of (empty before the first batch
+    /// and after a flush).
     values: Vec<ArrayRef>,
     /// Rows per cell: the keys of the columns, each with its null slot at its dictionary's size,
     /// the first column's the slower.
@@ -360,15 +361,18 @@ impl Groups {
         Ok(out)
     }
 
-    /// One row per cell kept since the dictionaries last changed, and the tables emptied.
+    /// One row per cell kept since the dictionaries last changed; the tables and the
+    /// dictionaries are let go, so the next batch starts new ones.
     fn flush(&mut self) -> Result<Option<RecordBatch>> {
-        if self.values.is_empty() || self.rows.iter().all(|&n| n == 0) {
+        let values = std::mem::take(&mut self.values);
+        let rows = std::mem::take(&mut self.rows);
+        if values.is_empty() || rows.iter().all(|&n| n == 0) {
             return Ok(None);
         }
-        let sizes: Vec<usize> = self.values.iter().map(|v| v.len() + 1).collect();
+        let sizes: Vec<usize> = values.iter().map(|v| v.len() + 1).collect();
         let mut keys: Vec<Vec<Option<i32>>> = vec![Vec::new(); sizes.len()];
         let mut taken = Vec::new();
-        for (cell, n) in self.rows.iter().enumerate() {
+        for (cell, n) in rows.iter().enumerate() {
             if *n == 0 {
                 continue;
             }
@@ -382,15 +386,12 @@ impl Groups {
             taken.push(cell);
         }
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.schema.fields().len());
-        for (k, values) in keys.into_iter().zip(&self.values) {
+        for (k, values) in keys.into_iter().zip(values) {
             let keys = Int32Array::from(k);
-            columns.push(Arc::new(DictionaryArray::<Int32Type>::try_new(keys, Arc::clone(values))?));
+            columns.push(Arc::new(DictionaryArray::<Int32Type>::try_new(keys, values)?));
         }
         for tally in &mut self.tallies {
-            tally.take(&taken, &self.rows, &mut columns);
-        }
-        for &cell in &taken {
-            self.rows[cell] = 0;
+            tally.take(&taken, &rows, &mut columns);
         }
         Ok(Some(RecordBatch::try_new(Arc::clone(&self.schema), columns)?))
     }
@@ -506,41 +507,28 @@ impl Tally {
         Ok(())
     }
 
-    /// The state of each cell of `taken` onto `columns`, and those cells emptied.
+    /// The state of each cell of `taken` onto `columns`; the tables are let go.
     fn take(&mut self, taken: &[usize], rows: &[u64], columns: &mut Vec<ArrayRef>) {
-        let seen = &self.seen;
+        let seen = std::mem::take(&mut self.seen);
+        let (long, double) = (std::mem::take(&mut self.long), std::mem::take(&mut self.double));
         let counts = |of: &[u64]| Int64Array::from_iter_values(taken.iter().map(|&c| of[c] as i64));
+        // Sums are null where no value was seen, as in DataFusion's own state.
+        let doubles = || taken.iter().map(|&c| (seen[c] > 0).then_some(double[c])).collect::<Float64Array>();
         let state: Vec<ArrayRef> = match &self.measure {
             Measure::Rows => vec![Arc::new(counts(rows))],
-            Measure::Valid(_) => vec![Arc::new(counts(seen))],
+            Measure::Valid(_) => vec![Arc::new(counts(&seen))],
             Measure::SumLong(_) => {
-                let sums = taken.iter().map(|&c| (seen[c] > 0).then_some(self.long[c]));
+                let sums = taken.iter().map(|&c| (seen[c] > 0).then_some(long[c]));
                 vec![Arc::new(sums.collect::<Int64Array>())]
             }
-            Measure::SumDouble(_) => {
-                let sums = taken.iter().map(|&c| (seen[c] > 0).then_some(self.double[c]));
-                vec![Arc::new(sums.collect::<Float64Array>())]
-            }
+            Measure::SumDouble(_) => vec![Arc::new(doubles())],
             Measure::Avg(_) => {
-                let sums = taken.iter().map(|&c| (seen[c] > 0).then_some(self.double[c]));
-                // Both null where no value was seen, as DataFusion's own state has them: a
-                // count of 0 would make the final mean 0/0.
-                let seen: UInt64Array = taken.iter().map(|&c| (seen[c] > 0).then_some(seen[c])).collect();
-                vec![Arc::new(seen), Arc::new(sums.collect::<Float64Array>())]
+                // The count too: a count of 0 would make the final mean 0/0.
+                let counts: UInt64Array = taken.iter().map(|&c| (seen[c] > 0).then_some(seen[c])).collect();
+                vec![Arc::new(counts), Arc::new(doubles())]
             }
         };
         columns.extend(state);
-        for &c in taken {
-            if let Some(n) = self.seen.get_mut(c) {
-                *n = 0;
-            }
-            if let Some(s) = self.long.get_mut(c) {
-                *s = 0;
-            }
-            if let Some(s) = self.double.get_mut(c) {
-                *s = 0.0;
-            }
-        }
     }
 
     /// The state of each row of `batch` as a group of its own onto `columns`.

@@ -572,16 +572,26 @@ async fn rows_as_text(engine: &shoal_query::QueryEngine, sql: &str) -> Vec<Vec<S
     rows
 }
 
-#[tokio::test]
-async fn aggregations_grouped_by_dictionary_columns_are_kept_by_their_keys() {
-    // Nulls in both dictionary columns and in the DOUBLE `v`; two sealed segments and a
-    // consuming one, each with dictionaries of its own (the third's `b` values are new).
-    let schema = serde_json::json!({
+/// The plan `engine` makes of `sql`, as EXPLAIN shows it.
+async fn explain(engine: &shoal_query::QueryEngine, sql: &str) -> String {
+    rows_as_text(engine, &format!("EXPLAIN {sql}")).await.concat().join("\n")
+}
+
+/// Two STRING dimensions `a` and `b`, a LONG `k` and a DOUBLE `v`, nulls kept.
+fn two_strings_and_metrics() -> serde_json::Value {
+    serde_json::json!({
         "schemaName": "t",
         "enableColumnBasedNullHandling": true,
         "dimensionFieldSpecs": [{"name": "a", "dataType": "STRING"}, {"name": "b", "dataType": "STRING"}],
         "metricFieldSpecs": [{"name": "k", "dataType": "LONG"}, {"name": "v", "dataType": "DOUBLE"}]
-    });
+    })
+}
+
+#[tokio::test]
+async fn aggregations_grouped_by_dictionary_columns_are_kept_by_their_keys() {
+    // Nulls in both dictionary columns and in the DOUBLE `v`; two sealed segments and a
+    // consuming one, each with dictionaries of its own (the third's `b` values are new).
+    let schema = two_strings_and_metrics();
     let value = |k: i64, modulo: i64, prefix: &str| match k % modulo {
         0 => "null".to_string(),
         m => format!("\"{prefix}{m}\""),
@@ -683,50 +693,45 @@ async fn aggregations_grouped_by_dictionary_columns_are_kept_by_their_keys() {
         ),
     ];
     for (sql, keep, two, measures) in cases {
-        let plan = rows_as_text(&engine, &format!("EXPLAIN {sql}")).await.concat().join("\n");
+        let plan = explain(&engine, sql).await;
         assert!(plan.contains("DictionaryGroupExec"), "{sql}: {plan}");
         assert_eq!(rows_as_text(&engine, sql).await, expected(keep, two, measures), "{sql}");
     }
     // Aggregates whose state it does not keep are grouped as before, and so are columns that
     // are not dictionaries.
     let sql = "SELECT a, min(k) FROM t GROUP BY a";
-    let plan = rows_as_text(&engine, &format!("EXPLAIN {sql}")).await.concat().join("\n");
+    let plan = explain(&engine, sql).await;
     assert!(!plan.contains("DictionaryGroupExec"), "{plan}");
     let [(plain, _d3), _] = segments_with(schema, &segments, &[]);
     let sql = "SELECT a, b, count(*), sum(k), count(v), sum(v), avg(v) FROM t GROUP BY a, b";
-    let plan = rows_as_text(&plain, &format!("EXPLAIN {sql}")).await.concat().join("\n");
+    let plan = explain(&plain, sql).await;
     assert!(!plan.contains("DictionaryGroupExec"), "{plan}");
     assert_eq!(rows_as_text(&plain, sql).await, expected(|_| true, true, &[Rows, SumK, CountV, SumV, AvgV]));
 }
 
 #[tokio::test]
 async fn groups_of_dictionaries_too_large_for_a_table_go_on_row_by_row() {
-    // 301 values and null in one column, 263 in the other: 302 * 264 cells is past the dense table's
-    // 65,536, so each row goes on as a group of its own; the answers are those of the same
-    // rows with no column dictionary-encoded.
-    let schema = serde_json::json!({
-        "schemaName": "t",
-        "enableColumnBasedNullHandling": true,
-        "dimensionFieldSpecs": [{"name": "x", "dataType": "STRING"}, {"name": "y", "dataType": "STRING"}],
-        "metricFieldSpecs": [{"name": "k", "dataType": "LONG"}, {"name": "v", "dataType": "DOUBLE"}]
-    });
+    // 301 values and null in one column, 263 in the other: 302 * 264 cells is past the dense
+    // table's 65,536, so each row goes on as a group of its own; the answers are those of the
+    // same rows with no column dictionary-encoded.
+    let schema = two_strings_and_metrics();
     let rows = |from: i64| -> Vec<String> {
         (from..from + 12_000)
             .map(|k| {
-                let x = if k % 13 == 0 { "null".to_string() } else { format!("\"x{}\"", k % 301) };
+                let a = if k % 13 == 0 { "null".to_string() } else { format!("\"a{}\"", k % 301) };
                 let v = if k % 5 == 0 { "null".to_string() } else { format!("{}", (k % 9) as f64 * 0.25) };
-                format!(r#"{{"k": {k}, "x": {x}, "y": "y{}", "v": {v}}}"#, (k / 7) % 263)
+                format!(r#"{{"k": {k}, "a": {a}, "b": "b{}", "v": {v}}}"#, (k / 7) % 263)
             })
             .collect()
     };
     let segments = vec![rows(0), rows(12_000)];
-    let [(encoded, _d1), _] = segments_with(schema.clone(), &segments, &["x", "y"]);
+    let [(encoded, _d1), _] = segments_with(schema.clone(), &segments, &["a", "b"]);
     let [(plain, _d2), _] = segments_with(schema, &segments, &[]);
     for sql in [
-        "SELECT x, y, count(*), sum(k), count(v), sum(v), avg(v) FROM t GROUP BY x, y",
-        "SELECT x, y, avg(v) FROM t WHERE k % 5 = 0 GROUP BY x, y",
+        "SELECT a, b, count(*), sum(k), count(v), sum(v), avg(v) FROM t GROUP BY a, b",
+        "SELECT a, b, avg(v) FROM t WHERE k % 5 = 0 GROUP BY a, b",
     ] {
-        let plan = rows_as_text(&encoded, &format!("EXPLAIN {sql}")).await.concat().join("\n");
+        let plan = explain(&encoded, sql).await;
         assert!(plan.contains("DictionaryGroupExec"), "{sql}: {plan}");
         let answer = rows_as_text(&encoded, sql).await;
         assert!(answer.len() > 4_000, "{sql}: {} groups", answer.len());
